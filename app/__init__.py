@@ -1,0 +1,49 @@
+"""tally's Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+from flask import Flask, g, request
+
+from app.bootstrap import Container, build
+from app.config import Settings
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _assign_request_id() -> None:
+    incoming = request.headers.get("X-Request-Id", "")
+    g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+
+
+def _echo_request_id(response):  # type: ignore[no-untyped-def]
+    request_id = getattr(g, "request_id", None)
+    if request_id:
+        response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None, **overrides: Any) -> Flask:
+    """Build the app: Settings -> Container (lazy, fork-safe) -> blueprints, errors, CLI."""
+    from app import api, auth, cli, errors, idempotency
+
+    container = container or build(settings, **overrides)
+    settings = container.settings
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_content_length, JSON_SORT_KEYS=False)
+    app.json.sort_keys = False
+    app.extensions["tally"] = container
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    app.before_request(_assign_request_id)
+    app.before_request(auth.load_principal)
+    idempotency.init_app(app)
+    app.after_request(_echo_request_id)
+    api.init_app(app)
+    errors.init_app(app)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,1 @@
+"""Infrastructure adapters: Flask-free implementations of the domain's ports."""

@@ -1,0 +1,64 @@
+"""SQLAlchemy Core tables owned by the app (not read models): keys, idempotency, provider events."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("subject", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("principal", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("method", String(8), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # in_progress | done
+    Column("response_status", Integer, nullable=True),
+    Column("response_body", Text, nullable=True),
+    Column("response_headers", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+)
+
+provider_events = Table(
+    "provider_events",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("provider", String(16), nullable=False),
+    Column("type", String(128), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # received | applied | unmatched | ignored
+    Column("detail", Text, nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", BigInteger, nullable=False, default=0),
+)
+
+payment_references = Table(
+    "payment_references",
+    metadata,
+    Column("provider_reference", String(255), primary_key=True),
+    Column("payment_id", String(36), nullable=False),
+)

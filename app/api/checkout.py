@@ -1,0 +1,62 @@
+"""Checkout sessions and their confirmation (payment first)."""
+
+from __future__ import annotations
+
+from flask import current_app, g
+from flask_smorest import Blueprint
+
+from app import handlers
+from app.api import json_response
+from app.auth import check_subject, current_principal, require
+from app.presenters import order_view, payment_view, session_view
+from app.schemas import (
+    ActionRequiredSchema,
+    CheckoutSessionRequestSchema,
+    CheckoutSessionSchema,
+    ConfirmedSchema,
+    ConfirmRequestSchema,
+    ProblemSchema,
+)
+
+bp = Blueprint("checkout", __name__, url_prefix="/api/checkout", description="Checkout")
+
+
+@bp.route("/sessions", methods=["POST"])
+@require("admin", "customer")
+@bp.arguments(CheckoutSessionRequestSchema)
+@bp.response(201, CheckoutSessionSchema)
+def create_session(data):
+    """Quote a cart per seller and open a checkout session."""
+    check_subject("customer", data["customer_id"])
+    container = current_app.extensions["tally"]
+    session = handlers.create_checkout_session(container, data)
+    return json_response(session_view(session), 201)
+
+
+@bp.route("/sessions/<session_id>")
+@require("admin", "auditor", "customer")
+@bp.response(200, CheckoutSessionSchema)
+def get_session(session_id):
+    """A checkout session (410 once expired)."""
+    container = current_app.extensions["tally"]
+    session = container.sessions.get(session_id)
+    check_subject("customer", session["customer_id"])
+    return json_response(session_view(session))
+
+
+@bp.route("/sessions/<session_id>/confirm", methods=["POST"])
+@require("admin", "customer")
+@bp.arguments(ConfirmRequestSchema)
+@bp.response(201, ConfirmedSchema)
+@bp.alt_response(202, schema=ActionRequiredSchema, description="The customer must authenticate (3-D Secure)")
+@bp.alt_response(402, schema=ProblemSchema, description="Payment declined", content_type="application/problem+json")
+def confirm_session(data, session_id):
+    """Take the payment; place the order and its allocations only if it succeeded."""
+    container = current_app.extensions["tally"]
+    session = container.sessions.get(session_id)
+    check_subject("customer", session["customer_id"])
+    cause = current_principal().cause(g.request_id)
+    outcome, payment, order = handlers.confirm_checkout(container, session_id, data["payment_method"], cause)
+    if outcome == "requires_action":
+        return json_response({"payment": payment_view(payment)}, 202)
+    return json_response({"order": order_view(order), "payment": payment_view(payment)}, 201)

@@ -1,0 +1,44 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_smorest import Blueprint
+from sqlalchemy import text
+
+from app.api import json_response
+from app.schemas import HealthSchema
+
+bp = Blueprint("health", __name__, url_prefix="/api", description="Health checks")
+
+
+@bp.route("/healthz")
+@bp.response(200, HealthSchema)
+@bp.doc(security=[])
+def healthz():
+    """The process is up."""
+    return json_response({"status": "ok"})
+
+
+@bp.route("/readyz")
+@bp.response(200, HealthSchema)
+@bp.alt_response(503, schema=HealthSchema, description="A dependency does not answer")
+@bp.doc(security=[])
+def readyz():
+    """The event store and Redis answer."""
+    container = current_app.extensions["tally"]
+    checks = {}
+    try:
+        container.marketplace.recorder.max_notification_id()
+        with container.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    try:
+        container.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["redis"] = f"unavailable: {type(exc).__name__}"
+    ready = all(value == "ok" for value in checks.values())
+    return json_response({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503)

@@ -1,0 +1,52 @@
+"""Orders, payments and refunds."""
+
+from __future__ import annotations
+
+from flask import current_app, g
+from flask_smorest import Blueprint
+
+from app import handlers
+from app.api import json_response
+from app.auth import check_subject, current_principal, require
+from app.presenters import order_view, payment_view
+from app.schemas import OrderSchema, PaymentSchema, RefundRequestSchema, RefundSchema
+
+bp = Blueprint("orders", __name__, url_prefix="/api", description="Orders, payments and refunds")
+
+
+@bp.route("/orders/<order_id>")
+@require("admin", "auditor", "customer")
+@bp.response(200, OrderSchema)
+def get_order(order_id):
+    """An order with its per-seller allocations."""
+    order = current_app.extensions["tally"].marketplace.get_order(order_id)
+    check_subject("customer", order.customer_id)
+    return json_response(order_view(order))
+
+
+@bp.route("/payments/<payment_id>")
+@require("admin", "auditor", "customer")
+@bp.response(200, PaymentSchema)
+def get_payment(payment_id):
+    """A payment attempt."""
+    payment = current_app.extensions["tally"].marketplace.get_payment(payment_id)
+    check_subject("customer", payment.customer_id)
+    return json_response(payment_view(payment))
+
+
+@bp.route("/orders/<order_id>/refunds", methods=["POST"])
+@require("admin")
+@bp.arguments(RefundRequestSchema)
+@bp.response(201, RefundSchema)
+def refund_order(data, order_id):
+    """Refund part or all of an order; fees are reversed at each allocation's own rate."""
+    container = current_app.extensions["tally"]
+    refund = handlers.refund_order(
+        container,
+        order_id,
+        data["amount"],
+        data.get("seller_id"),
+        data.get("reason"),
+        current_principal().cause(g.request_id),
+    )
+    return json_response(refund, 201)

@@ -1,0 +1,32 @@
+"""Payment provider webhooks: verified on the raw body, each event applied once."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+from flask_smorest import Blueprint
+from werkzeug.exceptions import BadRequest
+
+from app import handlers
+from app.adapters.payments import WebhookSignatureError, check_webhook
+from app.api import json_response
+from app.schemas import WebhookAckSchema
+
+bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks", description="Provider webhooks")
+
+
+@bp.route("/stripe", methods=["POST"])
+@bp.response(200, WebhookAckSchema)
+@bp.doc(security=[])
+def stripe_webhook():
+    """A Stripe event, signed with STRIPE_WEBHOOK_SECRET."""
+    container = current_app.extensions["tally"]
+    try:
+        event = check_webhook(
+            request.get_data(cache=True),
+            request.headers.get("Stripe-Signature"),
+            container.settings.stripe_webhook_secret,
+        )
+    except WebhookSignatureError as exc:
+        raise BadRequest(str(exc)) from None
+    outcome = handlers.receive_provider_event(container, event)
+    return json_response({"received": True, "outcome": outcome})

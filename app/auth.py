@@ -1,0 +1,134 @@
+"""API keys: created by the CLI, stored as SHA-256 hashes, compared in constant time.
+
+A key reads ``tk_<key id>.<secret>``. Only the id and the hash of the secret are stored;
+the secret is high-entropy (256 bits), so a fast hash is the right tool (as for GitHub
+tokens): there is nothing to brute-force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import wraps
+from typing import TYPE_CHECKING, Any, Callable
+
+from flask import current_app, g, request
+from sqlalchemy import insert, select
+from werkzeug.exceptions import Forbidden, Unauthorized
+
+from app.adapters.tables import api_keys
+
+if TYPE_CHECKING:  # pragma: nocover
+    from sqlalchemy.engine import Engine
+
+ROLES = ("admin", "auditor", "customer", "seller")
+SUBJECT_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_KEY_RE = re.compile(r"^tk_([0-9a-f]{24})\.([A-Za-z0-9_-]{43})$")
+_DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key id, its role and (for customers and sellers) the subject."""
+
+    key_id: str
+    role: str
+    subject: str | None = None
+
+    def cause(self, request_id: str, reason: str | None = None) -> dict[str, Any]:
+        role = f"{self.role}:{self.subject}" if self.subject else self.role
+        return {"actor_id": self.key_id, "actor_role": role, "request_id": request_id, "reason": reason}
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(engine: Engine, role: str, subject: str | None) -> tuple[str, str]:
+    """Store a new key; return (key id, the full key, shown once)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if role in ("customer", "seller"):
+        if not subject or not SUBJECT_RE.match(subject):
+            raise ValueError("customer and seller keys need --subject of 1-64 chars of [A-Za-z0-9_.:-]")
+    elif subject:
+        raise ValueError(f"{role} keys take no subject")
+    key_id = secrets.token_hex(12)
+    secret = secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(api_keys).values(
+                id=key_id,
+                secret_hash=_hash(secret),
+                role=role,
+                subject=subject,
+                created_at=datetime.now(timezone.utc),
+            )
+        )
+    return key_id, f"tk_{key_id}.{secret}"
+
+
+def authenticate(engine: Engine, header: str | None) -> Principal | None:
+    """The principal for an ``Authorization: Bearer`` header, or None."""
+    if not header or not header.startswith("Bearer "):
+        return None
+    match = _KEY_RE.match(header[7:].strip())
+    if not match:
+        return None
+    key_id, secret = match.groups()
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(api_keys.c.secret_hash, api_keys.c.role, api_keys.c.subject, api_keys.c.revoked_at).where(
+                api_keys.c.id == key_id
+            )
+        ).first()
+    stored = row.secret_hash if row is not None else _DUMMY_HASH
+    if not hmac.compare_digest(stored, _hash(secret)) or row is None or row.revoked_at is not None:
+        return None
+    return Principal(key_id=key_id, role=row.role, subject=row.subject)
+
+
+def load_principal() -> None:
+    """before_request: identify the caller (authorization happens per endpoint)."""
+    container = current_app.extensions["tally"]
+    header = request.headers.get("Authorization")
+    g.principal = authenticate(container.engine, header) if header else None
+    g.bad_credentials = bool(header) and g.principal is None
+
+
+def current_principal() -> Principal:
+    principal = getattr(g, "principal", None)
+    if principal is None:
+        if getattr(g, "bad_credentials", False):
+            raise Unauthorized("The API key is not valid.")
+        raise Unauthorized("An API key is required: Authorization: Bearer <key>.")
+    return principal
+
+
+def require(*roles: str) -> Callable:
+    """Allow only these roles (auditors never write: give "auditor" to GETs only)."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = current_principal()
+            if principal.role not in roles:
+                raise Forbidden(f"A {principal.role} key may not do this.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def check_subject(role: str, subject: str) -> None:
+    """A customer or seller key acts only on its own subject; admin and auditor on any."""
+    principal = current_principal()
+    if principal.role == role and principal.subject != subject:
+        raise Forbidden(f"This key may only act for {role} {principal.subject}.")
+    if principal.role not in (role, "admin", "auditor"):
+        raise Forbidden(f"A {principal.role} key may not do this.")

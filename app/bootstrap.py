@@ -1,0 +1,122 @@
+"""The composition root: builds every adapter from Settings, lazily and once per process.
+
+Nothing here connects at import time, and everything is rebuilt in a process that was
+forked after it was built (gunicorn --preload, RQ work horses): a connection pool must
+never cross a fork.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from redis import Redis
+from sqlalchemy.engine import Engine
+
+from app.adapters.checkout_sessions import RedisCheckoutSessions
+from app.adapters.db import build_engine, ensure_schema
+from app.adapters.payments import build_gateway
+from app.adapters.tables import metadata
+from app.config import Settings
+from domain.ports import PaymentGateway
+from domain.services import Marketplace
+
+_STAND_IN_SERVERS: dict[str, Any] = {}
+_STAND_IN_LOCK = threading.Lock()
+
+
+def _stand_in_redis(name: str) -> Redis:
+    """The in-process Redis stand-in used when REDIS_URL is unset (one server per name)."""
+    import fakeredis
+
+    with _STAND_IN_LOCK:
+        server = _STAND_IN_SERVERS.setdefault(name, fakeredis.FakeServer())
+    return fakeredis.FakeRedis(server=server)
+
+
+class Container:
+    """Holds the adapters of one process; tests pass fakes as keyword overrides."""
+
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
+        self.settings = settings
+        self._overrides = overrides
+        self._pid = os.getpid()
+        self._built: dict[str, Any] = {}
+        self._lock = threading.RLock()
+
+    def _get(self, name: str, factory: Callable[[], Any]) -> Any:
+        if name in self._overrides:
+            return self._overrides[name]
+        if self._pid != os.getpid():
+            # Forked: drop (without closing) what the parent built; it belongs to the parent.
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._built = {}
+                    self._pid = os.getpid()
+        try:
+            return self._built[name]
+        except KeyError:
+            pass
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = factory()
+            return self._built[name]
+
+    @property
+    def engine(self) -> Engine:
+        def factory() -> Engine:
+            db = self.settings.database
+            engine = build_engine(db)
+            ensure_schema(engine, db.schema)
+            metadata.create_all(engine)
+            from projections.tables import metadata as read_metadata
+
+            read_metadata.create_all(engine)
+            return engine
+
+        return self._get("engine", factory)
+
+    @property
+    def marketplace(self) -> Marketplace:
+        def factory() -> Marketplace:
+            self.engine  # the schema must exist before the event store creates its tables
+            return Marketplace(env=self.settings.database.eventsourcing_env())
+
+        return self._get("marketplace", factory)
+
+    @property
+    def redis(self) -> Redis:
+        def factory() -> Redis:
+            if self.settings.redis_url:
+                return Redis.from_url(self.settings.redis_url)
+            return _stand_in_redis(self.settings.key_prefix)
+
+        return self._get("redis", factory)
+
+    @property
+    def sessions(self) -> RedisCheckoutSessions:
+        return self._get("sessions", lambda: RedisCheckoutSessions(self.redis, self.settings.key_prefix))
+
+    @property
+    def gateway(self) -> PaymentGateway:
+        return self._get("gateway", lambda: build_gateway(self.settings))
+
+    def close(self) -> None:
+        """Close what this process built."""
+        with self._lock:
+            built, self._built = self._built, {}
+        if self._pid != os.getpid():
+            return
+        if "marketplace" in built:
+            built["marketplace"].close()
+        if "engine" in built:
+            built["engine"].dispose()
+        if "redis" in built and self.settings.redis_url:
+            built["redis"].close()
+
+
+def build(settings: Settings | None = None, **overrides: Any) -> Container:
+    """Build the container for these settings (read from the environment when not given)."""
+    return Container(settings or Settings.from_env(), **overrides)

@@ -1,0 +1,145 @@
+"""Settings, read once from the environment (the only place that reads os.environ)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = f"sqlite:///{ROOT / 'var' / 'tally.db'}"
+
+
+class SettingsError(ValueError):
+    """A setting has a value tally cannot use."""
+
+
+def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    raw = env.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{key} must be between {low} and {high}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything tally can be configured with."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    database_schema: str | None = None
+    redis_url: str | None = None
+    payment_provider: str = "mock"
+    platform_fee_bps: int = 1000
+    checkout_session_ttl_seconds: int = 1800
+    stripe_api_key: str | None = field(default=None, repr=False)
+    stripe_webhook_secret: str | None = field(default=None, repr=False)
+    stripe_api_base: str | None = None
+    max_content_length: int = 1_000_000
+    log_level: str = "INFO"
+    key_prefix: str = "tally"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        provider = env.get("PAYMENT_PROVIDER", "mock") or "mock"
+        if provider not in ("mock", "stripe"):
+            raise SettingsError(f"PAYMENT_PROVIDER must be mock or stripe, got {provider!r}")
+        settings = cls(
+            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_schema=env.get("DATABASE_SCHEMA") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            payment_provider=provider,
+            platform_fee_bps=_int(env, "PLATFORM_FEE_BPS", 1000, 0, 10_000),
+            checkout_session_ttl_seconds=_int(env, "CHECKOUT_SESSION_TTL_SECONDS", 1800, 1, 86_400 * 30),
+            stripe_api_key=env.get("STRIPE_API_KEY") or None,
+            stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
+            stripe_api_base=env.get("STRIPE_API_BASE") or None,
+            max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1_000_000, 1024, 100_000_000),
+            log_level=env.get("LOG_LEVEL", "INFO") or "INFO",
+            key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",
+        )
+        settings.database  # validate early
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def database(self) -> DatabaseConfig:
+        return DatabaseConfig.parse(self.database_url, self.database_schema)
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """One DATABASE_URL, seen by eventsourcing and by SQLAlchemy."""
+
+    kind: str  # "sqlite" | "postgres"
+    sqlite_path: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = ""
+    password: str = field(default="", repr=False)
+    dbname: str = ""
+    schema: str | None = None
+
+    @classmethod
+    def parse(cls, url: str, schema: str | None = None) -> DatabaseConfig:
+        parts = urlsplit(url)
+        scheme = parts.scheme.split("+")[0]
+        if scheme == "sqlite":
+            path = url.split(":///", 1)[1] if ":///" in url else ""
+            if not path:
+                raise SettingsError("DATABASE_URL for sqlite needs a file path: sqlite:///path/to.db")
+            return cls(kind="sqlite", sqlite_path=path)
+        if scheme in ("postgres", "postgresql"):
+            return cls(
+                kind="postgres",
+                host=parts.hostname or "127.0.0.1",
+                port=parts.port or 5432,
+                user=unquote(parts.username or ""),
+                password=unquote(parts.password or ""),
+                dbname=(parts.path or "/").lstrip("/") or "postgres",
+                schema=schema,
+            )
+        raise SettingsError(f"DATABASE_URL must start with sqlite:/// or postgresql://, got {scheme!r}")
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        if self.kind == "sqlite":
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": self.sqlite_path or "",
+                "SQLITE_LOCK_TIMEOUT": "30",
+            }
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.dbname,
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_POOL_SIZE": "2",
+            "POSTGRES_MAX_OVERFLOW": "10",
+            "POSTGRES_LOCK_TIMEOUT": "5",
+        }
+        if self.schema:
+            env["POSTGRES_SCHEMA"] = self.schema
+        return env
+
+    def sqlalchemy_url(self) -> str:
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.sqlite_path}"
+        from urllib.parse import quote
+
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        return f"postgresql+psycopg://{auth}@{self.host}:{self.port}/{self.dbname}"

@@ -1,0 +1,1 @@
+"""The domain: aggregates, events, money. Imports nothing from Flask, SQLAlchemy, Redis or Stripe."""

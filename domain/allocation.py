@@ -1,0 +1,122 @@
+"""Allocation: what one seller is owed from one order, net of refunds."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import AllocationStateError, RefundExceedsRemainingError
+from domain.ids import allocation_id
+from domain.money import prorate
+
+
+class Allocation(Aggregate):
+    """One order's share for one seller, charged at a fixed fee rate."""
+
+    @staticmethod
+    def create_id(order_id: str, seller_id: str, **_: Any) -> UUID:
+        return allocation_id(UUID(order_id), seller_id)
+
+    @event("Created")
+    def __init__(
+        self,
+        order_id: str,
+        seller_id: str,
+        customer_id: str,
+        payment_id: str,
+        currency: str,
+        subtotal_amount: int,
+        fee_bps: int,
+        platform_fee_amount: int,
+        payout_amount: int,
+        items: list[dict[str, Any]],
+        cause: dict[str, Any],
+    ) -> None:
+        self.order_id = order_id
+        self.seller_id = seller_id
+        self.customer_id = customer_id
+        self.payment_id = payment_id
+        self.currency = currency
+        self.subtotal_amount = subtotal_amount
+        self.fee_bps = fee_bps
+        self.platform_fee_amount = platform_fee_amount
+        self.payout_amount = payout_amount
+        self.items = items
+        self.refunded_amount = 0
+        self.platform_fee_reversed_amount = 0
+        self.payout_reversed_amount = 0
+        self.settlement_id: str | None = None
+        self.refunds: list[dict[str, Any]] = []
+
+    @property
+    def refundable_amount(self) -> int:
+        return self.subtotal_amount - self.refunded_amount
+
+    @property
+    def is_settled(self) -> bool:
+        return self.settlement_id is not None
+
+    def reversal_for(self, amount: int) -> tuple[int, int]:
+        """(fee reversed, payout reversed) for refunding ``amount`` more.
+
+        The fee is rounded once on the cumulative refunded amount, so all refunds
+        together reverse exactly ``fee * refunded / subtotal`` (the whole fee when
+        everything is refunded), at this allocation's own rate.
+        """
+        if amount <= 0 or amount > self.refundable_amount:
+            raise RefundExceedsRemainingError(
+                f"refund of {amount} exceeds the {self.refundable_amount} left to refund "
+                f"for seller {self.seller_id}"
+            )
+        cumulative = self.refunded_amount + amount
+        fee_total = prorate(self.platform_fee_amount, cumulative, self.subtotal_amount)
+        fee_reversed = fee_total - self.platform_fee_reversed_amount
+        return fee_reversed, amount - fee_reversed
+
+    def refund(self, refund_id: str, amount: int, cause: dict[str, Any]) -> dict[str, Any]:
+        fee_reversed, payout_reversed = self.reversal_for(amount)
+        self._refunded(refund_id, amount, fee_reversed, payout_reversed, self.settlement_id, cause)
+        return {
+            "seller_id": self.seller_id,
+            "allocation_id": str(self.id),
+            "amount": amount,
+            "platform_fee_reversed_amount": fee_reversed,
+            "payout_reversed_amount": payout_reversed,
+            "carried_as_adjustment": self.is_settled,
+        }
+
+    @event("Refunded")
+    def _refunded(
+        self,
+        refund_id: str,
+        amount: int,
+        platform_fee_reversed_amount: int,
+        payout_reversed_amount: int,
+        settled_by: str | None,
+        cause: dict[str, Any],
+    ) -> None:
+        """A refund; when ``settled_by`` is set the payout was already settled and the
+        reversal is a negative adjustment owed by the seller's next settlement."""
+        self.refunded_amount += amount
+        self.platform_fee_reversed_amount += platform_fee_reversed_amount
+        self.payout_reversed_amount += payout_reversed_amount
+        self.refunds.append(
+            {
+                "refund_id": refund_id,
+                "amount": amount,
+                "platform_fee_reversed_amount": platform_fee_reversed_amount,
+                "payout_reversed_amount": payout_reversed_amount,
+                "adjustment_of": settled_by,
+            }
+        )
+
+    def settle(self, settlement_id: str, cause: dict[str, Any]) -> None:
+        if self.settlement_id is not None:
+            raise AllocationStateError(f"allocation already settled by {self.settlement_id}")
+        self._settled(settlement_id, self.payout_amount - self.payout_reversed_amount, cause)
+
+    @event("Settled")
+    def _settled(self, settlement_id: str, payout_amount: int, cause: dict[str, Any]) -> None:
+        self.settlement_id = settlement_id

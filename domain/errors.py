@@ -1,0 +1,80 @@
+"""Domain errors: every rule the aggregates enforce raises one of these."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A business rule refused the command."""
+
+
+class InvalidAmountError(DomainError, ValueError):
+    """An amount is not a valid integer number of minor units."""
+
+
+class UnknownCurrencyError(DomainError, ValueError):
+    """The currency is not an ISO 4217 code."""
+
+
+class CurrencyMismatchError(DomainError, ValueError):
+    """Two amounts in different currencies were combined."""
+
+
+class InvalidCheckoutError(DomainError):
+    """The checkout cannot be quoted (empty, too large, mixed up)."""
+
+
+class NotFoundError(DomainError):
+    """The thing asked for does not exist."""
+
+
+class CheckoutSessionNotFoundError(NotFoundError):
+    """No checkout session with this id was ever created."""
+
+
+class CheckoutSessionExpiredError(DomainError):
+    """The checkout session has expired."""
+
+
+class CheckoutConflictError(DomainError):
+    """The checkout session cannot be confirmed in its current state."""
+
+
+class PaymentNotFoundError(NotFoundError):
+    """No payment with this id."""
+
+
+class OrderNotFoundError(NotFoundError):
+    """No order with this id."""
+
+
+class PaymentStateError(DomainError):
+    """The payment cannot make this transition from its current status."""
+
+
+class PaymentDeclinedError(DomainError):
+    """The provider declined the payment."""
+
+    def __init__(self, payment_id: str, reason: str) -> None:
+        super().__init__(f"payment declined: {reason}")
+        self.payment_id = payment_id
+        self.reason = reason
+
+
+class RefundExceedsRemainingError(DomainError):
+    """A refund asks for more than is left to refund."""
+
+
+class InvalidRefundError(DomainError):
+    """A refund is malformed (non-positive amount, unknown seller)."""
+
+
+class AllocationStateError(DomainError):
+    """The allocation cannot make this transition from its current state."""
+
+
+class SettlementStateError(DomainError):
+    """The settlement cannot make this transition from its current status."""
+
+
+class ConcurrentChangeError(DomainError):
+    """Someone else changed the same thing at the same time; retry."""

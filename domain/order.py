@@ -1,0 +1,77 @@
+"""Order: placed only once its payment has succeeded."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import RefundExceedsRemainingError
+from domain.ids import order_id_for_session
+
+PAID = "paid"
+PARTIALLY_REFUNDED = "partially_refunded"
+REFUNDED = "refunded"
+
+
+class Order(Aggregate):
+    """A paid order of one customer across one or more sellers."""
+
+    @staticmethod
+    def create_id(session_id: str, **_: Any) -> UUID:
+        return order_id_for_session(session_id)
+
+    @event("Placed")
+    def __init__(
+        self,
+        session_id: str,
+        customer_id: str,
+        currency: str,
+        total_amount: int,
+        platform_fee_amount: int,
+        payment_id: str,
+        sellers: list[dict[str, Any]],
+        delivery_address: dict[str, Any],
+        cause: dict[str, Any],
+    ) -> None:
+        self.session_id = session_id
+        self.customer_id = customer_id
+        self.currency = currency
+        self.total_amount = total_amount
+        self.platform_fee_amount = platform_fee_amount
+        self.payment_id = payment_id
+        self.sellers = sellers
+        self.delivery_address = delivery_address
+        self.refunded_amount = 0
+        self.refunds: list[dict[str, Any]] = []
+
+    @property
+    def status(self) -> str:
+        if self.refunded_amount == 0:
+            return PAID
+        return REFUNDED if self.refunded_amount >= self.total_amount else PARTIALLY_REFUNDED
+
+    @property
+    def refundable_amount(self) -> int:
+        return self.total_amount - self.refunded_amount
+
+    def record_refund(
+        self, refund_id: str, amount: int, allocations: list[dict[str, Any]], cause: dict[str, Any]
+    ) -> None:
+        if amount <= 0 or amount > self.refundable_amount:
+            raise RefundExceedsRemainingError(
+                f"refund of {amount} exceeds the {self.refundable_amount} left to refund"
+            )
+        if sum(a["amount"] for a in allocations) != amount:
+            raise RefundExceedsRemainingError("allocation reversals do not sum to the refund")
+        self._refund_recorded(refund_id, amount, allocations, cause)
+
+    @event("RefundRecorded")
+    def _refund_recorded(
+        self, refund_id: str, amount: int, allocations: list[dict[str, Any]], cause: dict[str, Any]
+    ) -> None:
+        self.refunded_amount += amount
+        self.refunds.append(
+            {"id": refund_id, "amount": amount, "allocations": allocations, "reason": cause.get("reason")}
+        )

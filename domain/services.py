@@ -1,0 +1,265 @@
+"""Marketplace: the write model. Load aggregates, call their verbs, save once, atomically."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import retry
+
+from domain import payment as payment_status
+from domain.allocation import Allocation
+from domain.errors import (
+    CheckoutConflictError,
+    InvalidRefundError,
+    OrderNotFoundError,
+    PaymentNotFoundError,
+    PaymentStateError,
+    RefundExceedsRemainingError,
+)
+from domain.ids import allocation_id, order_id_for_session
+from domain.money import split_proportionally
+from domain.order import Order
+from domain.payment import Payment
+
+_retry_on_conflict = retry(IntegrityError, max_attempts=30, wait=0.01)
+
+
+def _as_uuid(value: str | UUID) -> UUID | None:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+class Marketplace(Application[UUID]):
+    """Payments, orders and the sellers' allocations of a multi-seller marketplace."""
+
+    name = "Marketplace"
+
+    # ---- reads of the write model ------------------------------------------------
+
+    def get_payment(self, payment_id: str | UUID) -> Payment:
+        uid = _as_uuid(payment_id)
+        try:
+            if uid is None:
+                raise AggregateNotFoundError(payment_id)
+            aggregate = self.repository.get(uid)
+        except AggregateNotFoundError:
+            raise PaymentNotFoundError(f"no payment {payment_id}") from None
+        if not isinstance(aggregate, Payment):
+            raise PaymentNotFoundError(f"no payment {payment_id}")
+        return aggregate
+
+    def get_order(self, order_id: str | UUID) -> Order:
+        uid = _as_uuid(order_id)
+        try:
+            if uid is None:
+                raise AggregateNotFoundError(order_id)
+            aggregate = self.repository.get(uid)
+        except AggregateNotFoundError:
+            raise OrderNotFoundError(f"no order {order_id}") from None
+        if not isinstance(aggregate, Order):
+            raise OrderNotFoundError(f"no order {order_id}")
+        return aggregate
+
+    def order_exists_for_session(self, session_id: str) -> bool:
+        return order_id_for_session(session_id) in self.repository
+
+    # ---- checkout ----------------------------------------------------------------
+
+    def start_payment(
+        self, session: dict[str, Any], payment_method: str, provider: str, cause: dict[str, Any]
+    ) -> Payment:
+        """Record a payment attempt before the provider is asked, so no charge is ever unrecorded."""
+        checkout = {
+            "session_id": session["id"],
+            "customer_id": session["customer_id"],
+            "currency": session["currency"],
+            "total_amount": session["total_amount"],
+            "platform_fee_amount": session["platform_fee_amount"],
+            "sellers": session["sellers"],
+            "delivery_address": session.get("delivery_address") or {},
+        }
+        payment = Payment(
+            session_id=session["id"],
+            customer_id=session["customer_id"],
+            currency=session["currency"],
+            amount=session["total_amount"],
+            payment_method=payment_method,
+            provider=provider,
+            checkout=checkout,
+            cause=cause,
+        )
+        self.save(payment)
+        return payment
+
+    @_retry_on_conflict
+    def record_action_required(
+        self, payment_id: str, provider_reference: str, client_secret: str, cause: dict[str, Any]
+    ) -> Payment:
+        payment = self.get_payment(payment_id)
+        payment.require_action(provider_reference, client_secret, cause)
+        self.save(payment)
+        return payment
+
+    @_retry_on_conflict
+    def record_failure(
+        self, payment_id: str, provider_reference: str | None, reason: str, cause: dict[str, Any]
+    ) -> Payment:
+        """Fail a pending payment; a late failure of a finished payment changes nothing."""
+        payment = self.get_payment(payment_id)
+        if payment.is_final:
+            return payment
+        payment.fail(provider_reference, reason, cause)
+        self.save(payment)
+        return payment
+
+    @_retry_on_conflict
+    def complete_payment(
+        self, payment_id: str, provider_reference: str, cause: dict[str, Any]
+    ) -> tuple[Payment, Order]:
+        """Mark the payment succeeded and place its order and allocations in one atomic save.
+
+        Completing an already completed payment returns what it placed (webhook redelivery).
+        """
+        payment = self.get_payment(payment_id)
+        if payment.outcome == payment_status.SUCCEEDED:
+            return payment, self.get_order(payment.order_id)
+        if payment.outcome == payment_status.FAILED:
+            raise PaymentStateError("payment already failed")
+        checkout = payment.checkout
+        order_id = order_id_for_session(checkout["session_id"])
+        if order_id in self.repository:
+            raise CheckoutConflictError("this checkout session already placed an order")
+        sellers = []
+        allocations = []
+        for seller in checkout["sellers"]:
+            alloc = Allocation(
+                order_id=str(order_id),
+                seller_id=seller["seller_id"],
+                customer_id=checkout["customer_id"],
+                payment_id=str(payment.id),
+                currency=checkout["currency"],
+                subtotal_amount=seller["subtotal_amount"],
+                fee_bps=seller["fee_bps"],
+                platform_fee_amount=seller["platform_fee_amount"],
+                payout_amount=seller["payout_amount"],
+                items=seller["items"],
+                cause=cause,
+            )
+            allocations.append(alloc)
+            sellers.append(
+                {
+                    "seller_id": seller["seller_id"],
+                    "allocation_id": str(alloc.id),
+                    "subtotal_amount": seller["subtotal_amount"],
+                    "fee_bps": seller["fee_bps"],
+                    "platform_fee_amount": seller["platform_fee_amount"],
+                    "payout_amount": seller["payout_amount"],
+                    "items": seller["items"],
+                }
+            )
+        order = Order(
+            session_id=checkout["session_id"],
+            customer_id=checkout["customer_id"],
+            currency=checkout["currency"],
+            total_amount=checkout["total_amount"],
+            platform_fee_amount=checkout["platform_fee_amount"],
+            payment_id=str(payment.id),
+            sellers=sellers,
+            delivery_address=checkout["delivery_address"],
+            cause=cause,
+        )
+        assert order.id == order_id
+        payment.succeed(provider_reference, str(order.id), cause)
+        self.save(payment, order, *allocations)
+        return payment, order
+
+    # ---- refunds -----------------------------------------------------------------
+
+    def plan_refund(
+        self, order_id: str, amount: int, seller_id: str | None
+    ) -> tuple[Order, list[tuple[Allocation, int]]]:
+        """Check a refund and work out how much comes off each allocation."""
+        order = self.get_order(order_id)
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise InvalidRefundError("refund amount must be a positive integer")
+        allocations = [self.repository.get(UUID(s["allocation_id"])) for s in order.sellers]
+        if seller_id is not None:
+            targets = [a for a in allocations if a.seller_id == seller_id]
+            if not targets:
+                raise InvalidRefundError(f"seller {seller_id} has no part in this order")
+            allocation = targets[0]
+            if amount > allocation.refundable_amount:
+                raise RefundExceedsRemainingError(
+                    f"refund of {amount} exceeds the {allocation.refundable_amount} "
+                    f"left to refund for seller {seller_id}"
+                )
+            return order, [(allocation, amount)]
+        if amount > order.refundable_amount:
+            raise RefundExceedsRemainingError(
+                f"refund of {amount} exceeds the {order.refundable_amount} left to refund"
+            )
+        parts = split_proportionally(amount, [a.refundable_amount for a in allocations])
+        return order, [(a, part) for a, part in zip(allocations, parts) if part > 0]
+
+    @_retry_on_conflict
+    def refund_order(
+        self,
+        order_id: str,
+        amount: int,
+        seller_id: str | None,
+        refund_id: str,
+        cause: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Record a refund on the order, its payment and the allocations it reverses."""
+        existing = self.get_order(order_id)
+        for refund in existing.refunds:
+            if refund["id"] == refund_id:
+                return self.refund_view(existing, refund)
+        order, plan = self.plan_refund(order_id, amount, seller_id)
+        reversals = [allocation.refund(refund_id, part, cause) for allocation, part in plan]
+        order.record_refund(refund_id, amount, reversals, cause)
+        payment = self.get_payment(order.payment_id)
+        payment.record_refund(refund_id, amount, cause)
+        self.save(order, payment, *(allocation for allocation, _ in plan))
+        return self.refund_view(order, order.refunds[-1])
+
+    @staticmethod
+    def refund_view(order: Order, refund: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": refund["id"],
+            "order_id": str(order.id),
+            "status": "succeeded",
+            "amount": refund["amount"],
+            "currency": order.currency,
+            "reason": refund.get("reason"),
+            "allocations": [
+                {
+                    "seller_id": a["seller_id"],
+                    "allocation_id": a["allocation_id"],
+                    "amount": a["amount"],
+                    "platform_fee_reversed_amount": a["platform_fee_reversed_amount"],
+                    "payout_reversed_amount": a["payout_reversed_amount"],
+                    "carried_as_adjustment": a["carried_as_adjustment"],
+                }
+                for a in refund["allocations"]
+            ],
+        }
+
+    # ---- settlement (used by the read side) ----------------------------------------
+
+    @_retry_on_conflict
+    def settle_allocation(self, allocation_id_: str, settlement_id: str, cause: dict[str, Any]) -> Allocation:
+        allocation = self.repository.get(UUID(allocation_id_))
+        allocation.settle(settlement_id, cause)
+        self.save(allocation)
+        return allocation
+
+
+__all__ = ["Marketplace", "allocation_id"]
