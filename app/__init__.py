@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 from app.bootstrap import Container, build
 from app.config import Settings
@@ -27,6 +27,16 @@ def _echo_request_id(response):  # type: ignore[no-untyped-def]
     return response
 
 
+def _trigger_read_side(response):  # type: ignore[no-untyped-def]
+    """After a command commits, bring the read models up to date (queued, or inline)."""
+    if request.method in ("POST", "PUT") and 200 <= response.status_code < 300:
+        try:
+            current_app.extensions["tally"].jobs.projections_changed()
+        except Exception:  # noqa: BLE001 - the safety net catches up; the command stands
+            logging.getLogger("tally").exception("could not trigger the read side")
+    return response
+
+
 def create_app(settings: Settings | None = None, container: Container | None = None, **overrides: Any) -> Flask:
     """Build the app: Settings -> Container (lazy, fork-safe) -> blueprints, errors, CLI."""
     from app import api, auth, cli, errors, idempotency
@@ -43,6 +53,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.before_request(auth.load_principal)
     idempotency.init_app(app)
     app.after_request(_echo_request_id)
+    app.after_request(_trigger_read_side)
     api.init_app(app)
     errors.init_app(app)
     cli.init_app(app)

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from app.adapters.checkout_sessions import RedisCheckoutSessions
 from app.adapters.db import build_engine, ensure_schema
 from app.adapters.payments import build_gateway
+from app.adapters.queue import InlineJobs, RqJobs
 from app.adapters.tables import metadata
 from app.config import Settings
 from domain.ports import PaymentGateway
@@ -102,6 +103,17 @@ class Container:
     @property
     def gateway(self) -> PaymentGateway:
         return self._get("gateway", lambda: build_gateway(self.settings))
+
+    @property
+    def jobs(self) -> InlineJobs | RqJobs:
+        """Where background work goes: RQ when REDIS_URL is set, else inline."""
+
+        def factory() -> InlineJobs | RqJobs:
+            if self.settings.redis_url:
+                return RqJobs(self.redis, self.settings.key_prefix)
+            return InlineJobs(self)
+
+        return self._get("jobs", factory)
 
     def close(self) -> None:
         """Close what this process built."""

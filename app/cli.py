@@ -39,3 +39,105 @@ def init_db_command() -> None:
 def init_app(app: Flask) -> None:
     app.cli.add_command(keys)
     app.cli.add_command(db)
+    init_read_side(app)
+
+
+# ---- read side, workers, settlement -------------------------------------------------
+
+projections_group = AppGroup("projections", help="Read models: status and rebuild.")
+
+
+@projections_group.command("status")
+def projections_status_command() -> None:
+    """Each read model's position, the log head, and lag in events and seconds."""
+    from projections.runner import status
+
+    container = current_app.extensions["tally"]
+    rows = status(container.marketplace, container.engine)
+    click.echo(f"{'projection':<15}{'position':>10}{'head':>10}{'lag events':>12}{'lag s':>10}")
+    for row in rows:
+        click.echo(
+            f"{row['name']:<15}{row['position']:>10}{row['head']:>10}{row['lag_events']:>12}{row['lag_seconds']:>10}"
+        )
+    if container.settings.redis_url:
+        from rq import Queue
+        from rq.registry import FailedJobRegistry
+
+        from app.adapters.queue import queue_names
+
+        for key, name in queue_names(container.settings.key_prefix).items():
+            queue = Queue(name, connection=container.redis)
+            failed = FailedJobRegistry(queue=queue)
+            click.echo(f"queue {name}: {len(queue)} queued, {len(failed)} failed")
+            for job_id in failed.get_job_ids()[:10]:
+                click.echo(f"  failed job {job_id}")
+
+
+@projections_group.command("rebuild")
+@click.argument("name", required=False)
+def projections_rebuild_command(name: str | None) -> None:
+    """Rebuild one read model (or all) from the event log; readers see the old rows until it commits."""
+    from projections.runner import PROJECTIONS, rebuild
+
+    container = current_app.extensions["tally"]
+    if name is not None and name not in PROJECTIONS:
+        raise click.UsageError(f"unknown projection {name!r}; choose from {', '.join(PROJECTIONS)}")
+    head = container.marketplace.recorder.max_notification_id() or 0
+    for projection_name in [name] if name else list(PROJECTIONS):
+        with click.progressbar(length=head, label=f"rebuilding {projection_name}") as bar:
+            applied = rebuild(PROJECTIONS[projection_name](), container.marketplace, container.engine,
+                              progress=bar.update)
+        click.echo(f"{projection_name}: {applied} events applied")
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--no-fork", is_flag=True, help="Run jobs in this process (SimpleWorker).")
+def worker_command(burst: bool, no_fork: bool) -> None:
+    """Run an RQ worker with the app's settings."""
+    container = current_app.extensions["tally"]
+    if not container.settings.redis_url:
+        raise click.UsageError("REDIS_URL is not set: without Redis, jobs run inline and no worker is needed")
+    from workers.worker import run_worker
+
+    run_worker(container, burst=burst, fork=not no_fork)
+
+
+@click.command("cron")
+def cron_command() -> None:
+    """Run the single scheduler (safety-net catch-up, hourly clean-up, monthly settlement)."""
+    container = current_app.extensions["tally"]
+    if not container.settings.redis_url:
+        raise click.UsageError("REDIS_URL is not set: the scheduler needs Redis")
+    from workers.worker import run_cron
+
+    run_cron(container)
+
+
+@click.command("settle")
+@click.option("--period", required=True, help="The month to settle, YYYY-MM.")
+def settle_command(period: str) -> None:
+    """Settle every seller for a month (synchronously, idempotently)."""
+    from app import handlers
+    from domain.errors import DomainError
+
+    container = current_app.extensions["tally"]
+    try:
+        start, end = handlers.month_period(period)
+    except DomainError as exc:
+        raise click.UsageError(str(exc)) from None
+    cause = {"actor_id": "cli", "actor_role": "admin", "request_id": f"cli-settle:{period}", "reason": "settle"}
+    sellers = handlers.sellers_due(container, end)
+    ids: list[str] = []
+    with click.progressbar(sellers, label=f"settling {start} .. {end}") as bar:
+        for seller_id in bar:
+            settlements, _ = handlers.settle_seller(container, seller_id, start, end, cause)
+            ids.extend(s["id"] for s in settlements)
+    click.echo(f"{len(sellers)} sellers, {len(ids)} settlements")
+
+
+def init_read_side(app: Flask) -> None:
+    app.cli.add_command(projections_group)
+    app.cli.add_command(worker_command)
+    app.cli.add_command(cron_command)
+    app.cli.add_command(settle_command)

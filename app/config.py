@@ -46,6 +46,8 @@ class Settings:
     max_content_length: int = 1_000_000
     log_level: str = "INFO"
     key_prefix: str = "tally"
+    smtp_url: str | None = field(default=None, repr=False)
+    mail_from: str = "tally@localhost"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -66,6 +68,8 @@ class Settings:
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1_000_000, 1024, 100_000_000),
             log_level=env.get("LOG_LEVEL", "INFO") or "INFO",
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",
+            smtp_url=env.get("SMTP_URL") or None,
+            mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
         )
         settings.database  # validate early
         return settings

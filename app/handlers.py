@@ -6,17 +6,21 @@ import json
 import logging
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.adapters.locks import named_lock
-from app.adapters.tables import payment_references, provider_events
+from app.adapters.tables import notification_deliveries, payment_references, provider_events
 from app.presenters import rfc3339
 from domain.errors import (
     CheckoutConflictError,
+    CheckoutSessionExpiredError,
+    CheckoutSessionNotFoundError,
+    InvalidPeriodError,
     PaymentDeclinedError,
     PaymentNotFoundError,
 )
@@ -25,6 +29,10 @@ from domain.order import Order
 from domain.payment import Payment
 from domain.ports import CHARGE_REQUIRES_ACTION, CHARGE_SUCCEEDED
 from domain.pricing import quote
+from domain.settlement import Settlement
+from projections import queries
+from projections.runner import PROJECTIONS, catch_up
+from projections.tables import notifications_view
 
 if TYPE_CHECKING:  # pragma: nocover
     from app.bootstrap import Container
@@ -226,8 +234,8 @@ def _apply_provider_event(container: Container, event: dict[str, Any]) -> tuple[
             container.sessions.update(
                 payment.session_id, status="completed", order_id=str(order.id), payment_id=str(payment.id)
             )
-        except Exception:  # the session may have expired meanwhile; the order stands regardless
-            pass
+        except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
+            pass  # the session expired meanwhile; the order stands regardless
         return "applied", None
     error = obj.get("last_payment_error") or {}
     reason = error.get("decline_code") or error.get("code") or "payment_failed"
@@ -235,6 +243,256 @@ def _apply_provider_event(container: Container, event: dict[str, Any]) -> tuple[
     try:
         if container.sessions.get(payment.session_id)["status"] == "awaiting_action":
             container.sessions.update(payment.session_id, status="open")
-    except Exception:
+    except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
         pass
     return "applied", None
+
+
+# ---- settlement ----------------------------------------------------------------------
+
+def parse_period(period_start: str | None, period_end: str | None) -> tuple[date, date]:
+    """UTC dates, ``period_end`` inclusive; bad or reversed dates are refused."""
+    try:
+        start = date.fromisoformat(str(period_start))
+        end = date.fromisoformat(str(period_end))
+    except ValueError:
+        raise InvalidPeriodError("period_start and period_end must be dates (YYYY-MM-DD)") from None
+    if end < start:
+        raise InvalidPeriodError("period_end is before period_start")
+    return start, end
+
+
+def month_period(month: str) -> tuple[date, date]:
+    """``YYYY-MM`` -> (first day, last day)."""
+    try:
+        year, mon = (int(part) for part in month.split("-"))
+        first = date(year, mon, 1)
+    except (ValueError, TypeError):
+        raise InvalidPeriodError("period must be YYYY-MM") from None
+    following = date(year + (mon == 12), mon % 12 + 1, 1)
+    return first, following - timedelta(days=1)
+
+
+def _end_of(period_end: date) -> datetime:
+    return datetime.combine(period_end + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+
+
+def settlement_dict(settlement: Settlement) -> dict[str, Any]:
+    finished = settlement.status in ("paid", "failed")
+    return {
+        "id": str(settlement.id),
+        "seller_id": settlement.seller_id,
+        "currency": settlement.currency,
+        "period_start": settlement.period_start,
+        "period_end": settlement.period_end,
+        "total_payout_amount": settlement.total_payout_amount,
+        "allocation_count": len(settlement.allocations),
+        "adjustment_count": len(settlement.adjustments),
+        "status": settlement.status,
+        "provider_reference": settlement.provider_reference,
+        "failure_reason": settlement.failure_reason,
+        "created_at": rfc3339(settlement.created_on),
+        "processed_at": rfc3339(settlement.modified_on) if finished else None,
+    }
+
+
+def _pay_out(container: Container, settlement: Settlement, cause: dict[str, Any]) -> Settlement:
+    """pending -> processing -> paid | failed; resumable (the payout is idempotent on the settlement id)."""
+    marketplace = container.marketplace
+    sid = str(settlement.id)
+    if settlement.status == "pending":
+        settlement = marketplace.start_settlement_processing(sid, cause)
+    if settlement.status != "processing":
+        return settlement
+    if settlement.total_payout_amount == 0:
+        return marketplace.finish_settlement(sid, True, "nothing_to_pay", cause)
+    result = container.gateway.payout(
+        seller_id=settlement.seller_id,
+        amount=settlement.total_payout_amount,
+        currency=settlement.currency,
+        transfer_group=sid,
+        idempotency_key=sid,
+    )
+    if result.succeeded:
+        return marketplace.finish_settlement(sid, True, result.provider_reference or "", cause)
+    return marketplace.finish_settlement(sid, False, result.failure_reason or "payout_failed", cause)
+
+
+def _catch_up(container: Container, *names: str) -> None:
+    for name in names:
+        catch_up(PROJECTIONS[name](), container.marketplace, container.engine)
+
+
+def settle_seller(
+    container: Container, seller_id: str, period_start: date, period_end: date, cause: dict[str, Any]
+) -> tuple[list[dict[str, Any]], bool]:
+    """Settle everything of the seller's still unsettled and created by the end of the period.
+
+    Returns (settlements, any_new). Idempotent: the settlement ids are deterministic and
+    allocations refuse a second settlement; a crashed payout resumes on the next run.
+    """
+    _catch_up(container, "payouts")
+    before = _end_of(period_end)
+    ps, pe = period_start.isoformat(), period_end.isoformat()
+    marketplace = container.marketplace
+    prefix = container.settings.key_prefix
+    results: list[Settlement] = []
+    created = False
+    with named_lock(container.redis, f"{prefix}:settle-lock:{seller_id}", timeout_seconds=600, wait_seconds=120):
+        candidates = queries.unsettled_for_seller(container.engine, seller_id, before)
+        currencies = set(candidates) | set(queries.seller_currencies(container.engine, seller_id))
+        for currency in sorted(currencies):
+            found = candidates.get(currency, {"allocations": [], "adjustments": []})
+            settlement, opened = marketplace.open_settlement(
+                seller_id, currency, ps, pe, before, found["allocations"], found["adjustments"], cause
+            )
+            if settlement is None:
+                continue
+            created = created or opened
+            if settlement.status in ("pending", "processing"):
+                settlement = _pay_out(container, settlement, cause)
+            results.append(settlement)
+    if created:
+        container.jobs.projections_changed()
+    return [settlement_dict(s) for s in results], created
+
+
+def settle_all(
+    container: Container,
+    period_start: date,
+    period_end: date,
+    cause: dict[str, Any],
+    progress: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Settle every seller with something unsettled by the end of the period."""
+    _catch_up(container, "payouts")
+    ids: list[str] = []
+    for seller_id in queries.sellers_with_unsettled(container.engine, _end_of(period_end)):
+        settlements, _ = settle_seller(container, seller_id, period_start, period_end, cause)
+        ids.extend(s["id"] for s in settlements)
+        if progress is not None:
+            progress(seller_id)
+    return ids
+
+
+def sellers_due(container: Container, period_end: date) -> list[str]:
+    _catch_up(container, "payouts")
+    return queries.sellers_with_unsettled(container.engine, _end_of(period_end))
+
+
+def request_settlement_run(
+    container: Container, period_start: date, period_end: date, cause: dict[str, Any]
+) -> str:
+    run = container.marketplace.request_settlement_run(period_start.isoformat(), period_end.isoformat(), cause)
+    run_id = str(run.id)
+    container.jobs.settlement_run_requested(run_id)
+    return run_id
+
+
+def execute_settlement_run(container: Container, run_id: str) -> None:
+    """The background half of POST /settlements/runs (safe to run twice)."""
+    marketplace = container.marketplace
+    run = marketplace.get_settlement_run(run_id)
+    if run.status in ("done", "failed"):
+        return
+    start, end = parse_period(run.period_start, run.period_end)
+    cause = {"actor_id": "system", "actor_role": "system", "request_id": f"settlement-run:{run_id}",
+             "reason": "settlement run"}
+    sellers = sellers_due(container, end)
+    marketplace.record_run_started(run_id, len(sellers))
+    ids: list[str] = []
+    try:
+        for seller_id in sellers:
+            settlements, _ = settle_seller(container, seller_id, start, end, cause)
+            ids.extend(s["id"] for s in settlements)
+    except Exception as exc:
+        log.exception("settlement run %s failed", run_id)
+        marketplace.record_run_finished(run_id, ids, f"{type(exc).__name__}: {exc}")
+        raise
+    marketplace.record_run_finished(run_id, ids, None)
+
+
+def previous_month(today: date) -> tuple[date, date]:
+    last = today.replace(day=1) - timedelta(days=1)
+    return last.replace(day=1), last
+
+
+def settle_previous_month(container: Container, today: date | None = None) -> list[str]:
+    """The monthly job: settle last month for everyone; a missed or doubled tick is harmless."""
+    start, end = previous_month(today or datetime.now(timezone.utc).date())
+    cause = {"actor_id": "system", "actor_role": "system", "request_id": f"monthly:{start:%Y-%m}",
+             "reason": "monthly settlement"}
+    return settle_all(container, start, end, cause)
+
+
+# ---- seller notifications by email -------------------------------------------------------
+
+def deliver_notifications(container: Container, limit: int = 200) -> int:
+    """Email every notification not yet claimed; each is claimed first, so none is sent twice."""
+    import smtplib
+    from email.message import EmailMessage
+    from urllib.parse import urlsplit
+
+    url = container.settings.smtp_url
+    if not url:
+        return 0
+    _catch_up(container, "notifications")
+    engine = container.engine
+    with engine.connect() as conn:
+        claimed_ids = select(notification_deliveries.c.notification_id)
+        rows = conn.execute(
+            select(notifications_view)
+            .where(notifications_view.c.notification_id.not_in(claimed_ids))
+            .order_by(notifications_view.c.created_at)
+            .limit(limit)
+        ).all()
+    parts = urlsplit(url)
+    sent = 0
+    for row in rows:
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    insert(notification_deliveries).values(
+                        notification_id=row.notification_id, state="sending", claimed_at=datetime.now(timezone.utc)
+                    )
+                )
+        except IntegrityError:
+            continue  # another sender has it
+        message = EmailMessage()
+        message["From"] = container.settings.mail_from
+        message["To"] = f"{row.seller_id}@sellers.invalid" if "@" not in row.seller_id else row.seller_id
+        message["Subject"] = f"tally: {row.kind.replace('_', ' ')}"
+        message["X-Tally-Notification-Id"] = row.notification_id
+        message.set_content(json.dumps(json.loads(row.data), indent=2, sort_keys=True))
+        try:
+            with smtplib.SMTP(parts.hostname or "127.0.0.1", parts.port or 25, timeout=10) as smtp:
+                if parts.username:
+                    smtp.login(parts.username, parts.password or "")
+                smtp.send_message(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            with engine.begin() as conn:
+                conn.execute(
+                    update(notification_deliveries)
+                    .where(notification_deliveries.c.notification_id == row.notification_id)
+                    .values(state="failed", error=type(exc).__name__)
+                )
+            log.warning("notification %s not sent: %s", row.notification_id, type(exc).__name__)
+            continue
+        with engine.begin() as conn:
+            conn.execute(
+                update(notification_deliveries)
+                .where(notification_deliveries.c.notification_id == row.notification_id)
+                .values(state="sent", sent_at=datetime.now(timezone.utc))
+            )
+        sent += 1
+    return sent
+
+
+def sent_times(container: Container, seller_ids: list[str] | None = None) -> dict[str, datetime]:
+    with container.engine.connect() as conn:
+        rows = conn.execute(
+            select(notification_deliveries.c.notification_id, notification_deliveries.c.sent_at).where(
+                notification_deliveries.c.state == "sent"
+            )
+        ).all()
+    return {row.notification_id: row.sent_at for row in rows}

@@ -34,36 +34,9 @@ def payment_view(payment: Payment) -> dict[str, Any]:
 
 
 def order_view(order: Order) -> dict[str, Any]:
-    refunded_by_seller: dict[str, int] = {}
-    for refund in order.refunds:
-        for part in refund["allocations"]:
-            refunded_by_seller[part["seller_id"]] = refunded_by_seller.get(part["seller_id"], 0) + part["amount"]
-    return {
-        "id": str(order.id),
-        "customer_id": order.customer_id,
-        "status": order.status,
-        "currency": order.currency,
-        "total_amount": order.total_amount,
-        "platform_fee_amount": order.platform_fee_amount,
-        "refunded_amount": order.refunded_amount,
-        "payment_id": order.payment_id,
-        "checkout_session_id": order.session_id,
-        "created_at": rfc3339(order.created_on),
-        "delivery_address": order.delivery_address,
-        "sellers": [
-            {
-                "seller_id": s["seller_id"],
-                "allocation_id": s["allocation_id"],
-                "subtotal_amount": s["subtotal_amount"],
-                "fee_bps": s["fee_bps"],
-                "platform_fee_amount": s["platform_fee_amount"],
-                "payout_amount": s["payout_amount"],
-                "refunded_amount": refunded_by_seller.get(s["seller_id"], 0),
-                "items": s["items"],
-            }
-            for s in order.sellers
-        ],
-    }
+    document = order.document()
+    document["created_at"] = rfc3339(document["created_at"])
+    return document
 
 
 def session_view(session: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from domain.money import CURRENCIES
 from domain.pricing import MAX_TOTAL_AMOUNT
@@ -41,14 +41,21 @@ class ItemSchema(StrictSchema):
 
 class CheckoutSessionRequestSchema(StrictSchema):
     customer_id = fields.String(required=True, validate=SUBJECT)
-    currency = fields.String(required=True, metadata={"description": "ISO 4217, upper case", "example": "USD"})
+    currency = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            sorted(CURRENCIES), error="Unknown ISO 4217 currency code (use upper case, e.g. USD)."
+        ),
+        metadata={"description": "ISO 4217, upper case", "example": "USD"},
+    )
     items = fields.List(fields.Nested(ItemSchema), required=True, validate=validate.Length(1, 100))
     delivery_address = fields.Nested(AddressSchema)
 
-    @validates("currency")
-    def _known_currency(self, value: str, **_kwargs) -> None:
-        if value not in CURRENCIES:
-            raise ValidationError("Unknown ISO 4217 currency code (use upper case, e.g. USD).")
+    @validates_schema
+    def _total_within_cap(self, data: dict, **_kwargs) -> None:
+        total = sum(item["unit_amount"] * item["quantity"] for item in data.get("items", []))
+        if total > MAX_TOTAL_AMOUNT:
+            raise ValidationError(f"The total may be at most {MAX_TOTAL_AMOUNT} minor units.", "items")
 
 
 class ConfirmRequestSchema(StrictSchema):
@@ -145,8 +152,12 @@ class ConfirmedSchema(Schema):
     payment = fields.Nested(PaymentSchema, required=True)
 
 
+class ActionRequiredPaymentSchema(PaymentSchema):
+    client_secret = fields.String(required=True)
+
+
 class ActionRequiredSchema(Schema):
-    payment = fields.Nested(PaymentSchema, required=True)
+    payment = fields.Nested(ActionRequiredPaymentSchema, required=True)
 
 
 class RefundAllocationSchema(Schema):
@@ -173,6 +184,38 @@ class HealthSchema(Schema):
     checks = fields.Dict(keys=fields.String(), values=fields.String())
 
 
+class StripeEventObjectSchema(Schema):
+    """``data.object``: a PaymentIntent, or a Charge/Refund/Dispute naming its ``payment_intent``."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    id = fields.String(metadata={"example": "pi_3Nx..."})
+    object = fields.String(metadata={"example": "payment_intent"})
+    payment_intent = fields.String(allow_none=True)
+    metadata = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class StripeEventDataSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    object = fields.Nested(StripeEventObjectSchema, required=True)
+
+
+class StripeEventSchema(Schema):
+    """A Stripe event as Stripe posts it (the fields tally reads; others are ignored)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    id = fields.String(required=True, metadata={"example": "evt_1Nx..."})
+    object = fields.String(metadata={"example": "event"})
+    type = fields.String(required=True, metadata={"example": "payment_intent.succeeded"})
+    created = fields.Integer()
+    data = fields.Nested(StripeEventDataSchema, required=True)
+
+
 class WebhookAckSchema(Schema):
     received = fields.Boolean(required=True)
     outcome = fields.String(required=True)
@@ -189,3 +232,127 @@ class ProblemSchema(Schema):
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
     payment_id = fields.String()
     failure_reason = fields.String()
+
+
+class PaymentDeclinedProblemSchema(ProblemSchema):
+    """402: the declined attempt is a payment of its own, recorded with its reason."""
+
+    payment_id = fields.String(required=True)
+
+
+# ---- read side ---------------------------------------------------------------------------
+
+class OrderListSchema(Schema):
+    orders = fields.List(fields.Nested(OrderSchema), required=True)
+
+
+class BalanceSchema(Schema):
+    currency = fields.String(required=True)
+    pending_payout_amount = Amount(required=True)
+
+
+class PendingAllocationSchema(Schema):
+    allocation_id = fields.String(required=True)
+    order_id = fields.String(required=True)
+    currency = fields.String(required=True)
+    subtotal_amount = Amount(required=True)
+    platform_fee_amount = Amount(required=True)
+    payout_amount = Amount(required=True)
+    status = fields.String(required=True)
+    created_at = fields.String(required=True)
+
+
+class AdjustmentSchema(Schema):
+    allocation_id = fields.String(required=True)
+    refund_id = fields.String(required=True)
+    order_id = fields.String(required=True)
+    currency = fields.String(required=True)
+    amount = Amount(required=True)
+    adjustment_of = fields.String(required=True)
+    created_at = fields.String(required=True)
+
+
+class PayoutsSchema(Schema):
+    seller_id = fields.String(required=True)
+    balances = fields.List(fields.Nested(BalanceSchema), required=True)
+    pending = fields.List(fields.Nested(PendingAllocationSchema), required=True)
+    adjustments = fields.List(fields.Nested(AdjustmentSchema))
+
+
+class SettlementSchema(Schema):
+    id = fields.String(required=True)
+    seller_id = fields.String(required=True)
+    currency = fields.String(required=True)
+    period_start = fields.String(required=True)
+    period_end = fields.String(required=True)
+    total_payout_amount = Amount(required=True)
+    allocation_count = fields.Integer(required=True)
+    adjustment_count = fields.Integer()
+    status = fields.String(required=True, validate=validate.OneOf(["pending", "processing", "paid", "failed"]))
+    provider_reference = fields.String(allow_none=True)
+    failure_reason = fields.String(allow_none=True)
+    created_at = fields.String(required=True)
+    processed_at = fields.String(required=True, allow_none=True)
+
+
+class SettlementListSchema(Schema):
+    settlements = fields.List(fields.Nested(SettlementSchema), required=True)
+
+
+class PeriodQuerySchema(StrictSchema):
+    period_start = fields.Date(required=True, metadata={"example": "2026-10-01"})
+    period_end = fields.Date(required=True, metadata={"example": "2026-10-31"})
+
+
+class SettlementRunRequestSchema(StrictSchema):
+    period_start = fields.Date(required=True)
+    period_end = fields.Date(required=True)
+
+
+class SettlementRunSchema(Schema):
+    id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["queued", "running", "done", "failed"]))
+    period_start = fields.String()
+    period_end = fields.String()
+    settlement_ids = fields.List(fields.String())
+    error = fields.String(allow_none=True)
+
+
+class InvoiceLineSchema(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(["item", "platform_fee", "refund"]))
+    description = fields.String(required=True)
+    sku = fields.String()
+    quantity = fields.Integer(required=True)
+    unit_amount = Amount(required=True)
+    total_amount = Amount(required=True)
+
+
+class InvoiceSchema(Schema):
+    id = fields.String(required=True)
+    number = fields.Integer(required=True)
+    order_id = fields.String(required=True)
+    seller_id = fields.String(required=True)
+    customer_id = fields.String(required=True)
+    payment_id = fields.String(required=True)
+    allocation_id = fields.String()
+    currency = fields.String(required=True)
+    issued_at = fields.String(required=True)
+    gross_amount = Amount()
+    total_amount = Amount(required=True)
+    lines = fields.List(fields.Nested(InvoiceLineSchema), required=True)
+
+
+class InvoiceListSchema(Schema):
+    invoices = fields.List(fields.Nested(InvoiceSchema), required=True)
+
+
+class NotificationSchema(Schema):
+    id = fields.String(required=True)
+    kind = fields.String(required=True)
+    created_at = fields.String(required=True)
+    sent_at = fields.String(required=True, allow_none=True)
+    data = fields.Dict(required=True)
+
+
+class NotificationListSchema(Schema):
+    notifications = fields.List(fields.Nested(NotificationSchema), required=True)

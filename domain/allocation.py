@@ -120,3 +120,40 @@ class Allocation(Aggregate):
     @event("Settled")
     def _settled(self, settlement_id: str, payout_amount: int, cause: dict[str, Any]) -> None:
         self.settlement_id = settlement_id
+
+    @property
+    def unsettled_adjustments(self) -> list[dict[str, Any]]:
+        """Refunds after settlement whose negative adjustment no settlement has taken yet."""
+        return [r for r in self.refunds if r["adjustment_of"] and not r.get("adjusted_by")]
+
+    def settle_adjustment(self, refund_id: str, settlement_id: str, cause: dict[str, Any]) -> None:
+        refund = next((r for r in self.unsettled_adjustments if r["refund_id"] == refund_id), None)
+        if refund is None:
+            raise AllocationStateError(f"no unsettled adjustment for refund {refund_id}")
+        self._adjustment_settled(refund_id, settlement_id, -refund["payout_reversed_amount"], cause)
+
+    @event("AdjustmentSettled")
+    def _adjustment_settled(self, refund_id: str, settlement_id: str, amount: int, cause: dict[str, Any]) -> None:
+        for refund in self.refunds:
+            if refund["refund_id"] == refund_id:
+                refund["adjusted_by"] = settlement_id
+
+    def release(self, settlement_id: str, cause: dict[str, Any]) -> None:
+        """A failed payout: what this settlement took becomes payable again."""
+        if self.settlement_id != settlement_id and not any(
+            r.get("adjusted_by") == settlement_id for r in self.refunds
+        ):
+            raise AllocationStateError(f"allocation is not part of settlement {settlement_id}")
+        self._released(settlement_id, cause)
+
+    @event("Released")
+    def _released(self, settlement_id: str, cause: dict[str, Any]) -> None:
+        if self.settlement_id == settlement_id:
+            self.settlement_id = None
+        for refund in self.refunds:
+            if refund.get("adjusted_by") == settlement_id:
+                refund["adjusted_by"] = None
+            if refund["adjustment_of"] == settlement_id:
+                # The payout it would have adjusted never happened: the refund simply
+                # reduces what is pending again.
+                refund["adjustment_of"] = None

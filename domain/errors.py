@@ -47,6 +47,14 @@ class OrderNotFoundError(NotFoundError):
     """No order with this id."""
 
 
+class SettlementRunNotFoundError(NotFoundError):
+    """No settlement run with this id."""
+
+
+class InvalidPeriodError(DomainError):
+    """A settlement period is malformed or reversed."""
+
+
 class PaymentStateError(DomainError):
     """The payment cannot make this transition from its current status."""
 

@@ -56,6 +56,24 @@ class Order(Aggregate):
     def refundable_amount(self) -> int:
         return self.total_amount - self.refunded_amount
 
+    def document(self) -> dict[str, Any]:
+        """The order as the API shows it (``created_at`` left as a datetime)."""
+        return order_document(
+            {
+                "id": str(self.id),
+                "session_id": self.session_id,
+                "customer_id": self.customer_id,
+                "currency": self.currency,
+                "total_amount": self.total_amount,
+                "platform_fee_amount": self.platform_fee_amount,
+                "payment_id": self.payment_id,
+                "sellers": self.sellers,
+                "delivery_address": self.delivery_address,
+                "created_at": self.created_on,
+            },
+            self.refunds,
+        )
+
     def record_refund(
         self, refund_id: str, amount: int, allocations: list[dict[str, Any]], cause: dict[str, Any]
     ) -> None:
@@ -65,13 +83,52 @@ class Order(Aggregate):
             )
         if sum(a["amount"] for a in allocations) != amount:
             raise RefundExceedsRemainingError("allocation reversals do not sum to the refund")
-        self._refund_recorded(refund_id, amount, allocations, cause)
+        self._refund_recorded(refund_id, amount, self.currency, allocations, cause)
 
     @event("RefundRecorded")
     def _refund_recorded(
-        self, refund_id: str, amount: int, allocations: list[dict[str, Any]], cause: dict[str, Any]
+        self, refund_id: str, amount: int, currency: str, allocations: list[dict[str, Any]], cause: dict[str, Any]
     ) -> None:
         self.refunded_amount += amount
         self.refunds.append(
             {"id": refund_id, "amount": amount, "allocations": allocations, "reason": cause.get("reason")}
         )
+
+
+def order_document(placed: dict[str, Any], refunds: list[dict[str, Any]]) -> dict[str, Any]:
+    """An order's public shape from its Placed facts and its refunds (shared with the read model)."""
+    refunded = sum(r["amount"] for r in refunds)
+    by_seller: dict[str, int] = {}
+    for refund in refunds:
+        for part in refund["allocations"]:
+            by_seller[part["seller_id"]] = by_seller.get(part["seller_id"], 0) + part["amount"]
+    if refunded == 0:
+        status = PAID
+    else:
+        status = REFUNDED if refunded >= placed["total_amount"] else PARTIALLY_REFUNDED
+    return {
+        "id": placed["id"],
+        "customer_id": placed["customer_id"],
+        "status": status,
+        "currency": placed["currency"],
+        "total_amount": placed["total_amount"],
+        "platform_fee_amount": placed["platform_fee_amount"],
+        "refunded_amount": refunded,
+        "payment_id": placed["payment_id"],
+        "checkout_session_id": placed["session_id"],
+        "created_at": placed["created_at"],
+        "delivery_address": placed["delivery_address"],
+        "sellers": [
+            {
+                "seller_id": s["seller_id"],
+                "allocation_id": s["allocation_id"],
+                "subtotal_amount": s["subtotal_amount"],
+                "fee_bps": s["fee_bps"],
+                "platform_fee_amount": s["platform_fee_amount"],
+                "payout_amount": s["payout_amount"],
+                "refunded_amount": by_seller.get(s["seller_id"], 0),
+                "items": s["items"],
+            }
+            for s in placed["sellers"]
+        ],
+    }

@@ -52,6 +52,10 @@ class PaymentGateway(Protocol):
         self, *, provider_reference: str, amount: int, idempotency_key: str
     ) -> RefundResult: ...
 
+    def payout(
+        self, *, seller_id: str, amount: int, currency: str, transfer_group: str, idempotency_key: str
+    ) -> PayoutResult: ...
+
 
 class CheckoutSessions(Protocol):
     """Short-lived checkout sessions (quotes awaiting payment)."""
@@ -73,3 +77,12 @@ class Enqueuer(Protocol):
     """Schedules background work after a command commits."""
 
     def after_commit(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PayoutResult:
+    """What the provider said about paying a seller."""
+
+    succeeded: bool
+    provider_reference: str | None
+    failure_reason: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,11 +19,14 @@ from domain.errors import (
     PaymentNotFoundError,
     PaymentStateError,
     RefundExceedsRemainingError,
+    SettlementRunNotFoundError,
+    SettlementStateError,
 )
-from domain.ids import allocation_id, order_id_for_session
+from domain.ids import allocation_id, order_id_for_session, settlement_id
 from domain.money import split_proportionally
 from domain.order import Order
 from domain.payment import Payment
+from domain.settlement import Settlement, SettlementRun
 
 _retry_on_conflict = retry(IntegrityError, max_attempts=30, wait=0.01)
 
@@ -252,7 +256,7 @@ class Marketplace(Application[UUID]):
             ],
         }
 
-    # ---- settlement (used by the read side) ----------------------------------------
+    # ---- settlement ----------------------------------------------------------------
 
     @_retry_on_conflict
     def settle_allocation(self, allocation_id_: str, settlement_id: str, cause: dict[str, Any]) -> Allocation:
@@ -260,6 +264,166 @@ class Marketplace(Application[UUID]):
         allocation.settle(settlement_id, cause)
         self.save(allocation)
         return allocation
+
+    def get_settlement(self, settlement_id_: str | UUID) -> Settlement | None:
+        uid = _as_uuid(settlement_id_)
+        if uid is None or uid not in self.repository:
+            return None
+        aggregate = self.repository.get(uid)
+        return aggregate if isinstance(aggregate, Settlement) else None
+
+    @_retry_on_conflict
+    def open_settlement(
+        self,
+        seller_id: str,
+        currency: str,
+        period_start: str,
+        period_end: str,
+        before: datetime,
+        allocation_ids: list[str],
+        adjustment_refs: list[tuple[str, str]],
+        cause: dict[str, Any],
+    ) -> tuple[Settlement | None, bool]:
+        """Open the settlement of (seller, currency, period) over what is still unsettled.
+
+        Returns (settlement, opened_now). Re-running returns the existing settlement and
+        settles nothing twice: the id is deterministic and every allocation refuses a
+        second settlement. Negative adjustments are taken only while the total stays
+        non-negative; otherwise they are carried on to a later settlement.
+        """
+        sid = settlement_id(seller_id, currency, period_start, period_end)
+        existing = self.get_settlement(sid)
+        if existing is not None:
+            return existing, False
+        touched: dict[str, Allocation] = {}
+        taken: list[dict[str, Any]] = []
+        for aid in allocation_ids:
+            allocation = self.repository.get(UUID(aid))
+            if (
+                allocation.is_settled
+                or allocation.seller_id != seller_id
+                or allocation.currency != currency
+                or allocation.created_on >= before
+            ):
+                continue
+            touched[aid] = allocation
+            taken.append(
+                {
+                    "allocation_id": aid,
+                    "order_id": allocation.order_id,
+                    "payout_amount": allocation.payout_amount - allocation.payout_reversed_amount,
+                }
+            )
+        adjustments: list[dict[str, Any]] = []
+        for aid, refund_id in adjustment_refs:
+            allocation = touched.get(aid) or self.repository.get(UUID(aid))
+            refund = next((r for r in allocation.unsettled_adjustments if r["refund_id"] == refund_id), None)
+            if refund is None or allocation.seller_id != seller_id or allocation.currency != currency:
+                continue
+            adjustments.append(
+                {"allocation_id": aid, "refund_id": refund_id, "order_id": allocation.order_id,
+                 "amount": -refund["payout_reversed_amount"]}
+            )
+            touched.setdefault(aid, allocation)
+        total = sum(a["payout_amount"] for a in taken) + sum(a["amount"] for a in adjustments)
+        if total < 0:  # the seller would owe us: carry the adjustments forward instead
+            adjustments = []
+            total = sum(a["payout_amount"] for a in taken)
+        if not taken and not adjustments:
+            return None, False
+        settlement = Settlement(
+            seller_id=seller_id,
+            currency=currency,
+            period_start=period_start,
+            period_end=period_end,
+            allocations=taken,
+            adjustments=adjustments,
+            total_payout_amount=total,
+            cause=cause,
+        )
+        sid_str = str(settlement.id)
+        changed = {}
+        for item in taken:
+            allocation = touched[item["allocation_id"]]
+            allocation.settle(sid_str, cause)
+            changed[item["allocation_id"]] = allocation
+        for item in adjustments:
+            allocation = touched[item["allocation_id"]]
+            allocation.settle_adjustment(item["refund_id"], sid_str, cause)
+            changed[item["allocation_id"]] = allocation
+        self.save(settlement, *changed.values())
+        return settlement, True
+
+    @_retry_on_conflict
+    def start_settlement_processing(self, settlement_id_: str, cause: dict[str, Any]) -> Settlement:
+        settlement = self.get_settlement(settlement_id_)
+        if settlement is None:
+            raise SettlementStateError(f"no settlement {settlement_id_}")
+        settlement.start_processing(cause)
+        self.save(settlement)
+        return settlement
+
+    @_retry_on_conflict
+    def finish_settlement(
+        self, settlement_id_: str, succeeded: bool, reference_or_reason: str, cause: dict[str, Any]
+    ) -> Settlement:
+        """Record the payout's outcome; a failed payout makes its allocations payable again."""
+        settlement = self.get_settlement(settlement_id_)
+        if settlement is None:
+            raise SettlementStateError(f"no settlement {settlement_id_}")
+        if succeeded:
+            settlement.mark_paid(reference_or_reason, cause)
+            self.save(settlement)
+            return settlement
+        settlement.mark_failed(reference_or_reason, cause)
+        released = {}
+        sid = str(settlement.id)
+        for item in [*settlement.allocations, *settlement.adjustments]:
+            aid = item["allocation_id"]
+            if aid not in released:
+                allocation = self.repository.get(UUID(aid))
+                allocation.release(sid, cause)
+                released[aid] = allocation
+        self.save(settlement, *released.values())
+        return settlement
+
+    # ---- settlement runs ------------------------------------------------------------
+
+    def request_settlement_run(self, period_start: str, period_end: str, cause: dict[str, Any]) -> SettlementRun:
+        run = SettlementRun(period_start=period_start, period_end=period_end, cause=cause)
+        self.save(run)
+        return run
+
+    def get_settlement_run(self, run_id: str | UUID) -> SettlementRun:
+        uid = _as_uuid(run_id)
+        try:
+            if uid is None:
+                raise AggregateNotFoundError(run_id)
+            run = self.repository.get(uid)
+        except AggregateNotFoundError:
+            raise SettlementRunNotFoundError(f"no settlement run {run_id}") from None
+        if not isinstance(run, SettlementRun):
+            raise SettlementRunNotFoundError(f"no settlement run {run_id}")
+        return run
+
+    @_retry_on_conflict
+    def record_run_started(self, run_id: str, seller_count: int) -> None:
+        run = self.get_settlement_run(run_id)
+        if run.status == "queued":
+            run.start(seller_count)
+            self.save(run)
+
+    @_retry_on_conflict
+    def record_run_finished(self, run_id: str, settlement_ids: list[str], error: str | None) -> SettlementRun:
+        run = self.get_settlement_run(run_id)
+        if run.status in ("done", "failed"):
+            return run
+        if error is None:
+            run.complete(settlement_ids)
+        else:
+            run.fail(error)
+        self.save(run)
+        return run
 
 
 __all__ = ["Marketplace", "allocation_id"]

@@ -1,7 +1,134 @@
-"""Read-model tables (filled by the projections)."""
+"""Read-model tables, filled only by the projections (never by command handlers)."""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
+
+
+
+
+
+projection_positions = Table(
+    "projection_positions",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False, default=0),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+)
+
+orders_view = Table(
+    "orders_view",
+    metadata,
+    Column("order_id", String(36), primary_key=True),
+    Column("customer_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("document", Text, nullable=False),
+    Index("ix_orders_view_customer", "customer_id", "created_at"),
+)
+
+allocations_view = Table(
+    "allocations_view",
+    metadata,
+    Column("allocation_id", String(36), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("order_id", String(36), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("subtotal_amount", BigInteger, nullable=False),
+    Column("fee_bps", Integer, nullable=False),
+    Column("platform_fee_amount", BigInteger, nullable=False),
+    Column("payout_amount", BigInteger, nullable=False),
+    Column("refunded_amount", BigInteger, nullable=False),
+    Column("platform_fee_reversed_amount", BigInteger, nullable=False),
+    Column("payout_reversed_amount", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | settled
+    Column("settlement_id", String(36), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_allocations_view_seller", "seller_id", "status", "created_at"),
+)
+
+adjustments_view = Table(
+    "adjustments_view",
+    metadata,
+    Column("allocation_id", String(36), primary_key=True),
+    Column("refund_id", String(36), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("order_id", String(36), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # negative: owed back by the seller
+    Column("adjustment_of", String(36), nullable=False),
+    Column("settlement_id", String(36), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_adjustments_view_seller", "seller_id", "settlement_id"),
+)
+
+settlements_view = Table(
+    "settlements_view",
+    metadata,
+    Column("settlement_id", String(36), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("period_start", String(10), nullable=False),
+    Column("period_end", String(10), nullable=False),
+    Column("total_payout_amount", BigInteger, nullable=False),
+    Column("allocation_count", Integer, nullable=False),
+    Column("adjustment_count", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("provider_reference", String(255), nullable=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_settlements_view_seller", "seller_id", "created_at"),
+)
+
+invoices_view = Table(
+    "invoices_view",
+    metadata,
+    Column("invoice_id", String(36), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("order_id", String(36), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("document", Text, nullable=False),
+    UniqueConstraint("seller_id", "number", name="uq_invoices_view_seller_number"),
+)
+
+invoice_counters = Table(
+    "invoice_counters",
+    metadata,
+    Column("seller_id", String(64), primary_key=True),
+    Column("last_number", Integer, nullable=False),
+)
+
+notifications_view = Table(
+    "notifications_view",
+    metadata,
+    Column("notification_id", String(36), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_notifications_view_seller", "seller_id", "created_at"),
+)
+
+# Tables each projection owns (rebuild deletes exactly these).
+OWNED_TABLES = {
+    "orders": [orders_view],
+    "payouts": [allocations_view, adjustments_view],
+    "settlements": [settlements_view],
+    "invoices": [invoices_view, invoice_counters],
+    "notifications": [notifications_view],
+}

@@ -14,6 +14,7 @@ from domain.ports import (
     CHARGE_REQUIRES_ACTION,
     CHARGE_SUCCEEDED,
     ChargeResult,
+    PayoutResult,
     ProviderUnavailableError,
     RefundResult,
 )
@@ -67,6 +68,12 @@ class MockGateway:
 
     def refund(self, *, provider_reference: str, amount: int, idempotency_key: str) -> RefundResult:
         return RefundResult(_token("re_", idempotency_key))
+
+    def payout(
+        self, *, seller_id: str, amount: int, currency: str, transfer_group: str, idempotency_key: str
+    ) -> PayoutResult:
+        """The mock pays at once."""
+        return PayoutResult(True, _token("tr_", idempotency_key))
 
 
 class StripeGateway:
@@ -135,6 +142,13 @@ class StripeGateway:
         except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
             raise ProviderUnavailableError(str(type(exc).__name__)) from None
         return RefundResult(refund.id)
+
+    def payout(
+        self, *, seller_id: str, amount: int, currency: str, transfer_group: str, idempotency_key: str
+    ) -> PayoutResult:
+        # Transfers to connected accounts need the seller's account link (issue 4); until
+        # then a Stripe payout fails honestly and the settlement's allocations stay payable.
+        return PayoutResult(False, None, "stripe transfers to connected accounts are not set up")
 
 
 def build_gateway(settings: Settings) -> MockGateway | StripeGateway:

@@ -62,3 +62,15 @@ payment_references = Table(
     Column("provider_reference", String(255), primary_key=True),
     Column("payment_id", String(36), nullable=False),
 )
+
+# Email deliveries of seller notifications: owned by the sender, so a rebuild of the
+# notifications read model never sends anything twice.
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("notification_id", String(36), primary_key=True),
+    Column("state", String(16), nullable=False),  # sending | sent | failed
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("error", Text, nullable=True),
+)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http
+import re
 
+from apispec import BasePlugin
 from flask import Flask, Response, jsonify
 from flask_smorest import Api as SmorestApi
 from flask_smorest.utils import prepare_response
@@ -12,11 +14,64 @@ from app.schemas import ProblemSchema
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
+IDEMPOTENCY_KEY_PARAMETER = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "A retry with the same key and body replays the first response; "
+    "the same key with another body is a 409.",
+}
+
+
+# Caller-chosen ids: an unknown customer or seller simply has nothing yet (empty lists, no 404).
+OPAQUE_PATH_PARAMETERS = {"customer_id", "seller_id"}
+
+
+class ProblemResponsesPlugin(BasePlugin):
+    """Documents the errors every operation can answer, as the contract's conventions list them.
+
+    401/403 wherever a key is needed, 404 for an unknown id in the path, 400 (malformed) and
+    413 (too large) wherever there is a body, and on every authenticated POST the
+    Idempotency-Key header with its 409 (key reused with another body). The
+    specific outcomes (402, 410, ...) are documented on their operations.
+    """
+
+    def operation_helper(self, path=None, operations=None, **kwargs):  # type: ignore[no-untyped-def]
+        for method, operation in (operations or {}).items():
+            if not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
+
+            def document(status: http.HTTPStatus) -> None:
+                # flask-smorest keys responses by int, apispec by str: an explicit one wins.
+                if status.value not in responses and str(status.value) not in responses:
+                    responses[str(status.value)] = status.name
+
+            secured = operation.get("security") != []
+            if secured:
+                document(http.HTTPStatus.UNAUTHORIZED)
+                document(http.HTTPStatus.FORBIDDEN)
+            if set(re.findall(r"{(\w+)}", path or "")) - OPAQUE_PATH_PARAMETERS:
+                document(http.HTTPStatus.NOT_FOUND)
+            if "requestBody" in operation:
+                document(http.HTTPStatus.BAD_REQUEST)
+                document(http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            if secured and method.lower() == "post":
+                document(http.HTTPStatus.BAD_REQUEST)
+                document(http.HTTPStatus.CONFLICT)
+                parameters = operation.setdefault("parameters", [])
+                if not any(p.get("name") == "Idempotency-Key" for p in parameters if isinstance(p, dict)):
+                    parameters.append(dict(IDEMPOTENCY_KEY_PARAMETER))
+
 
 class Api(SmorestApi):
     """flask-smorest, documenting every error as application/problem+json."""
 
     ERROR_SCHEMA = ProblemSchema
+
+    def _init_spec(self, *, extra_plugins=None, **kwargs):  # type: ignore[no-untyped-def]
+        super()._init_spec(extra_plugins=[*(extra_plugins or ()), ProblemResponsesPlugin()], **kwargs)
 
     def _register_error_handlers(self) -> None:
         """Errors are handled by app.errors (problem+json), not flask-smorest's JSON handler."""
@@ -42,7 +97,7 @@ def json_response(data: object, status: int = 200) -> Response:
 
 
 def init_app(app: Flask) -> Api:
-    from app.api import checkout, health, orders, webhooks
+    from app.api import checkout, health, orders, sellers, webhooks
 
     app.config.update(
         API_TITLE="tally",
@@ -59,6 +114,6 @@ def init_app(app: Flask) -> Api:
         },
     )
     api = Api(app)
-    for module in (health, checkout, orders, webhooks):
+    for module in (health, checkout, orders, sellers, webhooks):
         api.register_blueprint(module.bp)
     return api

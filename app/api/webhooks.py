@@ -9,14 +9,30 @@ from werkzeug.exceptions import BadRequest
 from app import handlers
 from app.adapters.payments import WebhookSignatureError, check_webhook
 from app.api import json_response
-from app.schemas import WebhookAckSchema
+from app.schemas import ProblemSchema, StripeEventSchema, WebhookAckSchema
 
 bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks", description="Provider webhooks")
 
 
 @bp.route("/stripe", methods=["POST"])
 @bp.response(200, WebhookAckSchema)
-@bp.doc(security=[])
+@bp.alt_response(
+    400, schema=ProblemSchema, content_type="application/problem+json",
+    description="Stripe-Signature missing, malformed, wrong or older than the tolerance",
+)
+@bp.doc(
+    security=[],
+    requestBody={"required": True, "content": {"application/json": {"schema": StripeEventSchema}}},
+    parameters=[
+        {
+            "in": "header",
+            "name": "Stripe-Signature",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "t=<unix time>,v1=<hex HMAC-SHA256 of '<t>.<raw body>' with STRIPE_WEBHOOK_SECRET>",
+        }
+    ],
+)
 def stripe_webhook():
     """A Stripe event, signed with STRIPE_WEBHOOK_SECRET."""
     container = current_app.extensions["tally"]

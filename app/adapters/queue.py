@@ -1,0 +1,108 @@
+"""Background work after a command commits: RQ on Redis, or inline in the embedded default.
+
+Both run the same code (projections.runner.catch_up and the handlers); RQ is imported
+only here and in workers/.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from projections.runner import PROJECTIONS, catch_up
+
+if TYPE_CHECKING:  # pragma: nocover
+    from redis import Redis
+
+    from app.bootstrap import Container
+
+RETRY_INTERVALS = [1, 5, 15, 60, 300]
+FAILURE_TTL = 30 * 86_400
+
+
+def queue_names(prefix: str) -> dict[str, str]:
+    """Queue names; a non-default key prefix (tests, benchmarks) gets queues of its own."""
+    if prefix == "tally":
+        return {"projections": "projections", "settlements": "settlements", "notifications": "notifications"}
+    return {name: f"{prefix}-{name}" for name in ("projections", "settlements", "notifications")}
+
+
+def pending_flag(prefix: str, projection: str) -> str:
+    return f"{prefix}:projection-pending:{projection}"
+
+
+class InlineJobs:
+    """Embedded default: run the work right away in this process (reads are immediately consistent)."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    def projections_changed(self) -> None:
+        container = self.container
+        for cls in PROJECTIONS.values():
+            catch_up(cls(), container.marketplace, container.engine)
+
+    def settlement_run_requested(self, run_id: str) -> None:
+        from app.handlers import execute_settlement_run
+
+        execute_settlement_run(self.container, run_id)
+
+    def notifications_changed(self) -> None:
+        from app.handlers import deliver_notifications
+
+        if self.container.settings.smtp_url:
+            deliver_notifications(self.container)
+
+
+class RqJobs:
+    """Enqueue RQ jobs by dotted path (the web process never imports job code)."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        from rq import Queue
+
+        self.redis = redis
+        self.prefix = prefix
+        names = queue_names(prefix)
+        self.queues = {key: Queue(name, connection=redis) for key, name in names.items()}
+
+    def _retry(self):  # type: ignore[no-untyped-def]
+        from rq import Retry
+
+        return Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS)
+
+    def projections_changed(self) -> None:
+        """One catch-up per projection, unless one is already queued and not yet started."""
+        pipe = self.redis.pipeline(transaction=False)
+        names = list(PROJECTIONS)
+        for name in names:
+            pipe.set(pending_flag(self.prefix, name), "1", nx=True, ex=60)
+        for name, fresh in zip(names, pipe.execute()):
+            if fresh:
+                self.queues["projections"].enqueue(
+                    "workers.jobs.catch_up_projection",
+                    name,
+                    job_id=f"projection:{name}:{uuid.uuid4().hex[:12]}",
+                    retry=self._retry(),
+                    result_ttl=60,
+                    failure_ttl=FAILURE_TTL,
+                    job_timeout=3600,
+                )
+
+    def settlement_run_requested(self, run_id: str) -> None:
+        self.queues["settlements"].enqueue(
+            "workers.jobs.execute_settlement_run",
+            run_id,
+            job_id=f"settlement-run:{run_id}",
+            retry=self._retry(),
+            failure_ttl=FAILURE_TTL,
+            job_timeout=6 * 3600,
+        )
+
+    def notifications_changed(self) -> None:
+        if self.redis.set(f"{self.prefix}:notifications-pending", "1", nx=True, ex=30):
+            self.queues["notifications"].enqueue(
+                "workers.jobs.deliver_notifications",
+                job_id=f"notifications:{uuid.uuid4().hex[:12]}",
+                retry=self._retry(),
+                failure_ttl=FAILURE_TTL,
+            )

@@ -1,0 +1,140 @@
+"""Sellers: payouts, settlements, invoices, notifications; and settlement runs."""
+
+from __future__ import annotations
+
+from flask import current_app, g
+from flask_smorest import Blueprint
+from werkzeug.exceptions import NotFound
+
+from app import handlers
+from app.api import json_response
+from app.auth import check_subject, current_principal, require
+from app.schemas import (
+    InvoiceListSchema,
+    InvoiceSchema,
+    NotificationListSchema,
+    OrderListSchema,
+    PayoutsSchema,
+    PeriodQuerySchema,
+    SettlementListSchema,
+    SettlementRunRequestSchema,
+    SettlementRunSchema,
+)
+from projections import queries
+
+bp = Blueprint("sellers", __name__, url_prefix="/api", description="Sellers, settlements and invoices")
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    return current_app.extensions["tally"].engine
+
+
+@bp.route("/customers/<customer_id>/orders")
+@require("admin", "auditor", "customer")
+@bp.response(200, OrderListSchema)
+def list_customer_orders(customer_id):
+    """A customer's orders, newest first."""
+    check_subject("customer", customer_id)
+    return json_response({"orders": queries.list_customer_orders(_engine(), customer_id)})
+
+
+@bp.route("/sellers/<seller_id>/payouts")
+@require("admin", "auditor", "seller")
+@bp.response(200, PayoutsSchema)
+def get_payouts(seller_id):
+    """Unsettled allocations (net of refunds) and what the next settlement would pay per currency."""
+    check_subject("seller", seller_id)
+    return json_response(queries.get_seller_payouts(_engine(), seller_id))
+
+
+@bp.route("/sellers/<seller_id>/settlements")
+@require("admin", "auditor", "seller")
+@bp.response(200, SettlementListSchema)
+def list_settlements(seller_id):
+    """The seller's settlements, newest first."""
+    check_subject("seller", seller_id)
+    return json_response({"settlements": queries.list_settlements(_engine(), seller_id)})
+
+
+@bp.route("/sellers/<seller_id>/settlements", methods=["POST"])
+@require("admin")
+@bp.arguments(PeriodQuerySchema, location="query")
+@bp.response(201, SettlementListSchema)
+@bp.alt_response(200, schema=SettlementListSchema, description="Nothing new to settle (or already settled)")
+def settle_seller(period, seller_id):
+    """Settle what the seller has unsettled up to the end of the period (idempotent)."""
+    start, end = handlers.parse_period(period["period_start"].isoformat(), period["period_end"].isoformat())
+    container = current_app.extensions["tally"]
+    settlements, created = handlers.settle_seller(
+        container, seller_id, start, end, current_principal().cause(g.request_id)
+    )
+    return json_response({"settlements": settlements}, 201 if created else 200)
+
+
+@bp.route("/settlements/runs", methods=["POST"])
+@require("admin")
+@bp.arguments(SettlementRunRequestSchema)
+@bp.response(202, SettlementRunSchema)
+def request_run(data):
+    """Settle every seller for a period in the background."""
+    start, end = handlers.parse_period(data["period_start"].isoformat(), data["period_end"].isoformat())
+    container = current_app.extensions["tally"]
+    run_id = handlers.request_settlement_run(container, start, end, current_principal().cause(g.request_id))
+    run = container.marketplace.get_settlement_run(run_id)
+    return json_response(_run_view(run), 202)
+
+
+@bp.route("/settlements/runs/<run_id>")
+@require("admin", "auditor")
+@bp.response(200, SettlementRunSchema)
+def get_run(run_id):
+    """A settlement run's progress."""
+    run = current_app.extensions["tally"].marketplace.get_settlement_run(run_id)
+    return json_response(_run_view(run))
+
+
+def _run_view(run) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "id": str(run.id),
+        "status": run.status,
+        "period_start": run.period_start,
+        "period_end": run.period_end,
+        "settlement_ids": run.settlement_ids,
+        "error": run.error,
+    }
+
+
+@bp.route("/sellers/<seller_id>/invoices")
+@require("admin", "auditor", "seller")
+@bp.response(200, InvoiceListSchema)
+def list_invoices(seller_id):
+    """The seller's invoices, highest number first."""
+    check_subject("seller", seller_id)
+    return json_response({"invoices": queries.list_invoices(_engine(), seller_id)})
+
+
+@bp.route("/invoices/<invoice_id>")
+@require("admin", "auditor", "seller", "customer")
+@bp.response(200, InvoiceSchema)
+def get_invoice(invoice_id):
+    """One invoice (one per order and seller)."""
+    invoice = queries.get_invoice(_engine(), invoice_id)
+    if invoice is None:
+        raise NotFound(f"no invoice {invoice_id}")
+    principal = current_principal()
+    if principal.role == "customer":
+        check_subject("customer", invoice["customer_id"])
+    else:
+        check_subject("seller", invoice["seller_id"])
+    return json_response(invoice)
+
+
+@bp.route("/sellers/<seller_id>/notifications")
+@require("admin", "auditor", "seller")
+@bp.response(200, NotificationListSchema)
+def list_notifications(seller_id):
+    """What the seller was told, newest first."""
+    check_subject("seller", seller_id)
+    container = current_app.extensions["tally"]
+    notifications = queries.list_notifications(_engine(), seller_id, handlers.sent_times(container))
+    return json_response({"notifications": notifications})

@@ -1,0 +1,246 @@
+"""Reads of the read models, returning the contract's JSON shapes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import and_, desc, select
+from sqlalchemy.engine import Engine
+
+from domain.order import order_document
+from projections.tables import (
+    adjustments_view,
+    allocations_view,
+    invoices_view,
+    notifications_view,
+    orders_view,
+    settlements_view,
+)
+
+
+def rfc3339(moment: datetime | str | None) -> str | None:
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:  # SQLite hands back naive UTC
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _order(document: str) -> dict[str, Any]:
+    state = json.loads(document)
+    order = order_document(state["placed"], state["refunds"])
+    order["created_at"] = rfc3339(order["created_at"])
+    return order
+
+
+def get_order(engine: Engine, order_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        document = conn.execute(select(orders_view.c.document).where(orders_view.c.order_id == order_id)).scalar()
+    return _order(document) if document else None
+
+
+def list_customer_orders(engine: Engine, customer_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(orders_view.c.document)
+            .where(orders_view.c.customer_id == customer_id)
+            .order_by(desc(orders_view.c.position))
+            .limit(limit)
+        ).scalars()
+        return [_order(document) for document in rows]
+
+
+def _allocation(row: Any) -> dict[str, Any]:
+    return {
+        "allocation_id": row.allocation_id,
+        "order_id": row.order_id,
+        "currency": row.currency,
+        "subtotal_amount": row.subtotal_amount - row.refunded_amount,
+        "platform_fee_amount": row.platform_fee_amount - row.platform_fee_reversed_amount,
+        "payout_amount": row.payout_amount - row.payout_reversed_amount,
+        "status": row.status,
+        "created_at": rfc3339(row.created_at),
+    }
+
+
+def get_seller_payouts(engine: Engine, seller_id: str) -> dict[str, Any]:
+    """Unsettled allocations net of refunds, carried adjustments, and the balance per currency."""
+    with engine.connect() as conn:
+        pending = conn.execute(
+            select(allocations_view)
+            .where(and_(allocations_view.c.seller_id == seller_id, allocations_view.c.status == "pending"))
+            .order_by(allocations_view.c.created_at, allocations_view.c.allocation_id)
+        ).all()
+        adjustments = conn.execute(
+            select(adjustments_view)
+            .where(and_(adjustments_view.c.seller_id == seller_id, adjustments_view.c.settlement_id.is_(None)))
+            .order_by(adjustments_view.c.created_at)
+        ).all()
+    balances: dict[str, int] = {}
+    for row in pending:
+        balances[row.currency] = balances.get(row.currency, 0) + row.payout_amount - row.payout_reversed_amount
+    for row in adjustments:
+        balances[row.currency] = balances.get(row.currency, 0) + row.amount
+    return {
+        "seller_id": seller_id,
+        "balances": [{"currency": c, "pending_payout_amount": balances[c]} for c in sorted(balances)],
+        "pending": [_allocation(row) for row in pending],
+        "adjustments": [
+            {
+                "allocation_id": row.allocation_id,
+                "refund_id": row.refund_id,
+                "order_id": row.order_id,
+                "currency": row.currency,
+                "amount": row.amount,
+                "adjustment_of": row.adjustment_of,
+                "created_at": rfc3339(row.created_at),
+            }
+            for row in adjustments
+        ],
+    }
+
+
+def settlement_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.settlement_id,
+        "seller_id": row.seller_id,
+        "currency": row.currency,
+        "period_start": row.period_start,
+        "period_end": row.period_end,
+        "total_payout_amount": row.total_payout_amount,
+        "allocation_count": row.allocation_count,
+        "adjustment_count": row.adjustment_count,
+        "status": row.status,
+        "provider_reference": row.provider_reference,
+        "failure_reason": row.failure_reason,
+        "created_at": rfc3339(row.created_at),
+        "processed_at": rfc3339(row.processed_at),
+    }
+
+
+def list_settlements(engine: Engine, seller_id: str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(settlements_view)
+            .where(settlements_view.c.seller_id == seller_id)
+            .order_by(desc(settlements_view.c.created_at), settlements_view.c.currency)
+        ).all()
+    return [settlement_view(row) for row in rows]
+
+
+def get_settlements(engine: Engine, settlement_ids: list[str]) -> list[dict[str, Any]]:
+    if not settlement_ids:
+        return []
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(settlements_view).where(settlements_view.c.settlement_id.in_(settlement_ids))
+        ).all()
+    by_id = {row.settlement_id: settlement_view(row) for row in rows}
+    return [by_id[sid] for sid in settlement_ids if sid in by_id]
+
+
+def _invoice(document: str) -> dict[str, Any]:
+    invoice = json.loads(document)
+    invoice["issued_at"] = rfc3339(invoice["issued_at"])
+    invoice["total_amount"] = sum(line["total_amount"] for line in invoice["lines"])
+    return invoice
+
+
+def get_invoice(engine: Engine, invoice_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        document = conn.execute(
+            select(invoices_view.c.document).where(invoices_view.c.invoice_id == invoice_id)
+        ).scalar()
+    return _invoice(document) if document else None
+
+
+def list_invoices(engine: Engine, seller_id: str, limit: int = 500) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(invoices_view.c.document)
+            .where(invoices_view.c.seller_id == seller_id)
+            .order_by(desc(invoices_view.c.number))
+            .limit(limit)
+        ).scalars()
+        return [_invoice(document) for document in rows]
+
+
+def list_notifications(engine: Engine, seller_id: str, sent: dict[str, Any] | None = None,
+                       limit: int = 500) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(notifications_view)
+            .where(notifications_view.c.seller_id == seller_id)
+            .order_by(desc(notifications_view.c.created_at), notifications_view.c.notification_id)
+            .limit(limit)
+        ).all()
+    sent = sent or {}
+    return [
+        {
+            "id": row.notification_id,
+            "kind": row.kind,
+            "created_at": rfc3339(row.created_at),
+            "sent_at": rfc3339(sent.get(row.notification_id)),
+            "data": json.loads(row.data),
+        }
+        for row in rows
+    ]
+
+
+def unsettled_for_seller(engine: Engine, seller_id: str, before: datetime) -> dict[str, dict[str, list]]:
+    """Candidates for settlement per currency: pending allocation ids and open adjustments."""
+    out: dict[str, dict[str, list]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(
+            select(allocations_view.c.allocation_id, allocations_view.c.currency).where(
+                and_(
+                    allocations_view.c.seller_id == seller_id,
+                    allocations_view.c.status == "pending",
+                    allocations_view.c.created_at < before,
+                )
+            )
+        ):
+            out.setdefault(row.currency, {"allocations": [], "adjustments": []})["allocations"].append(
+                row.allocation_id
+            )
+        for row in conn.execute(
+            select(adjustments_view.c.allocation_id, adjustments_view.c.refund_id, adjustments_view.c.currency).where(
+                and_(
+                    adjustments_view.c.seller_id == seller_id,
+                    adjustments_view.c.settlement_id.is_(None),
+                    adjustments_view.c.created_at < before,
+                )
+            )
+        ):
+            out.setdefault(row.currency, {"allocations": [], "adjustments": []})["adjustments"].append(
+                (row.allocation_id, row.refund_id)
+            )
+    return out
+
+
+def sellers_with_unsettled(engine: Engine, before: datetime) -> list[str]:
+    with engine.connect() as conn:
+        a = conn.execute(
+            select(allocations_view.c.seller_id)
+            .where(and_(allocations_view.c.status == "pending", allocations_view.c.created_at < before))
+            .distinct()
+        ).scalars().all()
+        b = conn.execute(
+            select(adjustments_view.c.seller_id)
+            .where(and_(adjustments_view.c.settlement_id.is_(None), adjustments_view.c.created_at < before))
+            .distinct()
+        ).scalars().all()
+    return sorted(set(a) | set(b))
+
+
+def seller_currencies(engine: Engine, seller_id: str) -> list[str]:
+    with engine.connect() as conn:
+        return sorted(
+            conn.execute(
+                select(allocations_view.c.currency).where(allocations_view.c.seller_id == seller_id).distinct()
+            ).scalars()
+        )

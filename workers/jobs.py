@@ -1,0 +1,49 @@
+"""RQ jobs: thin functions of primitive arguments, enqueued by dotted path."""
+
+from __future__ import annotations
+
+import logging
+
+from app import handlers
+from app.adapters.queue import pending_flag
+from projections.runner import PROJECTIONS, catch_up
+from workers.context import get_container
+
+log = logging.getLogger(__name__)
+
+
+def catch_up_projection(name: str) -> int:
+    """Bring one read model up to the head of the log; returns the events applied."""
+    container = get_container()
+    # Clear the flag before reading, so a command committed from now on enqueues again.
+    container.redis.delete(pending_flag(container.settings.key_prefix, name))
+    applied = catch_up(PROJECTIONS[name](), container.marketplace, container.engine)
+    if name == "notifications" and applied and container.settings.smtp_url:
+        container.jobs.notifications_changed()
+    return applied
+
+
+def catch_up_all() -> dict[str, int]:
+    """The safety net: catch every read model up, whatever triggers were lost."""
+    return {name: catch_up_projection(name) for name in PROJECTIONS}
+
+
+def execute_settlement_run(run_id: str) -> None:
+    handlers.execute_settlement_run(get_container(), run_id)
+
+
+def settle_previous_month() -> list[str]:
+    return handlers.settle_previous_month(get_container())
+
+
+def cleanup_expired_sessions() -> int:
+    """Forget what long-expired checkout sessions leave behind (expiry index, stale locks)."""
+    removed = get_container().sessions.forget_expired()
+    log.info("forgot %s expired checkout sessions", removed)
+    return removed
+
+
+def deliver_notifications() -> int:
+    container = get_container()
+    container.redis.delete(f"{container.settings.key_prefix}:notifications-pending")
+    return handlers.deliver_notifications(container)

@@ -1,0 +1,46 @@
+"""Worker and scheduler entry points (`flask --app wsgi worker`, `flask --app wsgi cron`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rq import Queue, SimpleWorker, Worker
+from rq.cron import CronScheduler
+
+from app.adapters.queue import queue_names
+from workers import jobs
+from workers.context import install
+
+if TYPE_CHECKING:  # pragma: nocover
+    from app.bootstrap import Container
+
+
+def queues(container: Container) -> list[Queue]:
+    names = queue_names(container.settings.key_prefix)
+    return [Queue(names[key], connection=container.redis) for key in ("settlements", "projections", "notifications")]
+
+
+def run_worker(container: Container, burst: bool = False, fork: bool = True) -> bool:
+    """Work the queues. The forking Worker runs each job in a fresh work horse, where the
+    container rebuilds its connections (nothing built in the parent is used after a fork)."""
+    install(container)
+    worker_class = Worker if fork else SimpleWorker
+    worker = worker_class(queues(container), connection=container.redis)
+    return worker.work(burst=burst, with_scheduler=True)
+
+
+def build_cron(container: Container) -> CronScheduler:
+    """The one scheduler: safety-net catch-up, hourly clean-up, monthly settlement."""
+    names = queue_names(container.settings.key_prefix)
+    cron = CronScheduler(connection=container.redis, name=f"{container.settings.key_prefix}-cron")
+    cron.register(jobs.catch_up_all, names["projections"], interval=30, job_timeout=3600)
+    cron.register(jobs.cleanup_expired_sessions, names["projections"], cron="17 * * * *")
+    cron.register(jobs.settle_previous_month, names["settlements"], cron="0 2 1 * *", job_timeout=6 * 3600)
+    if container.settings.smtp_url:
+        cron.register(jobs.deliver_notifications, names["notifications"], interval=60)
+    return cron
+
+
+def run_cron(container: Container) -> None:
+    install(container)
+    build_cron(container).start()
