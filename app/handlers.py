@@ -157,11 +157,22 @@ def refund_order(
 
 # ---- provider webhooks ---------------------------------------------------------------
 
+def _storable_text(value: object, max_length: int = 255) -> bool:
+    """A string PostgreSQL can store and compare: no NUL, valid UTF-8 (no lone surrogates), not too long."""
+    if not isinstance(value, str) or not value or len(value) > max_length or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def receive_provider_event(container: Container, event: dict[str, Any]) -> str:
     """Apply a verified provider event once; returns what happened (applied, duplicate, ignored, unmatched)."""
     event_id = event.get("id")
-    if not isinstance(event_id, str) or not event_id:
-        return "ignored"
+    if not _storable_text(event_id) or not _storable_text(str(event.get("type") or "-"), 128):
+        return "ignored"  # not an event Stripe sends (its ids and types are short ASCII)
     now = datetime.now(timezone.utc)
     engine = container.engine
     try:
@@ -207,13 +218,19 @@ def receive_provider_event(container: Container, event: dict[str, Any]) -> str:
 
 def _apply_provider_event(container: Container, event: dict[str, Any]) -> tuple[str, str | None]:
     kind = event.get("type")
-    obj = (event.get("data") or {}).get("object") or {}
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):  # a signed but malformed event matches nothing (never a 500)
+        obj = {}
     if kind not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
         return "ignored", f"event type {kind} is not used"
     reference = obj.get("id")
-    payment_id = payment_id_for_reference(container, reference) if isinstance(reference, str) else None
+    if not _storable_text(reference):
+        reference = None
+    payment_id = payment_id_for_reference(container, reference) if reference is not None else None
     if payment_id is None:
-        payment_id = (obj.get("metadata") or {}).get("payment_id")
+        metadata = obj.get("metadata")
+        payment_id = metadata.get("payment_id") if isinstance(metadata, dict) else None
     marketplace = container.marketplace
     try:
         payment = marketplace.get_payment(payment_id) if payment_id else None
@@ -237,8 +254,11 @@ def _apply_provider_event(container: Container, event: dict[str, Any]) -> tuple[
         except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
             pass  # the session expired meanwhile; the order stands regardless
         return "applied", None
-    error = obj.get("last_payment_error") or {}
-    reason = error.get("decline_code") or error.get("code") or "payment_failed"
+    error = obj.get("last_payment_error")
+    error = error if isinstance(error, dict) else {}
+    reason = str(error.get("decline_code") or error.get("code") or "payment_failed")
+    if not _storable_text(reason):
+        reason = "payment_failed"
     marketplace.record_failure(str(payment.id), reference, reason, cause)
     try:
         if container.sessions.get(payment.session_id)["status"] == "awaiting_action":

@@ -234,6 +234,12 @@ class ProblemSchema(Schema):
     failure_reason = fields.String()
 
 
+class NotReadyProblemSchema(ProblemSchema):
+    """503 from /readyz: which dependency does not answer."""
+
+    checks = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+
+
 class PaymentDeclinedProblemSchema(ProblemSchema):
     """402: the declined attempt is a payment of its own, recorded with its reason."""
 
@@ -356,3 +362,77 @@ class NotificationSchema(Schema):
 
 class NotificationListSchema(Schema):
     notifications = fields.List(fields.Nested(NotificationSchema), required=True)
+
+
+# ---- audit -----------------------------------------------------------------------------------
+
+class AuditEventsQuerySchema(StrictSchema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**62))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class AsOfQuerySchema(StrictSchema):
+    as_of = fields.AwareDateTime(default_timezone=None, metadata={"example": "2026-11-27T05:16:21Z"})
+
+
+class AuditEventSchema(Schema):
+    position = fields.Integer(required=True)
+    stream_id = fields.String(required=True)
+    stream_type = fields.String(required=True)
+    version = fields.Integer(required=True)
+    type = fields.String(required=True)
+    timestamp = fields.String(required=True, allow_none=True)
+    data = fields.Dict(required=True)
+    actor_id = fields.String(allow_none=True)
+    actor_role = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    hash = fields.String()
+
+
+class AuditEventsSchema(Schema):
+    events = fields.List(fields.Nested(AuditEventSchema), required=True)
+    next_after = fields.Integer(required=True)
+
+
+class AuditHeadSchema(Schema):
+    position = fields.Integer(required=True)
+    hash = fields.String(required=True)
+
+
+class AuditStreamSchema(Schema):
+    stream_id = fields.String(required=True)
+    stream_type = fields.String(required=True)
+    version = fields.Integer(required=True)
+    state = fields.Dict(required=True)
+    events = fields.List(fields.Dict(), required=True)
+
+
+class BalanceAsOfSchema(Schema):
+    seller_id = fields.String(required=True)
+    as_of = fields.String(required=True)
+    balances = fields.List(fields.Nested(BalanceSchema), required=True)
+    entries = fields.List(fields.Dict(), required=True)
+
+
+class StatementLineSchema(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(["order", "refund", "adjustment"]))
+    order_id = fields.String(required=True)
+    allocation_id = fields.String(required=True)
+    refund_id = fields.String(allow_none=True)
+    date = fields.String(allow_none=True)
+    gross_amount = Amount(required=True)
+    platform_fee_amount = Amount(required=True)
+    net_amount = Amount(required=True)
+    running_total_amount = Amount(required=True)
+
+
+class StatementSchema(Schema):
+    settlement_id = fields.String(required=True)
+    seller_id = fields.String(required=True)
+    currency = fields.String(required=True)
+    period_start = fields.String(required=True)
+    period_end = fields.String(required=True)
+    status = fields.String(required=True)
+    total_payout_amount = Amount(required=True)
+    lines = fields.List(fields.Nested(StatementLineSchema), required=True)

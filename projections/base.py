@@ -35,3 +35,7 @@ class Projection:
 
     def process_event(self, event: Any, conn: Connection, position: int) -> None:  # pragma: nocover
         raise NotImplementedError
+
+    def apply(self, notification: Any, app: Any, conn: Connection) -> None:
+        """Apply one notification of the global log (decoded unless a subclass wants the raw record)."""
+        self.process_event(app.mapper.to_domain_event(notification), conn, notification.id)

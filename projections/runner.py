@@ -18,6 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from projections.audit import AuditLogProjection
 from projections.base import Projection
 from projections.invoices import InvoicesProjection
 from projections.notifications import NotificationsProjection
@@ -31,7 +32,14 @@ if TYPE_CHECKING:  # pragma: nocover
 
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.name: cls
-    for cls in (OrdersProjection, PayoutsProjection, SettlementsProjection, InvoicesProjection, NotificationsProjection)
+    for cls in (
+        OrdersProjection,
+        PayoutsProjection,
+        SettlementsProjection,
+        InvoicesProjection,
+        NotificationsProjection,
+        AuditLogProjection,
+    )
 }
 BATCH_SIZE = 500
 
@@ -77,7 +85,7 @@ def _apply_batch(
         start=position + 1, limit=batch_size, stop=head, topics=projection.topics
     )
     for notification in notifications:
-        projection.process_event(app.mapper.to_domain_event(notification), conn, notification.id)
+        projection.apply(notification, app, conn)
     new_position = notifications[-1].id if len(notifications) == batch_size else head
     return new_position, len(notifications)
 

@@ -132,3 +132,20 @@ OWNED_TABLES = {
     "invoices": [invoices_view, invoice_counters],
     "notifications": [notifications_view],
 }
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("notification_id", BigInteger, nullable=False, unique=True),
+    Column("stream_id", String(36), nullable=False),
+    Column("stream_type", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("type", String(128), nullable=False),
+    Column("timestamp", DateTime(timezone=True), nullable=True),
+    Column("data", Text, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("previous_hash", String(64), nullable=False),
+    Index("ix_audit_log_stream", "stream_id", "version"),
+)
+OWNED_TABLES["audit_log"] = [audit_log]

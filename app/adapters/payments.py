@@ -163,8 +163,12 @@ def verify_webhook(payload: bytes, signature: str, secret: str) -> dict:
     """Verify a Stripe-Signature header on the raw body and return the event as a dict."""
     import stripe
 
-    event = stripe.Webhook.construct_event(payload, signature, secret)
-    return event.to_dict()
+    stripe.Webhook.construct_event(payload, signature, secret)  # verifies; refuses bodies that are not events
+    # The event as plain JSON: the SDK's to_dict() leaves StripeObjects inside nested lists,
+    # which json.dumps (storing the event) then fails on.
+    import json
+
+    return json.loads(payload)
 
 
 class WebhookSignatureError(Exception):
@@ -182,5 +186,6 @@ def check_webhook(payload: bytes, signature: str | None, secret: str | None) -> 
         return verify_webhook(payload, signature, secret)
     except stripe.SignatureVerificationError:
         raise WebhookSignatureError("signature verification failed") from None
-    except ValueError:
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        # not JSON, or JSON that is not an object (the SDK fails on `[]` with AttributeError)
         raise WebhookSignatureError("body is not a Stripe event") from None

@@ -55,7 +55,10 @@ class InlineJobs:
 
 
 class RqJobs:
-    """Enqueue RQ jobs by dotted path (the web process never imports job code)."""
+    """Enqueue RQ jobs by dotted path (the web process never imports job code).
+
+    Job ids may hold only letters, digits, "_" and "-" (RQ raises ValueError otherwise).
+    """
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         from rq import Queue
@@ -81,7 +84,7 @@ class RqJobs:
                 self.queues["projections"].enqueue(
                     "workers.jobs.catch_up_projection",
                     name,
-                    job_id=f"projection:{name}:{uuid.uuid4().hex[:12]}",
+                    job_id=f"projection-{name}-{uuid.uuid4().hex[:12]}",
                     retry=self._retry(),
                     result_ttl=60,
                     failure_ttl=FAILURE_TTL,
@@ -92,7 +95,7 @@ class RqJobs:
         self.queues["settlements"].enqueue(
             "workers.jobs.execute_settlement_run",
             run_id,
-            job_id=f"settlement-run:{run_id}",
+            job_id=f"settlement-run-{run_id}",
             retry=self._retry(),
             failure_ttl=FAILURE_TTL,
             job_timeout=6 * 3600,
@@ -102,7 +105,7 @@ class RqJobs:
         if self.redis.set(f"{self.prefix}:notifications-pending", "1", nx=True, ex=30):
             self.queues["notifications"].enqueue(
                 "workers.jobs.deliver_notifications",
-                job_id=f"notifications:{uuid.uuid4().hex[:12]}",
+                job_id=f"notifications-{uuid.uuid4().hex[:12]}",
                 retry=self._retry(),
                 failure_ttl=FAILURE_TTL,
             )

@@ -7,7 +7,8 @@ from flask_smorest import Blueprint
 from sqlalchemy import text
 
 from app.api import json_response
-from app.schemas import HealthSchema
+from app.errors import problem
+from app.schemas import HealthSchema, NotReadyProblemSchema
 
 bp = Blueprint("health", __name__, url_prefix="/api", description="Health checks")
 
@@ -22,7 +23,10 @@ def healthz():
 
 @bp.route("/readyz")
 @bp.response(200, HealthSchema)
-@bp.alt_response(503, schema=HealthSchema, description="A dependency does not answer")
+@bp.alt_response(
+    503, schema=NotReadyProblemSchema, content_type="application/problem+json",
+    description="A dependency does not answer (a problem, with the checks)",
+)
 @bp.doc(security=[])
 def readyz():
     """The event store and Redis answer."""
@@ -40,5 +44,7 @@ def readyz():
         checks["redis"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["redis"] = f"unavailable: {type(exc).__name__}"
-    ready = all(value == "ok" for value in checks.values())
-    return json_response({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
+    if all(value == "ok" for value in checks.values()):
+        return json_response({"status": "ok", "checks": checks})
+    failing = ", ".join(f"{name} {value}" for name, value in checks.items() if value != "ok")
+    return problem(503, f"Not ready: {failing}.", checks=checks)

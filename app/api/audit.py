@@ -1,0 +1,205 @@
+"""Audit: the gap-free global log, its hash head, point-in-time state, balances, statements."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+from uuid import UUID
+
+from flask import Response, current_app, stream_with_context
+from flask_smorest import Blueprint
+from sqlalchemy import select
+from werkzeug.exceptions import NotFound
+
+from app import audit
+from app.api import json_response
+from app.auth import check_subject, require
+from app.schemas import (
+    AsOfQuerySchema,
+    AuditEventsQuerySchema,
+    AuditEventsSchema,
+    AuditHeadSchema,
+    AuditStreamSchema,
+    BalanceAsOfSchema,
+    StatementSchema,
+)
+from projections.audit import GENESIS
+from projections.runner import PROJECTIONS, catch_up
+from projections.tables import allocations_view, audit_log
+
+bp = Blueprint("audit", __name__, url_prefix="/api", description="Audit")
+
+CSV_COLUMNS = ["position", "stream_id", "stream_type", "version", "type", "timestamp",
+               "actor_id", "actor_role", "request_id", "reason", "data", "hash"]
+
+
+def _container():  # type: ignore[no-untyped-def]
+    return current_app.extensions["tally"]
+
+
+def _catch_up_log() -> None:
+    container = _container()
+    catch_up(PROJECTIONS["audit_log"](), container.marketplace, container.engine)
+
+
+def _event(row) -> dict:  # type: ignore[no-untyped-def]
+    data = json.loads(row.data)
+    cause = data.get("cause") or {}
+    timestamp = row.timestamp
+    if timestamp is not None and timestamp.tzinfo is None:
+        timestamp = timestamp.replace(tzinfo=timezone.utc)
+    return {
+        "position": row.position,
+        "stream_id": row.stream_id,
+        "stream_type": row.stream_type,
+        "version": row.version,
+        "type": row.type,
+        "timestamp": timestamp.isoformat().replace("+00:00", "Z") if timestamp else None,
+        "data": data,
+        "actor_id": cause.get("actor_id"),
+        "actor_role": cause.get("actor_role"),
+        "request_id": cause.get("request_id"),
+        "reason": cause.get("reason"),
+        "hash": row.hash,
+    }
+
+
+@bp.route("/audit/events")
+@require("admin", "auditor")
+@bp.arguments(AuditEventsQuerySchema, location="query")
+@bp.response(200, AuditEventsSchema)
+def list_events(query):
+    """Every event in commit order, with gap-free positions."""
+    _catch_up_log()
+    with _container().engine.connect() as conn:
+        rows = conn.execute(
+            select(audit_log).where(audit_log.c.position > query["after"])
+            .order_by(audit_log.c.position).limit(query["limit"])
+        ).all()
+    events = [_event(row) for row in rows]
+    return json_response({"events": events, "next_after": events[-1]["position"] if events else query["after"]})
+
+
+@bp.route("/audit/events.csv")
+@require("admin", "auditor")
+@bp.arguments(AuditEventsQuerySchema, location="query")
+@bp.response(200, content_type="text/csv")
+def events_csv(query):
+    """The same log as CSV, streamed in constant memory (``limit`` is ignored: everything after ``after``)."""
+    _catch_up_log()
+    engine = _container().engine
+
+    def generate():  # type: ignore[no-untyped-def]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        after = query["after"]
+        while True:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(audit_log).where(audit_log.c.position > after).order_by(audit_log.c.position).limit(1000)
+                ).all()
+            for row in rows:
+                event = _event(row)
+                event["data"] = json.dumps(event["data"], sort_keys=True, separators=(",", ":"))
+                writer.writerow([event[column] if event[column] is not None else "" for column in CSV_COLUMNS])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate(0)
+            if len(rows) < 1000:
+                return
+            after = rows[-1].position
+
+    return Response(stream_with_context(generate()), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=tally-events.csv"})
+
+
+@bp.route("/audit/head")
+@require("admin", "auditor")
+@bp.response(200, AuditHeadSchema)
+def head():
+    """The latest position and the hash chaining it to everything before: pin it, verify later."""
+    _catch_up_log()
+    with _container().engine.connect() as conn:
+        row = conn.execute(
+            select(audit_log.c.position, audit_log.c.hash).order_by(audit_log.c.position.desc()).limit(1)
+        ).first()
+    return json_response({"position": row.position if row else 0, "hash": row.hash if row else GENESIS})
+
+
+def _as_of(query) -> datetime | None:  # type: ignore[no-untyped-def]
+    as_of = query.get("as_of")
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=timezone.utc)
+    return as_of
+
+
+@bp.route("/audit/streams/<stream_id>")
+@require("admin", "auditor")
+@bp.arguments(AsOfQuerySchema, location="query")
+@bp.response(200, AuditStreamSchema)
+def stream(query, stream_id):
+    """Any aggregate as it stood at ``as_of`` (default: now), rebuilt from its events."""
+    try:
+        uid = UUID(stream_id)
+    except ValueError:
+        raise NotFound(f"no stream {stream_id}") from None
+    result = audit.stream_as_of(_container().marketplace, uid, _as_of(query))
+    if result is None:
+        raise NotFound(f"stream {stream_id} has no events by then")
+    return json_response(result)
+
+
+@bp.route("/sellers/<seller_id>/balance")
+@require("admin", "auditor", "seller")
+@bp.arguments(AsOfQuerySchema, location="query")
+@bp.response(200, BalanceAsOfSchema)
+def balance(query, seller_id):
+    """The seller's pending payout per currency as it stood at ``as_of``, with what makes it up."""
+    check_subject("seller", seller_id)
+    container = _container()
+    catch_up(PROJECTIONS["payouts"](), container.marketplace, container.engine)
+    with container.engine.connect() as conn:
+        ids = conn.execute(
+            select(allocations_view.c.allocation_id).where(allocations_view.c.seller_id == seller_id)
+            .order_by(allocations_view.c.created_at)
+        ).scalars().all()
+    as_of = _as_of(query) or datetime.now(timezone.utc)
+    return json_response(audit.seller_balance(container.marketplace, list(ids), seller_id, as_of))
+
+
+def _statement(seller_id: str, settlement_id: str) -> dict:
+    check_subject("seller", seller_id)
+    settlement = _container().marketplace.get_settlement(settlement_id)
+    if settlement is None or settlement.seller_id != seller_id:
+        raise NotFound(f"no settlement {settlement_id} for seller {seller_id}")
+    return audit.settlement_statement(_container().marketplace, settlement)
+
+
+@bp.route("/sellers/<seller_id>/settlements/<settlement_id>/statement")
+@require("admin", "auditor", "seller")
+@bp.response(200, StatementSchema)
+def statement(seller_id, settlement_id):
+    """Every order, refund and adjustment in a settlement with gross, fee, net and a running total."""
+    return json_response(_statement(seller_id, settlement_id))
+
+
+STATEMENT_COLUMNS = ["kind", "date", "order_id", "allocation_id", "refund_id", "gross_amount",
+                     "platform_fee_amount", "net_amount", "running_total_amount", "currency"]
+
+
+@bp.route("/sellers/<seller_id>/settlements/<settlement_id>/statement.csv")
+@require("admin", "auditor", "seller")
+@bp.response(200, content_type="text/csv")
+def statement_csv(seller_id, settlement_id):
+    """The statement as CSV."""
+    document = _statement(seller_id, settlement_id)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(STATEMENT_COLUMNS)
+    for line in document["lines"]:
+        writer.writerow([document["currency"] if c == "currency" else ("" if line[c] is None else line[c])
+                         for c in STATEMENT_COLUMNS])
+    return Response(buffer.getvalue(), mimetype="text/csv")
