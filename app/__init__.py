@@ -28,9 +28,14 @@ def _echo_request_id(response):  # type: ignore[no-untyped-def]
     return response
 
 
+# Commands that record no events (a checkout session lives in Redis only).
+_WRITES_NO_EVENTS = frozenset({"checkout.create_session"})
+
+
 def _trigger_read_side(response):  # type: ignore[no-untyped-def]
-    """After a command commits, bring the read models up to date (queued, or inline)."""
-    if request.method in ("POST", "PUT") and 200 <= response.status_code < 300:
+    """After a command recorded events, bring the read models up to date (queued, or inline)."""
+    recorded = 200 <= response.status_code < 300 or response.status_code == 402  # a decline is recorded too
+    if request.method in ("POST", "PUT") and recorded and request.endpoint not in _WRITES_NO_EVENTS:
         try:
             current_app.extensions["tally"].jobs.projections_changed()
         except Exception:  # noqa: BLE001 - the safety net catches up; the command stands

@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import wraps
@@ -72,24 +74,51 @@ def create_key(engine: Engine, role: str, subject: str | None) -> tuple[str, str
     return key_id, f"tk_{key_id}.{secret}"
 
 
-def authenticate(engine: Engine, header: str | None) -> Principal | None:
-    """The principal for an ``Authorization: Bearer`` header, or None."""
-    if not header or not header.startswith("Bearer "):
-        return None
-    match = _KEY_RE.match(header[7:].strip())
-    if not match:
-        return None
-    key_id, secret = match.groups()
+CACHE_SECONDS = 30.0
+_cache: dict[str, tuple[float, str, Principal | None]] = {}
+_cache_lock = threading.Lock()
+
+
+def _lookup(engine: Engine, key_id: str) -> tuple[str, Principal | None]:
+    """(stored hash, principal) of a key id, from a per-process cache of CACHE_SECONDS.
+
+    The cache holds only hashes; a revoked or deleted key stops working within
+    CACHE_SECONDS. The secret is still compared in constant time on every request.
+    """
+    now = time.monotonic()
+    cached = _cache.get(key_id)
+    if cached is not None and cached[0] > now:
+        return cached[1], cached[2]
     with engine.connect() as conn:
         row = conn.execute(
             select(api_keys.c.secret_hash, api_keys.c.role, api_keys.c.subject, api_keys.c.revoked_at).where(
                 api_keys.c.id == key_id
             )
         ).first()
-    stored = row.secret_hash if row is not None else _DUMMY_HASH
-    if not hmac.compare_digest(stored, _hash(secret)) or row is None or row.revoked_at is not None:
+    if row is None or row.revoked_at is not None:
+        entry = (_DUMMY_HASH, None)
+    else:
+        entry = (row.secret_hash, Principal(key_id=key_id, role=row.role, subject=row.subject))
+    with _cache_lock:
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[key_id] = (now + CACHE_SECONDS, *entry)
+    return entry
+
+
+def authenticate(engine: Engine, header: str | None) -> Principal | None:
+    """The principal for an ``Authorization: Bearer`` header, or None."""
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "bearer":  # the auth scheme is case-insensitive (RFC 9110, 11.1)
         return None
-    return Principal(key_id=key_id, role=row.role, subject=row.subject)
+    match = _KEY_RE.match(token.strip())
+    if not match:
+        return None
+    key_id, secret = match.groups()
+    stored, principal = _lookup(engine, key_id)
+    if not hmac.compare_digest(stored, _hash(secret)) or principal is None:
+        return None
+    return principal
 
 
 def load_principal() -> None:

@@ -71,15 +71,20 @@ def _check_confirmable(session: dict[str, Any]) -> None:
 
 
 def confirm_checkout(
-    container: Container, session_id: str, payment_method: str, cause: dict[str, Any]
+    container: Container,
+    session_id: str,
+    payment_method: str,
+    cause: dict[str, Any],
+    session: dict[str, Any] | None = None,
 ) -> tuple[str, Payment, Order | None]:
     """Take the payment first; only a successful payment places the order and its allocations.
 
     Returns ("succeeded", payment, order) or ("requires_action", payment, None); a decline
-    raises PaymentDeclinedError after the failed attempt is recorded.
+    raises PaymentDeclinedError after the failed attempt is recorded. ``session`` is the
+    caller's copy, used for an early refusal; the one read under the lock decides.
     """
     sessions, marketplace, gateway = container.sessions, container.marketplace, container.gateway
-    _check_confirmable(sessions.get(session_id))
+    _check_confirmable(session or sessions.get(session_id))
     with sessions.lock(session_id):
         session = sessions.get(session_id)
         _check_confirmable(session)
@@ -99,18 +104,20 @@ def confirm_checkout(
         if result.provider_reference:
             _remember_reference(container, result.provider_reference, payment_id)
         if result.status == CHARGE_SUCCEEDED:
-            payment, order = marketplace.complete_payment(payment_id, result.provider_reference or "", cause)
-            sessions.update(session_id, status="completed", order_id=str(order.id), payment_id=payment_id)
+            payment, order = marketplace.complete_payment(
+                payment_id, result.provider_reference or "", cause, payment=payment
+            )
+            sessions.save({**session, "status": "completed", "order_id": str(order.id), "payment_id": payment_id})
             return "succeeded", payment, order
         if result.status == CHARGE_REQUIRES_ACTION:
             payment = marketplace.record_action_required(
-                payment_id, result.provider_reference or "", result.client_secret or "", cause
+                payment_id, result.provider_reference or "", result.client_secret or "", cause, payment=payment
             )
-            sessions.update(session_id, status="awaiting_action", payment_id=payment_id)
+            sessions.save({**session, "status": "awaiting_action", "payment_id": payment_id})
             return "requires_action", payment, None
         reason = result.failure_reason or "declined"
-        marketplace.record_failure(payment_id, result.provider_reference, reason, cause)
-        sessions.update(session_id, payment_id=payment_id)
+        marketplace.record_failure(payment_id, result.provider_reference, reason, cause, payment=payment)
+        sessions.save({**session, "payment_id": payment_id})
         raise PaymentDeclinedError(payment_id, reason)
 
 

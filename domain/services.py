@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
+from random import random
+from time import sleep
 from typing import Any
 from uuid import UUID
 
@@ -28,7 +30,8 @@ from domain.order import Order
 from domain.payment import Payment
 from domain.settlement import Settlement, SettlementRun
 
-_retry_on_conflict = retry(IntegrityError, max_attempts=30, wait=0.01)
+_MAX_ATTEMPTS = 30
+_retry_on_conflict = retry(IntegrityError, max_attempts=_MAX_ATTEMPTS, wait=0.01)
 
 
 def _as_uuid(value: str | UUID) -> UUID | None:
@@ -102,43 +105,88 @@ class Marketplace(Application[UUID]):
         self.save(payment)
         return payment
 
-    @_retry_on_conflict
-    def record_action_required(
-        self, payment_id: str, provider_reference: str, client_secret: str, cause: dict[str, Any]
-    ) -> Payment:
-        payment = self.get_payment(payment_id)
-        payment.require_action(provider_reference, client_secret, cause)
-        self.save(payment)
-        return payment
+    def _current(self, payment_id: str, given: Payment | None, attempt: int) -> Payment:
+        """The caller's copy on the first attempt (saves a read), a fresh one after a conflict."""
+        if given is not None and attempt == 0:
+            return given
+        return self.get_payment(payment_id)
 
-    @_retry_on_conflict
+    def _with_retry(self, command: Any) -> Any:
+        for attempt in range(_MAX_ATTEMPTS):
+            try:
+                return command(attempt)
+            except IntegrityError:
+                if attempt == _MAX_ATTEMPTS - 1:
+                    raise
+                sleep(0.01 * (1 + random()))
+        raise AssertionError("unreachable")  # pragma: nocover
+
+    def record_action_required(
+        self,
+        payment_id: str,
+        provider_reference: str,
+        client_secret: str,
+        cause: dict[str, Any],
+        payment: Payment | None = None,
+    ) -> Payment:
+        def command(attempt: int) -> Payment:
+            current = self._current(payment_id, payment, attempt)
+            current.require_action(provider_reference, client_secret, cause)
+            self.save(current)
+            return current
+
+        return self._with_retry(command)
+
     def record_failure(
-        self, payment_id: str, provider_reference: str | None, reason: str, cause: dict[str, Any]
+        self,
+        payment_id: str,
+        provider_reference: str | None,
+        reason: str,
+        cause: dict[str, Any],
+        payment: Payment | None = None,
     ) -> Payment:
         """Fail a pending payment; a late failure of a finished payment changes nothing."""
-        payment = self.get_payment(payment_id)
-        if payment.is_final:
-            return payment
-        payment.fail(provider_reference, reason, cause)
-        self.save(payment)
-        return payment
 
-    @_retry_on_conflict
+        def command(attempt: int) -> Payment:
+            current = self._current(payment_id, payment, attempt)
+            if current.is_final:
+                return current
+            current.fail(provider_reference, reason, cause)
+            self.save(current)
+            return current
+
+        return self._with_retry(command)
+
     def complete_payment(
-        self, payment_id: str, provider_reference: str, cause: dict[str, Any]
+        self,
+        payment_id: str,
+        provider_reference: str,
+        cause: dict[str, Any],
+        payment: Payment | None = None,
     ) -> tuple[Payment, Order]:
         """Mark the payment succeeded and place its order and allocations in one atomic save.
 
         Completing an already completed payment returns what it placed (webhook redelivery).
+        A caller that passes the ``payment`` it just saved (and has checked that the session
+        placed no order yet) saves a read; after any conflict everything is reloaded.
         """
-        payment = self.get_payment(payment_id)
+
+        def command(attempt: int) -> tuple[Payment, Order]:
+            current = self._current(payment_id, payment, attempt)
+            return self._complete(current, provider_reference, cause, check_order=payment is None or attempt > 0)
+
+        return self._with_retry(command)
+
+    def _complete(
+        self, payment: Payment, provider_reference: str, cause: dict[str, Any], check_order: bool
+    ) -> tuple[Payment, Order]:
         if payment.outcome == payment_status.SUCCEEDED:
             return payment, self.get_order(payment.order_id)
         if payment.outcome == payment_status.FAILED:
             raise PaymentStateError("payment already failed")
         checkout = payment.checkout
         order_id = order_id_for_session(checkout["session_id"])
-        if order_id in self.repository:
+        if check_order and order_id in self.repository:
             raise CheckoutConflictError("this checkout session already placed an order")
         sellers = []
         allocations = []
@@ -179,7 +227,6 @@ class Marketplace(Application[UUID]):
             delivery_address=checkout["delivery_address"],
             cause=cause,
         )
-        assert order.id == order_id
         payment.succeed(provider_reference, str(order.id), cause)
         self.save(payment, order, *allocations)
         return payment, order

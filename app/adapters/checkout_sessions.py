@@ -60,8 +60,12 @@ class RedisCheckoutSessions:
     def update(self, session_id: str, **changes: Any) -> dict[str, Any]:
         session = self.get(session_id)
         session.update(changes)
-        self.redis.set(self._key(session_id), json.dumps(session), keepttl=True)
+        self.save(session)
         return session
+
+    def save(self, session: dict[str, Any]) -> None:
+        """Overwrite a session read under its lock, keeping its expiry."""
+        self.redis.set(self._key(session["id"]), json.dumps(session), keepttl=True)
 
     @contextmanager
     def lock(self, session_id: str, timeout_seconds: int = 120) -> Iterator[None]:

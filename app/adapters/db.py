@@ -35,7 +35,10 @@ def build_engine(db: DatabaseConfig) -> Engine:
         connect_args=connect_args,
         pool_size=5,
         max_overflow=20,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout-out connection (13 % of request
+        # time in the checkout benchmark). Connections are recycled instead, and a dead
+        # one fails its request with a 5xx that the client retries under its Idempotency-Key.
+        pool_recycle=1800,
     )
 
 

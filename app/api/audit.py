@@ -68,7 +68,7 @@ def _event(row) -> dict:  # type: ignore[no-untyped-def]
 
 @bp.route("/audit/events")
 @require("admin", "auditor")
-@bp.arguments(AuditEventsQuerySchema, location="query")
+@bp.arguments(AuditEventsQuerySchema(), location="query")
 @bp.response(200, AuditEventsSchema)
 def list_events(query):
     """Every event in commit order, with gap-free positions."""
@@ -84,7 +84,7 @@ def list_events(query):
 
 @bp.route("/audit/events.csv")
 @require("admin", "auditor")
-@bp.arguments(AuditEventsQuerySchema, location="query")
+@bp.arguments(AuditEventsQuerySchema(), location="query")
 @bp.response(200, content_type="text/csv")
 def events_csv(query):
     """The same log as CSV, streamed in constant memory (``limit`` is ignored: everything after ``after``)."""
@@ -138,7 +138,7 @@ def _as_of(query) -> datetime | None:  # type: ignore[no-untyped-def]
 
 @bp.route("/audit/streams/<stream_id>")
 @require("admin", "auditor")
-@bp.arguments(AsOfQuerySchema, location="query")
+@bp.arguments(AsOfQuerySchema(), location="query")
 @bp.response(200, AuditStreamSchema)
 def stream(query, stream_id):
     """Any aggregate as it stood at ``as_of`` (default: now), rebuilt from its events."""
@@ -154,7 +154,7 @@ def stream(query, stream_id):
 
 @bp.route("/sellers/<seller_id>/balance")
 @require("admin", "auditor", "seller")
-@bp.arguments(AsOfQuerySchema, location="query")
+@bp.arguments(AsOfQuerySchema(), location="query")
 @bp.response(200, BalanceAsOfSchema)
 def balance(query, seller_id):
     """The seller's pending payout per currency as it stood at ``as_of``, with what makes it up."""

@@ -26,7 +26,7 @@ bp = Blueprint("checkout", __name__, url_prefix="/api/checkout", description="Ch
 
 @bp.route("/sessions", methods=["POST"])
 @require("admin", "customer")
-@bp.arguments(CheckoutSessionRequestSchema)
+@bp.arguments(CheckoutSessionRequestSchema())
 @bp.response(201, CheckoutSessionSchema)
 def create_session(data):
     """Quote a cart per seller and open a checkout session."""
@@ -50,7 +50,7 @@ def get_session(session_id):
 
 @bp.route("/sessions/<session_id>/confirm", methods=["POST"])
 @require("admin", "customer")
-@bp.arguments(ConfirmRequestSchema)
+@bp.arguments(ConfirmRequestSchema())
 @bp.response(201, ConfirmedSchema)
 @bp.alt_response(202, schema=ActionRequiredSchema, description="The customer must authenticate (3-D Secure)")
 @bp.alt_response(402, schema=PaymentDeclinedProblemSchema, description="Payment declined", content_type=PROBLEM)
@@ -66,7 +66,9 @@ def confirm_session(data, session_id):
     session = container.sessions.get(session_id)
     check_subject("customer", session["customer_id"])
     cause = current_principal().cause(g.request_id)
-    outcome, payment, order = handlers.confirm_checkout(container, session_id, data["payment_method"], cause)
+    outcome, payment, order = handlers.confirm_checkout(
+        container, session_id, data["payment_method"], cause, session=session
+    )
     if outcome == "requires_action":
         return json_response({"payment": payment_view(payment)}, 202)
     return json_response({"order": order_view(order), "payment": payment_view(payment)}, 201)

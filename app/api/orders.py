@@ -36,7 +36,7 @@ def get_payment(payment_id):
 
 @bp.route("/orders/<order_id>/refunds", methods=["POST"])
 @require("admin")
-@bp.arguments(RefundRequestSchema)
+@bp.arguments(RefundRequestSchema())
 @bp.response(201, RefundSchema)
 def refund_order(data, order_id):
     """Refund part or all of an order; fees are reversed at each allocation's own rate."""

@@ -58,7 +58,7 @@ def list_settlements(seller_id):
 
 @bp.route("/sellers/<seller_id>/settlements", methods=["POST"])
 @require("admin")
-@bp.arguments(PeriodQuerySchema, location="query")
+@bp.arguments(PeriodQuerySchema(), location="query")
 @bp.response(201, SettlementListSchema)
 @bp.alt_response(200, schema=SettlementListSchema, description="Nothing new to settle (or already settled)")
 def settle_seller(period, seller_id):
@@ -73,7 +73,7 @@ def settle_seller(period, seller_id):
 
 @bp.route("/settlements/runs", methods=["POST"])
 @require("admin")
-@bp.arguments(SettlementRunRequestSchema)
+@bp.arguments(SettlementRunRequestSchema())
 @bp.response(202, SettlementRunSchema)
 def request_run(data):
     """Settle every seller for a period in the background."""
