@@ -125,11 +125,15 @@ def handle_domain_error(error: domain_errors.DomainError):
         status = 422
     if isinstance(error, domain_errors.PaymentDeclinedError):
         return problem(402, str(error), payment_id=error.payment_id, failure_reason=error.reason)
+    if status == 422:
+        return problem(422, str(error), errors={error.field or "_schema": [str(error)]})
+    if status == 409 and isinstance(error, domain_errors.ConcurrentChangeError):
+        return problem(409, str(error), headers={"Retry-After": "1"})
     return problem(status, str(error))
 
 
 def handle_store_conflict(_error: StoreConflict):
-    return problem(409, "A concurrent change got there first; retry the request.")
+    return problem(409, "A concurrent change got there first; retry the request.", headers={"Retry-After": "1"})
 
 
 def handle_provider_unavailable(error: ProviderUnavailableError):

@@ -14,20 +14,23 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.adapters.locks import named_lock
-from app.adapters.tables import notification_deliveries, payment_references, provider_events
+from app.adapters.tables import notification_deliveries, payment_references, provider_events, provider_refunds
 from app.presenters import rfc3339
+from domain import payment as payment_status
+from domain.cause import Cause
 from domain.errors import (
     CheckoutConflictError,
     CheckoutSessionExpiredError,
     CheckoutSessionNotFoundError,
+    DomainError,
     InvalidPeriodError,
     PaymentDeclinedError,
     PaymentNotFoundError,
 )
-from domain.ids import order_id_for_session
+from domain.ids import order_id_for_session, provider_refund_id
 from domain.order import Order
 from domain.payment import Payment
-from domain.ports import CHARGE_REQUIRES_ACTION, CHARGE_SUCCEEDED
+from domain.ports import CHARGE_REQUIRES_ACTION, CHARGE_SUCCEEDED, ProviderUnavailableError
 from domain.pricing import quote
 from domain.settlement import Settlement
 from projections import queries
@@ -90,17 +93,25 @@ def confirm_checkout(
         _check_confirmable(session)
         if marketplace.order_exists_for_session(session_id):
             raise CheckoutConflictError("this checkout session is already completed")
-        payment = marketplace.start_payment(session, payment_method, gateway.name, cause)
-        payment_id = str(payment.id)
-        result = gateway.charge(
-            payment_id=payment_id,
-            amount=payment.amount,
-            currency=payment.currency,
-            payment_method=payment_method,
-            customer_id=payment.customer_id,
-            transfer_group=str(order_id_for_session(session_id)),
-            idempotency_key=payment_id,
+        payment = _unanswered_payment(container, session, payment_method) or marketplace.start_payment(
+            session, payment_method, gateway.name, cause
         )
+        payment_id = str(payment.id)
+        try:
+            result = gateway.charge(
+                payment_id=payment_id,
+                amount=payment.amount,
+                currency=payment.currency,
+                payment_method=payment_method,
+                customer_id=payment.customer_id,
+                transfer_group=str(order_id_for_session(session_id)),
+                idempotency_key=payment_id,
+            )
+        except ProviderUnavailableError:
+            # The provider may have charged: the next confirm retries this payment with the
+            # same idempotency key instead of starting another (a webhook may settle it first).
+            sessions.save({**session, "payment_id": payment_id})
+            raise
         if result.provider_reference:
             _remember_reference(container, result.provider_reference, payment_id)
         if result.status == CHARGE_SUCCEEDED:
@@ -119,6 +130,24 @@ def confirm_checkout(
         marketplace.record_failure(payment_id, result.provider_reference, reason, cause, payment=payment)
         sessions.save({**session, "payment_id": payment_id})
         raise PaymentDeclinedError(payment_id, reason)
+
+
+def _unanswered_payment(container: Container, session: dict[str, Any], payment_method: str) -> Payment | None:
+    """The session's last payment if the provider never answered it (still pending), else None."""
+    if not session.get("payment_id"):
+        return None
+    try:
+        payment = container.marketplace.get_payment(session["payment_id"])
+    except PaymentNotFoundError:
+        return None
+    if payment.outcome != payment_status.PENDING:
+        return None
+    if payment.payment_method != payment_method:
+        raise CheckoutConflictError(
+            "the provider has not answered the previous payment attempt yet; "
+            "retry it with the same payment method"
+        )
+    return payment
 
 
 def _remember_reference(container: Container, provider_reference: str, payment_id: str) -> None:
@@ -156,13 +185,31 @@ def refund_order(
         order, _plan = marketplace.plan_refund(order_id, amount, seller_id)
         payment = marketplace.get_payment(order.payment_id)
         refund_id = str(uuid.uuid4())
-        container.gateway.refund(
+        result = container.gateway.refund(
             provider_reference=payment.provider_reference or "", amount=amount, idempotency_key=refund_id
         )
+        # Before recording: the provider's echo (charge.refunded) then knows this refund is ours.
+        _remember_refund(container, result.provider_reference, refund_id, str(order.id), str(payment.id), amount,
+                         "tally")
         return marketplace.refund_order(str(order.id), amount, seller_id, refund_id, cause)
 
 
 # ---- provider webhooks ---------------------------------------------------------------
+
+FINAL_EVENT_STATES = ("applied", "ignored", "unmatched")
+# How long a redelivery waits for a delivery of the same event still being applied before it
+# takes the event over (the first one crashed or hangs; every step is idempotent anyway).
+IN_FLIGHT_WAIT_SECONDS = 10.0
+DISPUTE_EVENT_TYPES = (
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+)
+CLOSED_DISPUTE_STATUSES = ("won", "lost", "warning_closed", "prevented")
+LIVE_REFUND_STATUSES = ("succeeded", "pending")
+
 
 def _storable_text(value: object, max_length: int = 255) -> bool:
     """A string PostgreSQL can store and compare: no NUL, valid UTF-8 (no lone surrogates), not too long."""
@@ -175,13 +222,43 @@ def _storable_text(value: object, max_length: int = 255) -> bool:
     return True
 
 
-def receive_provider_event(container: Container, event: dict[str, Any]) -> str:
-    """Apply a verified provider event once; returns what happened (applied, duplicate, ignored, unmatched)."""
+def _amount(value: object) -> int | None:
+    """A positive integer amount from a provider object, else None (never a bool or a float)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
+
+
+def receive_provider_event(container: Container, event: dict[str, Any], raw: str | None = None) -> str:
+    """Apply a verified provider event once; returns what happened.
+
+    ``applied``, ``ignored`` (a type tally does not use), ``unmatched`` (kept for review:
+    an unknown PaymentIntent, a late success of a failed payment, ...), or ``duplicate``.
+    The raw verified body is stored first; the primary key on the event id makes racing
+    deliveries safe: one applies it, the others wait for it and answer ``duplicate``. A
+    delivery that fails is marked ``failed`` and re-raised (Stripe retries it later).
+    """
     event_id = event.get("id")
     if not _storable_text(event_id) or not _storable_text(str(event.get("type") or "-"), 128):
         return "ignored"  # not an event Stripe sends (its ids and types are short ASCII)
-    now = datetime.now(timezone.utc)
     engine = container.engine
+    if not _claim_provider_event(engine, event, raw):
+        return "duplicate"
+    try:
+        outcome, detail = _apply_provider_event(container, event)
+    except Exception as exc:
+        _finish_provider_event(engine, event_id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+        log.exception("provider event %s (%s) failed; kept for a retry", event_id, event.get("type"))
+        raise
+    _finish_provider_event(engine, event_id, outcome, detail)
+    if outcome == "unmatched":
+        log.warning("provider event %s (%s) kept unmatched for review: %s", event_id, event.get("type"), detail)
+    return outcome
+
+
+def _claim_provider_event(engine: Any, event: dict[str, Any], raw: str | None) -> bool:
+    """Store the event and claim it; False when another delivery applied (or applies) it."""
+    event_id = event["id"]
     try:
         with engine.begin() as conn:
             conn.execute(
@@ -189,38 +266,48 @@ def receive_provider_event(container: Container, event: dict[str, Any]) -> str:
                     id=event_id,
                     provider="stripe",
                     type=str(event.get("type", "")),
-                    payload=json.dumps(event, sort_keys=True),
+                    payload=raw if raw is not None else json.dumps(event, sort_keys=True),
                     state="received",
-                    received_at=now,
+                    received_at=datetime.now(timezone.utc),
                     attempts=1,
                 )
             )
+        return True
     except IntegrityError:
+        pass
+    deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+    while True:
         with engine.connect() as conn:
             row = conn.execute(
-                select(provider_events.c.state, provider_events.c.received_at).where(provider_events.c.id == event_id)
+                select(provider_events.c.state, provider_events.c.attempts).where(provider_events.c.id == event_id)
             ).one()
-        if row.state != "received":
-            return "duplicate"
-        # A delivery that crashed half-way; applying again is safe (every step is idempotent),
-        # but wait for one still in flight to finish first.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            with engine.connect() as conn:
-                state = conn.execute(
-                    select(provider_events.c.state).where(provider_events.c.id == event_id)
-                ).scalar()
-            if state != "received":
-                return "duplicate"
-    outcome, detail = _apply_provider_event(container, event)
+        if row.state in FINAL_EVENT_STATES:
+            return False
+        if row.state != "received" or time.monotonic() >= deadline:
+            # failed earlier, or its delivery died: take it over; of racing takers one wins
+            with engine.begin() as conn:
+                taken = conn.execute(
+                    update(provider_events)
+                    .where(
+                        provider_events.c.id == event_id,
+                        provider_events.c.state == row.state,
+                        provider_events.c.attempts == row.attempts,
+                    )
+                    .values(state="received", attempts=row.attempts + 1, received_at=datetime.now(timezone.utc))
+                ).rowcount
+            if taken == 1:
+                return True
+            deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+        time.sleep(0.05)
+
+
+def _finish_provider_event(engine: Any, event_id: str, state: str, detail: str | None) -> None:
     with engine.begin() as conn:
         conn.execute(
             update(provider_events)
             .where(provider_events.c.id == event_id)
-            .values(state=outcome, detail=detail, applied_at=datetime.now(timezone.utc))
+            .values(state=state, detail=detail, applied_at=datetime.now(timezone.utc))
         )
-    return outcome
 
 
 def _apply_provider_event(container: Container, event: dict[str, Any]) -> tuple[str, str | None]:
@@ -229,31 +316,48 @@ def _apply_provider_event(container: Container, event: dict[str, Any]) -> tuple[
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):  # a signed but malformed event matches nothing (never a 500)
         obj = {}
-    if kind not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
-        return "ignored", f"event type {kind} is not used"
-    reference = obj.get("id")
-    if not _storable_text(reference):
-        reference = None
-    payment_id = payment_id_for_reference(container, reference) if reference is not None else None
+    cause = Cause.webhook(event["id"]).with_reason(kind if isinstance(kind, str) else None).to_dict()
+    if kind in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+        return _apply_payment_intent_event(container, kind, obj, cause)
+    if kind == "charge.refunded":
+        return _apply_charge_refunded(container, obj, cause)
+    if kind in DISPUTE_EVENT_TYPES:
+        return _apply_dispute_event(container, kind, obj, cause)
+    return "ignored", f"event type {kind} is not used"
+
+
+def _payment_for(container: Container, reference: object, obj: dict[str, Any]) -> Payment | None:
+    """The payment of a PaymentIntent id (or of the payment id in the object's metadata)."""
+    payment_id = payment_id_for_reference(container, reference) if _storable_text(reference) else None
     if payment_id is None:
         metadata = obj.get("metadata")
         payment_id = metadata.get("payment_id") if isinstance(metadata, dict) else None
-    marketplace = container.marketplace
+    if not _storable_text(payment_id):
+        return None
     try:
-        payment = marketplace.get_payment(payment_id) if payment_id else None
+        return container.marketplace.get_payment(payment_id)
     except PaymentNotFoundError:
-        payment = None
+        return None
+
+
+def _apply_payment_intent_event(
+    container: Container, kind: str, obj: dict[str, Any], cause: dict[str, Any]
+) -> tuple[str, str | None]:
+    reference = obj.get("id") if _storable_text(obj.get("id")) else None
+    payment = _payment_for(container, reference, obj)
     if payment is None:
-        log.warning("provider event %s for unknown payment intent %s", event.get("id"), reference)
-        return "unmatched", f"no payment for {reference}"
-    cause = {"actor_id": "webhook", "actor_role": "webhook", "request_id": event["id"], "reason": kind}
+        return "unmatched", f"no payment for PaymentIntent {reference}"
+    reference = reference or payment.provider_reference
+    marketplace = container.marketplace
     if kind == "payment_intent.succeeded":
-        if payment.outcome == "failed":
+        if payment.outcome == payment_status.FAILED:
             return "unmatched", "payment already failed; succeeded event kept for review"
         try:
-            _, order = marketplace.complete_payment(str(payment.id), reference, cause)
+            _, order = marketplace.complete_payment(str(payment.id), reference or "", cause)
         except CheckoutConflictError:
             return "unmatched", "checkout already placed an order with another payment"
+        if reference:
+            _remember_reference(container, reference, str(payment.id))
         try:
             container.sessions.update(
                 payment.session_id, status="completed", order_id=str(order.id), payment_id=str(payment.id)
@@ -266,12 +370,163 @@ def _apply_provider_event(container: Container, event: dict[str, Any]) -> tuple[
     reason = str(error.get("decline_code") or error.get("code") or "payment_failed")
     if not _storable_text(reason):
         reason = "payment_failed"
+    if payment.is_final:
+        return "applied", f"payment already {payment.outcome}; late failure changes nothing"
     marketplace.record_failure(str(payment.id), reference, reason, cause)
     try:
         if container.sessions.get(payment.session_id)["status"] == "awaiting_action":
             container.sessions.update(payment.session_id, status="open")
     except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
         pass
+    return "applied", None
+
+
+def _remember_refund(
+    container: Container,
+    provider_reference: str,
+    refund_id: str,
+    order_id: str,
+    payment_id: str,
+    amount: int,
+    origin: str,
+) -> None:
+    try:
+        with container.engine.begin() as conn:
+            conn.execute(
+                insert(provider_refunds).values(
+                    provider_reference=provider_reference,
+                    refund_id=refund_id,
+                    order_id=order_id,
+                    payment_id=payment_id,
+                    amount=amount,
+                    origin=origin,
+                    created_at=datetime.now(timezone.utc),
+                )
+            )
+    except IntegrityError:
+        pass  # already known: the row is the same
+
+
+def _refund_ids_for(container: Container, provider_references: list[str]) -> dict[str, str]:
+    if not provider_references:
+        return {}
+    with container.engine.connect() as conn:
+        rows = conn.execute(
+            select(provider_refunds.c.provider_reference, provider_refunds.c.refund_id).where(
+                provider_refunds.c.provider_reference.in_(provider_references)
+            )
+        ).all()
+    return {row.provider_reference: row.refund_id for row in rows}
+
+
+def _provider_refunds_of(
+    container: Container, obj: dict[str, Any], reference: str
+) -> list[tuple[str, int]] | None:
+    """(provider refund id, amount) of every live refund of the charge, or None if unknown."""
+    embedded = obj.get("refunds")
+    items: Any = None
+    if isinstance(embedded, dict) and isinstance(embedded.get("data"), list) and embedded.get("has_more") is not True:
+        items = embedded["data"]
+    else:
+        list_refunds = getattr(container.gateway, "list_refunds", None)
+        if list_refunds is not None:
+            items = list_refunds(payment_intent=reference)
+    if items is None:
+        return None
+    found = []
+    for item in items:
+        if not isinstance(item, dict) or not _storable_text(item.get("id")) or _amount(item.get("amount")) is None:
+            continue
+        if item.get("status", "succeeded") in LIVE_REFUND_STATUSES:
+            found.append((item["id"], item["amount"]))
+    return found
+
+
+def _apply_charge_refunded(
+    container: Container, obj: dict[str, Any], cause: dict[str, Any]
+) -> tuple[str, str | None]:
+    """Record refunds made outside tally (the dashboard); our own, echoed back, are known already."""
+    reference = obj.get("payment_intent") if _storable_text(obj.get("payment_intent")) else None
+    payment = _payment_for(container, reference, obj)
+    if payment is None:
+        return "unmatched", f"no payment for PaymentIntent {reference}"
+    if payment.order_id is None:
+        return "unmatched", f"payment {payment.id} is {payment.outcome} and placed no order to refund"
+    reference = reference or payment.provider_reference or ""
+    refunds = _provider_refunds_of(container, obj, reference)
+    cause = {**cause, "reason": "refunded at the payment provider"}
+    marketplace = container.marketplace
+    recorded: list[str] = []
+    with named_lock(container.redis, f"{container.settings.key_prefix}:refund-lock:{payment.order_id}"):
+        order = marketplace.get_order(payment.order_id)
+        done = {refund["id"] for refund in order.refunds}
+        if refunds is None:
+            # Neither the event nor the provider lists the refunds: go by the cumulative total.
+            total = _amount(obj.get("amount_refunded"))
+            payment = marketplace.get_payment(str(payment.id))
+            if total is None or total <= payment.refunded_amount:
+                return "applied", "nothing new to record"
+            refunds = [(f"{obj.get('id')}:{total}", total - payment.refunded_amount)]
+        known = _refund_ids_for(container, [provider_ref for provider_ref, _ in refunds])
+        for provider_ref, amount in refunds:
+            refund_id = known.get(provider_ref) or str(provider_refund_id(provider_ref))
+            if refund_id in done:
+                continue
+            try:
+                marketplace.refund_order(str(order.id), amount, None, refund_id, cause)
+            except DomainError as exc:
+                return "unmatched", f"refund {provider_ref} of {amount} cannot be recorded: {exc}"
+            _remember_refund(container, provider_ref, refund_id, str(order.id), str(payment.id), amount,
+                             "tally" if provider_ref in known else "provider")
+            done.add(refund_id)
+            recorded.append(provider_ref)
+    if recorded:
+        return "applied", f"recorded {', '.join(recorded)}"
+    return "applied", "nothing new to record"
+
+
+def _dispute_funds(obj: dict[str, Any], status: str) -> str:
+    """Where the disputed money is, from the dispute's balance transactions (or its status)."""
+    transactions = obj.get("balance_transactions")
+    if isinstance(transactions, list) and transactions:
+        amounts = [
+            t.get("amount") for t in transactions
+            if isinstance(t, dict) and isinstance(t.get("amount"), int) and not isinstance(t.get("amount"), bool)
+        ]
+        if any(amount > 0 for amount in amounts):
+            return payment_status.DISPUTE_FUNDS_REINSTATED
+        if any(amount < 0 for amount in amounts):
+            return payment_status.DISPUTE_FUNDS_WITHDRAWN
+        return payment_status.DISPUTE_FUNDS_KEPT
+    if status == "won":
+        return payment_status.DISPUTE_FUNDS_REINSTATED
+    if status in ("needs_response", "under_review", "lost"):
+        return payment_status.DISPUTE_FUNDS_WITHDRAWN
+    return payment_status.DISPUTE_FUNDS_KEPT  # inquiries (warning_*) take no money
+
+
+def _apply_dispute_event(
+    container: Container, kind: str, obj: dict[str, Any], cause: dict[str, Any]
+) -> tuple[str, str | None]:
+    dispute_id = obj.get("id")
+    if not _storable_text(dispute_id):
+        return "unmatched", "dispute without an id"
+    reference = obj.get("payment_intent") if _storable_text(obj.get("payment_intent")) else None
+    payment = _payment_for(container, reference, obj)
+    if payment is None:
+        return "unmatched", f"no payment for PaymentIntent {reference}"
+    if payment.outcome != payment_status.SUCCEEDED:
+        return "unmatched", f"payment {payment.id} is {payment.outcome}; dispute {dispute_id} kept for review"
+    status = obj.get("status") if _storable_text(obj.get("status"), 64) else "needs_response"
+    reason = obj.get("reason") if _storable_text(obj.get("reason"), 64) else "general"
+    amount = min(_amount(obj.get("amount")) or payment.amount, payment.amount)
+    closed = status in CLOSED_DISPUTE_STATUSES
+    try:
+        container.marketplace.record_dispute(
+            str(payment.id), dispute_id, amount, reason, status, _dispute_funds(obj, status), closed, cause
+        )
+    except DomainError as exc:
+        return "unmatched", f"dispute {dispute_id} cannot be recorded: {exc}"
     return "applied", None
 
 
@@ -333,12 +588,14 @@ def _pay_out(container: Container, settlement: Settlement, cause: dict[str, Any]
         return settlement
     if settlement.total_payout_amount == 0:
         return marketplace.finish_settlement(sid, True, "nothing_to_pay", cause)
+    account = marketplace.get_seller_account(settlement.seller_id)
     result = container.gateway.payout(
         seller_id=settlement.seller_id,
         amount=settlement.total_payout_amount,
         currency=settlement.currency,
         transfer_group=sid,
         idempotency_key=sid,
+        destination=account.account_id if account is not None else None,
     )
     if result.succeeded:
         return marketplace.finish_settlement(sid, True, result.provider_reference or "", cause)

@@ -21,6 +21,8 @@ from app.errors import problem
 
 HEADER = "Idempotency-Key"
 WAIT_SECONDS = 30.0
+# A claim older than this belongs to a request that died without letting go of it.
+LEASE_SECONDS = 300.0
 MAX_KEY_LENGTH = 255
 
 
@@ -78,6 +80,13 @@ def claim() -> Response | None:
                 return problem(409, f"This {HEADER} was already used with a different request.")
             if row.state == "done":
                 return _replay(row)
+            created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
+            if (datetime.now(timezone.utc) - created).total_seconds() > LEASE_SECONDS:
+                with engine.begin() as conn:  # take over an abandoned claim (only one taker wins)
+                    conn.execute(delete(idempotency_keys).where(
+                        and_(where, idempotency_keys.c.state == "in_progress",
+                             idempotency_keys.c.created_at == row.created_at)))
+                return claim()
             if time.monotonic() > deadline:
                 return problem(409, f"A request with this {HEADER} is still in progress; retry later.")
             time.sleep(0.02)
@@ -95,7 +104,8 @@ def record(response: Response) -> Response:
     principal = g.principal
     where = and_(idempotency_keys.c.principal == principal.key_id, idempotency_keys.c.key == key)
     with engine.begin() as conn:
-        if response.status_code >= 500:
+        if response.status_code >= 500 or "Retry-After" in response.headers:
+            # A server error or a transient refusal ("busy, retry"): the retry must run again.
             conn.execute(delete(idempotency_keys).where(where))
             return response
         headers = {

@@ -30,12 +30,28 @@ def payment_view(payment: Payment) -> dict[str, Any]:
     }
     if payment.outcome == REQUIRES_ACTION:
         view["client_secret"] = payment.client_secret
+    view.update(dispute_views(payment))
     return view
 
 
-def order_view(order: Order) -> dict[str, Any]:
+def dispute_views(payment: Payment) -> dict[str, Any]:
+    """The payment's disputes (chargebacks) and what they withdrew, for payments and orders."""
+    return {
+        "disputed_amount": payment.disputed_amount,
+        "disputes": [
+            {key: dispute[key] for key in ("id", "amount", "currency", "reason", "status", "funds",
+                                           "withdrawn_amount", "closed")}
+            for dispute in payment.disputes.values()
+        ],
+    }
+
+
+def order_view(order: Order, payment: Payment | None = None) -> dict[str, Any]:
+    """An order; with its ``payment`` given, also the disputes of that payment."""
     document = order.document()
     document["created_at"] = rfc3339(document["created_at"])
+    if payment is not None:
+        document.update(dispute_views(payment))
     return document
 
 

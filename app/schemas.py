@@ -106,6 +106,21 @@ class CheckoutSessionSchema(Schema):
     payment_id = fields.String(allow_none=True)
 
 
+class DisputeSchema(Schema):
+    id = fields.String(required=True, metadata={"example": "dp_1Nx..."})
+    amount = Amount(required=True)
+    currency = fields.String(required=True)
+    reason = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "Stripe's dispute status (won, lost, ...)"})
+    funds = fields.String(
+        required=True, validate=validate.OneOf(["kept", "withdrawn", "reinstated"]),
+        metadata={"description": "kept: no money left the platform; withdrawn: reversed on the allocations; "
+                                 "reinstated: won back and restored"},
+    )
+    withdrawn_amount = Amount(required=True)
+    closed = fields.Boolean(required=True)
+
+
 class PaymentSchema(Schema):
     id = fields.String(required=True)
     status = fields.String(
@@ -125,6 +140,8 @@ class PaymentSchema(Schema):
     checkout_session_id = fields.String()
     order_id = fields.String(allow_none=True)
     created_at = fields.String()
+    disputed_amount = Amount(metadata={"description": "Withdrawn by disputes and not reinstated"})
+    disputes = fields.List(fields.Nested(DisputeSchema))
 
 
 class OrderSellerSchema(SellerQuoteSchema):
@@ -145,6 +162,8 @@ class OrderSchema(Schema):
     created_at = fields.String(required=True)
     delivery_address = fields.Dict(allow_none=True)
     sellers = fields.List(fields.Nested(OrderSellerSchema), required=True)
+    disputed_amount = Amount(metadata={"description": "Withdrawn by disputes and not reinstated"})
+    disputes = fields.List(fields.Nested(DisputeSchema))
 
 
 class ConfirmedSchema(Schema):
@@ -416,7 +435,7 @@ class BalanceAsOfSchema(Schema):
 
 
 class StatementLineSchema(Schema):
-    kind = fields.String(required=True, validate=validate.OneOf(["order", "refund", "adjustment"]))
+    kind = fields.String(required=True, validate=validate.OneOf(["order", "refund", "dispute", "adjustment"]))
     order_id = fields.String(required=True)
     allocation_id = fields.String(required=True)
     refund_id = fields.String(allow_none=True)
@@ -436,3 +455,18 @@ class StatementSchema(Schema):
     status = fields.String(required=True)
     total_payout_amount = Amount(required=True)
     lines = fields.List(fields.Nested(StatementLineSchema), required=True)
+
+
+class SellerAccountRequestSchema(StrictSchema):
+    stripe_account_id = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^acct_[A-Za-z0-9]{1,64}$", error="a Stripe connected account id (acct_…)"),
+        metadata={"example": "acct_1Nx2Yz3Ab4Cd5Ef"},
+    )
+
+
+class SellerAccountSchema(Schema):
+    seller_id = fields.String(required=True)
+    stripe_account_id = fields.String(required=True)
+    version = fields.Integer(required=True, metadata={"description": "How many times the link was set or changed"})
+    updated_at = fields.String(required=True)

@@ -49,10 +49,12 @@ class Allocation(Aggregate):
         self.payout_reversed_amount = 0
         self.settlement_id: str | None = None
         self.refunds: list[dict[str, Any]] = []
+        self.disputed_amount = 0
+        self.dispute_reversals: dict[str, dict[str, Any]] = {}
 
     @property
     def refundable_amount(self) -> int:
-        return self.subtotal_amount - self.refunded_amount
+        return self.subtotal_amount - self.refunded_amount - self.disputed_amount
 
     @property
     def is_settled(self) -> bool:
@@ -70,7 +72,7 @@ class Allocation(Aggregate):
                 f"refund of {amount} exceeds the {self.refundable_amount} left to refund "
                 f"for seller {self.seller_id}"
             )
-        cumulative = self.refunded_amount + amount
+        cumulative = self.refunded_amount + self.disputed_amount + amount
         fee_total = prorate(self.platform_fee_amount, cumulative, self.subtotal_amount)
         fee_reversed = fee_total - self.platform_fee_reversed_amount
         return fee_reversed, amount - fee_reversed
@@ -157,3 +159,99 @@ class Allocation(Aggregate):
                 # The payout it would have adjusted never happened: the refund simply
                 # reduces what is pending again.
                 refund["adjustment_of"] = None
+
+    # ---- disputes: withdrawn funds come off like a refund, reinstated funds go back ------------
+
+    def reverse_for_dispute(
+        self, dispute_id: str, reversal_id: str, amount: int, cause: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A dispute took ``amount`` of this allocation's money back: reverse it as a refund would
+        (fee at this allocation's rate; once settled, a negative adjustment of that settlement)."""
+        if dispute_id in self.dispute_reversals:
+            raise AllocationStateError(f"dispute {dispute_id} is already reversed on this allocation")
+        fee_reversed, payout_reversed = self.reversal_for(amount)
+        self._dispute_reversed(dispute_id, reversal_id, amount, fee_reversed, payout_reversed, self.settlement_id, cause)
+        return {
+            "seller_id": self.seller_id,
+            "allocation_id": str(self.id),
+            "amount": amount,
+            "platform_fee_reversed_amount": fee_reversed,
+            "payout_reversed_amount": payout_reversed,
+            "carried_as_adjustment": self.is_settled,
+        }
+
+    @event("DisputeReversed")
+    def _dispute_reversed(
+        self,
+        dispute_id: str,
+        reversal_id: str,
+        amount: int,
+        platform_fee_reversed_amount: int,
+        payout_reversed_amount: int,
+        settled_by: str | None,
+        cause: dict[str, Any],
+    ) -> None:
+        self.disputed_amount += amount
+        self.platform_fee_reversed_amount += platform_fee_reversed_amount
+        self.payout_reversed_amount += payout_reversed_amount
+        self.refunds.append(
+            {
+                "refund_id": reversal_id,
+                "amount": amount,
+                "platform_fee_reversed_amount": platform_fee_reversed_amount,
+                "payout_reversed_amount": payout_reversed_amount,
+                "adjustment_of": settled_by,
+                "dispute_id": dispute_id,
+            }
+        )
+        self.dispute_reversals[dispute_id] = {
+            "reversal_id": reversal_id,
+            "amount": amount,
+            "platform_fee_reversed_amount": platform_fee_reversed_amount,
+            "payout_reversed_amount": payout_reversed_amount,
+            "restored": False,
+        }
+
+    def restore_dispute(self, dispute_id: str, restore_id: str, cause: dict[str, Any]) -> None:
+        """A won dispute gave the money back: undo exactly what its reversal took (once settled,
+        as a positive adjustment owed to the seller by the next settlement)."""
+        reversal = self.dispute_reversals.get(dispute_id)
+        if reversal is None or reversal["restored"]:
+            raise AllocationStateError(f"no reversal of dispute {dispute_id} to restore on this allocation")
+        self._dispute_restored(
+            dispute_id,
+            restore_id,
+            reversal["amount"],
+            reversal["platform_fee_reversed_amount"],
+            reversal["payout_reversed_amount"],
+            self.settlement_id,
+            cause,
+        )
+
+    @event("DisputeRestored")
+    def _dispute_restored(
+        self,
+        dispute_id: str,
+        restore_id: str,
+        amount: int,
+        platform_fee_restored_amount: int,
+        payout_restored_amount: int,
+        settled_by: str | None,
+        cause: dict[str, Any],
+    ) -> None:
+        self.disputed_amount -= amount
+        self.platform_fee_reversed_amount -= platform_fee_restored_amount
+        self.payout_reversed_amount -= payout_restored_amount
+        # Kept like a reversal with negative amounts, so settlement, release and adjustments
+        # treat both alike: once settled it is owed to the seller by the next settlement.
+        self.refunds.append(
+            {
+                "refund_id": restore_id,
+                "amount": -amount,
+                "platform_fee_reversed_amount": -platform_fee_restored_amount,
+                "payout_reversed_amount": -payout_restored_amount,
+                "adjustment_of": settled_by,
+                "dispute_id": dispute_id,
+            }
+        )
+        self.dispute_reversals[dispute_id]["restored"] = True

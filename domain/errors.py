@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 class DomainError(Exception):
-    """A business rule refused the command."""
+    """A business rule refused the command; ``field`` names the input it concerns, if any."""
+
+    field: str | None = None
 
 
 class InvalidAmountError(DomainError, ValueError):
@@ -21,6 +23,8 @@ class CurrencyMismatchError(DomainError, ValueError):
 
 class InvalidCheckoutError(DomainError):
     """The checkout cannot be quoted (empty, too large, mixed up)."""
+
+    field = "items"
 
 
 class NotFoundError(DomainError):
@@ -54,6 +58,8 @@ class SettlementRunNotFoundError(NotFoundError):
 class InvalidPeriodError(DomainError):
     """A settlement period is malformed or reversed."""
 
+    field = "period_end"
+
 
 class PaymentStateError(DomainError):
     """The payment cannot make this transition from its current status."""
@@ -71,9 +77,17 @@ class PaymentDeclinedError(DomainError):
 class RefundExceedsRemainingError(DomainError):
     """A refund asks for more than is left to refund."""
 
+    field = "amount"
+
 
 class InvalidRefundError(DomainError):
     """A refund is malformed (non-positive amount, unknown seller)."""
+
+    field = "amount"
+
+    def __init__(self, message: str, field: str = "amount") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class AllocationStateError(DomainError):
@@ -86,3 +100,7 @@ class SettlementStateError(DomainError):
 
 class ConcurrentChangeError(DomainError):
     """Someone else changed the same thing at the same time; retry."""
+
+
+class InvalidSellerAccountError(DomainError):
+    """A seller's payout account is missing or malformed."""

@@ -25,3 +25,23 @@ def settlement_id(seller_id: str, currency: str, period_start: str, period_end: 
 def refund_id(order_id: UUID, key: str) -> UUID:
     """A refund of an order, keyed by the caller's idempotency key or a random token."""
     return uuid5(NAMESPACE, f"refund/{order_id}/{key}")
+
+
+def provider_refund_id(provider_reference: str) -> UUID:
+    """tally's id for a refund first seen at the provider (e.g. made in Stripe's dashboard)."""
+    return uuid5(NAMESPACE, f"provider-refund/{provider_reference}")
+
+
+def dispute_reversal_id(dispute_id: str, allocation_id: str) -> UUID:
+    """The reversal of one allocation when a dispute withdraws the funds."""
+    return uuid5(NAMESPACE, f"dispute-reversal/{dispute_id}/{allocation_id}")
+
+
+def dispute_restore_id(dispute_id: str, allocation_id: str) -> UUID:
+    """The restoration of one allocation when a won dispute reinstates the funds."""
+    return uuid5(NAMESPACE, f"dispute-restore/{dispute_id}/{allocation_id}")
+
+
+def seller_account_id(seller_id: str) -> UUID:
+    """The one payout-account link a seller has."""
+    return uuid5(NAMESPACE, f"seller-account/{seller_id}")

@@ -15,6 +15,11 @@ FAILED = "failed"
 PARTIALLY_REFUNDED = "partially_refunded"
 REFUNDED = "refunded"
 
+# Where a dispute's funds are: still with the platform, taken back by the provider, given back.
+DISPUTE_FUNDS_KEPT = "kept"
+DISPUTE_FUNDS_WITHDRAWN = "withdrawn"
+DISPUTE_FUNDS_REINSTATED = "reinstated"
+
 
 class Payment(Aggregate):
     """A payment attempt; the checkout it pays for travels with it so a webhook can place the order."""
@@ -45,6 +50,7 @@ class Payment(Aggregate):
         self.refunded_amount = 0
         self.refund_ids: list[str] = []
         self.order_id: str | None = None
+        self.disputes: dict[str, dict[str, Any]] = {}
 
     @property
     def status(self) -> str:
@@ -102,3 +108,79 @@ class Payment(Aggregate):
     def _refunded(self, refund_id: str, amount: int, cause: dict[str, Any]) -> None:
         self.refunded_amount += amount
         self.refund_ids.append(refund_id)
+
+    # ---- disputes (chargebacks): recorded from the provider's webhooks -------------------
+
+    @property
+    def disputed_amount(self) -> int:
+        """What open or lost disputes have withdrawn from the platform and not reinstated."""
+        return sum(d["withdrawn_amount"] for d in self.disputes.values() if d["funds"] == DISPUTE_FUNDS_WITHDRAWN)
+
+    def open_dispute(
+        self, dispute_id: str, amount: int, reason: str, status: str, cause: dict[str, Any]
+    ) -> None:
+        if self.outcome != SUCCEEDED:
+            raise PaymentStateError(f"payment is {self.outcome}, cannot be disputed")
+        if dispute_id in self.disputes:
+            raise PaymentStateError(f"dispute {dispute_id} is already recorded")
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= self.amount:
+            raise PaymentStateError(f"dispute amount {amount} is not within the payment's {self.amount}")
+        self._disputed(dispute_id, amount, self.currency, reason, status, cause)
+
+    @event("Disputed")
+    def _disputed(
+        self, dispute_id: str, amount: int, currency: str, reason: str, status: str, cause: dict[str, Any]
+    ) -> None:
+        self.disputes[dispute_id] = {
+            "id": dispute_id,
+            "amount": amount,
+            "currency": currency,
+            "reason": reason,
+            "status": status,
+            "funds": DISPUTE_FUNDS_KEPT,
+            "withdrawn_amount": 0,
+            "closed": False,
+        }
+
+    def _open(self, dispute_id: str) -> dict[str, Any]:
+        dispute = self.disputes.get(dispute_id)
+        if dispute is None:
+            raise PaymentStateError(f"no dispute {dispute_id} on this payment")
+        if dispute["closed"]:
+            raise PaymentStateError(f"dispute {dispute_id} is closed")
+        return dispute
+
+    def withdraw_dispute_funds(self, dispute_id: str, amount: int, cause: dict[str, Any]) -> None:
+        """The provider took the disputed funds back from the platform (once per dispute)."""
+        dispute = self._open(dispute_id)
+        if dispute["funds"] != DISPUTE_FUNDS_KEPT:
+            raise PaymentStateError(f"dispute {dispute_id} funds are already {dispute['funds']}")
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= dispute["amount"]:
+            raise PaymentStateError(f"cannot withdraw {amount} for a dispute of {dispute['amount']}")
+        self._dispute_funds_withdrawn(dispute_id, amount, cause)
+
+    @event("DisputeFundsWithdrawn")
+    def _dispute_funds_withdrawn(self, dispute_id: str, amount: int, cause: dict[str, Any]) -> None:
+        self.disputes[dispute_id]["funds"] = DISPUTE_FUNDS_WITHDRAWN
+        self.disputes[dispute_id]["withdrawn_amount"] = amount
+
+    def reinstate_dispute_funds(self, dispute_id: str, cause: dict[str, Any]) -> None:
+        """A won dispute: the provider gave the withdrawn funds back."""
+        dispute = self._open(dispute_id)
+        if dispute["funds"] != DISPUTE_FUNDS_WITHDRAWN:
+            raise PaymentStateError(f"dispute {dispute_id} has no withdrawn funds to reinstate")
+        self._dispute_funds_reinstated(dispute_id, dispute["withdrawn_amount"], cause)
+
+    @event("DisputeFundsReinstated")
+    def _dispute_funds_reinstated(self, dispute_id: str, amount: int, cause: dict[str, Any]) -> None:
+        self.disputes[dispute_id]["funds"] = DISPUTE_FUNDS_REINSTATED
+
+    def close_dispute(self, dispute_id: str, status: str, cause: dict[str, Any]) -> None:
+        self._open(dispute_id)
+        self._dispute_closed(dispute_id, status, cause)
+
+    @event("DisputeClosed")
+    def _dispute_closed(self, dispute_id: str, status: str, cause: dict[str, Any]) -> None:
+        self.disputes[dispute_id]["status"] = status
+        self.disputes[dispute_id]["closed"] = True
+

@@ -53,8 +53,17 @@ class PaymentGateway(Protocol):
     ) -> RefundResult: ...
 
     def payout(
-        self, *, seller_id: str, amount: int, currency: str, transfer_group: str, idempotency_key: str
-    ) -> PayoutResult: ...
+        self,
+        *,
+        seller_id: str,
+        amount: int,
+        currency: str,
+        transfer_group: str,
+        idempotency_key: str,
+        destination: str | None = None,
+    ) -> PayoutResult:
+        """Pay a seller; ``destination`` is its linked provider account (None when unlinked)."""
+        ...
 
 
 class CheckoutSessions(Protocol):

@@ -24,10 +24,18 @@ from domain.errors import (
     SettlementRunNotFoundError,
     SettlementStateError,
 )
-from domain.ids import allocation_id, order_id_for_session, settlement_id
+from domain.ids import (
+    allocation_id,
+    dispute_restore_id,
+    dispute_reversal_id,
+    order_id_for_session,
+    seller_account_id,
+    settlement_id,
+)
 from domain.money import split_proportionally
 from domain.order import Order
 from domain.payment import Payment
+from domain.seller_account import SellerAccount
 from domain.settlement import Settlement, SettlementRun
 
 _MAX_ATTEMPTS = 30
@@ -244,7 +252,7 @@ class Marketplace(Application[UUID]):
         if seller_id is not None:
             targets = [a for a in allocations if a.seller_id == seller_id]
             if not targets:
-                raise InvalidRefundError(f"seller {seller_id} has no part in this order")
+                raise InvalidRefundError(f"seller {seller_id} has no part in this order", field="seller_id")
             allocation = targets[0]
             if amount > allocation.refundable_amount:
                 raise RefundExceedsRemainingError(
@@ -471,6 +479,96 @@ class Marketplace(Application[UUID]):
             run.fail(error)
         self.save(run)
         return run
+
+    # ---- disputes (from the provider's webhooks) -----------------------------------
+
+    def record_dispute(
+        self,
+        payment_id: str,
+        dispute_id: str,
+        amount: int,
+        reason: str,
+        status: str,
+        funds: str,
+        closed: bool,
+        cause: dict[str, Any],
+    ) -> Payment:
+        """Bring a dispute forward to what the provider reports, never backwards.
+
+        ``funds`` is where the provider says the money is (kept, withdrawn, reinstated).
+        Withdrawn funds are reversed on the allocations as a refund would reverse them
+        (in proportion to what each has left); reinstated funds restore exactly that. A
+        closed dispute changes no more. Redeliveries and stale reports change nothing.
+        """
+        rank = {payment_status.DISPUTE_FUNDS_KEPT: 0, payment_status.DISPUTE_FUNDS_WITHDRAWN: 1,
+                payment_status.DISPUTE_FUNDS_REINSTATED: 2}
+        if funds not in rank:
+            raise ValueError(f"unknown dispute funds state {funds!r}")
+
+        def command(attempt: int) -> Payment:
+            payment = self.get_payment(payment_id)
+            dispute = payment.disputes.get(dispute_id)
+            if dispute is not None and dispute["closed"]:
+                return payment
+            if dispute is None:
+                payment.open_dispute(dispute_id, amount, reason, status, cause)
+                dispute = payment.disputes[dispute_id]
+            changed: dict[UUID, Allocation] = {}
+            if rank[funds] >= 1 and dispute["funds"] == payment_status.DISPUTE_FUNDS_KEPT:
+                allocations = self._allocations_of(payment)
+                left = [a.refundable_amount for a in allocations]
+                withdrawn = min(dispute["amount"], sum(left))
+                payment.withdraw_dispute_funds(dispute_id, withdrawn, cause)
+                parts = split_proportionally(withdrawn, left) if withdrawn else [0] * len(allocations)
+                for allocation, part in zip(allocations, parts):
+                    if part > 0:
+                        reversal = str(dispute_reversal_id(dispute_id, str(allocation.id)))
+                        allocation.reverse_for_dispute(dispute_id, reversal, part, cause)
+                        changed[allocation.id] = allocation
+            if rank[funds] == 2 and dispute["funds"] == payment_status.DISPUTE_FUNDS_WITHDRAWN:
+                payment.reinstate_dispute_funds(dispute_id, cause)
+                for allocation in list(changed.values()) or self._allocations_of(payment):
+                    if dispute_id in allocation.dispute_reversals:
+                        restore = str(dispute_restore_id(dispute_id, str(allocation.id)))
+                        allocation.restore_dispute(dispute_id, restore, cause)
+                        changed[allocation.id] = allocation
+            if closed:
+                payment.close_dispute(dispute_id, status, cause)
+            self.save(payment, *changed.values())
+            return payment
+
+        return self._with_retry(command)
+
+    def _allocations_of(self, payment: Payment) -> list[Allocation]:
+        order = self.get_order(payment.order_id)
+        return [self.repository.get(UUID(s["allocation_id"])) for s in order.sellers]
+
+    # ---- sellers' payout accounts ---------------------------------------------------
+
+    def get_seller_account(self, seller_id: str) -> SellerAccount | None:
+        try:
+            account = self.repository.get(seller_account_id(seller_id))
+        except AggregateNotFoundError:
+            return None
+        return account if isinstance(account, SellerAccount) else None
+
+    def link_seller_account(
+        self, seller_id: str, provider: str, account_id: str, cause: dict[str, Any]
+    ) -> tuple[SellerAccount, bool]:
+        """Link (or re-link) a seller to its payout account; returns (account, changed)."""
+
+        def command(attempt: int) -> tuple[SellerAccount, bool]:
+            account = self.get_seller_account(seller_id)
+            if account is None:
+                account = SellerAccount(seller_id=seller_id, provider=provider, account_id=account_id, cause=cause)
+                self.save(account)
+                return account, True
+            changed = account.link(provider, account_id, cause)
+            if changed:
+                self.save(account)
+            return account, changed
+
+        return self._with_retry(command)
 
 
 __all__ = ["Marketplace", "allocation_id"]

@@ -16,7 +16,7 @@ from redis import Redis
 from redis.exceptions import LockError
 
 from domain.errors import (
-    CheckoutConflictError,
+    ConcurrentChangeError,
     CheckoutSessionExpiredError,
     CheckoutSessionNotFoundError,
 )
@@ -73,7 +73,7 @@ class RedisCheckoutSessions:
             f"{self.prefix}:checkout-lock:{session_id}", timeout=timeout_seconds, blocking=False
         )
         if not lock.acquire():
-            raise CheckoutConflictError("this checkout session is being confirmed by another request")
+            raise ConcurrentChangeError("this checkout session is being confirmed by another request")
         try:
             yield
         finally:

@@ -9,6 +9,7 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING
 
+from domain.errors import PaymentStateError
 from domain.ports import (
     CHARGE_FAILED,
     CHARGE_REQUIRES_ACTION,
@@ -70,23 +71,43 @@ class MockGateway:
         return RefundResult(_token("re_", idempotency_key))
 
     def payout(
-        self, *, seller_id: str, amount: int, currency: str, transfer_group: str, idempotency_key: str
+        self,
+        *,
+        seller_id: str,
+        amount: int,
+        currency: str,
+        transfer_group: str,
+        idempotency_key: str,
+        destination: str | None = None,
     ) -> PayoutResult:
-        """The mock pays at once."""
+        """The mock pays at once (with or without a linked account)."""
         return PayoutResult(True, _token("tr_", idempotency_key))
 
 
 class StripeGateway:
-    """PaymentIntents through the official SDK (separate charges and transfers)."""
+    """PaymentIntents, Refunds and Transfers through the official SDK (separate charges and
+    transfers). Every write carries our idempotency key, so the SDK's own retries of network
+    errors and 5xx (``max_network_retries``) never charge, refund or pay twice."""
 
     name = "stripe"
 
-    def __init__(self, api_key: str, api_base: str | None = None) -> None:
+    def __init__(
+        self, api_key: str, api_base: str | None = None, *, max_network_retries: int = 2, timeout: float = 30
+    ) -> None:
         import stripe
 
         self._stripe = stripe
         base = {"api": api_base} if api_base else None
-        self.client = stripe.StripeClient(api_key, base_addresses=base, max_network_retries=2)
+        self.client = stripe.StripeClient(
+            api_key,
+            base_addresses=base,
+            max_network_retries=max_network_retries,
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+
+    def _unavailable(self, what: str, exc: Exception) -> ProviderUnavailableError:
+        log.warning("stripe unavailable for %s: %s", what, type(exc).__name__)
+        return ProviderUnavailableError(type(exc).__name__)
 
     def charge(
         self,
@@ -110,45 +131,111 @@ class StripeGateway:
             "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
         }
         try:
-            intent = self.client.v1.payment_intents.create(
-                params, options={"idempotency_key": idempotency_key}
-            )
+            intent = self.client.v1.payment_intents.create(params, options={"idempotency_key": idempotency_key})
         except stripe.CardError as exc:
             error = exc.error
-            intent = getattr(error, "payment_intent", None) if error else None
-            reference = intent["id"] if intent else None
-            reason = (error.decline_code or error.code) if error else None
+            intent = error.get("payment_intent") if error else None
+            reference = intent.get("id") if intent else None
+            reason = (error.get("decline_code") or error.get("code")) if error else None
             return ChargeResult(CHARGE_FAILED, reference, failure_reason=reason or "card_declined")
-        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
-            log.warning("stripe unavailable for payment %s: %s", payment_id, type(exc).__name__)
-            raise ProviderUnavailableError(str(type(exc).__name__)) from None
+        except stripe.InvalidRequestError as exc:
+            # A payment method Stripe does not know, an amount it refuses: a decline, not an outage.
+            error = exc.error
+            return ChargeResult(CHARGE_FAILED, None, failure_reason=(error.get("code") if error else None)
+                                or "invalid_request")
+        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
+            raise self._unavailable(f"payment {payment_id}", exc) from None
         if intent.status == "succeeded":
             return ChargeResult(CHARGE_SUCCEEDED, intent.id)
-        if intent.status in ("requires_action", "requires_source_action"):
-            return ChargeResult(CHARGE_REQUIRES_ACTION, intent.id, client_secret=intent.client_secret)
-        if intent.status == "processing":
-            return ChargeResult(CHARGE_REQUIRES_ACTION, intent.id, client_secret=intent.client_secret)
-        error = intent.last_payment_error
-        reason = (error.decline_code or error.code) if error else intent.status
+        if intent.status in ("requires_action", "requires_source_action", "processing"):
+            # processing (some bank debits) resolves later by webhook, like 3-D Secure does
+            return ChargeResult(CHARGE_REQUIRES_ACTION, intent.id, client_secret=intent.get("client_secret"))
+        error = intent.get("last_payment_error") or {}
+        reason = error.get("decline_code") or error.get("code") or intent.status
         return ChargeResult(CHARGE_FAILED, intent.id, failure_reason=reason)
 
     def refund(self, *, provider_reference: str, amount: int, idempotency_key: str) -> RefundResult:
         stripe = self._stripe
         try:
             refund = self.client.v1.refunds.create(
-                {"payment_intent": provider_reference, "amount": amount},
+                {"payment_intent": provider_reference, "amount": amount, "metadata": {"refund_id": idempotency_key}},
                 options={"idempotency_key": idempotency_key},
             )
-        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
-            raise ProviderUnavailableError(str(type(exc).__name__)) from None
+        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
+            raise self._unavailable(f"refund {idempotency_key}", exc) from None
+        except (stripe.InvalidRequestError, stripe.CardError) as exc:
+            error = exc.error
+            code = (error.get("code") if error else None) or "refused"
+            raise PaymentStateError(f"the payment provider refused the refund: {code}") from None
+        if refund.get("status") in ("failed", "canceled"):
+            raise PaymentStateError(f"the payment provider refused the refund: {refund.get('failure_reason')}")
         return RefundResult(refund.id)
 
     def payout(
-        self, *, seller_id: str, amount: int, currency: str, transfer_group: str, idempotency_key: str
+        self,
+        *,
+        seller_id: str,
+        amount: int,
+        currency: str,
+        transfer_group: str,
+        idempotency_key: str,
+        destination: str | None = None,
     ) -> PayoutResult:
-        # Transfers to connected accounts need the seller's account link (issue 4); until
-        # then a Stripe payout fails honestly and the settlement's allocations stay payable.
-        return PayoutResult(False, None, "stripe transfers to connected accounts are not set up")
+        """A Transfer to the seller's connected account; no linked account is a failed payout."""
+        stripe = self._stripe
+        if not destination:
+            return PayoutResult(False, None, "no_connected_account")
+        try:
+            transfer = self.client.v1.transfers.create(
+                {
+                    "amount": amount,
+                    "currency": currency.lower(),
+                    "destination": destination,
+                    "transfer_group": transfer_group,
+                    "metadata": {"settlement_id": idempotency_key, "seller_id": seller_id},
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
+            raise self._unavailable(f"transfer {idempotency_key}", exc) from None
+        except stripe.StripeError as exc:  # bad or restricted account, insufficient balance, ...
+            error = exc.error
+            reason = (error.get("code") if error else None) or type(exc).__name__
+            log.warning("stripe refused transfer %s to %s: %s", idempotency_key, destination, reason)
+            return PayoutResult(False, None, reason)
+        return PayoutResult(True, transfer.id)
+
+    # ---- reads for webhooks and reconciliation: plain dicts, no SDK objects leak out --------
+
+    def _list(self, service, params: dict) -> list[dict]:  # type: ignore[no-untyped-def]
+        stripe = self._stripe
+        try:
+            return [_plain(item) for item in service.list({**params, "limit": 100}).auto_paging_iter()]
+        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
+            raise self._unavailable("a list", exc) from None
+
+    def list_payment_intents(self, created_gte: int) -> list[dict]:
+        return self._list(self.client.v1.payment_intents, {"created": {"gte": created_gte}})
+
+    def list_refunds(self, created_gte: int | None = None, payment_intent: str | None = None) -> list[dict]:
+        params: dict = {}
+        if created_gte is not None:
+            params["created"] = {"gte": created_gte}
+        if payment_intent is not None:
+            params["payment_intent"] = payment_intent
+        return self._list(self.client.v1.refunds, params)
+
+    def list_transfers(self, created_gte: int) -> list[dict]:
+        return self._list(self.client.v1.transfers, {"created": {"gte": created_gte}})
+
+
+def _plain(obj: object) -> object:
+    """A StripeObject (a dict subclass) as plain JSON-like values."""
+    if isinstance(obj, dict):
+        return {key: _plain(value) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(value) for value in obj]
+    return obj
 
 
 def build_gateway(settings: Settings) -> MockGateway | StripeGateway:

@@ -74,3 +74,18 @@ notification_deliveries = Table(
     Column("sent_at", DateTime(timezone=True), nullable=True),
     Column("error", Text, nullable=True),
 )
+
+# Refunds as the provider knows them (Stripe's re_… id) -> tally's refund id. Written by
+# tally's own refunds right after the provider answers, and by refunds first seen in a
+# webhook (made in the dashboard), so neither is ever recorded twice.
+provider_refunds = Table(
+    "provider_refunds",
+    metadata,
+    Column("provider_reference", String(255), primary_key=True),
+    Column("refund_id", String(36), nullable=False),
+    Column("order_id", String(36), nullable=False),
+    Column("payment_id", String(36), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("origin", String(16), nullable=False),  # tally | provider
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -8,6 +8,9 @@ import re
 from apispec import BasePlugin
 from flask import Flask, Response, jsonify
 from flask_smorest import Api as SmorestApi
+from flask_smorest import Blueprint
+from webargs import core
+from webargs.flaskparser import FlaskParser
 from flask_smorest.utils import prepare_response
 
 from app.schemas import ProblemSchema
@@ -88,6 +91,20 @@ class Api(SmorestApi):
         response = {"description": "Problem details (RFC 9457)", "schema": self.ERROR_SCHEMA}
         prepare_response(response, self.spec, PROBLEM_CONTENT_TYPE)
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+
+class JsonBodyParser(FlaskParser):
+    """Read a request body as JSON whatever its Content-Type (``curl -d`` sends form encoding):
+    a body that is not JSON is then a 400, not a silently empty 422."""
+
+    def _raw_load_json(self, req):  # type: ignore[no-untyped-def]
+        data = req.get_data(cache=True)
+        if not data:
+            return core.missing
+        return core.parse_json(data)
+
+
+Blueprint.ARGUMENTS_PARSER = JsonBodyParser()
 
 
 def json_response(data: object, status: int = 200) -> Response:

@@ -71,4 +71,4 @@ def confirm_session(data, session_id):
     )
     if outcome == "requires_action":
         return json_response({"payment": payment_view(payment)}, 202)
-    return json_response({"order": order_view(order), "payment": payment_view(payment)}, 201)
+    return json_response({"order": order_view(order, payment), "payment": payment_view(payment)}, 201)

@@ -19,9 +19,10 @@ bp = Blueprint("orders", __name__, url_prefix="/api", description="Orders, payme
 @bp.response(200, OrderSchema)
 def get_order(order_id):
     """An order with its per-seller allocations."""
-    order = current_app.extensions["tally"].marketplace.get_order(order_id)
+    marketplace = current_app.extensions["tally"].marketplace
+    order = marketplace.get_order(order_id)
     check_subject("customer", order.customer_id)
-    return json_response(order_view(order))
+    return json_response(order_view(order, marketplace.get_payment(order.payment_id)))
 
 
 @bp.route("/payments/<payment_id>")

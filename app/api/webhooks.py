@@ -36,13 +36,10 @@ bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks", description="Pr
 def stripe_webhook():
     """A Stripe event, signed with STRIPE_WEBHOOK_SECRET."""
     container = current_app.extensions["tally"]
+    body = request.get_data(cache=True)
     try:
-        event = check_webhook(
-            request.get_data(cache=True),
-            request.headers.get("Stripe-Signature"),
-            container.settings.stripe_webhook_secret,
-        )
+        event = check_webhook(body, request.headers.get("Stripe-Signature"), container.settings.stripe_webhook_secret)
     except WebhookSignatureError as exc:
         raise BadRequest(str(exc)) from None
-    outcome = handlers.receive_provider_event(container, event)
+    outcome = handlers.receive_provider_event(container, event, raw=body.decode("utf-8"))
     return json_response({"received": True, "outcome": outcome})

@@ -1,0 +1,55 @@
+"""Sellers' payout accounts: the Stripe connected account a seller's settlements are transferred to."""
+
+from __future__ import annotations
+
+from flask import current_app, g
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+from werkzeug.exceptions import NotFound
+
+from app.api import json_response
+from app.auth import SUBJECT_RE, check_subject, current_principal, require
+from app.presenters import rfc3339
+from app.schemas import ProblemSchema, SellerAccountRequestSchema, SellerAccountSchema
+
+bp = Blueprint("accounts", __name__, url_prefix="/api", description="Sellers' payout accounts")
+
+PROVIDER = "stripe"
+
+
+def _view(account) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "seller_id": account.seller_id,
+        "stripe_account_id": account.account_id,
+        "version": account.version,
+        "updated_at": rfc3339(account.modified_on),
+    }
+
+
+@bp.route("/sellers/<seller_id>/account", methods=["PUT"])
+@require("admin")
+@bp.arguments(SellerAccountRequestSchema)
+@bp.response(200, SellerAccountSchema)
+def link_account(data, seller_id):
+    """Link the seller to its Stripe connected account; its settlements are then paid by Transfer."""
+    if not SUBJECT_RE.match(seller_id):
+        raise ValidationError({"seller_id": ["1-64 characters of [A-Za-z0-9_.:-]"]})
+    marketplace = current_app.extensions["tally"].marketplace
+    account, _ = marketplace.link_seller_account(
+        seller_id, PROVIDER, data["stripe_account_id"], current_principal().cause(g.request_id)
+    )
+    return json_response(_view(account))
+
+
+@bp.route("/sellers/<seller_id>/account")
+@require("admin", "auditor", "seller")
+@bp.response(200, SellerAccountSchema)
+@bp.alt_response(404, schema=ProblemSchema, content_type="application/problem+json",
+                 description="The seller has no linked account")
+def get_account(seller_id):
+    """The seller's linked Stripe connected account."""
+    check_subject("seller", seller_id)
+    account = current_app.extensions["tally"].marketplace.get_seller_account(seller_id)
+    if account is None:
+        raise NotFound(f"seller {seller_id} has no linked account")
+    return json_response(_view(account))

@@ -1,0 +1,231 @@
+"""`flask --app wsgi audit verify` and `audit settlement` on PostgreSQL: a busy history built
+through the API verifies clean; editing, deleting or swapping a stored event by SQL, or
+changing a read-model row, fails verification with exit 1 and names the problem."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from projections.runner import PROJECTIONS, catch_up
+from tests.e2e.helpers import assert_problem, confirm, create_session, stripe_event, stripe_signature
+from tests.integration.read_side_helpers import item, order_for
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "whsec_audit"
+TODAY = datetime.now(timezone.utc).date()
+PERIOD_A = ((TODAY - timedelta(days=30)).isoformat(), TODAY.isoformat())
+PERIOD_B = ((TODAY + timedelta(days=1)).isoformat(), (TODAY + timedelta(days=1)).isoformat())
+
+
+@pytest.fixture
+def settings(make_settings, backend):
+    return make_settings(backend, stripe_webhook_secret=SECRET)
+
+
+def catch_up_all(container) -> None:
+    for cls in PROJECTIONS.values():
+        catch_up(cls(), container.marketplace, container.engine)
+
+
+def refund(client, admin, order_id: str, body: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    headers = {**admin, "X-Request-Id": request_id} if request_id else admin
+    response = client.post(f"/api/orders/{order_id}/refunds", json=body, headers=headers)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return response.json
+
+
+def settle(client, admin, seller_id: str, period: tuple[str, str]) -> list[dict[str, Any]]:
+    response = client.post(
+        f"/api/sellers/{seller_id}/settlements?period_start={period[0]}&period_end={period[1]}", headers=admin
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return response.json["settlements"]
+
+
+def build_history(client, admin, make_key) -> dict[str, Any]:
+    """Three sellers, USD and EUR, partial refunds (spread and per seller), a full refund, a declined
+    payment, a 3-D Secure payment completed by a signed webhook, a settlement, a refund of a settled
+    allocation and a second settlement carrying that negative adjustment."""
+    customer = make_key("customer", "c-1")
+    o1 = order_for(client, customer, "c-1", [item("s-1", 2500, "mug"), item("s-2", 1999, "tee")])
+    o2 = order_for(client, customer, "c-1", [item("s-1", 4000, "lamp")], currency="EUR")
+    o3 = order_for(client, customer, "c-1", [item("s-2", 1500, "cap"), item("s-3", 3333, "bag")])
+    o4 = order_for(client, customer, "c-1", [item("s-3", 1200, "pen"), item("s-2", 800, "ink")], currency="EUR")
+    refund(client, admin, o1["order"]["id"], {"amount": 300, "seller_id": "s-1", "reason": "damaged"})
+    refund(client, admin, o3["order"]["id"], {"amount": 500})  # spread over s-2 and s-3
+    refund(client, admin, o4["order"]["id"], {"amount": 2000, "reason": "never arrived"})  # full
+
+    declined = create_session(client, customer)
+    response = confirm(client, customer, declined["id"], "pm_card_chargeDeclined")
+    assert_problem(response, 402)
+
+    session = create_session(client, customer, checkout_items([item("s-2", 777, "card")]))
+    response = confirm(client, customer, session["id"], "pm_card_authenticationRequired")
+    assert response.status_code == 202, response.get_data(as_text=True)
+    payment = response.json["payment"]
+    payload = stripe_event("evt_audit_3ds", "payment_intent.succeeded",
+                           {"id": payment["provider_reference"], "object": "payment_intent"})
+    hook = client.post("/api/webhooks/stripe", data=payload,
+                       headers={"Content-Type": "application/json", "Stripe-Signature": stripe_signature(payload, SECRET)})
+    assert hook.status_code == 200, hook.get_data(as_text=True)
+    completed = client.get(f"/api/checkout/sessions/{session['id']}", headers=customer).json
+    assert completed["status"] == "completed" and completed["order_id"]
+
+    first = settle(client, admin, "s-1", PERIOD_A)
+    assert sorted(s["currency"] for s in first) == ["EUR", "USD"]
+    late = refund(client, admin, o1["order"]["id"], {"amount": 400, "seller_id": "s-1", "reason": "late claim"})
+    o5 = order_for(client, customer, "c-1", [item("s-1", 1000, "pad")])
+    [second] = settle(client, admin, "s-1", PERIOD_B)
+    assert second["adjustment_count"] == 1 and second["allocation_count"] == 1
+    assert second["total_payout_amount"] == 900 - late["allocations"][0]["payout_reversed_amount"]
+    return {"orders": [o1, o2, o3, o4, o5], "first": first, "second": second, "late_refund": late,
+            "order_3ds": completed["order_id"]}
+
+
+def checkout_items(items: list[dict[str, Any]]) -> dict[str, Any]:
+    from tests.conftest import checkout_body
+
+    return checkout_body(items=items)
+
+
+def verify(app):
+    return app.test_cli_runner().invoke(args=["audit", "verify"])
+
+
+def output(result) -> str:
+    return result.output  # click 8.2: stdout and stderr, as a terminal shows them
+
+
+def events_table(settings) -> str:
+    return f'"{settings.database_schema}".marketplace_events'
+
+
+def stored(container, settings, topic_suffix: str) -> list[Any]:
+    with container.engine.connect() as conn:
+        return conn.execute(
+            text(f"SELECT notification_id, originator_id, originator_version, topic, convert_from(state, 'UTF8') AS state "
+                 f"FROM {events_table(settings)} WHERE topic LIKE :t ORDER BY notification_id"),
+            {"t": f"%{topic_suffix}"},
+        ).all()
+
+
+@pytest.fixture
+def history(app, client, container, admin, make_key):
+    built = build_history(client, admin, make_key)
+    catch_up_all(container)  # the audit log pins the original events before any tampering
+    head = client.get("/api/audit/head", headers=admin).json
+    assert head["position"] == container.marketplace.recorder.max_notification_id()
+    return built
+
+
+both_backends = pytest.mark.parametrize("backend", ["pg", "sqlite"], indirect=True)
+
+
+@both_backends
+def test_busy_history_verifies_clean(app, history, container):
+    result = verify(app)
+    assert result.exit_code == 0, output(result)
+    assert "OK" in result.output
+    assert "BREACH" not in output(result)
+    assert f"{container.marketplace.recorder.max_notification_id():>10} events" in result.output
+    assert "checked          6 orders" in result.output  # five placed at once, one through 3-D Secure
+    assert "checked          3 settlements" in result.output
+
+
+def assert_breach(app, *needles: str) -> str:
+    result = verify(app)
+    text_out = output(result)
+    assert result.exit_code == 1, text_out
+    assert "BREACH" in text_out and "OK:" not in text_out
+    for needle in needles:
+        assert needle in text_out, (needle, text_out)
+    return text_out
+
+
+def test_editing_a_stored_event_is_detected(app, history, container, settings):
+    [row] = [r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":2500' in r.state]
+    with container.engine.begin() as conn:
+        changed = conn.execute(
+            text(f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+                 f":old, :new), 'UTF8') WHERE notification_id = :n"),
+            {"n": row.notification_id, "old": '"subtotal_amount":2500', "new": '"subtotal_amount":2600'},
+        )
+        assert changed.rowcount == 1
+    out = assert_breach(app, f"event {row.originator_id} v1 (Allocation.Created) was changed in the event store")
+    assert f"allocation {row.originator_id}: fee + payout != subtotal" in out
+
+
+def test_deleting_a_stored_event_is_detected(app, history, container, settings):
+    [row] = stored(container, settings, "Order.RefundRecorded")[:1]
+    with container.engine.begin() as conn:
+        conn.execute(text(f"DELETE FROM {events_table(settings)} WHERE notification_id = :n"),
+                     {"n": row.notification_id})
+    assert_breach(app, f"event {row.originator_id} v{row.originator_version} (Order.RefundRecorded) "
+                       f"was deleted from the event store")
+
+
+def test_deleting_an_event_other_events_depend_on_is_reported_not_a_crash(app, history, container, settings):
+    late = history["late_refund"]["allocations"][0]["allocation_id"]
+    [row] = [r for r in stored(container, settings, "Allocation.Created") if str(r.originator_id) == late]
+    with container.engine.begin() as conn:
+        conn.execute(text(f"DELETE FROM {events_table(settings)} WHERE notification_id = :n"),
+                     {"n": row.notification_id})
+    assert_breach(app, f"event {late} v1 (Allocation.Created) was deleted from the event store")
+
+
+def test_swapping_two_stored_events_is_detected(app, history, container, settings):
+    a, b = [r for r in stored(container, settings, "Allocation.Refunded")][:2]
+    assert a.state != b.state
+    with container.engine.begin() as conn:
+        conn.execute(
+            text(f"UPDATE {events_table(settings)} AS e SET state = o.state FROM {events_table(settings)} AS o "
+                 f"WHERE (e.notification_id, o.notification_id) IN ((:a, :b), (:b, :a))"),
+            {"a": a.notification_id, "b": b.notification_id},
+        )
+    assert_breach(
+        app,
+        f"event {a.originator_id} v{a.originator_version} (Allocation.Refunded) was changed in the event store",
+        f"event {b.originator_id} v{b.originator_version} (Allocation.Refunded) was changed in the event store",
+    )
+
+
+def test_swapping_events_of_different_types_is_reported_not_a_crash(app, history, container, settings):
+    [placed] = stored(container, settings, "Order.Placed")[:1]
+    [refunded] = stored(container, settings, "Order.RefundRecorded")[:1]
+    with container.engine.begin() as conn:
+        conn.execute(
+            text(f"UPDATE {events_table(settings)} AS e SET state = o.state FROM {events_table(settings)} AS o "
+                 f"WHERE (e.notification_id, o.notification_id) IN ((:a, :b), (:b, :a))"),
+            {"a": placed.notification_id, "b": refunded.notification_id},
+        )
+    assert_breach(app, f"(Order.Placed) was changed in the event store",
+                  f"(Order.RefundRecorded) was changed in the event store")
+
+
+def test_changing_a_read_model_row_is_detected(app, history, container, settings):
+    with container.engine.begin() as conn:
+        changed = conn.execute(text(
+            f'UPDATE "{settings.database_schema}".allocations_view SET payout_amount = payout_amount + 1 '
+            f"WHERE allocation_id = (SELECT min(allocation_id) FROM \"{settings.database_schema}\".allocations_view)"
+        ))
+        assert changed.rowcount == 1
+    out = assert_breach(app, "read model payouts: table allocations_view differs from a fresh rebuild")
+    assert "changed in the event store" not in out and "deleted" not in out
+
+
+@both_backends
+def test_audit_settlement_recomputes_with_no_difference(app, history):
+    runner = app.test_cli_runner()
+    for settlement in [*history["first"], history["second"]]:
+        result = runner.invoke(args=["audit", "settlement", settlement["id"]])
+        assert result.exit_code == 0, output(result)
+        assert "no difference" in result.output
+        assert f"paid     {settlement['total_payout_amount']}" in result.output
+        assert f"expected {settlement['total_payout_amount']}" in result.output
+    unknown = runner.invoke(args=["audit", "settlement", "00000000-0000-0000-0000-000000000000"])
+    assert unknown.exit_code != 0 and "no settlement" in output(unknown)
