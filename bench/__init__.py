@@ -1,0 +1,1 @@
+"""Benchmarks for tally (`make bench`): see bench.checkout."""
