@@ -203,6 +203,22 @@ class Books:
             self.order_refunds[a.order_id] = self.order_refunds.get(a.order_id, 0) + event.amount
             if event.settled_by:
                 a.adjustments[event.refund_id] = [-event.payout_reversed_amount, event.settled_by, None]
+        elif isinstance(event, (Allocation.DisputeReversed, Allocation.DisputeRestored)):
+            a = self.allocations[sid]
+            entry_id, amount, fee, payout = dispute_entry(event)
+            a.refunded += amount
+            if a.refunded > a.subtotal or a.refunded < 0:
+                breach(f"allocation {sid}: refunds and disputes exceed the subtotal")
+            if isinstance(event, Allocation.DisputeReversed):
+                expected_fee = prorate(a.fee, min(a.refunded, a.subtotal), a.subtotal) - a.fee_reversed
+                if fee != expected_fee:
+                    breach(f"allocation {sid}: dispute {event.dispute_id} reversed a fee not at the allocation's rate")
+            if fee + payout != amount:
+                breach(f"allocation {sid}: dispute {event.dispute_id} fee + payout reversed != amount")
+            a.fee_reversed += fee
+            a.payout_reversed += payout
+            if event.settled_by:
+                a.adjustments[entry_id] = [-payout, event.settled_by, None]
         elif isinstance(event, Allocation.Settled):
             a = self.allocations[sid]
             if a.settled_by is not None:
@@ -264,6 +280,14 @@ class Books:
             payments=len(self.payments), orders=len(self.orders), allocations=len(self.allocations),
             settlements=len(self.settlements),
         )
+
+
+def dispute_entry(event: Any) -> tuple[str, int, int, int]:
+    """(entry id, amount, fee, payout) a dispute event takes off an allocation (negative: gives back)."""
+    if isinstance(event, Allocation.DisputeRestored):
+        return (event.restore_id, -event.amount, -event.platform_fee_restored_amount,
+                -event.payout_restored_amount)
+    return event.reversal_id, event.amount, event.platform_fee_reversed_amount, event.payout_reversed_amount
 
 
 def replay_books(app: Application, report: Report | None, stop: int | None = None,
@@ -427,12 +451,23 @@ def settlement_statement(app: Application, settlement: Settlement) -> dict[str, 
             if isinstance(event, Allocation.Refunded):
                 add("refund", view, -event.amount, -event.platform_fee_reversed_amount,
                     -event.payout_reversed_amount, event.timestamp, event.refund_id)
+            elif isinstance(event, (Allocation.DisputeReversed, Allocation.DisputeRestored)):
+                entry_id, amount, fee, payout = dispute_entry(event)
+                add("dispute", view, -amount, -fee, -payout, event.timestamp, entry_id)
     for item in settlement.adjustments:
         events = _events_of(app, UUID(item["allocation_id"]))
         view = type("A", (), {"order_id": events[0].order_id, "allocation_id": item["allocation_id"]})
-        refund = next(e for e in events if isinstance(e, Allocation.Refunded) and e.refund_id == item["refund_id"])
-        add("adjustment", view, -refund.amount, -refund.platform_fee_reversed_amount,
-            -refund.payout_reversed_amount, refund.timestamp, refund.refund_id)
+        refund = next((e for e in events if isinstance(e, Allocation.Refunded) and e.refund_id == item["refund_id"]),
+                      None)
+        if refund is not None:
+            add("adjustment", view, -refund.amount, -refund.platform_fee_reversed_amount,
+                -refund.payout_reversed_amount, refund.timestamp, refund.refund_id)
+            continue
+        for event in events:
+            if isinstance(event, (Allocation.DisputeReversed, Allocation.DisputeRestored)):
+                entry_id, amount, fee, payout = dispute_entry(event)
+                if entry_id == item["refund_id"]:
+                    add("adjustment", view, -amount, -fee, -payout, event.timestamp, entry_id)
     return {
         "settlement_id": sid,
         "seller_id": settlement.seller_id,

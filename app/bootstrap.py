@@ -16,7 +16,7 @@ from redis import Redis
 from sqlalchemy.engine import Engine
 
 from app.adapters.checkout_sessions import RedisCheckoutSessions
-from app.adapters.db import build_engine, ensure_schema
+from app.adapters.db import build_engine, ddl_lock, ensure_schema
 from app.adapters.payments import build_gateway
 from app.adapters.queue import InlineJobs, RqJobs
 from app.adapters.tables import metadata
@@ -70,11 +70,12 @@ class Container:
         def factory() -> Engine:
             db = self.settings.database
             engine = build_engine(db)
-            ensure_schema(engine, db.schema)
-            metadata.create_all(engine)
             from projections.tables import metadata as read_metadata
 
-            read_metadata.create_all(engine)
+            with ddl_lock(engine):  # processes starting together must not race their DDL
+                ensure_schema(engine, db.schema)
+                metadata.create_all(engine)
+                read_metadata.create_all(engine)
             return engine
 
         return self._get("engine", factory)
@@ -82,8 +83,9 @@ class Container:
     @property
     def marketplace(self) -> Marketplace:
         def factory() -> Marketplace:
-            self.engine  # the schema must exist before the event store creates its tables
-            return Marketplace(env=self.settings.database.eventsourcing_env())
+            engine = self.engine  # the schema must exist before the event store creates its tables
+            with ddl_lock(engine):  # the event store runs CREATE OR REPLACE FUNCTION on every start
+                return Marketplace(env=self.settings.database.eventsourcing_env())
 
         return self._get("marketplace", factory)
 

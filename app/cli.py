@@ -40,6 +40,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(keys)
     app.cli.add_command(db)
     init_read_side(app)
+    app.cli.add_command(reconcile_command)
 
 
 # ---- read side, workers, settlement -------------------------------------------------
@@ -208,4 +209,41 @@ def audit_settlement_command(settlement_id: str) -> None:
         return
     for difference in result["differences"]:
         click.echo(f"  difference: {difference}")
+    raise SystemExit(1)
+
+
+# ---- reconciliation with the payment provider -------------------------------------------
+
+@click.command("reconcile")
+@with_appcontext
+@click.option("--since", default=None, metavar="DATE",
+              help="Start of the window, YYYY-MM-DD (UTC); default: the last 30 days.")
+def reconcile_command(since: str | None) -> None:
+    """Compare Stripe's PaymentIntents, Refunds and Transfers with tally's records; exit 1 on any mismatch."""
+    from app.reconcile import reconcile, window_start
+    from domain.ports import ProviderUnavailableError
+
+    container = current_app.extensions["tally"]
+    try:
+        start = window_start(since)
+    except ValueError:
+        raise click.UsageError("--since must be a date, YYYY-MM-DD") from None
+    try:
+        report = reconcile(container, start)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except ProviderUnavailableError as exc:
+        click.echo(f"Stripe is unavailable ({exc}); nothing was compared.", err=True)
+        raise SystemExit(2) from None
+    click.echo(f"window: since {start.isoformat()}")
+    for what, count in report.checked.items():
+        click.echo(f"checked {count:>8} {what.replace('_', ' ')}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    if report.ok:
+        click.echo("OK: Stripe and tally agree.")
+        return
+    click.echo(f"MISMATCH: {len(report.mismatches)} difference(s):", err=True)
+    for mismatch in report.mismatches:
+        click.echo(f"  - {mismatch}", err=True)
     raise SystemExit(1)

@@ -169,6 +169,15 @@ def payment_id_for_reference(container: Container, provider_reference: str) -> s
         ).scalar()
 
 
+def _refund_lock(container: Container, order_id: str) -> Any:
+    """One refund of an order at a time, whoever records it (the API or a provider webhook)."""
+    try:
+        key = str(uuid.UUID(order_id))  # one spelling of the id, one lock
+    except ValueError:
+        key = order_id
+    return named_lock(container.redis, f"{container.settings.key_prefix}:refund-lock:{key}")
+
+
 def refund_order(
     container: Container,
     order_id: str,
@@ -181,7 +190,7 @@ def refund_order(
     marketplace = container.marketplace
     cause = {**cause, "reason": reason}
     # One refund of an order at a time: the provider must never refund what we cannot record.
-    with named_lock(container.redis, f"{container.settings.key_prefix}:refund-lock:{order_id}"):
+    with _refund_lock(container, order_id):
         order, _plan = marketplace.plan_refund(order_id, amount, seller_id)
         payment = marketplace.get_payment(order.payment_id)
         refund_id = str(uuid.uuid4())
@@ -457,7 +466,7 @@ def _apply_charge_refunded(
     cause = {**cause, "reason": "refunded at the payment provider"}
     marketplace = container.marketplace
     recorded: list[str] = []
-    with named_lock(container.redis, f"{container.settings.key_prefix}:refund-lock:{payment.order_id}"):
+    with _refund_lock(container, payment.order_id):
         order = marketplace.get_order(payment.order_id)
         done = {refund["id"] for refund in order.refunds}
         if refunds is None:
@@ -466,7 +475,8 @@ def _apply_charge_refunded(
             payment = marketplace.get_payment(str(payment.id))
             if total is None or total <= payment.refunded_amount:
                 return "applied", "nothing new to record"
-            refunds = [(f"{obj.get('id')}:{total}", total - payment.refunded_amount)]
+            charge = obj["id"] if _storable_text(obj.get("id"), 200) else reference[:200]
+            refunds = [(f"{charge}:{total}", total - payment.refunded_amount)]
         known = _refund_ids_for(container, [provider_ref for provider_ref, _ in refunds])
         for provider_ref, amount in refunds:
             refund_id = known.get(provider_ref) or str(provider_refund_id(provider_ref))

@@ -264,7 +264,10 @@ class Marketplace(Application[UUID]):
             raise RefundExceedsRemainingError(
                 f"refund of {amount} exceeds the {order.refundable_amount} left to refund"
             )
-        parts = split_proportionally(amount, [a.refundable_amount for a in allocations])
+        left = [a.refundable_amount for a in allocations]
+        if amount > sum(left):  # disputes withdrew the rest
+            raise RefundExceedsRemainingError(f"refund of {amount} exceeds the {sum(left)} left to refund")
+        parts = split_proportionally(amount, left)
         return order, [(a, part) for a, part in zip(allocations, parts) if part > 0]
 
     @_retry_on_conflict

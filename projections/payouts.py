@@ -21,6 +21,8 @@ class PayoutsProjection(Projection):
         Allocation.Settled,
         Allocation.AdjustmentSettled,
         Allocation.Released,
+        Allocation.DisputeReversed,
+        Allocation.DisputeRestored,
     )
 
     @singledispatchmethod
@@ -131,3 +133,47 @@ class PayoutsProjection(Projection):
                 )
             )
         )
+
+    def _reverse(
+        self, conn: Connection, event: object, entry_id: str, amount: int, fee: int, payout: int,
+        settled_by: str | None,
+    ) -> None:
+        """Dispute money off (positive amounts) or back on (negative) an allocation, like a refund;
+        once settled it is an adjustment of the seller's next settlement (negative or positive)."""
+        allocation_id = str(event.originator_id)  # type: ignore[attr-defined]
+        row = conn.execute(
+            allocations_view.select().where(allocations_view.c.allocation_id == allocation_id)
+        ).one()
+        conn.execute(
+            update(allocations_view)
+            .where(allocations_view.c.allocation_id == allocation_id)
+            .values(
+                refunded_amount=allocations_view.c.refunded_amount + amount,
+                platform_fee_reversed_amount=allocations_view.c.platform_fee_reversed_amount + fee,
+                payout_reversed_amount=allocations_view.c.payout_reversed_amount + payout,
+            )
+        )
+        if settled_by:
+            conn.execute(
+                insert(adjustments_view).values(
+                    allocation_id=allocation_id,
+                    refund_id=entry_id,
+                    seller_id=row.seller_id,
+                    order_id=row.order_id,
+                    currency=row.currency,
+                    amount=-payout,
+                    adjustment_of=settled_by,
+                    settlement_id=None,
+                    created_at=event.timestamp,  # type: ignore[attr-defined]
+                )
+            )
+
+    @process_event.register
+    def _dispute_reversed(self, event: Allocation.DisputeReversed, conn: Connection, position: int) -> None:
+        self._reverse(conn, event, event.reversal_id, event.amount, event.platform_fee_reversed_amount,
+                      event.payout_reversed_amount, event.settled_by)
+
+    @process_event.register
+    def _dispute_restored(self, event: Allocation.DisputeRestored, conn: Connection, position: int) -> None:
+        self._reverse(conn, event, event.restore_id, -event.amount, -event.platform_fee_restored_amount,
+                      -event.payout_restored_amount, event.settled_by)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event, text
@@ -40,6 +42,32 @@ def build_engine(db: DatabaseConfig) -> Engine:
         # one fails its request with a 5xx that the client retries under its Idempotency-Key.
         pool_recycle=1800,
     )
+
+
+# Key of the PostgreSQL advisory lock that serialises start-up DDL across processes.
+DDL_LOCK_KEY = 0x7A11_D011
+
+
+@contextmanager
+def ddl_lock(engine: Engine) -> Iterator[None]:
+    """Hold a session advisory lock while this process runs its start-up DDL.
+
+    Every process (web workers, RQ workers, forked work horses) creates the schema and
+    tables and the event store runs ``CREATE OR REPLACE FUNCTION`` on each start; run
+    concurrently, PostgreSQL fails one of them ("tuple concurrently updated", duplicate
+    type). One at a time, each is a no-op once the objects exist.
+    """
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": DDL_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": DDL_LOCK_KEY})
+            conn.commit()
 
 
 def ensure_schema(engine: Engine, schema: str | None) -> None:

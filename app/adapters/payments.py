@@ -6,8 +6,9 @@ This is the only module that imports ``stripe``.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from domain.errors import PaymentStateError
 from domain.ports import (
@@ -131,45 +132,45 @@ class StripeGateway:
             "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
         }
         try:
-            intent = self.client.v1.payment_intents.create(params, options={"idempotency_key": idempotency_key})
+            intent = _plain(
+                self.client.v1.payment_intents.create(params, options={"idempotency_key": idempotency_key})
+            )
         except stripe.CardError as exc:
-            error = exc.error
-            intent = error.get("payment_intent") if error else None
-            reference = intent.get("id") if intent else None
-            reason = (error.get("decline_code") or error.get("code")) if error else None
-            return ChargeResult(CHARGE_FAILED, reference, failure_reason=reason or "card_declined")
+            error = _plain(exc.error) or {}
+            reference = (error.get("payment_intent") or {}).get("id")
+            reason = error.get("decline_code") or error.get("code") or "card_declined"
+            return ChargeResult(CHARGE_FAILED, reference, failure_reason=reason)
         except stripe.InvalidRequestError as exc:
             # A payment method Stripe does not know, an amount it refuses: a decline, not an outage.
-            error = exc.error
-            return ChargeResult(CHARGE_FAILED, None, failure_reason=(error.get("code") if error else None)
-                                or "invalid_request")
+            error = _plain(exc.error) or {}
+            return ChargeResult(CHARGE_FAILED, None, failure_reason=error.get("code") or "invalid_request")
         except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
             raise self._unavailable(f"payment {payment_id}", exc) from None
-        if intent.status == "succeeded":
-            return ChargeResult(CHARGE_SUCCEEDED, intent.id)
-        if intent.status in ("requires_action", "requires_source_action", "processing"):
+        status = intent.get("status")
+        if status == "succeeded":
+            return ChargeResult(CHARGE_SUCCEEDED, intent["id"])
+        if status in ("requires_action", "requires_source_action", "processing"):
             # processing (some bank debits) resolves later by webhook, like 3-D Secure does
-            return ChargeResult(CHARGE_REQUIRES_ACTION, intent.id, client_secret=intent.get("client_secret"))
+            return ChargeResult(CHARGE_REQUIRES_ACTION, intent["id"], client_secret=intent.get("client_secret"))
         error = intent.get("last_payment_error") or {}
-        reason = error.get("decline_code") or error.get("code") or intent.status
-        return ChargeResult(CHARGE_FAILED, intent.id, failure_reason=reason)
+        reason = error.get("decline_code") or error.get("code") or status or "failed"
+        return ChargeResult(CHARGE_FAILED, intent["id"], failure_reason=reason)
 
     def refund(self, *, provider_reference: str, amount: int, idempotency_key: str) -> RefundResult:
         stripe = self._stripe
         try:
-            refund = self.client.v1.refunds.create(
+            refund = _plain(self.client.v1.refunds.create(
                 {"payment_intent": provider_reference, "amount": amount, "metadata": {"refund_id": idempotency_key}},
                 options={"idempotency_key": idempotency_key},
-            )
+            ))
         except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
             raise self._unavailable(f"refund {idempotency_key}", exc) from None
         except (stripe.InvalidRequestError, stripe.CardError) as exc:
-            error = exc.error
-            code = (error.get("code") if error else None) or "refused"
+            code = (_plain(exc.error) or {}).get("code") or "refused"
             raise PaymentStateError(f"the payment provider refused the refund: {code}") from None
         if refund.get("status") in ("failed", "canceled"):
             raise PaymentStateError(f"the payment provider refused the refund: {refund.get('failure_reason')}")
-        return RefundResult(refund.id)
+        return RefundResult(refund["id"])
 
     def payout(
         self,
@@ -199,11 +200,10 @@ class StripeGateway:
         except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
             raise self._unavailable(f"transfer {idempotency_key}", exc) from None
         except stripe.StripeError as exc:  # bad or restricted account, insufficient balance, ...
-            error = exc.error
-            reason = (error.get("code") if error else None) or type(exc).__name__
+            reason = (_plain(exc.error) or {}).get("code") or type(exc).__name__
             log.warning("stripe refused transfer %s to %s: %s", idempotency_key, destination, reason)
             return PayoutResult(False, None, reason)
-        return PayoutResult(True, transfer.id)
+        return PayoutResult(True, _plain(transfer)["id"])
 
     # ---- reads for webhooks and reconciliation: plain dicts, no SDK objects leak out --------
 
@@ -229,8 +229,11 @@ class StripeGateway:
         return self._list(self.client.v1.transfers, {"created": {"gte": created_gte}})
 
 
-def _plain(obj: object) -> object:
-    """A StripeObject (a dict subclass) as plain JSON-like values."""
+def _plain(obj: Any) -> Any:
+    """SDK objects (StripeObject is no dict) as plain dicts and lists, all the way down."""
+    to_dict = getattr(obj, "to_dict", None)
+    if to_dict is not None:
+        obj = to_dict(recursive=False)
     if isinstance(obj, dict):
         return {key: _plain(value) for key, value in obj.items()}
     if isinstance(obj, list):
@@ -253,8 +256,6 @@ def verify_webhook(payload: bytes, signature: str, secret: str) -> dict:
     stripe.Webhook.construct_event(payload, signature, secret)  # verifies; refuses bodies that are not events
     # The event as plain JSON: the SDK's to_dict() leaves StripeObjects inside nested lists,
     # which json.dumps (storing the event) then fails on.
-    import json
-
     return json.loads(payload)
 
 

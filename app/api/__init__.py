@@ -114,7 +114,7 @@ def json_response(data: object, status: int = 200) -> Response:
 
 
 def init_app(app: Flask) -> Api:
-    from app.api import audit, checkout, health, orders, sellers, webhooks
+    from app.api import accounts, audit, checkout, health, orders, sellers, webhooks
 
     app.config.update(
         API_TITLE="tally",
@@ -131,6 +131,6 @@ def init_app(app: Flask) -> Api:
         },
     )
     api = Api(app)
-    for module in (health, checkout, orders, sellers, webhooks, audit):
+    for module in (health, checkout, orders, sellers, accounts, webhooks, audit):
         api.register_blueprint(module.bp)
     return api

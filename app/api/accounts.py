@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app, g
-from flask_smorest import Blueprint
-from marshmallow import ValidationError
+from flask_smorest import Blueprint, abort
 from werkzeug.exceptions import NotFound
 
 from app.api import json_response
@@ -30,10 +29,14 @@ def _view(account) -> dict:  # type: ignore[no-untyped-def]
 @require("admin")
 @bp.arguments(SellerAccountRequestSchema)
 @bp.response(200, SellerAccountSchema)
+@bp.doc(parameters=[{  # documents the check below (else any string is a valid id and the 422 undocumented)
+    "in": "path", "name": "seller_id", "required": True,
+    "schema": {"type": "string", "pattern": SUBJECT_RE.pattern},
+}])
 def link_account(data, seller_id):
     """Link the seller to its Stripe connected account; its settlements are then paid by Transfer."""
     if not SUBJECT_RE.match(seller_id):
-        raise ValidationError({"seller_id": ["1-64 characters of [A-Za-z0-9_.:-]"]})
+        abort(422, messages={"seller_id": ["1-64 characters of [A-Za-z0-9_.:-]"]})
     marketplace = current_app.extensions["tally"].marketplace
     account, _ = marketplace.link_seller_account(
         seller_id, PROVIDER, data["stripe_account_id"], current_principal().cause(g.request_id)

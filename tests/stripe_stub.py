@@ -1,0 +1,534 @@
+"""A small local Stripe stand-in: the subset of Stripe's REST API that tally uses.
+
+An ``http.server`` on 127.0.0.1 (random port, in a thread) that the real SDK talks to through
+``STRIPE_API_BASE``: form-encoded requests, JSON answers shaped like Stripe's, the
+``Idempotency-Key`` semantics (the same key and parameters replay the first response; the
+same key with other parameters is an ``idempotency_error``), the test payment methods, lists
+with ``created[gte]`` / ``starting_after`` paging, refunds, transfers (an account id starting
+``acct_fail`` is refused) and disputes. It builds signed webhook events from its own objects
+and delivers them to the app. Faults can be planted: answer 5xx, process then drop the
+connection, or process then answer late.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import stripe
+
+API_VERSION = "2024-06-20"
+SUCCEEDS = {"pm_card_visa", "pm_card_mastercard", "pm_card_amex", "pm_card_visa_debit"}
+DECLINES = {
+    "pm_card_chargeDeclined": "generic_decline",
+    "pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
+    "pm_card_chargeDeclinedExpiredCard": "expired_card",
+    "pm_card_chargeDeclinedFraudulent": "fraudulent",
+}
+REQUIRES_ACTION = {"pm_card_authenticationRequired", "pm_card_threeDSecure2Required"}
+DISPUTE_FEE = 1500
+
+
+class StripeError(Exception):
+    """An error answer: HTTP status plus Stripe's error object."""
+
+    def __init__(self, status: int, type_: str, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"type": type_, "message": message, **fields}}
+
+
+@dataclass
+class Fault:
+    method: str
+    path: str
+    kind: str  # "fail" (answer 5xx, do nothing) | "drop" (do it, never answer) | "delay" (do it, answer late)
+    times: int = 1
+    status: int = 500
+    seconds: float = 0.0
+
+
+def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Stripe's bracket notation (``metadata[payment_id]=…``, ``created[gte]=…``) as nested dicts."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        parts = re.findall(r"[^\[\]]+", key)
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise StripeError(400, "invalid_request_error", f"Invalid integer: {value}", param=name,
+                          code="parameter_invalid_integer") from None
+    return number
+
+
+class StripeStub:
+    """Start with ``with StripeStub() as stub:``; point the SDK at ``stub.url``."""
+
+    def __init__(self, webhook_secret: str = "whsec_x", api_key: str = "sk_test_x") -> None:
+        self.webhook_secret = webhook_secret
+        self.api_key = api_key
+        self.lock = threading.RLock()
+        self.intents: dict[str, dict[str, Any]] = {}
+        self.charges: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self.transfers: dict[str, dict[str, Any]] = {}
+        self.disputes: dict[str, dict[str, Any]] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.faults: list[Fault] = []
+        self._idempotent: dict[tuple[str, str], tuple[str, int, dict[str, Any]]] = {}
+        self._seq = itertools.count(1)
+        self._order: dict[str, int] = {}
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="stripe-stub", daemon=True)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> StripeStub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # ---- faults ------------------------------------------------------------------------
+
+    def fail_next(self, method: str, path: str, status: int = 500, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests with a 5xx, doing nothing."""
+        self.faults.append(Fault(method, path, "fail", times, status=status))
+
+    def drop_next(self, method: str, path: str, times: int = 1) -> None:
+        """Do the next matching request, then close the connection without answering (a timeout)."""
+        self.faults.append(Fault(method, path, "drop", times))
+
+    def delay_next(self, method: str, path: str, seconds: float, times: int = 1) -> None:
+        """Do the next matching request, then answer only after ``seconds``."""
+        self.faults.append(Fault(method, path, "delay", times, seconds=seconds))
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.method == method and path.startswith(fault.path) and fault.times > 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    # ---- ids and lists -------------------------------------------------------------------
+
+    def _id(self, prefix: str) -> str:
+        token = f"{prefix}_{secrets.token_hex(12)}"
+        self._order[token] = next(self._seq)
+        return token
+
+    def _list(self, path: str, objects: dict[str, dict[str, Any]], params: dict[str, Any],
+              keep: Any = lambda obj: True) -> dict[str, Any]:
+        created = params.get("created") if isinstance(params.get("created"), dict) else {}
+        gte = _int(created["gte"], "created[gte]") if "gte" in created else None
+        limit = min(_int(params.get("limit", 10), "limit"), 100)
+        items = [o for o in objects.values() if (gte is None or o["created"] >= gte) and keep(o)]
+        items.sort(key=lambda o: (o["created"], self._order[o["id"]]), reverse=True)  # newest first
+        after = params.get("starting_after")
+        if after:
+            ids = [o["id"] for o in items]
+            items = items[ids.index(after) + 1:] if after in ids else []
+        return {"object": "list", "url": path, "has_more": len(items) > limit, "data": copy.deepcopy(items[:limit])}
+
+    # ---- the API -------------------------------------------------------------------------
+
+    def handle(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        routes = [
+            ("POST", r"/v1/payment_intents", self._create_intent),
+            ("GET", r"/v1/payment_intents", lambda p: self._list("/v1/payment_intents", self.intents, p)),
+            ("GET", r"/v1/payment_intents/(pi_\w+)", self._get(self.intents, "payment_intent")),
+            ("POST", r"/v1/refunds", self._create_refund),
+            ("GET", r"/v1/refunds", self._list_refunds),
+            ("GET", r"/v1/refunds/(re_\w+)", self._get(self.refunds, "refund")),
+            ("POST", r"/v1/transfers", self._create_transfer),
+            ("GET", r"/v1/transfers", lambda p: self._list("/v1/transfers", self.transfers, p)),
+            ("GET", r"/v1/transfers/(tr_\w+)", self._get(self.transfers, "transfer")),
+        ]
+        for verb, pattern, action in routes:
+            match = re.fullmatch(pattern, path)
+            if verb == method and match:
+                return 200, action(params, *match.groups())
+        raise StripeError(404, "invalid_request_error", f"Unrecognized request URL ({method}: {path})")
+
+    def _get(self, objects: dict[str, dict[str, Any]], kind: str) -> Any:
+        def get(params: dict[str, Any], object_id: str) -> dict[str, Any]:
+            if object_id not in objects:
+                raise StripeError(404, "invalid_request_error", f"No such {kind}: '{object_id}'",
+                                  code="resource_missing", param="id")
+            return copy.deepcopy(objects[object_id])
+
+        return get
+
+    def _create_intent(self, params: dict[str, Any]) -> dict[str, Any]:
+        amount = _int(params.get("amount"), "amount")
+        if amount <= 0:
+            raise StripeError(400, "invalid_request_error", "Amount must be at least 1", param="amount",
+                              code="amount_too_small")
+        method = params.get("payment_method", "")
+        if method not in SUCCEEDS | REQUIRES_ACTION | set(DECLINES):
+            raise StripeError(400, "invalid_request_error", f"No such PaymentMethod: '{method}'",
+                              code="resource_missing", param="payment_method")
+        intent_id = self._id("pi")
+        intent = {
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": amount,
+            "amount_received": 0,
+            "currency": params.get("currency", "usd"),
+            "status": "requires_confirmation",
+            "client_secret": f"{intent_id}_secret_{secrets.token_hex(12)}",
+            "metadata": params.get("metadata", {}),
+            "transfer_group": params.get("transfer_group"),
+            "payment_method": method,
+            "created": int(time.time()),
+            "latest_charge": None,
+            "last_payment_error": None,
+            "next_action": None,
+            "livemode": False,
+        }
+        self.intents[intent_id] = intent
+        if method in SUCCEEDS:
+            self._succeed(intent)
+        elif method in REQUIRES_ACTION:
+            intent["status"] = "requires_action"
+            intent["next_action"] = {"type": "use_stripe_sdk"}
+        else:
+            charge = self._charge(intent, "failed")
+            error = {"type": "card_error", "code": "card_declined", "decline_code": DECLINES[method],
+                     "message": "Your card was declined.", "charge": charge["id"]}
+            intent.update(status="requires_payment_method", last_payment_error=error)
+            raise StripeError(402, "card_error", "Your card was declined.", code="card_declined",
+                              decline_code=DECLINES[method], charge=charge["id"],
+                              payment_intent=copy.deepcopy(intent))
+        return copy.deepcopy(intent)
+
+    def _charge(self, intent: dict[str, Any], status: str) -> dict[str, Any]:
+        charge = {
+            "id": self._id("ch"),
+            "object": "charge",
+            "amount": intent["amount"],
+            "amount_refunded": 0,
+            "currency": intent["currency"],
+            "payment_intent": intent["id"],
+            "status": status,
+            "refunded": False,
+            "disputed": False,
+            "created": int(time.time()),
+        }
+        self.charges[charge["id"]] = charge
+        intent["latest_charge"] = charge["id"]
+        return charge
+
+    def _succeed(self, intent: dict[str, Any]) -> None:
+        self._charge(intent, "succeeded")
+        intent.update(status="succeeded", amount_received=intent["amount"], next_action=None)
+
+    def _intent_for(self, params: dict[str, Any]) -> dict[str, Any]:
+        intent_id = params.get("payment_intent")
+        if not intent_id and params.get("charge") in self.charges:
+            intent_id = self.charges[params["charge"]]["payment_intent"]
+        if intent_id not in self.intents:
+            raise StripeError(404, "invalid_request_error", f"No such payment_intent: '{intent_id}'",
+                              code="resource_missing", param="payment_intent")
+        return self.intents[intent_id]
+
+    def _create_refund(self, params: dict[str, Any], origin: str = "api") -> dict[str, Any]:
+        intent = self._intent_for(params)
+        if intent["status"] != "succeeded":
+            raise StripeError(400, "invalid_request_error", "This PaymentIntent has not succeeded",
+                              code="payment_intent_unexpected_state")
+        charge = self.charges[intent["latest_charge"]]
+        left = charge["amount"] - charge["amount_refunded"]
+        amount = _int(params.get("amount", left), "amount")
+        if charge["disputed"]:
+            raise StripeError(400, "invalid_request_error", "This charge is disputed", code="charge_disputed")
+        if amount <= 0 or amount > left:
+            raise StripeError(400, "invalid_request_error", f"Refund amount ({amount}) is greater than "
+                              f"unrefunded amount on charge ({left})", code="amount_too_large", param="amount")
+        refund = {
+            "id": self._id("re"),
+            "object": "refund",
+            "amount": amount,
+            "currency": charge["currency"],
+            "charge": charge["id"],
+            "payment_intent": intent["id"],
+            "status": "succeeded",
+            "metadata": params.get("metadata", {}),
+            "created": int(time.time()),
+            "origin": origin,
+        }
+        self.refunds[refund["id"]] = refund
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        return copy.deepcopy(refund)
+
+    def _list_refunds(self, params: dict[str, Any]) -> dict[str, Any]:
+        intent_id = params.get("payment_intent")
+        return self._list("/v1/refunds", self.refunds, params,
+                          lambda r: intent_id is None or r["payment_intent"] == intent_id)
+
+    def _create_transfer(self, params: dict[str, Any]) -> dict[str, Any]:
+        amount = _int(params.get("amount"), "amount")
+        destination = params.get("destination", "")
+        if not destination.startswith("acct_"):
+            raise StripeError(400, "invalid_request_error", f"No such destination: '{destination}'",
+                              code="resource_missing", param="destination")
+        if destination.startswith("acct_fail"):
+            raise StripeError(400, "invalid_request_error",
+                              "The destination account needs updated information to receive transfers.",
+                              code="account_invalid", param="destination")
+        if amount <= 0:
+            raise StripeError(400, "invalid_request_error", "Amount must be at least 1", param="amount")
+        transfer = {
+            "id": self._id("tr"),
+            "object": "transfer",
+            "amount": amount,
+            "amount_reversed": 0,
+            "currency": params.get("currency", "usd"),
+            "destination": destination,
+            "transfer_group": params.get("transfer_group"),
+            "metadata": params.get("metadata", {}),
+            "reversed": False,
+            "created": int(time.time()),
+        }
+        self.transfers[transfer["id"]] = transfer
+        return copy.deepcopy(transfer)
+
+    # ---- the outside world: what customers, the dashboard and card networks do ------------
+
+    def complete_action(self, intent_id: str) -> dict[str, Any]:
+        """The customer passed 3-D Secure."""
+        with self.lock:
+            intent = self.intents[intent_id]
+            assert intent["status"] == "requires_action", intent["status"]
+            self._succeed(intent)
+            return copy.deepcopy(intent)
+
+    def fail_action(self, intent_id: str) -> dict[str, Any]:
+        """The customer failed 3-D Secure."""
+        with self.lock:
+            intent = self.intents[intent_id]
+            intent.update(status="requires_payment_method", next_action=None, last_payment_error={
+                "type": "card_error", "code": "payment_intent_authentication_failure",
+                "message": "The customer failed authentication."})
+            return copy.deepcopy(intent)
+
+    def refund_from_dashboard(self, intent_id: str, amount: int) -> dict[str, Any]:
+        """Someone refunded in Stripe's dashboard, outside tally."""
+        with self.lock:
+            return self._create_refund({"payment_intent": intent_id, "amount": amount}, origin="dashboard")
+
+    def charge_of(self, intent_id: str) -> dict[str, Any]:
+        with self.lock:
+            return copy.deepcopy(self.charges[self.intents[intent_id]["latest_charge"]])
+
+    def open_dispute(self, intent_id: str, amount: int | None = None, reason: str = "fraudulent") -> dict[str, Any]:
+        """The cardholder disputed the charge: Stripe withdraws the amount from the platform."""
+        with self.lock:
+            charge = self.charges[self.intents[intent_id]["latest_charge"]]
+            amount = charge["amount"] - charge["amount_refunded"] if amount is None else amount
+            dispute = {
+                "id": self._id("dp"),
+                "object": "dispute",
+                "amount": amount,
+                "currency": charge["currency"],
+                "charge": charge["id"],
+                "payment_intent": intent_id,
+                "reason": reason,
+                "status": "needs_response",
+                "is_charge_refundable": False,
+                "balance_transactions": [self._balance_transaction(-amount, DISPUTE_FEE)],
+                "created": int(time.time()),
+            }
+            charge["disputed"] = True
+            self.disputes[dispute["id"]] = dispute
+            return copy.deepcopy(dispute)
+
+    def close_dispute(self, dispute_id: str, won: bool) -> dict[str, Any]:
+        with self.lock:
+            dispute = self.disputes[dispute_id]
+            dispute["status"] = "won" if won else "lost"
+            if won:
+                dispute["balance_transactions"].append(self._balance_transaction(dispute["amount"], -DISPUTE_FEE))
+            self.charges[dispute["charge"]]["disputed"] = False
+            return copy.deepcopy(dispute)
+
+    def _balance_transaction(self, amount: int, fee: int) -> dict[str, Any]:
+        return {"id": self._id("txn"), "object": "balance_transaction", "amount": amount, "fee": fee,
+                "net": amount - fee, "type": "adjustment", "reporting_category": "dispute"}
+
+    # ---- webhooks --------------------------------------------------------------------------
+
+    def event(self, kind: str, obj: dict[str, Any], created: int | None = None) -> dict[str, Any]:
+        """A snapshot event of one of our objects (as Stripe sends it, without charge.refunds)."""
+        return {
+            "id": self._id("evt"),
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": int(time.time()) if created is None else created,
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": kind,
+            "data": {"object": copy.deepcopy(obj)},
+        }
+
+    def signed(self, event: dict[str, Any]) -> tuple[str, str]:
+        payload = json.dumps(event)
+        header = stripe.WebhookSignature.generate_signature_header(
+            payload, self.webhook_secret, timestamp=int(time.time())
+        )
+        return payload, header
+
+    def deliver(self, client: Any, event: dict[str, Any]) -> Any:
+        """POST the signed event to the app's webhook endpoint (a Flask test client)."""
+        payload, header = self.signed(event)
+        return client.post("/api/webhooks/stripe", data=payload,
+                           headers={"Content-Type": "application/json", "Stripe-Signature": header})
+
+    # ---- the HTTP side -----------------------------------------------------------------------
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._serve("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._serve("POST")
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                self._serve("DELETE")
+
+            def _serve(self, method: str) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                params = decode_form(parse_qsl(parts.query, keep_blank_values=True)
+                                     + parse_qsl(body, keep_blank_values=True))
+                key = self.headers.get("Idempotency-Key")
+                with stub.lock:
+                    stub.requests.append({"method": method, "path": parts.path, "params": params,
+                                          "idempotency_key": key,
+                                          "stripe_version": self.headers.get("Stripe-Version")})
+                if self.headers.get("Authorization") != f"Bearer {stub.api_key}":
+                    self._answer(401, {"error": {"type": "invalid_request_error",
+                                                 "message": "Invalid API Key provided"}})
+                    return
+                fault = stub._take_fault(method, parts.path)
+                if fault is not None and fault.kind == "fail":
+                    self._answer(fault.status, {"error": {"type": "api_error", "message": "Stub failure"}})
+                    return
+                status, answer, replayed = stub._process(method, parts.path, params, key)
+                if fault is not None and fault.kind == "drop":
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(2)
+                    except OSError:
+                        pass
+                    return
+                if fault is not None and fault.kind == "delay":
+                    time.sleep(fault.seconds)
+                try:
+                    self._answer(status, answer, replayed)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting
+
+            def _answer(self, status: int, answer: dict[str, Any], replayed: bool = False) -> None:
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Request-Id", f"req_{secrets.token_hex(8)}")
+                if replayed:
+                    self.send_header("Idempotent-Replayed", "true")
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+    def _process(self, method: str, path: str, params: dict[str, Any],
+                 key: str | None) -> tuple[int, dict[str, Any], bool]:
+        fingerprint = json.dumps([path, params], sort_keys=True)
+        with self.lock:
+            if method == "POST" and key:
+                stored = self._idempotent.get((path, key))
+                if stored is not None:
+                    if stored[0] != fingerprint:
+                        return 400, {"error": {
+                            "type": "idempotency_error",
+                            "message": "Keys for idempotent requests can only be used with the same parameters "
+                                       "they were first used with.",
+                        }}, False
+                    return stored[1], copy.deepcopy(stored[2]), True
+            try:
+                status, answer = self.handle(method, path, params)
+            except StripeError as error:
+                status, answer = error.status, error.body
+            if method == "POST" and key:
+                self._idempotent[(path, key)] = (fingerprint, status, copy.deepcopy(answer))
+            return status, answer, False
+
+    # ---- what tests look at ---------------------------------------------------------------------
+
+    def posts(self, path: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.requests if r["method"] == "POST" and r["path"] == path]
+
+
+# ---- running tally against the stub ------------------------------------------------------------
+
+def stripe_changes(stub: StripeStub, **extra: Any) -> dict[str, Any]:
+    """Settings changes that point tally's Stripe provider at the stub (for make_settings)."""
+    return {
+        "payment_provider": "stripe",
+        "stripe_api_key": stub.api_key,
+        "stripe_webhook_secret": stub.webhook_secret,
+        "stripe_api_base": stub.url,
+        **extra,
+    }
+
+
+def events_named(container: Any, *suffixes: str) -> list[Any]:
+    """Stored events whose type ends with one of ``suffixes`` (e.g. "Payment.Refunded")."""
+    notifications = container.marketplace.recorder.select_notifications(start=1, limit=100_000)
+    return [n for n in notifications if n.topic.endswith(suffixes)]
+
+
+def catch_up_read_models(container: Any) -> None:
+    from projections.runner import PROJECTIONS, catch_up
+
+    for projection in PROJECTIONS.values():
+        catch_up(projection(), container.marketplace, container.engine)
