@@ -61,16 +61,11 @@ def projections_status_command() -> None:
             f"{row['name']:<15}{row['position']:>10}{row['head']:>10}{row['lag_events']:>12}{row['lag_seconds']:>10}"
         )
     if container.settings.redis_url:
-        from rq import Queue
-        from rq.registry import FailedJobRegistry
+        from app.adapters.queue import queue_report
 
-        from app.adapters.queue import queue_names
-
-        for key, name in queue_names(container.settings.key_prefix).items():
-            queue = Queue(name, connection=container.redis)
-            failed = FailedJobRegistry(queue=queue)
-            click.echo(f"queue {name}: {len(queue)} queued, {len(failed)} failed")
-            for job_id in failed.get_job_ids()[:10]:
+        for queue in queue_report(container.redis, container.settings.key_prefix):
+            click.echo(f"queue {queue['name']}: {queue['queued']} queued, {queue['failed']} failed")
+            for job_id in queue["failed_job_ids"]:
                 click.echo(f"  failed job {job_id}")
 
 

@@ -141,7 +141,8 @@ def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
         from redis import Redis
 
         client = Redis.from_url(url)
-        keys = list(client.scan_iter(f"{prefix}:*"))
+        # The test's own keys, and RQ's queues, registries and jobs named after its prefix.
+        keys = [key for pattern in (f"{prefix}:*", f"rq:*{prefix}-*") for key in client.scan_iter(pattern)]
         if keys:
             client.delete(*keys)
         client.close()

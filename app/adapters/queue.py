@@ -27,6 +27,21 @@ def queue_names(prefix: str) -> dict[str, str]:
     return {name: f"{prefix}-{name}" for name in ("projections", "settlements", "notifications")}
 
 
+def queue_report(redis: Redis, prefix: str) -> list[dict[str, object]]:
+    """Each queue's length and the jobs that kept failing (RQ's failed registry)."""
+    from rq import Queue
+    from rq.registry import FailedJobRegistry
+
+    report = []
+    for name in queue_names(prefix).values():
+        queue = Queue(name, connection=redis)
+        failed = FailedJobRegistry(queue=queue)
+        report.append(
+            {"name": name, "queued": len(queue), "failed": len(failed), "failed_job_ids": failed.get_job_ids()[:10]}
+        )
+    return report
+
+
 def pending_flag(prefix: str, projection: str) -> str:
     return f"{prefix}:projection-pending:{projection}"
 
@@ -84,7 +99,7 @@ class RqJobs:
                 self.queues["projections"].enqueue(
                     "workers.jobs.catch_up_projection",
                     name,
-                    job_id=f"projection-{name}-{uuid.uuid4().hex[:12]}",
+                    job_id=f"{self.prefix}-projection-{name}-{uuid.uuid4().hex[:12]}",
                     retry=self._retry(),
                     result_ttl=60,
                     failure_ttl=FAILURE_TTL,
@@ -95,7 +110,7 @@ class RqJobs:
         self.queues["settlements"].enqueue(
             "workers.jobs.execute_settlement_run",
             run_id,
-            job_id=f"settlement-run-{run_id}",
+            job_id=f"{self.prefix}-settlement-run-{run_id}",
             retry=self._retry(),
             failure_ttl=FAILURE_TTL,
             job_timeout=6 * 3600,
@@ -105,7 +120,7 @@ class RqJobs:
         if self.redis.set(f"{self.prefix}:notifications-pending", "1", nx=True, ex=30):
             self.queues["notifications"].enqueue(
                 "workers.jobs.deliver_notifications",
-                job_id=f"notifications-{uuid.uuid4().hex[:12]}",
+                job_id=f"{self.prefix}-notifications-{uuid.uuid4().hex[:12]}",
                 retry=self._retry(),
                 failure_ttl=FAILURE_TTL,
             )

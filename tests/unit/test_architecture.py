@@ -116,3 +116,8 @@ class TestDependencyDirection:
         files = imports_by_file("domain", "app", "projections", "workers")
         importers = sorted(violations(files, ("stripe",)))
         assert importers == [STRIPE_ADAPTER]
+
+    def test_only_the_queue_adapter_and_workers_import_rq(self) -> None:
+        files = imports_by_file("domain", "app", "projections", "workers")
+        importers = sorted(rel for rel in violations(files, ("rq",)) if not rel.startswith("workers/"))
+        assert importers == ["app/adapters/queue.py"]
