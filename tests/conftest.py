@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,8 +29,9 @@ from app.auth import create_key
 from app.bootstrap import Container
 from app.config import Settings
 
-PG_HOST, PG_PORT, PG_DB = "127.0.0.1", 5432, "test"
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+# Loopback only. The ports can be moved (e.g. to prove the throwaway-server path works).
+PG_HOST, PG_PORT, PG_DB = "127.0.0.1", int(os.environ.get("TALLY_TEST_PG_PORT", "5432")), "test"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", int(os.environ.get("TALLY_TEST_REDIS_PORT", "6379"))
 
 redis_proc = factories.redis_proc(host="127.0.0.1", port=None)
 
@@ -71,19 +73,19 @@ def _start_throwaway_postgres(base: Path) -> tuple[str, Callable[[], None]]:
         as_postgres = ["runuser", "-u", "postgres", "--"]
         shutil.chown(base, "postgres")
     user = getpass.getuser()
-    subprocess.run(
+    steps = [
         [*as_postgres, str(bindir / "initdb"), "-D", str(datadir), "-A", "trust", "-U", user],
-        check=True, capture_output=True,
-    )
-    subprocess.run(
         [*as_postgres, str(pg_ctl), "-D", str(datadir), "-w", "-l", str(base / "pg.log"),
          "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {base}", "start"],
-        check=True, capture_output=True,
-    )
-    subprocess.run(
         [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, PG_DB],
-        check=True, capture_output=True,
-    )
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            pytest.exit(f"PostgreSQL is not running on 127.0.0.1:{PG_PORT} and starting a throwaway one "
+                        f"failed at {Path(step[len(as_postgres)] if step[0] == 'runuser' else step[0]).name}: "
+                        f"{reason[0]}", 2)
 
     def stop() -> None:
         subprocess.run([*as_postgres, str(pg_ctl), "-D", str(datadir), "-m", "immediate", "stop"],
@@ -98,11 +100,14 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         user = os.environ.get("PGUSER") or getpass.getuser()
         yield f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{PG_DB}"
         return
-    url, stop = _start_throwaway_postgres(tmp_path_factory.mktemp("postgres"))
+    # Not under pytest's tmp dir: that is private to root, and initdb runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix="tally-test-pg-"))
+    url, stop = _start_throwaway_postgres(base)
     try:
         yield url
     finally:
         stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _drop_schema(url: str, schema: str) -> None:
