@@ -95,14 +95,19 @@ def projections_rebuild_command(name: str | None) -> None:
     help="Fork a work horse per job (RQ Worker), or run jobs in this process (SimpleWorker, the default: "
     "a horse rebuilds the container per job, ~0.1-0.5 s, too slow to keep read models within a second).",
 )
-def worker_command(burst: bool, fork: bool) -> None:
+@click.option(
+    "--queue", "queue_keys", multiple=True, type=click.Choice(["settlements", "projections", "notifications"]),
+    help="Work only these queues (repeatable); default all. A dedicated projections worker keeps read "
+    "models fresh while a long settlement run is going.",
+)
+def worker_command(burst: bool, fork: bool, queue_keys: tuple[str, ...]) -> None:
     """Run an RQ worker with the app's settings."""
     container = current_app.extensions["tally"]
     if not container.settings.redis_url:
         raise click.UsageError("REDIS_URL is not set: without Redis, jobs run inline and no worker is needed")
     from workers.worker import run_worker
 
-    run_worker(container, burst=burst, fork=fork)
+    run_worker(container, burst=burst, fork=fork, only=queue_keys or None)
 
 
 @click.command("cron")

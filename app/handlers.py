@@ -684,10 +684,14 @@ def request_settlement_run(
 
 
 def execute_settlement_run(container: Container, run_id: str) -> None:
-    """The background half of POST /settlements/runs (safe to run twice)."""
+    """The background half of POST /settlements/runs.
+
+    Safe to run again, also after a failure (RQ's retries do): every settlement is
+    idempotent, so a re-run finishes what the failed attempt left and the run turns done.
+    """
     marketplace = container.marketplace
     run = marketplace.get_settlement_run(run_id)
-    if run.status in ("done", "failed"):
+    if run.status == "done":
         return
     start, end = parse_period(run.period_start, run.period_end)
     cause = {"actor_id": "system", "actor_role": "system", "request_id": f"settlement-run:{run_id}",

@@ -467,14 +467,14 @@ class Marketplace(Application[UUID]):
     @_retry_on_conflict
     def record_run_started(self, run_id: str, seller_count: int) -> None:
         run = self.get_settlement_run(run_id)
-        if run.status == "queued":
+        if run.status in ("queued", "failed"):  # a failed run is retried from the start
             run.start(seller_count)
             self.save(run)
 
     @_retry_on_conflict
     def record_run_finished(self, run_id: str, settlement_ids: list[str], error: str | None) -> SettlementRun:
         run = self.get_settlement_run(run_id)
-        if run.status in ("done", "failed"):
+        if run.status != "running":
             return run
         if error is None:
             run.complete(settlement_ids)

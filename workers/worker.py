@@ -15,17 +15,20 @@ if TYPE_CHECKING:  # pragma: nocover
     from app.bootstrap import Container
 
 
-def queues(container: Container) -> list[Queue]:
+def queues(container: Container, only: tuple[str, ...] | None = None) -> list[Queue]:
     names = queue_names(container.settings.key_prefix)
-    return [Queue(names[key], connection=container.redis) for key in ("settlements", "projections", "notifications")]
+    keys = only or ("settlements", "projections", "notifications")
+    return [Queue(names[key], connection=container.redis) for key in keys]
 
 
-def run_worker(container: Container, burst: bool = False, fork: bool = True) -> bool:
+def run_worker(
+    container: Container, burst: bool = False, fork: bool = True, only: tuple[str, ...] | None = None
+) -> bool:
     """Work the queues. The forking Worker runs each job in a fresh work horse, where the
     container rebuilds its connections (nothing built in the parent is used after a fork)."""
     install(container)
     worker_class = Worker if fork else SimpleWorker
-    worker = worker_class(queues(container), connection=container.redis)
+    worker = worker_class(queues(container, only), connection=container.redis)
     return worker.work(burst=burst, with_scheduler=True)
 
 

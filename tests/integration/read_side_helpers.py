@@ -11,7 +11,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
@@ -43,7 +43,9 @@ def run_worker_burst(container) -> None:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
         if timer[0]:
-            signal.setitimer(signal.ITIMER_REAL, max(0.001, timer[0] - (time.monotonic() - started)), timer[1])
+            signal.setitimer(
+                signal.ITIMER_REAL, max(0.001, timer[0] - (time.monotonic() - started)), timer[1]
+            )
     assert_no_failed_jobs(container)
 
 
@@ -157,40 +159,29 @@ def worker_log(process: subprocess.Popen) -> str:
 
 
 def order_for(client, headers, customer_id: str, items: list[dict], currency: str = "USD") -> dict[str, Any]:
-    return place_order(client, headers, checkout_body(customer_id=customer_id, currency=currency, items=items))
+    return place_order(
+        client, headers, checkout_body(customer_id=customer_id, currency=currency, items=items)
+    )
 
 
 def item(seller_id: str, amount: int, sku: str = "sku", quantity: int = 1) -> dict[str, Any]:
-    return {"seller_id": seller_id, "sku": sku, "description": sku, "unit_amount": amount, "quantity": quantity}
+    return {
+        "seller_id": seller_id,
+        "sku": sku,
+        "description": sku,
+        "unit_amount": amount,
+        "quantity": quantity,
+    }
 
 
 def event_topics(container, after: int = 0) -> list[str]:
     return [
-        n.topic
-        for n in container.marketplace.recorder.select_notifications(start=after + 1, limit=100_000)
+        n.topic for n in container.marketplace.recorder.select_notifications(start=after + 1, limit=100_000)
     ]
 
 
 def head(container) -> int:
     return container.marketplace.recorder.max_notification_id() or 0
-
-
-__all__ = [
-    "Queue",
-    "run_worker_burst",
-    "assert_no_failed_jobs",
-    "queued_jobs",
-    "catch_up_everything",
-    "dump_read_models",
-    "child_env",
-    "python_child",
-    "flask_worker",
-    "worker_log",
-    "order_for",
-    "item",
-    "event_topics",
-    "head",
-]
 
 
 def build_busy_history(client, admin, customer, *, period_a, period_b) -> dict[str, Any]:
