@@ -81,6 +81,11 @@ class Container:
         return self._get("engine", factory)
 
     @property
+    def autocommit(self) -> Engine:
+        """The same pool for single-statement writes: no BEGIN/COMMIT round trips."""
+        return self._get("autocommit", lambda: self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+    @property
     def marketplace(self) -> Marketplace:
         def factory() -> Marketplace:
             engine = self.engine  # the schema must exist before the event store creates its tables

@@ -152,7 +152,7 @@ def _unanswered_payment(container: Container, session: dict[str, Any], payment_m
 
 def _remember_reference(container: Container, provider_reference: str, payment_id: str) -> None:
     try:
-        with container.engine.begin() as conn:
+        with container.autocommit.connect() as conn:
             conn.execute(
                 insert(payment_references).values(provider_reference=provider_reference, payment_id=payment_id)
             )

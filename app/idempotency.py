@@ -53,11 +53,11 @@ def claim() -> Response | None:
         return None
     if not key or len(key) > MAX_KEY_LENGTH:
         return problem(400, f"{HEADER} must be 1-{MAX_KEY_LENGTH} characters.")
-    engine = current_app.extensions["tally"].engine
+    engine = current_app.extensions["tally"].autocommit
     request_hash = _request_hash()
     where = and_(idempotency_keys.c.principal == principal.key_id, idempotency_keys.c.key == key)
     try:
-        with engine.begin() as conn:
+        with engine.connect() as conn:
             conn.execute(
                 insert(idempotency_keys).values(
                     principal=principal.key_id,
@@ -100,10 +100,10 @@ def record(response: Response) -> Response:
     if key is None:
         return response
     g.idempotency_key = None
-    engine = current_app.extensions["tally"].engine
+    engine = current_app.extensions["tally"].autocommit
     principal = g.principal
     where = and_(idempotency_keys.c.principal == principal.key_id, idempotency_keys.c.key == key)
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         if response.status_code >= 500 or "Retry-After" in response.headers:
             # A server error or a transient refusal ("busy, retry"): the retry must run again.
             conn.execute(delete(idempotency_keys).where(where))
