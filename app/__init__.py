@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -43,22 +42,6 @@ def _trigger_read_side(response):  # type: ignore[no-untyped-def]
     return response
 
 
-def _reject_unparseable_json():  # type: ignore[no-untyped-def]
-    """JSON the parser cannot represent (a 5000-digit integer, nesting past the recursion
-    limit) is a 400 like any other malformed body, never a 500 from inside json.loads."""
-    if request.method not in ("POST", "PUT", "PATCH") or not request.is_json:
-        return None
-    try:
-        json.loads(request.get_data(cache=True))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None  # the endpoint's own parser answers these (400 with errors)
-    except (ValueError, RecursionError):
-        from app.errors import problem
-
-        return problem(400, "The request body is not valid JSON.", errors={"_schema": ["Invalid JSON body."]})
-    return None
-
-
 def create_app(settings: Settings | None = None, container: Container | None = None, **overrides: Any) -> Flask:
     """Build the app: Settings -> Container (lazy, fork-safe) -> blueprints, errors, CLI."""
     from app import api, auth, cli, errors, idempotency
@@ -73,7 +56,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 
     app.before_request(_assign_request_id)
     app.before_request(auth.load_principal)
-    app.before_request(_reject_unparseable_json)
     idempotency.init_app(app)
     app.after_request(_echo_request_id)
     app.after_request(_trigger_read_side)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http
+import json
 import re
 
 from apispec import BasePlugin
@@ -101,7 +102,14 @@ class JsonBodyParser(FlaskParser):
         data = req.get_data(cache=True)
         if not data:
             return core.missing
-        return core.parse_json(data)
+        try:
+            return core.parse_json(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise  # webargs answers these with a 400
+        except (ValueError, RecursionError) as exc:
+            # JSON that Python cannot represent (a 5,000-digit integer, nesting past the
+            # recursion limit) is as malformed as any other: a 400, never a 500.
+            self._handle_invalid_json_error(json.JSONDecodeError(str(exc), "", 0), req)
 
 
 Blueprint.ARGUMENTS_PARSER = JsonBodyParser()

@@ -45,6 +45,16 @@ def test_malformed_json_body_is_400(client, make_key):
         assert_problem(response, 400)
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_is_read_as_json_whatever_its_content_type(client, make_key, content_type):
+    customer = make_key("customer", "c-1")
+    headers = {**customer, "Content-Type": content_type}
+    for raw in ['{"customer_id": ' + "9" * 5000 + "}", "[" * 5000, "customer_id=c-1", b"\xff\xfe"]:
+        assert_problem(client.post("/api/checkout/sessions", data=raw, headers=headers), 400)
+    created = client.post("/api/checkout/sessions", data=json.dumps(checkout_body()), headers=headers)
+    assert created.status_code == 201, created.json
+
+
 def test_malformed_json_on_confirm_and_refund_is_400(client, make_key, admin):
     customer = make_key("customer", "c-1")
     session = create_session(client, customer)
