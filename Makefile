@@ -23,7 +23,7 @@ test: $(BIN)/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed
-	$(BIN)/python -m bench.checkout
+	$(BIN)/python -m bench.checkout && $(BIN)/python -m bench.read_side
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

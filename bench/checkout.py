@@ -9,6 +9,12 @@ the same load generator (bench.loadgen: lean asyncio client processes, keep-aliv
     /api/checkout/sessions/{id}/confirm with pm_card_visa; Idempotency-Key headers and a
     customer Bearer key), with p50/p99 latency of a full checkout.
 (c) the ratio (b)/(a) against the target.
+(lag) read-model lag (BENCH_LAG=1, the default): before (b), the same load runs once more with
+    BENCH_LAG_WORKERS `flask --app wsgi worker` processes (same environment) keeping the read
+    models up, while a thread samples every BENCH_LAG_INTERVAL s each projection's lag
+    (bench.lag: seconds from the first event it has not applied to now, 0 when caught up, as
+    `projections status` reports it); p50/p99 over the measured window's samples against
+    BENCH_LAG_TARGET, and the checkout rate with workers next to the rate without.
 
 Settings (environment):
   BENCH_SECONDS=20        measured seconds per run        BENCH_WARMUP=3      warm-up seconds per run
@@ -19,6 +25,8 @@ Settings (environment):
   BENCH_DATABASE_URL=postgresql://root@127.0.0.1:5432/test   BENCH_REDIS_URL=redis://127.0.0.1:6379/0
   BENCH_TARGET=0.15
   BENCH_TALLY_APP=wsgi:app  the WSGI app gunicorn serves as tally (experiments; PYTHONPATH is passed on)
+  BENCH_LAG=1             0 skips the run with workers (lag)   BENCH_LAG_WORKERS=2
+  BENCH_LAG_INTERVAL=0.1  seconds between lag samples         BENCH_LAG_TARGET=1.0  seconds, for p99
 
 Tally runs in a fresh schema bench_<random> with Redis key prefix bench-<random>; the baseline in
 bench_bare_<random>. Schemas, Redis keys and every process started here are removed at the end,
@@ -76,6 +84,10 @@ class Config:
     redis_url: str = field(default_factory=lambda: os.environ.get("BENCH_REDIS_URL") or "redis://127.0.0.1:6379/0")
     target: float = field(default_factory=lambda: _env_float("BENCH_TARGET", 0.15))
     tally_app: str = field(default_factory=lambda: os.environ.get("BENCH_TALLY_APP") or "wsgi:app")
+    lag: bool = field(default_factory=lambda: os.environ.get("BENCH_LAG", "1").strip() not in ("0", "no", "false"))
+    lag_workers: int = field(default_factory=lambda: _env_int("BENCH_LAG_WORKERS", 2))
+    lag_interval: float = field(default_factory=lambda: _env_float("BENCH_LAG_INTERVAL", 0.1))
+    lag_target: float = field(default_factory=lambda: _env_float("BENCH_LAG_TARGET", 1.0))
 
     def gunicorn_args(self) -> list[str]:
         return ["--workers", str(self.workers), "--threads", str(self.threads), "--worker-class", "gthread"]
@@ -353,10 +365,17 @@ class SideResult:
     load: LoadResult
     cpu: dict[str, float] | None
     notes: list[str] = field(default_factory=list)
+    lag: Any = None  # bench.lag.LagResult of a run with workers
 
 
-def run_load(server: Gunicorn, kind: str, params: dict[str, Any], config: Config, label: str) -> SideResult:
-    sampler = CpuSampler(server.proc.pid)
+def run_load(server: Gunicorn, kind: str, params: dict[str, Any], config: Config, label: str,
+             on_window: Callable[[str], None] | None = None) -> SideResult:
+    cpu_sampler = CpuSampler(server.proc.pid)
+
+    def sampler(phase: str) -> None:
+        cpu_sampler(phase)
+        if on_window is not None:
+            on_window(phase)
     generator = LoadGenerator(config.concurrency, config.client_procs)
     say(f"  load: {config.concurrency} connections in {generator.processes} client processes, "
         f"{config.warmup:g} s warm-up + {config.seconds:g} s measured ...")
@@ -364,7 +383,7 @@ def run_load(server: Gunicorn, kind: str, params: dict[str, Any], config: Config
         load = generator.run(kind, params, HOST, server.port, config.warmup, config.seconds, on_window=sampler)
     finally:
         generator.stop()
-    result = SideResult(label, load, sampler.summary())
+    result = SideResult(label, load, cpu_sampler.summary())
     say(f"  -> {load.ok} ok in {load.duration_s:g} s = {load.rate:,.1f}/s, "
         f"p50 {ms(percentile(load.latencies, 50))} ms, p99 {ms(percentile(load.latencies, 99))} ms, "
         f"errors {load.error_count}, warm-up {load.warmup_ok} ok / {load.warmup_errors} errors")
@@ -442,7 +461,7 @@ def _check_checkout(port: int, key: str) -> None:
         raise RuntimeError(f"tally smoke test: unexpected confirmation {confirmed}")
 
 
-def run_tally(config: Config, logdir: Path, cleanup: Cleanup) -> SideResult:
+def run_tally(config: Config, logdir: Path, cleanup: Cleanup) -> tuple[SideResult, SideResult | None]:
     from app.auth import create_key
     from app.bootstrap import Container
     from app.config import Settings
@@ -475,6 +494,9 @@ def run_tally(config: Config, logdir: Path, cleanup: Cleanup) -> SideResult:
     say(f"  {server.command}  (workers {server.workers()})")
     _check_checkout(server.port, key)
     params = {"api_key": key, "customer_id": CUSTOMER, "sellers": SELLERS}
+    with_workers = run_with_workers(server, params, config, env, logdir, cleanup) if config.lag else None
+    if with_workers is not None:
+        say(f"\n(b) tally without workers (read models left behind), same server and schema")
     result = run_load(server, "checkout", params, config, "(b) tally full checkout")
     server.stop()
     log_lines = [line for line in server.log.read_text(errors="replace").splitlines() if line.strip()]
@@ -499,7 +521,64 @@ def run_tally(config: Config, logdir: Path, cleanup: Cleanup) -> SideResult:
         counts = ", ".join(f"{topic.rsplit(':', 1)[-1]} {n}" for topic, n in rows)
         say(f"  events stored: {counts}")
         result.notes.append(f"events stored: {counts}")
-    return result
+    return result, with_workers
+
+
+def run_with_workers(server: Gunicorn, params: dict[str, Any], config: Config, env: dict[str, str], logdir: Path,
+                     cleanup: Cleanup) -> SideResult | None:
+    """The checkout load with workers keeping the read models up, sampling their lag (None if it failed)."""
+    from bench.lag import LagSampler, Workers, forget_workers, tree_cpu
+
+    n = config.lag_workers
+    say(f"\n(b+lag) tally with {n} workers ({n} x `flask --app wsgi worker`), read-model lag sampled every "
+        f"{config.lag_interval:g} s")
+    workers = Workers(n, env, logdir, BIN)
+    sampler: LagSampler | None = None
+    prefix = env["REDIS_KEY_PREFIX"]
+    cleanup.push("stop workers", workers.stop)
+    try:
+        sampler = LagSampler(env, config.lag_interval)
+        cleanup.push("close lag sampler", sampler.close)
+        workers.start()
+        waited = sampler.wait_caught_up(60, alive=workers.check_alive)
+        say(f"  workers up (pids {', '.join(map(str, workers.pids()))}); the smoke checkout was projected "
+            f"{waited:.1f} s after they started")
+        marks: dict[str, tuple[float, float]] = {}
+
+        def on_window(phase: str) -> None:
+            marks[phase] = (time.monotonic(), tree_cpu(workers.pids()))
+            if phase == "start":
+                sampler.start()
+            else:
+                sampler.stop()
+
+        result = run_load(server, "checkout", params, config, f"(b) tally + {n} workers", on_window=on_window)
+        lag = sampler.result
+        if "start" in marks and "end" in marks:
+            lag.workers_cpu = (marks["end"][1] - marks["start"][1]) / (marks["end"][0] - marks["start"][0])
+        try:
+            lag.drain_seconds = sampler.wait_caught_up(120, alive=workers.check_alive)
+        except RuntimeError as exc:
+            say(f"  {exc}")
+        lag.worker_errors = workers.error_lines()
+        result.lag = lag
+        p50, p99, worst = lag.stats(lag.worst())
+        say(f"  lag over {len(lag.samples)} samples (worst projection per sample): p50 {p50:.3f} s, p99 {p99:.3f} s, "
+            f"max {worst:.3f} s; caught up {lag.drain_seconds if lag.drain_seconds is not None else float('nan'):.1f} s "
+            f"after the load stopped; workers used {lag.workers_cpu:.2f} cores")
+        for line in lag.worker_errors[:5]:
+            say(f"  worker log: {line[:240]}")
+        return result
+    except Exception as exc:  # noqa: BLE001 - the run without workers still goes ahead
+        say(f"  run with workers failed: {type(exc).__name__}: {exc}")
+        return None
+    finally:
+        if sampler is not None:
+            sampler.close()
+        workers.stop()
+        removed = forget_workers(config.redis_url, prefix)
+        if removed:
+            say(f"  deleted {removed} RQ worker records of our queues")
 
 
 # ---- report ---------------------------------------------------------------------------------------
@@ -513,8 +592,9 @@ def _other(result: SideResult) -> float:
     cpu, load = result.cpu, result.load
     if not cpu:
         return 0.0
+    workers = result.lag.workers_cpu if result.lag is not None else 0.0
     return max(0.0, cpu["machine"] - cpu["server"] - cpu["postgres"] - cpu["redis"]
-               - load.client_cpu_s / load.duration_s)
+               - load.client_cpu_s / load.duration_s - workers)
 
 
 def background_load(seconds: float = 1.0) -> float:
@@ -532,12 +612,14 @@ def _cpu_line(result: SideResult) -> str:
     if not cpu:
         return f"client {client:.2f}"
     other = _other(result)
+    workers = f"workers {result.lag.workers_cpu:.2f}, " if result.lag is not None else ""
     return (f"machine {cpu['machine']:.2f} of {cpu['cores']:.0f} cores busy: gunicorn {cpu['server']:.2f}, "
             f"postgres {cpu['postgres']:.2f}, redis {cpu['redis']:.2f}, load client {client:.2f}, "
-            f"other {max(other, 0.0):.2f}")
+            f"{workers}other {max(other, 0.0):.2f}")
 
 
-def report(config: Config, bare: list[SideResult], tally: SideResult | None) -> None:
+def report(config: Config, bare: list[SideResult], tally: SideResult | None,
+           tally_workers: SideResult | None = None) -> None:
     say("\n" + "=" * 100)
     say(f"SUMMARY  gunicorn {' '.join(config.gunicorn_args())} (same for both), "
         f"{config.concurrency} keep-alive connections from {min(config.client_procs, config.concurrency)} "
@@ -546,7 +628,7 @@ def report(config: Config, bare: list[SideResult], tally: SideResult | None) -> 
         say(f"tally served as {config.tally_app} (BENCH_TALLY_APP), not wsgi:app")
     say("-" * 100)
     say(f"{'':34}{'rate/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ok':>8}{'errors':>8}   step p50/p99 ms")
-    rows = bare + ([tally] if tally else [])
+    rows = bare + ([tally] if tally else []) + ([tally_workers] if tally_workers else [])
     for r in rows:
         steps = "  ".join(f"{s} {ms(percentile(v, 50))}/{ms(percentile(v, 99))}"
                           for s, v in r.load.step_latencies.items())
@@ -578,7 +660,37 @@ def report(config: Config, bare: list[SideResult], tally: SideResult | None) -> 
             f"(target: at most {1 / config.target:.1f})" if tally.load.rate else "")
     else:
         say("(c) ratio not computed: BENCH_ONLY ran one side only")
+    if tally_workers and bare_rate:
+        say(f"    with {config.lag_workers} workers: {tally_workers.load.rate:,.1f} / {bare_rate:,.1f} = "
+            f"{tally_workers.load.rate / bare_rate:.3f}"
+            + (f" ({tally_workers.load.rate / tally.load.rate:.0%} of the rate without workers)"
+               if tally and tally.load.rate else ""))
+    if config.lag and (config.only in ("", "tally")):
+        report_lag(config, tally_workers)
     say("=" * 100)
+
+
+def report_lag(config: Config, result: SideResult | None) -> None:
+    say("-" * 100)
+    if result is None or result.lag is None:
+        say(f"(lag) read-model lag: NOT MEASURED (the run with workers failed; see above)")
+        return
+    lag = result.lag
+    p50, p99, worst = lag.stats(lag.worst())
+    verdict = "MEETS" if p99 < config.lag_target else "BELOW"
+    say(f"(lag) read-model lag with {config.lag_workers} workers during the measured window "
+        f"({len(lag.samples)} samples every {config.lag_interval:g} s; {result.load.rate:,.1f} checkouts/s):")
+    say(f"    worst projection per sample: p50 {p50:.3f} s, p99 {p99:.3f} s, max {worst:.3f} s   "
+        f"target p99 < {config.lag_target:g} s: {verdict} target")
+    for name, (q50, q99, qmax) in lag.per_projection().items():
+        backlog = [b[name] for b in lag.backlog]
+        say(f"    {name:<14} p50 {q50:6.3f} s  p99 {q99:6.3f} s  max {qmax:6.3f} s   "
+            f"backlog p99 {percentile(backlog, 99):,.0f} notification ids")
+    sample_ms = percentile(lag.sample_seconds, 50) * 1000 if lag.sample_seconds else float("nan")
+    drain = f"{lag.drain_seconds:.1f} s" if lag.drain_seconds is not None else "not within 120 s"
+    say(f"    workers used {lag.workers_cpu:.2f} cores; caught up {drain} after the load stopped; "
+        f"a sample took {sample_ms:.1f} ms (p50); sampling errors {lag.errors}; "
+        f"worker log error lines {len(lag.worker_errors)}")
 
 
 # ---- main -------------------------------------------------------------------------------------------
@@ -602,6 +714,7 @@ def main() -> int:
         f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
     bare: list[SideResult] = []
     tally: SideResult | None = None
+    tally_workers: SideResult | None = None
     failed = False
     try:
         _print_db_settings(config)
@@ -609,7 +722,7 @@ def main() -> int:
         if config.only in ("", "bare"):
             bare.append(run_bare(config, logdir, cleanup, 1))
         if config.only in ("", "tally"):
-            tally = run_tally(config, logdir, cleanup)
+            tally, tally_workers = run_tally(config, logdir, cleanup)
         if config.only == "" and config.bare_runs > 1:
             for i in range(2, config.bare_runs + 1):
                 bare.append(run_bare(config, logdir, cleanup, i))
@@ -630,7 +743,7 @@ def main() -> int:
             pass
     if failed:
         return 1
-    report(config, bare, tally)
+    report(config, bare, tally, tally_workers)
     if tally and (tally.load.ok == 0 or tally.load.fatal):
         return 1
     return 0

@@ -1,0 +1,241 @@
+"""One phase of bench.read_side, run in a fresh process so its peak RSS is its own.
+
+    python -m bench.read_side_phases PHASE '{"json": "args"}'
+
+The environment carries tally's settings (DATABASE_URL, DATABASE_SCHEMA, REDIS_URL,
+REDIS_KEY_PREFIX). Progress goes to stdout; the last line is ``RESULT {json}``.
+Phases: generate, raw_read, rebuild, verify, settle.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def memory() -> dict[str, int]:
+    """This process's current and peak resident set size, in kB (from /proc/self/status)."""
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0])
+    out["ru_maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return out
+
+
+def _container() -> Any:
+    from app.bootstrap import Container
+    from app.config import Settings
+
+    container = Container(Settings.from_env())
+    container.engine
+    container.marketplace
+    return container
+
+
+def _count_events(container: Any) -> dict[str, int]:
+    from sqlalchemy import text
+
+    with container.engine.connect() as conn:
+        rows = conn.execute(text("SELECT topic, count(*) FROM marketplace_events GROUP BY topic")).all()
+    return {topic.split(":", 1)[-1]: n for topic, n in rows}
+
+
+# ---- phases ------------------------------------------------------------------------------------
+
+
+def phase_generate(args: dict[str, Any]) -> dict[str, Any]:
+    from bench.datagen import compare_shapes, generate
+    from projections.runner import PROJECTIONS, catch_up
+
+    container = _container()
+    sellers = [f"bench-seller-{i:05d}" for i in range(args["sellers"])]
+    last = [time.monotonic()]
+
+    def progress(g: Any) -> None:
+        if time.monotonic() - last[0] >= 5:
+            last[0] = time.monotonic()
+            say(f"    ... {g.checkouts:,} checkouts, {g.events:,} events")
+
+    g = generate(
+        container.marketplace, orders=args.get("orders"), target_events=args.get("target_events"),
+        sellers=sellers, sellers_per_order=args.get("sellers_per_order", 2),
+        refund_every=args.get("refund_every", 0), batch=args.get("batch", 100), real=args.get("real", 0),
+        fee_bps=container.settings.platform_fee_bps, progress=progress,
+    )
+    say(f"    generated {g.checkouts:,} checkouts ({g.real_checkouts} via start_payment/complete_payment), "
+        f"{g.refunds:,} refunds, {g.events:,} events in {g.seconds:.1f} s = {g.events / g.seconds:,.0f} events/s")
+    shape_problems = compare_shapes(container.marketplace) if g.real_checkouts else []
+    for problem in shape_problems:
+        say(f"    SHAPE MISMATCH {problem}")
+    caught_up = {}
+    for name in args.get("catch_up", []):
+        t0 = time.perf_counter()
+        applied = catch_up(PROJECTIONS[name](), container.marketplace, container.engine)
+        caught_up[name] = {"applied": applied, "seconds": time.perf_counter() - t0}
+        say(f"    catch-up {name}: {applied:,} events in {caught_up[name]['seconds']:.1f} s")
+    counts = _count_events(container)
+    head = container.marketplace.recorder.max_notification_id() or 0
+    container.close()
+    return {
+        "checkouts": g.checkouts, "real_checkouts": g.real_checkouts, "refunds": g.refunds,
+        "allocations": g.allocations, "events": sum(counts.values()), "head": head, "seconds": g.seconds,
+        "topics": counts, "shape_problems": shape_problems, "catch_up": caught_up, "memory": memory(),
+    }
+
+
+def phase_raw_read(args: dict[str, Any]) -> dict[str, Any]:
+    """Read the whole notification log in id order, in batches, and decode every event."""
+    container = _container()
+    app = container.marketplace
+    batch_size = args.get("batch", 1000)
+    app.recorder.select_notifications(start=1, limit=1)  # connect (and prepare) outside the timing
+    t0 = time.perf_counter()
+    decode = 0.0
+    count = 0
+    start = 1
+    while True:
+        batch = app.recorder.select_notifications(start=start, limit=batch_size)
+        d0 = time.perf_counter()
+        for notification in batch:
+            app.mapper.to_domain_event(notification)
+        decode += time.perf_counter() - d0
+        count += len(batch)
+        if len(batch) < batch_size:
+            break
+        start = batch[-1].id + 1
+    seconds = time.perf_counter() - t0
+    container.close()
+    return {"events": count, "seconds": seconds, "decode_seconds": decode, "rate": count / seconds,
+            "batch": batch_size, "memory": memory()}
+
+
+def phase_rebuild(args: dict[str, Any]) -> dict[str, Any]:
+    """projections.runner.rebuild for every read model, one after the other."""
+    from projections.runner import PROJECTIONS, rebuild
+
+    container = _container()
+    app, engine = container.marketplace, container.engine
+    total_events = args["events"]
+    parts = {}
+    t0 = time.perf_counter()
+    for name, cls in PROJECTIONS.items():
+        t = time.perf_counter()
+        applied = rebuild(cls(), app, engine)
+        seconds = time.perf_counter() - t
+        parts[name] = {"applied": applied, "seconds": seconds}
+        say(f"    rebuild {name:<14} {applied:>9,} events applied in {seconds:7.1f} s "
+            f"({applied / seconds if seconds else 0:,.0f} applied/s, {total_events / seconds:,.0f} log events/s)")
+    seconds = time.perf_counter() - t0
+    container.close()
+    return {"seconds": seconds, "rate": total_events / seconds, "parts": parts, "memory": memory()}
+
+
+def phase_verify(args: dict[str, Any]) -> dict[str, Any]:
+    """app.audit.verify, as `flask --app wsgi audit verify` runs it (after the audit log is caught up)."""
+    from app.audit import verify
+    from projections.runner import PROJECTIONS, catch_up
+
+    container = _container()
+    app, engine = container.marketplace, container.engine
+    applied = catch_up(PROJECTIONS["audit_log"](), app, engine)
+    if applied:
+        say(f"    (audit log caught up first: {applied} events)")
+    before = memory()
+    marks: dict[str, list[float]] = {}
+
+    def progress(label: str, n: int) -> None:
+        now = time.perf_counter()
+        mark = marks.get(label)
+        if mark is None:
+            marks[label] = [now, now]
+        else:
+            mark[1] = now
+
+    t0 = time.perf_counter()
+    report = verify(app, engine, progress=progress)
+    seconds = time.perf_counter() - t0
+    after = memory()
+    chain = marks.get("hash chain", [t0, t0])
+    money = marks.get("money", [chain[1], chain[1]])
+    steps = {
+        "hash chain": money[0] - t0,
+        "money replay": money[1] - money[0],
+        "finish + read models vs fresh rebuild": t0 + seconds - money[1],
+    }
+    for label, s in steps.items():
+        say(f"    verify step {label:<40} {s:7.1f} s")
+    say(f"    verify: {'OK' if report.ok else 'BREACH'}; checked {report.checked}")
+    for breach in report.breaches[:10]:
+        say(f"    breach: {breach}")
+    container.close()
+    return {"seconds": seconds, "rate": args["events"] / seconds, "ok": report.ok, "breaches": len(report.breaches),
+            "first_breaches": report.breaches[:5], "checked": report.checked, "steps": steps,
+            "memory_before": before, "memory": after}
+
+
+def phase_settle(args: dict[str, Any]) -> dict[str, Any]:
+    """app.handlers.settle_all over everything unsettled up to today (the read models are caught up)."""
+    from app import handlers
+
+    container = _container()
+    container.redis.ping()
+    today = datetime.now(timezone.utc).date()
+    start = today.replace(day=1)
+    cause = {"actor_id": "bench", "actor_role": "admin", "request_id": "bench-settle", "reason": "bench"}
+    before = memory()
+    sellers_done = [0]
+    trace: list[tuple[int, int, float]] = []  # (sellers done, VmRSS kB, seconds)
+    t0 = time.perf_counter()
+    every = max(1, args["sellers"] // 10)
+
+    def progress(seller_id: str) -> None:
+        sellers_done[0] += 1
+        if sellers_done[0] % every == 0:
+            rss = memory()["VmRSS"]
+            elapsed = time.perf_counter() - t0
+            trace.append((sellers_done[0], rss, elapsed))
+            say(f"    ... {sellers_done[0]:,} sellers settled in {elapsed:.1f} s, RSS {rss / 1024:.0f} MiB")
+
+    ids = handlers.settle_all(container, start, today, cause, progress=progress)
+    seconds = time.perf_counter() - t0
+    after = memory()
+    counts = _count_events(container)
+    container.close()
+    return {
+        "seconds": seconds, "settlements": len(ids), "sellers": sellers_done[0],
+        "allocations_settled": counts.get("Allocation.Settled", 0),
+        "settlements_paid": counts.get("Settlement.Paid", 0),
+        "rate": counts.get("Allocation.Settled", 0) / seconds if seconds else 0.0,
+        "memory_before": before, "memory": after, "trace": trace,
+    }
+
+
+PHASES = {
+    "generate": phase_generate,
+    "raw_read": phase_raw_read,
+    "rebuild": phase_rebuild,
+    "verify": phase_verify,
+    "settle": phase_settle,
+}
+
+
+def main() -> int:
+    phase, raw = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "{}"
+    result = PHASES[phase](json.loads(raw))
+    print("RESULT " + json.dumps(result, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
