@@ -234,6 +234,26 @@ class Books:
                 breach(f"allocation {sid}: adjustment of refund {event.refund_id} settled twice or never owed")
             else:
                 adjustment[2] = event.settlement_id
+        elif isinstance(event, Allocation.TransferReversed):
+            # The seller paid a negative adjustment back through a reversal of the settlement's
+            # transfer: it is recovered, and no settlement may take it again.
+            a = self.allocations[sid]
+            adjustment = a.adjustments.get(event.refund_id)
+            settlement = self.settlements.get(event.settlement_id)
+            if adjustment is None or adjustment[2] is not None:
+                breach(f"allocation {sid}: transfer reversal of refund {event.refund_id} recovers an adjustment "
+                       f"already settled or never owed")
+            elif adjustment[1] != event.settlement_id or -adjustment[0] != event.amount:
+                breach(f"allocation {sid}: transfer reversal of refund {event.refund_id} ({event.amount} of "
+                       f"{event.settlement_id}) is not the adjustment owed ({-adjustment[0]} of {adjustment[1]})")
+            else:
+                del a.adjustments[event.refund_id]
+            if settlement is not None:
+                if settlement["status"] != "Paid":
+                    breach(f"settlement {event.settlement_id}: transfer reversed before it was paid")
+                settlement["reversed"] = settlement.get("reversed", 0) + event.amount
+                if settlement["reversed"] > settlement["total"]:
+                    breach(f"settlement {event.settlement_id}: transfer reversals exceed the {settlement['total']} paid")
         elif isinstance(event, Allocation.Released):
             a = self.allocations[sid]
             if a.settled_by == event.settlement_id:

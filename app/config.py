@@ -11,6 +11,9 @@ from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = f"sqlite:///{ROOT / 'var' / 'tally.db'}"
+# What a refund (or lost dispute) of money already transferred to a seller does with Stripe:
+# carry a negative adjustment into the seller's next settlement, or reverse the transfer.
+REFUNDS_OF_PAID_OUT = ("adjust", "reverse_transfer")
 
 
 class SettingsError(ValueError):
@@ -43,6 +46,7 @@ class Settings:
     stripe_api_key: str | None = field(default=None, repr=False)
     stripe_webhook_secret: str | None = field(default=None, repr=False)
     stripe_api_base: str | None = None
+    stripe_refunds_of_paid_out: str = "adjust"
     max_content_length: int = 1_000_000
     log_level: str = "INFO"
     key_prefix: str = "tally"
@@ -55,6 +59,9 @@ class Settings:
         provider = env.get("PAYMENT_PROVIDER", "mock") or "mock"
         if provider not in ("mock", "stripe"):
             raise SettingsError(f"PAYMENT_PROVIDER must be mock or stripe, got {provider!r}")
+        paid_out = env.get("STRIPE_REFUNDS_OF_PAID_OUT", "adjust") or "adjust"
+        if paid_out not in REFUNDS_OF_PAID_OUT:
+            raise SettingsError(f"STRIPE_REFUNDS_OF_PAID_OUT must be adjust or reverse_transfer, got {paid_out!r}")
         settings = cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             database_schema=env.get("DATABASE_SCHEMA") or None,
@@ -65,6 +72,7 @@ class Settings:
             stripe_api_key=env.get("STRIPE_API_KEY") or None,
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
+            stripe_refunds_of_paid_out=paid_out,
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1_000_000, 1024, 100_000_000),
             log_level=env.get("LOG_LEVEL", "INFO") or "INFO",
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",

@@ -27,7 +27,7 @@ from domain.errors import (
     PaymentDeclinedError,
     PaymentNotFoundError,
 )
-from domain.ids import order_id_for_session, provider_refund_id
+from domain.ids import dispute_reversal_id, order_id_for_session, provider_refund_id, transfer_reversal_id
 from domain.order import Order
 from domain.payment import Payment
 from domain.ports import CHARGE_REQUIRES_ACTION, CHARGE_SUCCEEDED, ProviderUnavailableError
@@ -200,7 +200,70 @@ def refund_order(
         # Before recording: the provider's echo (charge.refunded) then knows this refund is ours.
         _remember_refund(container, result.provider_reference, refund_id, str(order.id), str(payment.id), amount,
                          "tally")
-        return marketplace.refund_order(str(order.id), amount, seller_id, refund_id, cause)
+        refund = marketplace.refund_order(str(order.id), amount, seller_id, refund_id, cause)
+    recover_paid_out(container, [(a["allocation_id"], refund["id"]) for a in refund["allocations"]], cause)
+    return refund
+
+
+# ---- refunds of money already paid out: a transfer reversal or a negative adjustment -----------
+
+def recover_paid_out(container: Container, entries: list[tuple[str, str]], cause: dict[str, Any]) -> None:
+    """With ``STRIPE_REFUNDS_OF_PAID_OUT=reverse_transfer``: for each (allocation id, refund id) whose
+    payout part was already transferred to the seller, reverse that part of the transfer and record
+    it, so no settlement takes the negative adjustment. Anything short of a recorded reversal leaves
+    the adjustment carried to the seller's next settlement (the default behaviour), and is logged.
+    The refund itself is recorded already and stands whatever happens here."""
+    settings = container.settings
+    if settings.payment_provider != "stripe" or settings.stripe_refunds_of_paid_out != "reverse_transfer":
+        return
+    for allocation_id, refund_id in entries:
+        try:
+            _reverse_transfer(container, allocation_id, refund_id, cause)
+        except Exception:
+            log.exception(
+                "transfer reversal for refund %s of allocation %s failed; carried as a negative adjustment",
+                refund_id, allocation_id,
+            )
+
+
+def _reverse_transfer(container: Container, allocation_id: str, refund_id: str, cause: dict[str, Any]) -> None:
+    marketplace = container.marketplace
+    candidate = marketplace.transfer_recovery(allocation_id, refund_id)
+    if candidate is None:
+        return  # not settled, or not paid out by a transfer: nothing to take back
+    # Under the seller's settlement lock: no settlement can take the adjustment meanwhile.
+    lock = f"{container.settings.key_prefix}:settle-lock:{candidate['seller_id']}"
+    with named_lock(container.redis, lock, timeout_seconds=120, wait_seconds=30):
+        candidate = marketplace.transfer_recovery(allocation_id, refund_id)
+        if candidate is None:
+            return
+        key = str(transfer_reversal_id(refund_id, allocation_id))
+        try:
+            result = container.gateway.reverse_payout(
+                provider_reference=candidate["transfer_reference"],
+                amount=candidate["amount"],
+                idempotency_key=key,
+                metadata={"refund_id": refund_id, "allocation_id": allocation_id,
+                          "settlement_id": candidate["settlement_id"]},
+            )
+        except ProviderUnavailableError as exc:
+            log.warning(
+                "transfer reversal %s of %s (%s) not confirmed, provider unavailable (%s); refund %s of "
+                "allocation %s is carried as a negative adjustment", key, candidate["transfer_reference"],
+                candidate["amount"], exc, refund_id, allocation_id,
+            )
+            return
+        if not result.succeeded:
+            log.warning(
+                "transfer reversal %s of %s (%s) refused: %s; refund %s of allocation %s is carried as a "
+                "negative adjustment", key, candidate["transfer_reference"], candidate["amount"],
+                result.failure_reason, refund_id, allocation_id,
+            )
+            return
+        marketplace.record_transfer_reversal(
+            allocation_id, refund_id, candidate["settlement_id"], candidate["amount"],
+            result.provider_reference or "", cause,
+        )
 
 
 # ---- provider webhooks ---------------------------------------------------------------
@@ -464,6 +527,23 @@ def _apply_charge_refunded(
     reference = reference or payment.provider_reference or ""
     refunds = _provider_refunds_of(container, obj, reference)
     cause = {**cause, "reason": "refunded at the payment provider"}
+    reversed_parts: list[tuple[str, str]] = []  # (allocation id, refund id) of what was recorded
+    try:
+        return _record_provider_refunds(container, obj, payment, reference, refunds, cause, reversed_parts)
+    finally:
+        # Outside the order's refund lock; whatever was recorded, also before a failure.
+        recover_paid_out(container, reversed_parts, cause)
+
+
+def _record_provider_refunds(
+    container: Container,
+    obj: dict[str, Any],
+    payment: Payment,
+    reference: str,
+    refunds: list[tuple[str, int]] | None,
+    cause: dict[str, Any],
+    reversed_parts: list[tuple[str, str]],
+) -> tuple[str, str | None]:
     marketplace = container.marketplace
     recorded: list[str] = []
     with _refund_lock(container, payment.order_id):
@@ -483,13 +563,14 @@ def _apply_charge_refunded(
             if refund_id in done:
                 continue
             try:
-                marketplace.refund_order(str(order.id), amount, None, refund_id, cause)
+                view = marketplace.refund_order(str(order.id), amount, None, refund_id, cause)
             except DomainError as exc:
                 return "unmatched", f"refund {provider_ref} of {amount} cannot be recorded: {exc}"
             _remember_refund(container, provider_ref, refund_id, str(order.id), str(payment.id), amount,
                              "tally" if provider_ref in known else "provider")
             done.add(refund_id)
             recorded.append(provider_ref)
+            reversed_parts.extend((a["allocation_id"], refund_id) for a in view["allocations"])
     if recorded:
         return "applied", f"recorded {', '.join(recorded)}"
     return "applied", "nothing new to record"
@@ -531,12 +612,19 @@ def _apply_dispute_event(
     reason = obj.get("reason") if _storable_text(obj.get("reason"), 64) else "general"
     amount = min(_amount(obj.get("amount")) or payment.amount, payment.amount)
     closed = status in CLOSED_DISPUTE_STATUSES
+    funds = _dispute_funds(obj, status)
     try:
         container.marketplace.record_dispute(
-            str(payment.id), dispute_id, amount, reason, status, _dispute_funds(obj, status), closed, cause
+            str(payment.id), dispute_id, amount, reason, status, funds, closed, cause
         )
     except DomainError as exc:
         return "unmatched", f"dispute {dispute_id} cannot be recorded: {exc}"
+    if funds == payment_status.DISPUTE_FUNDS_WITHDRAWN and payment.order_id:
+        # Withdrawn funds of a seller already paid out: the same choice as a refund's.
+        order = container.marketplace.get_order(payment.order_id)
+        recover_paid_out(container, [
+            (s["allocation_id"], str(dispute_reversal_id(dispute_id, s["allocation_id"]))) for s in order.sellers
+        ], cause)
     return "applied", None
 
 

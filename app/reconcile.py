@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from app.adapters.tables import payment_references, provider_events, provider_refunds
 from app.audit import iter_notifications
+from domain.allocation import Allocation
 from domain.order import Order
 from domain.payment import Payment
 from domain.settlement import Settlement
@@ -63,7 +64,8 @@ def _fold(container: Container) -> _Books:
     books = _Books()
     for notification in iter_notifications(app):
         topic = notification.topic
-        if not (":Payment." in topic or ":Order." in topic or ":Settlement." in topic):
+        if not (":Payment." in topic or ":Order." in topic or ":Settlement." in topic
+                or topic.endswith(":Allocation.TransferReversed")):
             continue  # decode only what reconciliation looks at
         event = app.mapper.to_domain_event(notification)
         sid = str(event.originator_id)
@@ -89,11 +91,13 @@ def _fold(container: Container) -> _Books:
         elif isinstance(event, Settlement.Opened):
             books.settlements[sid] = {"seller_id": event.seller_id, "currency": event.currency,
                                       "amount": event.total_payout_amount, "status": "pending",
-                                      "reference": None, "at": event.timestamp}
+                                      "reference": None, "at": event.timestamp, "reversed": 0}
         elif isinstance(event, Settlement.Paid):
             books.settlements[sid].update(status="paid", reference=event.provider_reference, at=event.timestamp)
         elif isinstance(event, Settlement.Failed):
             books.settlements[sid].update(status="failed", at=event.timestamp)
+        elif isinstance(event, Allocation.TransferReversed):
+            books.settlements[event.settlement_id]["reversed"] += event.amount
     return books
 
 
@@ -230,8 +234,9 @@ def _transfers(report: Report, books: _Books, transfers: dict[str, dict[str, Any
                 f"{what}: amount differs, tally's settlement {settlement_id} is "
                 f"{settlement['amount']} {settlement['currency']}"
             )
-        if tr.get("reversed") or (tr.get("amount_reversed") or 0) > 0:
-            report.mismatches.append(f"{what}: reversed at Stripe ({tr.get('amount_reversed')})")
+        if (tr.get("amount_reversed") or 0) != settlement["reversed"]:
+            report.mismatches.append(f"{what}: reversed at Stripe ({tr.get('amount_reversed') or 0}), "
+                                     f"tally recorded reversals of {settlement['reversed']}")
     for settlement_id, settlement in books.settlements.items():
         if (settlement["status"] != "paid" or settlement["at"] < since or settlement_id in seen
                 or settlement["reference"] in (None, "nothing_to_pay")):

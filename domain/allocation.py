@@ -126,7 +126,49 @@ class Allocation(Aggregate):
     @property
     def unsettled_adjustments(self) -> list[dict[str, Any]]:
         """Refunds after settlement whose negative adjustment no settlement has taken yet."""
-        return [r for r in self.refunds if r["adjustment_of"] and not r.get("adjusted_by")]
+        return [
+            r for r in self.refunds
+            if r["adjustment_of"] and not r.get("adjusted_by") and not r.get("transfer_reversed_by")
+        ]
+
+    def recoverable_adjustment(self, refund_id: str) -> dict[str, Any] | None:
+        """The unsettled negative adjustment of ``refund_id`` that a reversal of the paid-out
+        settlement's transfer could recover instead: {refund_id, settlement_id, amount}, else None."""
+        refund = next((r for r in self.unsettled_adjustments if r["refund_id"] == refund_id), None)
+        if refund is None or refund["payout_reversed_amount"] <= 0:
+            return None
+        return {"refund_id": refund_id, "settlement_id": refund["adjustment_of"],
+                "amount": refund["payout_reversed_amount"]}
+
+    def reverse_transfer(
+        self, refund_id: str, settlement_id: str, amount: int, provider_reference: str, cause: dict[str, Any]
+    ) -> None:
+        """The payout reversed by ``refund_id`` was taken back from the seller by reversing the
+        transfer that paid ``settlement_id``: its negative adjustment is recovered, no settlement
+        takes it again."""
+        adjustment = self.recoverable_adjustment(refund_id)
+        if adjustment is None:
+            raise AllocationStateError(f"no unsettled negative adjustment for refund {refund_id} to recover")
+        if adjustment["settlement_id"] != settlement_id:
+            raise AllocationStateError(
+                f"refund {refund_id} adjusts settlement {adjustment['settlement_id']}, not {settlement_id}"
+            )
+        if amount != adjustment["amount"]:
+            raise AllocationStateError(
+                f"a transfer reversal of {amount} does not recover the {adjustment['amount']} "
+                f"owed for refund {refund_id}"
+            )
+        if not provider_reference:
+            raise AllocationStateError("a transfer reversal needs the provider's reference")
+        self._transfer_reversed(refund_id, settlement_id, amount, provider_reference, cause)
+
+    @event("TransferReversed")
+    def _transfer_reversed(
+        self, refund_id: str, settlement_id: str, amount: int, provider_reference: str, cause: dict[str, Any]
+    ) -> None:
+        for refund in self.refunds:
+            if refund["refund_id"] == refund_id:
+                refund["transfer_reversed_by"] = provider_reference
 
     def settle_adjustment(self, refund_id: str, settlement_id: str, cause: dict[str, Any]) -> None:
         refund = next((r for r in self.unsettled_adjustments if r["refund_id"] == refund_id), None)

@@ -42,6 +42,12 @@ def dispute_restore_id(dispute_id: str, allocation_id: str) -> UUID:
     return uuid5(NAMESPACE, f"dispute-restore/{dispute_id}/{allocation_id}")
 
 
+def transfer_reversal_id(refund_id: str, allocation_id: str) -> UUID:
+    """The one transfer reversal that recovers one refund's paid-out part of one allocation
+    (the provider's idempotency key)."""
+    return uuid5(NAMESPACE, f"transfer-reversal/{refund_id}/{allocation_id}")
+
+
 def seller_account_id(seller_id: str) -> UUID:
     """The one payout-account link a seller has."""
     return uuid5(NAMESPACE, f"seller-account/{seller_id}")

@@ -65,6 +65,13 @@ class PaymentGateway(Protocol):
         """Pay a seller; ``destination`` is its linked provider account (None when unlinked)."""
         ...
 
+    def reverse_payout(
+        self, *, provider_reference: str, amount: int, idempotency_key: str, metadata: dict[str, str]
+    ) -> PayoutResult:
+        """Take ``amount`` of a payout (``provider_reference``) back from the seller's account;
+        a refusal is a failed result, an unreachable provider ProviderUnavailableError."""
+        ...
+
 
 class CheckoutSessions(Protocol):
     """Short-lived checkout sessions (quotes awaiting payment)."""

@@ -445,6 +445,56 @@ class Marketplace(Application[UUID]):
         self.save(settlement, *released.values())
         return settlement
 
+    # ---- transfer reversals: recovering paid-out money from the seller's account ------------
+
+    def transfer_recovery(self, allocation_id_: str, refund_id: str) -> dict[str, Any] | None:
+        """What a reversal of the paid-out transfer would recover for ``refund_id`` on the allocation:
+        {allocation_id, seller_id, refund_id, settlement_id, amount, transfer_reference}; None when
+        nothing is owed back or the settlement it adjusts was not paid by a transfer."""
+        uid = _as_uuid(allocation_id_)
+        if uid is None or uid not in self.repository:
+            return None
+        allocation = self.repository.get(uid)
+        if not isinstance(allocation, Allocation):
+            return None
+        adjustment = allocation.recoverable_adjustment(refund_id)
+        if adjustment is None:
+            return None
+        settlement = self.get_settlement(adjustment["settlement_id"])
+        if (
+            settlement is None
+            or settlement.status != "paid"
+            or settlement.provider_reference in (None, "", "nothing_to_pay")
+        ):
+            return None
+        return {
+            "allocation_id": str(allocation.id),
+            "seller_id": allocation.seller_id,
+            "refund_id": refund_id,
+            "settlement_id": adjustment["settlement_id"],
+            "amount": adjustment["amount"],
+            "transfer_reference": settlement.provider_reference,
+        }
+
+    @_retry_on_conflict
+    def record_transfer_reversal(
+        self,
+        allocation_id_: str,
+        refund_id: str,
+        settlement_id_: str,
+        amount: int,
+        provider_reference: str,
+        cause: dict[str, Any],
+    ) -> Allocation:
+        """Record that the refund's paid-out part was recovered by reversing the settlement's transfer."""
+        settlement = self.get_settlement(settlement_id_)
+        if settlement is None or settlement.status != "paid":
+            raise SettlementStateError(f"settlement {settlement_id_} was not paid out: no transfer to reverse")
+        allocation = self.repository.get(UUID(allocation_id_))
+        allocation.reverse_transfer(refund_id, settlement_id_, amount, provider_reference, cause)
+        self.save(allocation)
+        return allocation
+
     # ---- settlement runs ------------------------------------------------------------
 
     def request_settlement_run(self, period_start: str, period_end: str, cause: dict[str, Any]) -> SettlementRun:

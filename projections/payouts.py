@@ -23,6 +23,7 @@ class PayoutsProjection(Projection):
         Allocation.Released,
         Allocation.DisputeReversed,
         Allocation.DisputeRestored,
+        Allocation.TransferReversed,
     )
 
     @singledispatchmethod
@@ -130,6 +131,18 @@ class PayoutsProjection(Projection):
                 and_(
                     adjustments_view.c.allocation_id == allocation_id,
                     adjustments_view.c.adjustment_of == event.settlement_id,
+                )
+            )
+        )
+
+    @process_event.register
+    def _transfer_reversed(self, event: Allocation.TransferReversed, conn: Connection, position: int) -> None:
+        """Recovered by reversing the paid-out transfer: no longer an adjustment owed by the seller."""
+        conn.execute(
+            delete(adjustments_view).where(
+                and_(
+                    adjustments_view.c.allocation_id == str(event.originator_id),
+                    adjustments_view.c.refund_id == event.refund_id,
                 )
             )
         )

@@ -5,8 +5,9 @@ An ``http.server`` on 127.0.0.1 (random port, in a thread) that the real SDK tal
 ``Idempotency-Key`` semantics (the same key and parameters replay the first response; the
 same key with other parameters is an ``idempotency_error``), the test payment methods, lists
 with ``created[gte]`` / ``starting_after`` paging, refunds, transfers (an account id starting
-``acct_fail`` is refused) and disputes. It builds signed webhook events from its own objects
-and delivers them to the app. Faults can be planted: answer 5xx, process then drop the
+``acct_fail`` is refused), transfer reversals (never more than the transfer has unreversed;
+``refuse_reversals`` refuses them all) and disputes. It builds signed webhook events from its
+own objects and delivers them to the app. Faults can be planted: answer 5xx, process then drop the
 connection, or process then answer late.
 """
 
@@ -89,6 +90,8 @@ class StripeStub:
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.transfers: dict[str, dict[str, Any]] = {}
+        self.transfer_reversals: dict[str, dict[str, Any]] = {}
+        self.refuse_reversals: str | None = None  # an error code: refuse every transfer reversal with it
         self.disputes: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
@@ -169,6 +172,7 @@ class StripeStub:
             ("POST", r"/v1/transfers", self._create_transfer),
             ("GET", r"/v1/transfers", lambda p: self._list("/v1/transfers", self.transfers, p)),
             ("GET", r"/v1/transfers/(tr_\w+)", self._get(self.transfers, "transfer")),
+            ("POST", r"/v1/transfers/(tr_\w+)/reversals", self._create_transfer_reversal),
         ]
         for verb, pattern, action in routes:
             match = re.fullmatch(pattern, path)
@@ -319,6 +323,39 @@ class StripeStub:
         }
         self.transfers[transfer["id"]] = transfer
         return copy.deepcopy(transfer)
+
+    def _create_transfer_reversal(self, params: dict[str, Any], transfer_id: str) -> dict[str, Any]:
+        """Reverse (part of) a transfer: the connected account pays it back; never more than is
+        left unreversed."""
+        if transfer_id not in self.transfers:
+            raise StripeError(404, "invalid_request_error", f"No such transfer: '{transfer_id}'",
+                              code="resource_missing", param="id")
+        transfer = self.transfers[transfer_id]
+        left = transfer["amount"] - transfer["amount_reversed"]
+        amount = _int(params.get("amount", left), "amount")
+        if self.refuse_reversals:
+            raise StripeError(400, "invalid_request_error",
+                              "The connected account's balance cannot cover this reversal.",
+                              code=self.refuse_reversals)
+        if amount <= 0:
+            raise StripeError(400, "invalid_request_error", "Amount must be at least 1", param="amount")
+        if amount > left:
+            raise StripeError(400, "invalid_request_error",
+                              f"Reversal amount ({amount}) is greater than the transfer's unreversed amount ({left})",
+                              code="amount_too_large", param="amount")
+        reversal = {
+            "id": self._id("trr"),
+            "object": "transfer_reversal",
+            "amount": amount,
+            "currency": transfer["currency"],
+            "transfer": transfer_id,
+            "metadata": params.get("metadata", {}),
+            "created": int(time.time()),
+        }
+        self.transfer_reversals[reversal["id"]] = reversal
+        transfer["amount_reversed"] += amount
+        transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
+        return copy.deepcopy(reversal)
 
     # ---- the outside world: what customers, the dashboard and card networks do ------------
 

@@ -84,6 +84,12 @@ class MockGateway:
         """The mock pays at once (with or without a linked account)."""
         return PayoutResult(True, _token("tr_", idempotency_key))
 
+    def reverse_payout(
+        self, *, provider_reference: str, amount: int, idempotency_key: str, metadata: dict[str, str]
+    ) -> PayoutResult:
+        """The mock takes it back at once."""
+        return PayoutResult(True, _token("trr_", idempotency_key))
+
 
 class StripeGateway:
     """PaymentIntents, Refunds and Transfers through the official SDK (separate charges and
@@ -204,6 +210,26 @@ class StripeGateway:
             log.warning("stripe refused transfer %s to %s: %s", idempotency_key, destination, reason)
             return PayoutResult(False, None, reason)
         return PayoutResult(True, _plain(transfer)["id"])
+
+    def reverse_payout(
+        self, *, provider_reference: str, amount: int, idempotency_key: str, metadata: dict[str, str]
+    ) -> PayoutResult:
+        """A Transfer Reversal of ``amount`` of the transfer ``provider_reference`` (the connected
+        account pays it back); Stripe refusing it (e.g. the account's balance is short) is a failed result."""
+        stripe = self._stripe
+        try:
+            reversal = self.client.v1.transfers.reversals.create(
+                provider_reference,
+                {"amount": amount, "metadata": metadata},
+                options={"idempotency_key": idempotency_key},
+            )
+        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
+            raise self._unavailable(f"transfer reversal {idempotency_key}", exc) from None
+        except stripe.StripeError as exc:
+            reason = (_plain(exc.error) or {}).get("code") or type(exc).__name__
+            log.warning("stripe refused reversal %s of transfer %s: %s", idempotency_key, provider_reference, reason)
+            return PayoutResult(False, None, reason)
+        return PayoutResult(True, _plain(reversal)["id"])
 
     # ---- reads for webhooks and reconciliation: plain dicts, no SDK objects leak out --------
 
