@@ -16,10 +16,10 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from projections.base import Projection
+from projections.base import Projection, add_row
 from projections.tables import audit_log
 
 GENESIS = "0" * 64
@@ -94,18 +94,18 @@ class AuditLogProjection(Projection):
         stream_id = str(notification.originator_id)
         digest = chain(previous, stream_id, notification.originator_version, notification.topic, notification.state)
         stream_type, event_type, timestamp, payload = describe(notification.topic, notification.state)
-        conn.execute(
-            insert(audit_log).values(
-                position=position + 1,
-                notification_id=notification.id,
-                stream_id=stream_id,
-                stream_type=stream_type,
-                version=notification.originator_version,
-                type=event_type,
-                timestamp=timestamp,
-                data=json.dumps(payload, sort_keys=True, separators=(",", ":")),
-                hash=digest,
-                previous_hash=previous,
-            )
+        add_row(
+            conn,
+            audit_log,
+            position=position + 1,
+            notification_id=notification.id,
+            stream_id=stream_id,
+            stream_type=stream_type,
+            version=notification.originator_version,
+            type=event_type,
+            timestamp=timestamp,
+            data=json.dumps(payload, sort_keys=True, separators=(",", ":")),
+            hash=digest,
+            previous_hash=previous,
         )
         self._last = (position + 1, digest)

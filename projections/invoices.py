@@ -13,12 +13,12 @@ import json
 from functools import singledispatchmethod
 from uuid import uuid5
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from domain.ids import NAMESPACE
 from domain.order import Order
-from projections.base import Projection, dumps
+from projections.base import BufferedConnection, Projection, add_row, dumps
 from projections.tables import invoice_counters, invoices_view
 
 
@@ -36,17 +36,37 @@ class InvoicesProjection(Projection):
     def process_event(self, event: object, conn: Connection, position: int) -> None:
         pass
 
-    def _next_number(self, conn: Connection, seller_id: str) -> int:
-        current = conn.execute(
-            select(invoice_counters.c.last_number).where(invoice_counters.c.seller_id == seller_id)
-        ).scalar()
-        if current is None:
-            conn.execute(insert(invoice_counters).values(seller_id=seller_id, last_number=1))
-            return 1
-        conn.execute(
-            update(invoice_counters).where(invoice_counters.c.seller_id == seller_id).values(last_number=current + 1)
-        )
-        return current + 1
+    def __init__(self) -> None:
+        self._counters: dict[str, list[int]] = {}  # seller -> [last number, stored last number]
+        self._counters_conn: object | None = None
+
+    def _next_number(self, conn: BufferedConnection, seller_id: str) -> int:
+        """The seller's next invoice number, counted in memory and stored once per batch."""
+        if self._counters_conn is not conn:  # a new batch (transaction): forget what we held
+            self._counters, self._counters_conn = {}, conn
+        counter = self._counters.get(seller_id)
+        if counter is None:
+            stored = conn.execute(
+                select(invoice_counters.c.last_number).where(invoice_counters.c.seller_id == seller_id)
+            ).scalar()
+            counter = self._counters[seller_id] = [stored or 0, stored or 0]
+            conn.at_end(self._store_counters)
+        counter[0] += 1
+        return counter[0]
+
+    def _store_counters(self, conn: BufferedConnection) -> None:
+        for seller_id, (last, stored) in self._counters.items():
+            if last == stored:
+                continue
+            if stored:
+                conn.execute(
+                    update(invoice_counters)
+                    .where(invoice_counters.c.seller_id == seller_id)
+                    .values(last_number=last)
+                )
+            else:
+                conn.add(invoice_counters, seller_id=seller_id, last_number=last)
+            self._counters[seller_id][1] = last
 
     @process_event.register
     def _placed(self, event: Order.Placed, conn: Connection, position: int) -> None:
@@ -86,15 +106,15 @@ class InvoicesProjection(Projection):
                 "gross_amount": seller["subtotal_amount"],
                 "lines": lines,
             }
-            conn.execute(
-                insert(invoices_view).values(
-                    invoice_id=document["id"],
-                    seller_id=seller["seller_id"],
-                    number=number,
-                    order_id=order_id,
-                    issued_at=event.timestamp,
-                    document=dumps(document),
-                )
+            add_row(
+                conn,
+                invoices_view,
+                invoice_id=document["id"],
+                seller_id=seller["seller_id"],
+                number=number,
+                order_id=order_id,
+                issued_at=event.timestamp,
+                document=dumps(document),
             )
 
     @process_event.register

@@ -5,13 +5,12 @@ from __future__ import annotations
 from functools import singledispatchmethod
 from uuid import uuid5
 
-from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 
 from domain.ids import NAMESPACE
 from domain.order import Order
 from domain.settlement import Settlement
-from projections.base import Projection, dumps
+from projections.base import Projection, add_row, dumps
 from projections.tables import notifications_view
 
 
@@ -30,14 +29,14 @@ class NotificationsProjection(Projection):
         pass
 
     def _notify(self, conn: Connection, event: object, seller_id: str, kind: str, data: dict) -> None:
-        conn.execute(
-            insert(notifications_view).values(
-                notification_id=notification_id(event, seller_id),
-                seller_id=seller_id,
-                kind=kind,
-                created_at=event.timestamp,
-                data=dumps(data),
-            )
+        add_row(
+            conn,
+            notifications_view,
+            notification_id=notification_id(event, seller_id),
+            seller_id=seller_id,
+            kind=kind,
+            created_at=event.timestamp,
+            data=dumps(data),
         )
 
     @process_event.register

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from functools import singledispatchmethod
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from domain.order import Order
-from projections.base import Projection, dumps
+from projections.base import Projection, add_row, dumps
 from projections.tables import orders_view
 
 
@@ -39,14 +39,14 @@ class OrdersProjection(Projection):
             },
             "refunds": [],
         }
-        conn.execute(
-            insert(orders_view).values(
-                order_id=str(event.originator_id),
-                customer_id=event.customer_id,
-                created_at=event.timestamp,
-                position=position,
-                document=dumps(state),
-            )
+        add_row(
+            conn,
+            orders_view,
+            order_id=str(event.originator_id),
+            customer_id=event.customer_id,
+            created_at=event.timestamp,
+            position=position,
+            document=dumps(state),
         )
 
     @process_event.register

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from functools import singledispatchmethod
 
-from sqlalchemy import and_, delete, insert, update
+from sqlalchemy import and_, delete, update
 from sqlalchemy.engine import Connection
 
 from domain.allocation import Allocation
-from projections.base import Projection
+from projections.base import Projection, add_row
 from projections.tables import adjustments_view, allocations_view
 
 
@@ -32,23 +32,23 @@ class PayoutsProjection(Projection):
 
     @process_event.register
     def _created(self, event: Allocation.Created, conn: Connection, position: int) -> None:
-        conn.execute(
-            insert(allocations_view).values(
-                allocation_id=str(event.originator_id),
-                seller_id=event.seller_id,
-                order_id=event.order_id,
-                currency=event.currency,
-                subtotal_amount=event.subtotal_amount,
-                fee_bps=event.fee_bps,
-                platform_fee_amount=event.platform_fee_amount,
-                payout_amount=event.payout_amount,
-                refunded_amount=0,
-                platform_fee_reversed_amount=0,
-                payout_reversed_amount=0,
-                status="pending",
-                settlement_id=None,
-                created_at=event.timestamp,
-            )
+        add_row(
+            conn,
+            allocations_view,
+            allocation_id=str(event.originator_id),
+            seller_id=event.seller_id,
+            order_id=event.order_id,
+            currency=event.currency,
+            subtotal_amount=event.subtotal_amount,
+            fee_bps=event.fee_bps,
+            platform_fee_amount=event.platform_fee_amount,
+            payout_amount=event.payout_amount,
+            refunded_amount=0,
+            platform_fee_reversed_amount=0,
+            payout_reversed_amount=0,
+            status="pending",
+            settlement_id=None,
+            created_at=event.timestamp,
         )
 
     @process_event.register
@@ -68,18 +68,18 @@ class PayoutsProjection(Projection):
             )
         )
         if event.settled_by:
-            conn.execute(
-                insert(adjustments_view).values(
-                    allocation_id=allocation_id,
-                    refund_id=event.refund_id,
-                    seller_id=row.seller_id,
-                    order_id=row.order_id,
-                    currency=row.currency,
-                    amount=-event.payout_reversed_amount,
-                    adjustment_of=event.settled_by,
-                    settlement_id=None,
-                    created_at=event.timestamp,
-                )
+            add_row(
+                conn,
+                adjustments_view,
+                allocation_id=allocation_id,
+                refund_id=event.refund_id,
+                seller_id=row.seller_id,
+                order_id=row.order_id,
+                currency=row.currency,
+                amount=-event.payout_reversed_amount,
+                adjustment_of=event.settled_by,
+                settlement_id=None,
+                created_at=event.timestamp,
             )
 
     @process_event.register
@@ -167,18 +167,19 @@ class PayoutsProjection(Projection):
             )
         )
         if settled_by:
-            conn.execute(
-                insert(adjustments_view).values(
-                    allocation_id=allocation_id,
-                    refund_id=entry_id,
-                    seller_id=row.seller_id,
-                    order_id=row.order_id,
-                    currency=row.currency,
-                    amount=-payout,
-                    adjustment_of=settled_by,
-                    settlement_id=None,
-                    created_at=event.timestamp,  # type: ignore[attr-defined]
-                )
+            add_row(
+                conn,
+                adjustments_view,
+                allocation_id=allocation_id,
+                refund_id=entry_id,
+                seller_id=row.seller_id,
+                order_id=row.order_id,
+                currency=row.currency,
+                amount=-payout,
+                adjustment_of=settled_by,
+                settlement_id=None,
+                created_at=event.timestamp,
+                # type: ignore[attr-defined],
             )
 
     @process_event.register

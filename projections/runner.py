@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from projections.audit import AuditLogProjection
-from projections.base import Projection
+from projections.base import BufferedConnection, Projection
 from projections.invoices import InvoicesProjection
 from projections.notifications import NotificationsProjection
 from projections.orders import OrdersProjection
@@ -84,8 +84,10 @@ def _apply_batch(
     notifications = app.recorder.select_notifications(
         start=position + 1, limit=batch_size, stop=head, topics=projection.topics
     )
+    buffered = BufferedConnection(conn)
     for notification in notifications:
-        projection.apply(notification, app, conn)
+        projection.apply(notification, app, buffered)
+    buffered.finish()
     new_position = notifications[-1].id if len(notifications) == batch_size else head
     return new_position, len(notifications)
 
