@@ -23,6 +23,7 @@ from domain.order import Order
 from domain.payment import Payment
 from domain.settlement import Settlement
 from projections.audit import GENESIS, chain
+from projections.queries import rfc3339
 from projections.runner import PROJECTIONS, _apply_batch, catch_up, lock_position
 from projections.tables import audit_log
 
@@ -455,7 +456,7 @@ def settlement_statement(app: Application, settlement: Settlement) -> dict[str, 
         running += net
         rows.append({
             "kind": kind, "order_id": allocation.order_id, "allocation_id": allocation.allocation_id,
-            "refund_id": refund_id, "date": at.isoformat().replace("+00:00", "Z") if at else None,
+            "refund_id": refund_id, "date": rfc3339(at),
             "gross_amount": gross, "platform_fee_amount": fee, "net_amount": net, "running_total_amount": running,
         })
 
@@ -519,7 +520,7 @@ def seller_balance(app: Application, allocation_ids: list[str], seller_id: str, 
                 "currency": a.currency, "subtotal_amount": a.subtotal - a.refunded,
                 "platform_fee_amount": a.fee - a.fee_reversed, "payout_amount": amount,
                 "refunded_amount": a.refunded,
-                "created_at": a.created_at.isoformat().replace("+00:00", "Z"),
+                "created_at": rfc3339(a.created_at),
             })
         for refund_id, (amount, of, by) in a.adjustments.items():
             if by is None:
@@ -530,7 +531,7 @@ def seller_balance(app: Application, allocation_ids: list[str], seller_id: str, 
                 })
     return {
         "seller_id": seller_id,
-        "as_of": as_of.isoformat().replace("+00:00", "Z"),
+        "as_of": rfc3339(as_of),
         "balances": [{"currency": c, "pending_payout_amount": balances[c]} for c in sorted(balances)],
         "entries": entries,
     }
@@ -560,7 +561,7 @@ def stream_as_of(app: Application, stream_id: UUID, as_of: datetime | None) -> d
             {
                 "version": e.originator_version,
                 "type": type(e).__qualname__,
-                "timestamp": e.timestamp.isoformat().replace("+00:00", "Z"),
+                "timestamp": rfc3339(e.timestamp),
                 "data": _jsonable({k: v for k, v in vars(e).items()
                                    if k not in ("originator_id", "originator_version", "timestamp")}),
             }
@@ -575,7 +576,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return rfc3339(value)
     if isinstance(value, UUID):
         return str(value)
     return value

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from domain.order import Order
+from projections.queries import rfc3339
 from domain.payment import REQUIRES_ACTION, Payment
 
 
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def payment_view(payment: Payment) -> dict[str, Any]:

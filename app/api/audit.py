@@ -26,6 +26,7 @@ from app.schemas import (
     StatementSchema,
 )
 from projections.audit import GENESIS
+from projections.queries import rfc3339
 from projections.runner import PROJECTIONS, catch_up
 from projections.tables import allocations_view, audit_log
 
@@ -47,16 +48,13 @@ def _catch_up_log() -> None:
 def _event(row) -> dict:  # type: ignore[no-untyped-def]
     data = json.loads(row.data)
     cause = data.get("cause") or {}
-    timestamp = row.timestamp
-    if timestamp is not None and timestamp.tzinfo is None:
-        timestamp = timestamp.replace(tzinfo=timezone.utc)
     return {
         "position": row.position,
         "stream_id": row.stream_id,
         "stream_type": row.stream_type,
         "version": row.version,
         "type": row.type,
-        "timestamp": timestamp.isoformat().replace("+00:00", "Z") if timestamp else None,
+        "timestamp": rfc3339(row.timestamp),
         "data": data,
         "actor_id": cause.get("actor_id"),
         "actor_role": cause.get("actor_role"),
