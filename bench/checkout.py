@@ -496,7 +496,7 @@ def run_tally(config: Config, logdir: Path, cleanup: Cleanup) -> tuple[SideResul
     params = {"api_key": key, "customer_id": CUSTOMER, "sellers": SELLERS}
     with_workers = run_with_workers(server, params, config, env, logdir, cleanup) if config.lag else None
     if with_workers is not None:
-        say(f"\n(b) tally without workers (read models left behind), same server and schema")
+        say("\n(b) tally without workers (read models left behind), same server and schema")
     result = run_load(server, "checkout", params, config, "(b) tally full checkout")
     server.stop()
     log_lines = [line for line in server.log.read_text(errors="replace").splitlines() if line.strip()]
@@ -673,7 +673,7 @@ def report(config: Config, bare: list[SideResult], tally: SideResult | None,
 def report_lag(config: Config, result: SideResult | None) -> None:
     say("-" * 100)
     if result is None or result.lag is None:
-        say(f"(lag) read-model lag: NOT MEASURED (the run with workers failed; see above)")
+        say("(lag) read-model lag: NOT MEASURED (the run with workers failed; see above)")
         return
     lag = result.lag
     p50, p99, worst = lag.stats(lag.worst())

@@ -228,7 +228,7 @@ def run_ab(config: Config, phases: Phases, cleanup: Cleanup, results: Results) -
     say(f"  -> {events:,} events in {v['seconds']:.1f} s = {v['rate']:,.0f} events/s, "
         f"peak RSS {mib(v['memory']['VmHWM'])} (at start {mib(v['memory_before']['VmRSS'])}), "
         f"{'OK' if v['ok'] else str(v['breaches']) + ' BREACHES'}")
-    say(f"\n(a1) raw read + decode of the notification log, run 2")
+    say("\n(a1) raw read + decode of the notification log, run 2")
     raw = phases.run("raw_read", env, {"batch": config.read_batch}, "2")
     results.raw.append(raw)
     say(f"  -> {raw['events']:,} events in {raw['seconds']:.2f} s = {raw['rate']:,.0f} events/s")
@@ -247,7 +247,7 @@ def run_d(config: Config, phases: Phases, cleanup: Cleanup, results: Results) ->
             "orders": orders, "sellers": sellers, "refund_every": 0, "batch": 100, "real": 0,
             "catch_up": ["payouts"],
         }, f"d{i + 1}")
-        say(f"  settling (a fresh process; read models caught up beforehand) ...")
+        say("  settling (a fresh process; read models caught up beforehand) ...")
         settled = phases.run("settle", env, {"sellers": sellers}, f"d{i + 1}")
         settled["size"] = [allocations, sellers]
         settled["generated"] = generated
