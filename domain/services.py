@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from random import random
 from time import sleep
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -38,6 +38,8 @@ from domain.payment import Payment
 from domain.seller_account import SellerAccount
 from domain.settlement import Settlement, SettlementRun
 
+T = TypeVar("T")
+
 _MAX_ATTEMPTS = 30
 _retry_on_conflict = retry(IntegrityError, max_attempts=_MAX_ATTEMPTS, wait=0.01)
 
@@ -58,29 +60,28 @@ class Marketplace(Application[UUID]):
 
     # ---- reads of the write model ------------------------------------------------
 
-    def get_payment(self, payment_id: str | UUID) -> Payment:
-        uid = _as_uuid(payment_id)
+    def _find(self, aggregate_id: str | UUID, kind: type[T]) -> T | None:
+        """The aggregate of this kind with this id (one read), or None for anything else."""
+        uid = _as_uuid(aggregate_id)
+        if uid is None:
+            return None
         try:
-            if uid is None:
-                raise AggregateNotFoundError(payment_id)
             aggregate = self.repository.get(uid)
         except AggregateNotFoundError:
-            raise PaymentNotFoundError(f"no payment {payment_id}") from None
-        if not isinstance(aggregate, Payment):
+            return None
+        return aggregate if isinstance(aggregate, kind) else None
+
+    def get_payment(self, payment_id: str | UUID) -> Payment:
+        payment = self._find(payment_id, Payment)
+        if payment is None:
             raise PaymentNotFoundError(f"no payment {payment_id}")
-        return aggregate
+        return payment
 
     def get_order(self, order_id: str | UUID) -> Order:
-        uid = _as_uuid(order_id)
-        try:
-            if uid is None:
-                raise AggregateNotFoundError(order_id)
-            aggregate = self.repository.get(uid)
-        except AggregateNotFoundError:
-            raise OrderNotFoundError(f"no order {order_id}") from None
-        if not isinstance(aggregate, Order):
+        order = self._find(order_id, Order)
+        if order is None:
             raise OrderNotFoundError(f"no order {order_id}")
-        return aggregate
+        return order
 
     def order_exists_for_session(self, session_id: str) -> bool:
         return order_id_for_session(session_id) in self.repository
@@ -324,11 +325,7 @@ class Marketplace(Application[UUID]):
         return allocation
 
     def get_settlement(self, settlement_id_: str | UUID) -> Settlement | None:
-        uid = _as_uuid(settlement_id_)
-        if uid is None or uid not in self.repository:
-            return None
-        aggregate = self.repository.get(uid)
-        return aggregate if isinstance(aggregate, Settlement) else None
+        return self._find(settlement_id_, Settlement)
 
     @_retry_on_conflict
     def open_settlement(
@@ -503,14 +500,8 @@ class Marketplace(Application[UUID]):
         return run
 
     def get_settlement_run(self, run_id: str | UUID) -> SettlementRun:
-        uid = _as_uuid(run_id)
-        try:
-            if uid is None:
-                raise AggregateNotFoundError(run_id)
-            run = self.repository.get(uid)
-        except AggregateNotFoundError:
-            raise SettlementRunNotFoundError(f"no settlement run {run_id}") from None
-        if not isinstance(run, SettlementRun):
+        run = self._find(run_id, SettlementRun)
+        if run is None:
             raise SettlementRunNotFoundError(f"no settlement run {run_id}")
         return run
 
@@ -599,11 +590,7 @@ class Marketplace(Application[UUID]):
     # ---- sellers' payout accounts ---------------------------------------------------
 
     def get_seller_account(self, seller_id: str) -> SellerAccount | None:
-        try:
-            account = self.repository.get(seller_account_id(seller_id))
-        except AggregateNotFoundError:
-            return None
-        return account if isinstance(account, SellerAccount) else None
+        return self._find(seller_account_id(seller_id), SellerAccount)
 
     def link_seller_account(
         self, seller_id: str, provider: str, account_id: str, cause: dict[str, Any]
