@@ -50,20 +50,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.checkout import Cleanup, background_load, delete_redis_keys, drop_schema, say
+from bench.checkout import (
+    BIN,
+    ROOT,
+    Cleanup,
+    _env_float,
+    _env_int,
+    background_load,
+    delete_redis_keys,
+    drop_schema,
+    say,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    return int(raw) if raw.strip() else default
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    return float(raw) if raw.strip() else default
 
 
 @dataclass(frozen=True)
