@@ -8,22 +8,10 @@ from datetime import date
 import pytest
 
 from tests.e2e.helpers import confirm, create_session
-from tests.stripe_stub import StripeStub, stripe_changes
 
 pytestmark = pytest.mark.e2e
 
 TODAY = date.today()
-
-
-@pytest.fixture
-def stub():
-    with StripeStub() as stub:
-        yield stub
-
-
-@pytest.fixture
-def settings(make_settings, stub):
-    return make_settings("pg", **stripe_changes(stub))
 
 
 @pytest.fixture

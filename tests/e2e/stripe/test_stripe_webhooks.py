@@ -15,25 +15,9 @@ from stripe import WebhookSignature
 
 from app.adapters.tables import provider_events
 from tests.e2e.helpers import confirm, create_session
-from tests.stripe_stub import StripeStub, events_named, stripe_changes
+from tests.stripe_stub import events_named
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def stub():
-    with StripeStub() as stub:
-        yield stub
-
-
-@pytest.fixture
-def settings(make_settings, stub):
-    return make_settings("pg", **stripe_changes(stub))
-
-
-@pytest.fixture
-def customer(make_key):
-    return make_key("customer", "c-1")
 
 
 def start_3ds(client, customer) -> dict:

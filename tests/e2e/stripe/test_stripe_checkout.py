@@ -12,25 +12,9 @@ from app.adapters.payments import StripeGateway
 from app.auth import create_key
 from app.bootstrap import Container
 from tests.e2e.helpers import assert_problem, confirm, create_session
-from tests.stripe_stub import StripeStub, events_named, stripe_changes
+from tests.stripe_stub import events_named, stripe_changes
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def stub():
-    with StripeStub() as stub:
-        yield stub
-
-
-@pytest.fixture
-def settings(make_settings, stub):
-    return make_settings("pg", **stripe_changes(stub))
-
-
-@pytest.fixture
-def customer(make_key):
-    return make_key("customer", "c-1")
 
 
 def test_a_card_payment_is_one_payment_intent_carrying_our_ids_and_places_the_order(client, customer, stub):

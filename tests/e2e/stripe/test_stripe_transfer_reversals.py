@@ -13,18 +13,12 @@ from app.config import Settings, SettingsError
 from domain.errors import AllocationStateError
 from domain.ids import transfer_reversal_id
 from tests.e2e.helpers import confirm, create_session
-from tests.stripe_stub import StripeStub, catch_up_read_models, events_named, stripe_changes
+from tests.stripe_stub import catch_up_read_models, events_named, stripe_changes
 
 pytestmark = pytest.mark.e2e
 
 TODAY = date.today()
 LAMP = [{"seller_id": "s-1", "sku": "lamp", "description": "Lamp", "unit_amount": 5000, "quantity": 1}]
-
-
-@pytest.fixture
-def stub():
-    with StripeStub() as stub:
-        yield stub
 
 
 @pytest.fixture
@@ -36,11 +30,6 @@ def mode() -> str:
 def settings(make_settings, stub, mode):
     changes = stripe_changes(stub) if mode == "default" else stripe_changes(stub, stripe_refunds_of_paid_out=mode)
     return make_settings("pg", **changes)
-
-
-@pytest.fixture
-def customer(make_key):
-    return make_key("customer", "c-1")
 
 
 @pytest.fixture

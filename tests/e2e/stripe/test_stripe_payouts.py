@@ -9,24 +9,13 @@ from datetime import date, timedelta
 import pytest
 
 from tests.e2e.helpers import assert_problem, assert_validation_problem, confirm, create_session
-from tests.stripe_stub import StripeStub, catch_up_read_models, events_named, stripe_changes
+from tests.stripe_stub import catch_up_read_models, events_named
 
 pytestmark = pytest.mark.e2e
 
 TODAY = date.today()
 PERIOD_A = (TODAY.replace(day=1), TODAY)
 PERIOD_B = (TODAY.replace(day=1), TODAY + timedelta(days=1))
-
-
-@pytest.fixture
-def stub():
-    with StripeStub() as stub:
-        yield stub
-
-
-@pytest.fixture
-def settings(make_settings, stub):
-    return make_settings("pg", **stripe_changes(stub))
 
 
 @pytest.fixture
