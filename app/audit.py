@@ -10,28 +10,33 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import delete, select
+from sqlalchemy import func, select
 
 from domain.allocation import Allocation
 from domain.money import fee_for, prorate
 from domain.order import Order
 from domain.payment import Payment
 from domain.settlement import Settlement
-from projections.audit import GENESIS, chain
+from projections.audit import GENESIS, chain, stored_text
+from projections.base import RowWriter, paused_gc
 from projections.queries import rfc3339
-from projections.runner import PROJECTIONS, _apply_batch, catch_up, lock_position
+from projections.runner import PROJECTIONS, apply_notifications, catch_up, lock_position, read_batches
+from projections.shadow import Shadow
 from projections.tables import audit_log
 
 if TYPE_CHECKING:  # pragma: nocover
     from eventsourcing.application import Application
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
 BATCH = 1000
+REPLAY_BATCH = 5000
 
 
 @dataclass
@@ -60,60 +65,97 @@ def iter_notifications(app: Application, stop: int | None = None) -> Iterator[An
         start = batch[-1].id + 1
 
 
-def iter_audit_rows(engine: Engine) -> Iterator[Any]:
+def iter_audit_rows(conn: Connection) -> Iterator[Any]:
+    """The audit log in position order, read in batches on ``conn``; instead of each row's copy
+    of the event, its SHA-256 (``data_digest``: computed by PostgreSQL, so the copies do not
+    cross the wire)."""
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        digest = func.encode(func.sha256(func.convert_to(audit_log.c.data, "UTF8")), "hex")
+    else:
+        digest = audit_log.c.data
+    columns = [c for c in audit_log.columns if c.name != "data"] + [digest.label("data_digest")]
     after = 0
     while True:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(audit_log).where(audit_log.c.position > after).order_by(audit_log.c.position).limit(BATCH)
-            ).all()
-        yield from rows
-        if len(rows) < BATCH:
+        rows = conn.execute(
+            select(*columns).where(audit_log.c.position > after).order_by(audit_log.c.position).limit(REPLAY_BATCH)
+        ).all()
+        if postgres:
+            yield from rows
+        else:  # SQLite has no sha256(): hash the copies here
+            for row in rows:
+                values = row._asdict()
+                values["data_digest"] = hashlib.sha256(values["data_digest"].encode()).hexdigest()
+                yield SimpleNamespace(**values)
+        if len(rows) < REPLAY_BATCH:
             return
         after = rows[-1].position
 
 
 # ---- 1. the hash chain ------------------------------------------------------------------
 
-def verify_chain(app: Application, engine: Engine, report: Report, progress: Callable[[int], None] | None = None) -> None:
-    """Walk the audit log and the event store side by side; recompute every hash."""
-    store = iter_notifications(app)
-    pending = next(store, None)
-    expected_position, previous = 1, GENESIS
-    rows = 0
-    for row in iter_audit_rows(engine):
-        rows += 1
-        if row.position != expected_position:
-            report.breach(f"audit log position {expected_position} is missing (next is {row.position})")
-            expected_position = row.position
-        if row.previous_hash != previous:
-            report.breach(f"position {row.position}: previous hash does not chain to position {row.position - 1}")
-        while pending is not None and pending.id < row.notification_id:
-            report.breach(
-                f"event {pending.originator_id} v{pending.originator_version} (notification {pending.id}) "
-                f"is in the store but not in the audit log: inserted after the fact"
+class ChainCheck:
+    """Walks the audit log beside the event store (fed in log order) and recomputes every hash.
+
+    Names each breach: an event deleted from the store, one inserted after the fact, one
+    changed (hash mismatch), an audit row whose stored copy of the event was edited, a
+    missing position, a broken link."""
+
+    def __init__(self, rows: Iterator[Any], report: Report, stop: int) -> None:
+        self.rows, self.report, self.stop = rows, report, stop
+        self.row = next(rows, None)
+        self.expected_position, self.previous, self.count = 1, GENESIS, 0
+
+    def feed(self, notification: Any) -> None:
+        if notification.id > self.stop:
+            return
+        while self.row is not None and self.row.notification_id < notification.id:
+            self._deleted()
+        row = self.row
+        if row is None or row.notification_id != notification.id:
+            self.report.breach(
+                f"event {notification.originator_id} v{notification.originator_version} (notification "
+                f"{notification.id}) is in the store but not in the audit log: inserted after the fact"
             )
-            pending = next(store, None)
-        if pending is None or pending.id != row.notification_id:
-            report.breach(
+            return
+        digest = chain(row.previous_hash, str(notification.originator_id), notification.originator_version,
+                       notification.topic, notification.state)
+        if digest != row.hash:
+            self.report.breach(
                 f"position {row.position}: event {row.stream_id} v{row.version} ({row.type}) "
-                f"was deleted from the event store"
+                f"was changed in the event store (hash mismatch)"
             )
-        else:
-            digest = chain(
-                row.previous_hash, str(pending.originator_id), pending.originator_version, pending.topic, pending.state
+        elif hashlib.sha256(stored_text(notification.state).encode()).hexdigest() != row.data_digest:
+            self.report.breach(
+                f"position {row.position}: the audit log's copy of event {row.stream_id} v{row.version} "
+                f"({row.type}) differs from the event store"
             )
-            if digest != row.hash:
-                report.breach(
-                    f"position {row.position}: event {row.stream_id} v{row.version} ({row.type}) "
-                    f"was changed in the event store (hash mismatch)"
-                )
-            pending = next(store, None)
-        previous = row.hash
-        expected_position += 1
-        if progress is not None:
-            progress(1)
-    report.checked["chained events"] = rows
+        self._next()
+
+    def finish(self) -> None:
+        while self.row is not None:
+            self._deleted()
+        self.report.checked["chained events"] = self.count
+
+    def _deleted(self) -> None:
+        row = self.row
+        self.report.breach(
+            f"position {row.position}: event {row.stream_id} v{row.version} ({row.type}) "
+            f"was deleted from the event store"
+        )
+        self._next()
+
+    def _next(self) -> None:
+        row = self.row
+        if row.position != self.expected_position:
+            self.report.breach(f"audit log position {self.expected_position} is missing (next is {row.position})")
+            self.expected_position = row.position
+        if row.previous_hash != self.previous:
+            self.report.breach(f"position {row.position}: previous hash does not chain to position {row.position - 1}")
+        self.previous = row.hash
+        self.expected_position += 1
+        self.count += 1
+        self.row = next(self.rows, None)
 
 
 # ---- 2. the money -----------------------------------------------------------------------
@@ -329,67 +371,74 @@ def replay_books(app: Application, report: Report | None, stop: int | None = Non
     return books
 
 
-# ---- 3. read models against a fresh rebuild ---------------------------------------------
-
-def _digest(conn: Any, table: Any) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    count = 0
-    order = list(table.primary_key.columns) or list(table.columns)
-    # yield_per on the statement, not the connection: Connection.execution_options() changes the
-    # connection in place (SQLAlchemy 2), which would make the DELETEs after it server-side cursors.
-    result = conn.execute(select(table).order_by(*order).execution_options(yield_per=BATCH))
-    for row in result:
-        digest.update(repr(tuple(row)).encode())
-        count += 1
-    return count, digest.hexdigest()
-
-
-def compare_read_models(app: Application, engine: Engine, report: Report) -> None:
-    """Rebuild each read model inside a transaction that is rolled back; compare digests."""
-    for name, cls in PROJECTIONS.items():
-        if name == "audit_log":
-            continue
-        projection = cls()
-        conn = engine.connect()
-        transaction = conn.begin()
-        try:
-            position = lock_position(conn, name)
-            before = {table.name: _digest(conn, table) for table in projection.tables}
-            for table in reversed(projection.tables):
-                conn.execute(delete(table))
-            current = 0
-            while current < position:
-                current, _ = _apply_batch(projection, app, conn, current, position, 2000)
-            after = {table.name: _digest(conn, table) for table in projection.tables}
-        except Exception as error:  # a log that no longer replays (edited events): report it, go on
-            first_line = (str(error).splitlines() or [""])[0][:300]
-            report.breach(f"read model {name}: cannot be rebuilt from the event log: "
-                          f"{type(error).__name__}: {first_line}")
-            continue
-        finally:
-            transaction.rollback()
-            conn.close()
-        for table_name, (count, digest) in before.items():
-            fresh_count, fresh_digest = after[table_name]
-            if digest != fresh_digest:
-                report.breach(
-                    f"read model {name}: table {table_name} differs from a fresh rebuild "
-                    f"({count} rows stored, {fresh_count} rebuilt)"
-                )
-        report.checked[f"read model {name}"] = sum(count for count, _ in before.values())
-
+# ---- 3. one pass: chain, money and every read model against a fresh rebuild -------------
 
 def verify(app: Application, engine: Engine, progress: Callable[[str, int], None] | None = None) -> Report:
+    """Replay the whole log once, in one transaction that is rolled back at the end.
+
+    Each batch of the log feeds (1) the hash-chain check against the audit log, (2) the money
+    fold, and (3) every read model, rebuilt into shadow tables (projections.shadow) up to the
+    position it is at; each shadow table is then compared with the live one, row for row, in
+    SQL. The position rows stay locked meanwhile, so read models cannot move under the check.
+    Progress: ``progress("replay", events)`` per batch, ``progress("compare", 1)`` per table.
+    """
     report = Report()
-    head = app.recorder.max_notification_id() or 0
-
-    def step(label: str) -> Callable[[int], None] | None:
-        return (lambda n: progress(label, n)) if progress is not None else None
-
-    verify_chain(app, engine, report, step("hash chain"))
-    books = replay_books(app, report, progress=step("money"))
-    books.finish(report)
-    compare_read_models(app, engine, report)
+    projections = [cls() for name, cls in sorted(PROJECTIONS.items()) if name != "audit_log"]
+    with paused_gc(), engine.connect() as conn, conn.begin() as transaction:
+        audit_stop = lock_position(conn, "audit_log")
+        stops = {projection.name: lock_position(conn, projection.name) for projection in projections}
+        head = app.recorder.max_notification_id() or 0
+        chain_check = ChainCheck(iter_audit_rows(conn), report, audit_stop)
+        shadow = Shadow(conn, [table for projection in projections for table in projection.tables])
+        shadow.create()
+        for projection in projections:
+            projection.reset(conn)
+        live = list(projections)
+        books = Books()
+        for batch in read_batches(app, 0, head, REPLAY_BATCH):
+            decoded: dict[int, Any] = {}
+            for notification in batch:
+                chain_check.feed(notification)
+                try:
+                    event = decoded[notification.id] = app.mapper.to_domain_event(notification)
+                    books.fold(event, report)
+                except Exception as error:  # an edited or missing event: report it, go on
+                    report.breach(
+                        f"event {notification.originator_id} v{notification.originator_version} "
+                        f"({notification.topic.split(':', 1)[-1]}) cannot be replayed: {type(error).__name__}: {error}"
+                    )
+            for projection in list(live):
+                writer = RowWriter(conn)
+                try:
+                    # PostgreSQL aborts the whole transaction on an error: contain it in a savepoint.
+                    with conn.begin_nested() if shadow.postgres else nullcontext():
+                        apply_notifications(projection, app, writer, batch, stops[projection.name], decoded)
+                        writer.flush()
+                except Exception as error:  # a log that no longer replays (edited events)
+                    first_line = (str(error).splitlines() or [""])[0][:300]
+                    report.breach(f"read model {projection.name}: cannot be rebuilt from the event log: "
+                                  f"{type(error).__name__}: {first_line}")
+                    live.remove(projection)
+            if progress is not None:
+                progress("replay", len(batch))
+        chain_check.finish()
+        books.finish(report)
+        shadow.index()
+        for projection in live:
+            rows = 0
+            for table in projection.tables:
+                only_live, only_rebuilt, sample = shadow.differences(table)
+                if only_live or only_rebuilt:
+                    report.breach(
+                        f"read model {projection.name}: table {table.name} differs from a fresh rebuild "
+                        f"({only_live} stored rows not in the rebuild, {only_rebuilt} rebuilt rows not stored; "
+                        f"keys {', '.join(map(str, sample))})"
+                    )
+                rows += shadow.live_rows(table)
+                if progress is not None:
+                    progress("compare", 1)
+            report.checked[f"read model {projection.name}"] = rows
+        transaction.rollback()
     report.checked["events"] = head
     return report
 

@@ -72,18 +72,20 @@ def projections_status_command() -> None:
 @projections_group.command("rebuild")
 @click.argument("name", required=False)
 def projections_rebuild_command(name: str | None) -> None:
-    """Rebuild one read model (or all) from the event log; readers see the old rows until it commits."""
+    """Rebuild one read model (or all, in one pass over the log) into fresh tables and swap them in;
+    readers see the old rows until it commits."""
     from projections.runner import PROJECTIONS, rebuild
 
     container = current_app.extensions["tally"]
     if name is not None and name not in PROJECTIONS:
         raise click.UsageError(f"unknown projection {name!r}; choose from {', '.join(PROJECTIONS)}")
     head = container.marketplace.recorder.max_notification_id() or 0
-    for projection_name in [name] if name else list(PROJECTIONS):
-        with click.progressbar(length=head, label=f"rebuilding {projection_name}") as bar:
-            applied = rebuild(PROJECTIONS[projection_name](), container.marketplace, container.engine,
-                              progress=bar.update)
-        click.echo(f"{projection_name}: {applied} events applied")
+    names = [name] if name else list(PROJECTIONS)
+    with click.progressbar(length=head, label=f"rebuilding {', '.join(names)}") as bar:
+        read = rebuild([PROJECTIONS[n]() for n in names], container.marketplace, container.engine,
+                       progress=bar.update)
+    for rebuilt in names:
+        click.echo(f"{rebuilt}: rebuilt from {read} events")
 
 
 @click.command("worker")
@@ -166,6 +168,7 @@ def audit_verify_command() -> None:
     app_ = container.marketplace
     catch_up(PROJECTIONS["audit_log"](), app_, container.engine)
     head = app_.recorder.max_notification_id() or 0
+    lengths = {"replay": head, "compare": sum(len(cls.tables) for name, cls in PROJECTIONS.items() if name != "audit_log")}
     bars: dict[str, object] = {}
 
     def progress(label: str, n: int) -> None:
@@ -173,7 +176,7 @@ def audit_verify_command() -> None:
         if bar is None:
             for other in bars.values():
                 other.render_finish()  # type: ignore[attr-defined]
-            bar = bars[label] = click.progressbar(length=head, label=f"{label:<12}", file=None)
+            bar = bars[label] = click.progressbar(length=lengths.get(label, head), label=f"{label:<12}", file=None)
             bar.__enter__()  # type: ignore[attr-defined]
         bar.update(n)  # type: ignore[attr-defined]
 

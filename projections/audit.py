@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from projections.base import Projection, add_row
+from projections.base import Projection, RowWriter
 from projections.tables import audit_log
 
 GENESIS = "0" * 64
@@ -57,6 +58,11 @@ def describe(topic: str, state: bytes) -> tuple[str, str, datetime | None, dict[
     return stream_type, qualname, timestamp, _plain(payload)
 
 
+def payload(data: str) -> dict[str, Any]:
+    """What readers see of an audit row's stored event: its fields, transcodings undone."""
+    return describe("", data.encode())[3]
+
+
 def _plain(value: Any) -> Any:
     """Undo the library's JSON transcodings ({"_type_": "uuid_hex", "_data_": ...}) for readers."""
     if isinstance(value, dict):
@@ -71,41 +77,69 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_TIMESTAMP = re.compile(rb'"timestamp":\{"_type_":"datetime_iso","_data_":"([^"]+)"\}')
+
+
+def stored_timestamp(state: bytes) -> datetime | None:
+    """The event's timestamp as the store holds it, without decoding the whole event."""
+    found = _TIMESTAMP.search(state)
+    if found is None:
+        return describe("", state)[2]
+    try:
+        timestamp = datetime.fromisoformat(found.group(1).decode())
+    except ValueError:
+        return None
+    return timestamp if timestamp.tzinfo is not None else timestamp.replace(tzinfo=timezone.utc)
+
+
+def stored_text(state: bytes) -> str:
+    """The stored event state as text (JSON), exactly as the event store holds it."""
+    return bytes(state).decode("utf-8", errors="backslashreplace")
+
+
 class AuditLogProjection(Projection):
+    """Each row keeps the stored event (``data``: its state as the store holds it, so the row's
+    hash can be recomputed from the row alone); readers get the decoded payload from
+    :func:`describe`."""
+
     name = "audit_log"
     tables = [audit_log]
     event_classes = ()  # every event
+    decoded = False
 
     def __init__(self) -> None:
         self._last: tuple[int, str] | None = None
-        self._conn: Connection | None = None
+        self._conn: object | None = None
 
-    def _tail(self, conn: Connection) -> tuple[int, str]:
-        row = conn.execute(
+    def reset(self, conn: Connection) -> None:
+        self._last, self._conn = (0, GENESIS), conn
+
+    def _tail(self, writer: RowWriter) -> tuple[int, str]:
+        row = writer.execute(
             select(audit_log.c.position, audit_log.c.hash).order_by(audit_log.c.position.desc()).limit(1)
         ).first()
         return (row.position, row.hash) if row else (0, GENESIS)
 
-    def apply(self, notification: Any, app: Any, conn: Connection) -> None:
-        if self._last is None or self._conn is not conn:  # a new transaction: re-read the tail
-            self._last = self._tail(conn)
-            self._conn = conn
-        position, previous = self._last
+    def process_event(self, notification: Any, writer: RowWriter, position: int) -> None:
+        if self._last is None or self._conn is not writer.conn:  # a new transaction: re-read the tail
+            self._last = self._tail(writer)
+            self._conn = writer.conn
+        last, previous = self._last
         stream_id = str(notification.originator_id)
         digest = chain(previous, stream_id, notification.originator_version, notification.topic, notification.state)
-        stream_type, event_type, timestamp, payload = describe(notification.topic, notification.state)
-        add_row(
-            conn,
+        topic = notification.topic
+        qualname = topic.split(":", 1)[-1]
+        writer.add(
             audit_log,
-            position=position + 1,
+            position=last + 1,
             notification_id=notification.id,
             stream_id=stream_id,
-            stream_type=stream_type,
+            stream_type=qualname.split(".", 1)[0],
             version=notification.originator_version,
-            type=event_type,
-            timestamp=timestamp,
-            data=json.dumps(payload, sort_keys=True, separators=(",", ":")),
+            type=qualname,
+            timestamp=stored_timestamp(notification.state),
+            data=stored_text(notification.state),
             hash=digest,
             previous_hash=previous,
         )
-        self._last = (position + 1, digest)
+        self._last = (last + 1, digest)

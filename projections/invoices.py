@@ -13,14 +13,10 @@ import json
 from functools import singledispatchmethod
 from uuid import uuid5
 
-from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
-
 from domain.ids import NAMESPACE
 from domain.order import Order
-from projections.base import BufferedConnection, Projection, add_row, dumps
+from projections.base import Projection, RowWriter, dumps
 from projections.tables import invoice_counters, invoices_view
-
 
 
 def invoice_id(order_id: str, seller_id: str) -> str:
@@ -32,44 +28,32 @@ class InvoicesProjection(Projection):
     tables = [invoices_view, invoice_counters]
     event_classes = (Order.Placed, Order.RefundRecorded)
 
+    def prepare(self, events: list[object], writer: RowWriter) -> None:
+        sellers, invoices = [], []
+        for event in events:
+            if isinstance(event, Order.Placed):
+                sellers += [(seller["seller_id"],) for seller in event.sellers]
+            elif isinstance(event, Order.RefundRecorded):
+                invoices += [(invoice_id(str(event.originator_id), part["seller_id"]),) for part in event.allocations]
+        writer.load(invoice_counters, sellers)
+        writer.load(invoices_view, invoices)
+
     @singledispatchmethod
-    def process_event(self, event: object, conn: Connection, position: int) -> None:
+    def process_event(self, event: object, writer: RowWriter, position: int) -> None:
         pass
 
-    def __init__(self) -> None:
-        self._counters: dict[str, list[int]] = {}  # seller -> [last number, stored last number]
-        self._counters_conn: object | None = None
-
-    def _next_number(self, conn: BufferedConnection, seller_id: str) -> int:
-        """The seller's next invoice number, counted in memory and stored once per batch."""
-        if self._counters_conn is not conn:  # a new batch (transaction): forget what we held
-            self._counters, self._counters_conn = {}, conn
-        counter = self._counters.get(seller_id)
+    def _next_number(self, writer: RowWriter, seller_id: str) -> int:
+        """The seller's next invoice number; the counter row is written once per batch."""
+        counter = writer.get(invoice_counters, (seller_id,))
         if counter is None:
-            stored = conn.execute(
-                select(invoice_counters.c.last_number).where(invoice_counters.c.seller_id == seller_id)
-            ).scalar()
-            counter = self._counters[seller_id] = [stored or 0, stored or 0]
-            conn.at_end(self._store_counters)
-        counter[0] += 1
-        return counter[0]
-
-    def _store_counters(self, conn: BufferedConnection) -> None:
-        for seller_id, (last, stored) in self._counters.items():
-            if last == stored:
-                continue
-            if stored:
-                conn.execute(
-                    update(invoice_counters)
-                    .where(invoice_counters.c.seller_id == seller_id)
-                    .values(last_number=last)
-                )
-            else:
-                conn.add(invoice_counters, seller_id=seller_id, last_number=last)
-            self._counters[seller_id][1] = last
+            writer.add(invoice_counters, seller_id=seller_id, last_number=1)
+            return 1
+        number = counter["last_number"] + 1
+        writer.update(invoice_counters, (seller_id,), last_number=number)
+        return number
 
     @process_event.register
-    def _placed(self, event: Order.Placed, conn: Connection, position: int) -> None:
+    def _placed(self, event: Order.Placed, writer: RowWriter, position: int) -> None:
         order_id = str(event.originator_id)
         for seller in event.sellers:
             lines = [
@@ -92,7 +76,7 @@ class InvoicesProjection(Projection):
                     "total_amount": -seller["platform_fee_amount"],
                 }
             )
-            number = self._next_number(conn, seller["seller_id"])
+            number = self._next_number(writer, seller["seller_id"])
             document = {
                 "id": invoice_id(order_id, seller["seller_id"]),
                 "number": number,
@@ -106,8 +90,7 @@ class InvoicesProjection(Projection):
                 "gross_amount": seller["subtotal_amount"],
                 "lines": lines,
             }
-            add_row(
-                conn,
+            writer.add(
                 invoices_view,
                 invoice_id=document["id"],
                 seller_id=seller["seller_id"],
@@ -118,13 +101,14 @@ class InvoicesProjection(Projection):
             )
 
     @process_event.register
-    def _refunded(self, event: Order.RefundRecorded, conn: Connection, position: int) -> None:
+    def _refunded(self, event: Order.RefundRecorded, writer: RowWriter, position: int) -> None:
         order_id = str(event.originator_id)
         for part in event.allocations:
             key = invoice_id(order_id, part["seller_id"])
-            document = json.loads(
-                conn.execute(select(invoices_view.c.document).where(invoices_view.c.invoice_id == key)).scalar_one()
-            )
+            row = writer.get(invoices_view, (key,))
+            if row is None:
+                raise LookupError(f"refund of invoice {key}, which was never issued")
+            document = json.loads(row["document"])
             reason = event.cause.get("reason")
             document["lines"].append(
                 {
@@ -146,6 +130,4 @@ class InvoicesProjection(Projection):
                     }
                 )
             document["gross_amount"] -= part["amount"]
-            conn.execute(
-                update(invoices_view).where(invoices_view.c.invoice_id == key).values(document=dumps(document))
-            )
+            writer.update(invoices_view, (key,), document=dumps(document))

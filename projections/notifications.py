@@ -5,12 +5,10 @@ from __future__ import annotations
 from functools import singledispatchmethod
 from uuid import uuid5
 
-from sqlalchemy.engine import Connection
-
 from domain.ids import NAMESPACE
 from domain.order import Order
 from domain.settlement import Settlement
-from projections.base import Projection, add_row, dumps
+from projections.base import Projection, RowWriter, dumps
 from projections.tables import notifications_view
 
 
@@ -25,12 +23,11 @@ class NotificationsProjection(Projection):
     event_classes = (Order.Placed, Order.RefundRecorded, Settlement.Paid)
 
     @singledispatchmethod
-    def process_event(self, event: object, conn: Connection, position: int) -> None:
+    def process_event(self, event: object, writer: RowWriter, position: int) -> None:
         pass
 
-    def _notify(self, conn: Connection, event: object, seller_id: str, kind: str, data: dict) -> None:
-        add_row(
-            conn,
+    def _notify(self, writer: RowWriter, event: object, seller_id: str, kind: str, data: dict) -> None:
+        writer.add(
             notifications_view,
             notification_id=notification_id(event, seller_id),
             seller_id=seller_id,
@@ -40,9 +37,9 @@ class NotificationsProjection(Projection):
         )
 
     @process_event.register
-    def _placed(self, event: Order.Placed, conn: Connection, position: int) -> None:
+    def _placed(self, event: Order.Placed, writer: RowWriter, position: int) -> None:
         for seller in event.sellers:
-            self._notify(conn, event, seller["seller_id"], "order_placed", {
+            self._notify(writer, event, seller["seller_id"], "order_placed", {
                 "order_id": str(event.originator_id),
                 "allocation_id": seller["allocation_id"],
                 "currency": event.currency,
@@ -54,9 +51,9 @@ class NotificationsProjection(Projection):
             })
 
     @process_event.register
-    def _refunded(self, event: Order.RefundRecorded, conn: Connection, position: int) -> None:
+    def _refunded(self, event: Order.RefundRecorded, writer: RowWriter, position: int) -> None:
         for part in event.allocations:
-            self._notify(conn, event, part["seller_id"], "order_refunded", {
+            self._notify(writer, event, part["seller_id"], "order_refunded", {
                 "order_id": str(event.originator_id),
                 "refund_id": event.refund_id,
                 "allocation_id": part["allocation_id"],
@@ -69,8 +66,8 @@ class NotificationsProjection(Projection):
             })
 
     @process_event.register
-    def _paid(self, event: Settlement.Paid, conn: Connection, position: int) -> None:
-        self._notify(conn, event, event.seller_id, "settlement_paid", {
+    def _paid(self, event: Settlement.Paid, writer: RowWriter, position: int) -> None:
+        self._notify(writer, event, event.seller_id, "settlement_paid", {
             "settlement_id": str(event.originator_id),
             "currency": event.currency,
             "total_payout_amount": event.total_payout_amount,

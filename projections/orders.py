@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 from functools import singledispatchmethod
 
-from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
-
 from domain.order import Order
-from projections.base import Projection, add_row, dumps
+from projections.base import Projection, RowWriter, dumps
 from projections.tables import orders_view
 
 
@@ -18,12 +15,16 @@ class OrdersProjection(Projection):
     tables = [orders_view]
     event_classes = (Order.Placed, Order.RefundRecorded)
 
+    def prepare(self, events: list[object], writer: RowWriter) -> None:
+        refunded = [(str(e.originator_id),) for e in events if isinstance(e, Order.RefundRecorded)]
+        writer.load(orders_view, refunded)
+
     @singledispatchmethod
-    def process_event(self, event: object, conn: Connection, position: int) -> None:
+    def process_event(self, event: object, writer: RowWriter, position: int) -> None:
         pass
 
     @process_event.register
-    def _placed(self, event: Order.Placed, conn: Connection, position: int) -> None:
+    def _placed(self, event: Order.Placed, writer: RowWriter, position: int) -> None:
         state = {
             "placed": {
                 "id": str(event.originator_id),
@@ -39,8 +40,7 @@ class OrdersProjection(Projection):
             },
             "refunds": [],
         }
-        add_row(
-            conn,
+        writer.add(
             orders_view,
             order_id=str(event.originator_id),
             customer_id=event.customer_id,
@@ -50,13 +50,14 @@ class OrdersProjection(Projection):
         )
 
     @process_event.register
-    def _refunded(self, event: Order.RefundRecorded, conn: Connection, position: int) -> None:
+    def _refunded(self, event: Order.RefundRecorded, writer: RowWriter, position: int) -> None:
         order_id = str(event.originator_id)
-        state = json.loads(
-            conn.execute(select(orders_view.c.document).where(orders_view.c.order_id == order_id)).scalar_one()
-        )
+        row = writer.get(orders_view, (order_id,))
+        if row is None:
+            raise LookupError(f"refund of order {order_id}, which was never placed")
+        state = json.loads(row["document"])
         state["refunds"].append(
             {"id": event.refund_id, "amount": event.amount, "allocations": event.allocations,
              "reason": event.cause.get("reason")}
         )
-        conn.execute(update(orders_view).where(orders_view.c.order_id == order_id).values(document=dumps(state)))
+        writer.update(orders_view, (order_id,), document=dumps(state))

@@ -5,10 +5,9 @@ from __future__ import annotations
 from functools import singledispatchmethod
 
 from sqlalchemy import and_, delete, update
-from sqlalchemy.engine import Connection
 
 from domain.allocation import Allocation
-from projections.base import Projection, add_row
+from projections.base import Projection, RowWriter
 from projections.tables import adjustments_view, allocations_view
 
 
@@ -26,14 +25,17 @@ class PayoutsProjection(Projection):
         Allocation.TransferReversed,
     )
 
+    def prepare(self, events: list[object], writer: RowWriter) -> None:
+        changed = (Allocation.Refunded, Allocation.DisputeReversed, Allocation.DisputeRestored)
+        writer.load(allocations_view, [(str(e.originator_id),) for e in events if isinstance(e, changed)])
+
     @singledispatchmethod
-    def process_event(self, event: object, conn: Connection, position: int) -> None:
+    def process_event(self, event: object, writer: RowWriter, position: int) -> None:
         pass
 
     @process_event.register
-    def _created(self, event: Allocation.Created, conn: Connection, position: int) -> None:
-        add_row(
-            conn,
+    def _created(self, event: Allocation.Created, writer: RowWriter, position: int) -> None:
+        writer.add(
             allocations_view,
             allocation_id=str(event.originator_id),
             seller_id=event.seller_id,
@@ -52,61 +54,24 @@ class PayoutsProjection(Projection):
         )
 
     @process_event.register
-    def _refunded(self, event: Allocation.Refunded, conn: Connection, position: int) -> None:
+    def _refunded(self, event: Allocation.Refunded, writer: RowWriter, position: int) -> None:
+        self._reverse(writer, event, event.refund_id, event.amount, event.platform_fee_reversed_amount,
+                      event.payout_reversed_amount, event.settled_by)
+
+    @process_event.register
+    def _settled(self, event: Allocation.Settled, writer: RowWriter, position: int) -> None:
+        writer.update(allocations_view, (str(event.originator_id),), status="settled",
+                      settlement_id=event.settlement_id)
+
+    @process_event.register
+    def _adjustment_settled(self, event: Allocation.AdjustmentSettled, writer: RowWriter, position: int) -> None:
+        writer.update(adjustments_view, (str(event.originator_id), event.refund_id),
+                      settlement_id=event.settlement_id)
+
+    @process_event.register
+    def _released(self, event: Allocation.Released, writer: RowWriter, position: int) -> None:
         allocation_id = str(event.originator_id)
-        row = conn.execute(
-            allocations_view.select().where(allocations_view.c.allocation_id == allocation_id)
-        ).one()
-        conn.execute(
-            update(allocations_view)
-            .where(allocations_view.c.allocation_id == allocation_id)
-            .values(
-                refunded_amount=allocations_view.c.refunded_amount + event.amount,
-                platform_fee_reversed_amount=allocations_view.c.platform_fee_reversed_amount
-                + event.platform_fee_reversed_amount,
-                payout_reversed_amount=allocations_view.c.payout_reversed_amount + event.payout_reversed_amount,
-            )
-        )
-        if event.settled_by:
-            add_row(
-                conn,
-                adjustments_view,
-                allocation_id=allocation_id,
-                refund_id=event.refund_id,
-                seller_id=row.seller_id,
-                order_id=row.order_id,
-                currency=row.currency,
-                amount=-event.payout_reversed_amount,
-                adjustment_of=event.settled_by,
-                settlement_id=None,
-                created_at=event.timestamp,
-            )
-
-    @process_event.register
-    def _settled(self, event: Allocation.Settled, conn: Connection, position: int) -> None:
-        conn.execute(
-            update(allocations_view)
-            .where(allocations_view.c.allocation_id == str(event.originator_id))
-            .values(status="settled", settlement_id=event.settlement_id)
-        )
-
-    @process_event.register
-    def _adjustment_settled(self, event: Allocation.AdjustmentSettled, conn: Connection, position: int) -> None:
-        conn.execute(
-            update(adjustments_view)
-            .where(
-                and_(
-                    adjustments_view.c.allocation_id == str(event.originator_id),
-                    adjustments_view.c.refund_id == event.refund_id,
-                )
-            )
-            .values(settlement_id=event.settlement_id)
-        )
-
-    @process_event.register
-    def _released(self, event: Allocation.Released, conn: Connection, position: int) -> None:
-        allocation_id = str(event.originator_id)
-        conn.execute(
+        writer.execute(
             update(allocations_view)
             .where(
                 and_(
@@ -116,7 +81,7 @@ class PayoutsProjection(Projection):
             )
             .values(status="pending", settlement_id=None)
         )
-        conn.execute(
+        writer.execute(
             update(adjustments_view)
             .where(
                 and_(
@@ -126,7 +91,7 @@ class PayoutsProjection(Projection):
             )
             .values(settlement_id=None)
         )
-        conn.execute(
+        writer.execute(
             delete(adjustments_view).where(
                 and_(
                     adjustments_view.c.allocation_id == allocation_id,
@@ -136,9 +101,9 @@ class PayoutsProjection(Projection):
         )
 
     @process_event.register
-    def _transfer_reversed(self, event: Allocation.TransferReversed, conn: Connection, position: int) -> None:
+    def _transfer_reversed(self, event: Allocation.TransferReversed, writer: RowWriter, position: int) -> None:
         """Recovered by reversing the paid-out transfer: no longer an adjustment owed by the seller."""
-        conn.execute(
+        writer.execute(
             delete(adjustments_view).where(
                 and_(
                     adjustments_view.c.allocation_id == str(event.originator_id),
@@ -148,46 +113,42 @@ class PayoutsProjection(Projection):
         )
 
     def _reverse(
-        self, conn: Connection, event: object, entry_id: str, amount: int, fee: int, payout: int,
+        self, writer: RowWriter, event: Allocation.Event, entry_id: str, amount: int, fee: int, payout: int,
         settled_by: str | None,
     ) -> None:
-        """Dispute money off (positive amounts) or back on (negative) an allocation, like a refund;
-        once settled it is an adjustment of the seller's next settlement (negative or positive)."""
-        allocation_id = str(event.originator_id)  # type: ignore[attr-defined]
-        row = conn.execute(
-            allocations_view.select().where(allocations_view.c.allocation_id == allocation_id)
-        ).one()
-        conn.execute(
-            update(allocations_view)
-            .where(allocations_view.c.allocation_id == allocation_id)
-            .values(
-                refunded_amount=allocations_view.c.refunded_amount + amount,
-                platform_fee_reversed_amount=allocations_view.c.platform_fee_reversed_amount + fee,
-                payout_reversed_amount=allocations_view.c.payout_reversed_amount + payout,
-            )
+        """Money off (positive amounts: refunds, disputes) or back on (negative: a dispute won) an
+        allocation; once settled it is an adjustment of the seller's next settlement."""
+        allocation_id = str(event.originator_id)
+        row = writer.get(allocations_view, (allocation_id,))
+        if row is None:
+            raise LookupError(f"allocation {allocation_id} was never created")
+        writer.update(
+            allocations_view,
+            (allocation_id,),
+            refunded_amount=row["refunded_amount"] + amount,
+            platform_fee_reversed_amount=row["platform_fee_reversed_amount"] + fee,
+            payout_reversed_amount=row["payout_reversed_amount"] + payout,
         )
         if settled_by:
-            add_row(
-                conn,
+            writer.add(
                 adjustments_view,
                 allocation_id=allocation_id,
                 refund_id=entry_id,
-                seller_id=row.seller_id,
-                order_id=row.order_id,
-                currency=row.currency,
+                seller_id=row["seller_id"],
+                order_id=row["order_id"],
+                currency=row["currency"],
                 amount=-payout,
                 adjustment_of=settled_by,
                 settlement_id=None,
                 created_at=event.timestamp,
-                # type: ignore[attr-defined],
             )
 
     @process_event.register
-    def _dispute_reversed(self, event: Allocation.DisputeReversed, conn: Connection, position: int) -> None:
-        self._reverse(conn, event, event.reversal_id, event.amount, event.platform_fee_reversed_amount,
+    def _dispute_reversed(self, event: Allocation.DisputeReversed, writer: RowWriter, position: int) -> None:
+        self._reverse(writer, event, event.reversal_id, event.amount, event.platform_fee_reversed_amount,
                       event.payout_reversed_amount, event.settled_by)
 
     @process_event.register
-    def _dispute_restored(self, event: Allocation.DisputeRestored, conn: Connection, position: int) -> None:
-        self._reverse(conn, event, event.restore_id, -event.amount, -event.platform_fee_restored_amount,
+    def _dispute_restored(self, event: Allocation.DisputeRestored, writer: RowWriter, position: int) -> None:
+        self._reverse(writer, event, event.restore_id, -event.amount, -event.platform_fee_restored_amount,
                       -event.payout_restored_amount, event.settled_by)

@@ -10,21 +10,23 @@ together or not at all, so a crash at any point neither loses nor repeats an eve
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from projections.audit import AuditLogProjection
-from projections.base import BufferedConnection, Projection
+from projections.base import Projection, RowWriter, paused_gc
 from projections.invoices import InvoicesProjection
 from projections.notifications import NotificationsProjection
 from projections.orders import OrdersProjection
 from projections.payouts import PayoutsProjection
 from projections.settlements import SettlementsProjection
+from projections.shadow import Shadow
 from projections.tables import projection_positions
 
 if TYPE_CHECKING:  # pragma: nocover
@@ -73,8 +75,57 @@ def _store_position(conn: Connection, name: str, position: int) -> None:
     conn.execute(
         update(projection_positions)
         .where(projection_positions.c.name == name)
-        .values(position=position, updated_at=datetime.now(timezone.utc))
+        .values(position=position, updated_at=datetime.now(UTC))
     )
+
+
+def read_batches(
+    app: Application, after: int, stop: int, batch_size: int, topics: Sequence[str] | None = None
+) -> Iterator[list[Any]]:
+    """The stored notifications after ``after`` up to ``stop``, in log order, ``batch_size`` at a time."""
+    start = after + 1
+    while start <= stop:
+        batch = app.recorder.select_notifications(start=start, limit=batch_size, stop=stop, topics=topics or ())
+        if not batch:
+            return
+        yield batch
+        if len(batch) < batch_size:
+            return
+        start = batch[-1].id + 1
+
+
+def apply_notifications(
+    projection: Projection,
+    app: Application,
+    writer: RowWriter,
+    notifications: list[Any],
+    stop: int | None = None,
+    decoded: dict[int, Any] | None = None,
+) -> int:
+    """Apply the projection's events among ``notifications`` (up to ``stop``) in log order;
+    return how many. ``decoded`` (notification id -> event) is shared by the callers that run
+    several projections over one batch, so each event is decoded once."""
+    wanted = projection.topic_set
+    selected = [
+        n for n in notifications if (wanted is None or n.topic in wanted) and (stop is None or n.id <= stop)
+    ]
+    if not selected:
+        return 0
+    if projection.decoded:
+        decoded = {} if decoded is None else decoded
+        events = []
+        for n in selected:
+            event = decoded.get(n.id)
+            if event is None:
+                event = decoded[n.id] = app.mapper.to_domain_event(n)
+            events.append((n.id, event))
+    else:
+        events = [(n.id, n) for n in selected]
+    projection.prepare([event for _, event in events], writer)
+    handler = projection.handler
+    for position, event in events:
+        handler(type(event))(event, writer, position)
+    return len(events)
 
 
 def _apply_batch(
@@ -84,10 +135,9 @@ def _apply_batch(
     notifications = app.recorder.select_notifications(
         start=position + 1, limit=batch_size, stop=head, topics=projection.topics
     )
-    buffered = BufferedConnection(conn)
-    for notification in notifications:
-        projection.apply(notification, app, buffered)
-    buffered.finish()
+    writer = RowWriter(conn)
+    apply_notifications(projection, app, writer, notifications)
+    writer.flush()
     new_position = notifications[-1].id if len(notifications) == batch_size else head
     return new_position, len(notifications)
 
@@ -115,33 +165,61 @@ def catch_up(
             applied += count
 
 
+def union_topics(projections: Sequence[Projection]) -> tuple[str, ...] | None:
+    """The topics any of ``projections`` reads, or None when one of them reads every event."""
+    topics: set[str] = set()
+    for projection in projections:
+        if projection.topic_set is None:
+            return None
+        topics |= projection.topic_set
+    return tuple(sorted(topics))
+
+
 def rebuild(
-    projection: Projection,
+    projections: Projection | Sequence[Projection],
     app: Application,
     engine: Engine,
-    batch_size: int = 2000,
+    batch_size: int = 5000,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Replay the whole log into the projection's tables in ONE transaction.
+    """Replay the whole log into fresh copies of the projections' tables, in ONE transaction
+    and one pass over the log (each event read and decoded once, however many projections use
+    it), and swap them in at the end (projections.shadow).
 
-    Readers keep seeing the previous rows until the commit swaps in the new ones
-    (MVCC on PostgreSQL, WAL snapshots on SQLite); catch-ups wait on the position lock.
+    Readers keep seeing the previous rows until the commit; catch-ups wait on the position
+    locks. Returns the number of events read from the log.
     """
-    applied = 0
-    with _thread_lock(engine, projection.name), engine.begin() as conn:
-        lock_position(conn, projection.name)
-        for table in reversed(projection.tables):
-            conn.execute(delete(table))
+    chosen = [projections] if isinstance(projections, Projection) else sorted(projections, key=lambda p: p.name)
+    read = 0
+    with ExitStack() as stack:
+        stack.enter_context(paused_gc())
+        for projection in chosen:  # sorted by name: two rebuilds never wait on each other crosswise
+            stack.enter_context(_thread_lock(engine, projection.name))
+        conn = stack.enter_context(engine.begin())
+        for projection in chosen:
+            lock_position(conn, projection.name)
+        shadow = Shadow(conn, [table for projection in chosen for table in projection.tables])
+        shadow.create()
+        for projection in chosen:
+            projection.reset(conn)
         head = app.recorder.max_notification_id() or 0
         position = 0
-        while position < head:
-            before = position
-            position, count = _apply_batch(projection, app, conn, position, head, batch_size)
-            applied += count
+        for batch in read_batches(app, 0, head, batch_size, union_topics(chosen)):
+            decoded: dict[int, Any] = {}
+            for projection in chosen:
+                writer = RowWriter(conn)
+                apply_notifications(projection, app, writer, batch, decoded=decoded)
+                writer.flush()
+            read += len(batch)
             if progress is not None:
-                progress(position - before)
-        _store_position(conn, projection.name, position)
-    return applied
+                progress(batch[-1].id - position)
+            position = batch[-1].id
+        if progress is not None and head > position:
+            progress(head - position)
+        shadow.promote()
+        for projection in chosen:
+            _store_position(conn, projection.name, head)
+    return read
 
 
 def status(app: Application, engine: Engine) -> list[dict[str, object]]:
@@ -149,7 +227,7 @@ def status(app: Application, engine: Engine) -> list[dict[str, object]]:
     head = app.recorder.max_notification_id() or 0
     with engine.connect() as conn:
         positions = dict(conn.execute(select(projection_positions.c.name, projection_positions.c.position)).all())
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = []
     for name, cls in PROJECTIONS.items():
         position = positions.get(name, 0)
@@ -175,4 +253,4 @@ def _count_after(app: Application, position: int, head: int) -> int:
         start = batch[-1].id + 1
 
 
-__all__ = ["PROJECTIONS", "catch_up", "rebuild", "status", "lock_position"]
+__all__ = ["PROJECTIONS", "apply_notifications", "catch_up", "lock_position", "read_batches", "rebuild", "status"]

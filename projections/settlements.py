@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from functools import singledispatchmethod
 
-from sqlalchemy import insert, update
-from sqlalchemy.engine import Connection
-
 from domain.settlement import Settlement
-from projections.base import Projection
+from projections.base import Projection, RowWriter
 from projections.tables import settlements_view
 
 
@@ -18,42 +15,40 @@ class SettlementsProjection(Projection):
     event_classes = (Settlement.Opened, Settlement.ProcessingStarted, Settlement.Paid, Settlement.Failed)
 
     @singledispatchmethod
-    def process_event(self, event: object, conn: Connection, position: int) -> None:
+    def process_event(self, event: object, writer: RowWriter, position: int) -> None:
         pass
 
     @process_event.register
-    def _opened(self, event: Settlement.Opened, conn: Connection, position: int) -> None:
-        conn.execute(
-            insert(settlements_view).values(
-                settlement_id=str(event.originator_id),
-                seller_id=event.seller_id,
-                currency=event.currency,
-                period_start=event.period_start,
-                period_end=event.period_end,
-                total_payout_amount=event.total_payout_amount,
-                allocation_count=len(event.allocations),
-                adjustment_count=len(event.adjustments),
-                status="pending",
-                created_at=event.timestamp,
-            )
+    def _opened(self, event: Settlement.Opened, writer: RowWriter, position: int) -> None:
+        writer.add(
+            settlements_view,
+            settlement_id=str(event.originator_id),
+            seller_id=event.seller_id,
+            currency=event.currency,
+            period_start=event.period_start,
+            period_end=event.period_end,
+            total_payout_amount=event.total_payout_amount,
+            allocation_count=len(event.allocations),
+            adjustment_count=len(event.adjustments),
+            status="pending",
+            provider_reference=None,
+            failure_reason=None,
+            created_at=event.timestamp,
+            processed_at=None,
         )
 
-    def _set(self, event: Settlement.Event, conn: Connection, **values: object) -> None:
-        conn.execute(
-            update(settlements_view)
-            .where(settlements_view.c.settlement_id == str(event.originator_id))
-            .values(**values)
-        )
+    def _set(self, event: Settlement.Event, writer: RowWriter, **values: object) -> None:
+        writer.update(settlements_view, (str(event.originator_id),), **values)
 
     @process_event.register
-    def _processing(self, event: Settlement.ProcessingStarted, conn: Connection, position: int) -> None:
-        self._set(event, conn, status="processing")
+    def _processing(self, event: Settlement.ProcessingStarted, writer: RowWriter, position: int) -> None:
+        self._set(event, writer, status="processing")
 
     @process_event.register
-    def _paid(self, event: Settlement.Paid, conn: Connection, position: int) -> None:
-        self._set(event, conn, status="paid", provider_reference=event.provider_reference,
+    def _paid(self, event: Settlement.Paid, writer: RowWriter, position: int) -> None:
+        self._set(event, writer, status="paid", provider_reference=event.provider_reference,
                   processed_at=event.timestamp)
 
     @process_event.register
-    def _failed(self, event: Settlement.Failed, conn: Connection, position: int) -> None:
-        self._set(event, conn, status="failed", failure_reason=event.reason, processed_at=event.timestamp)
+    def _failed(self, event: Settlement.Failed, writer: RowWriter, position: int) -> None:
+        self._set(event, writer, status="failed", failure_reason=event.reason, processed_at=event.timestamp)

@@ -25,7 +25,7 @@ from app.schemas import (
     BalanceAsOfSchema,
     StatementSchema,
 )
-from projections.audit import GENESIS
+from projections.audit import GENESIS, payload
 from projections.queries import rfc3339
 from projections.runner import PROJECTIONS, catch_up
 from projections.tables import allocations_view, audit_log
@@ -46,7 +46,7 @@ def _catch_up_log() -> None:
 
 
 def _event(row) -> dict:  # type: ignore[no-untyped-def]
-    data = json.loads(row.data)
+    data = payload(row.data)
     cause = data.get("cause") or {}
     return {
         "position": row.position,

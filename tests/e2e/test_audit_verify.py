@@ -229,3 +229,33 @@ def test_audit_settlement_recomputes_with_no_difference(app, history):
         assert f"expected {settlement['total_payout_amount']}" in result.output
     unknown = runner.invoke(args=["audit", "settlement", "00000000-0000-0000-0000-000000000000"])
     assert unknown.exit_code != 0 and "no settlement" in output(unknown)
+
+
+def test_editing_the_audit_logs_copy_of_an_event_is_detected(app, history, container, settings):
+    with container.engine.begin() as conn:
+        changed = conn.execute(text(
+            f'UPDATE "{settings.database_schema}".audit_log SET data = replace(data, :old, :new) '
+            f"WHERE position = (SELECT min(position) FROM \"{settings.database_schema}\".audit_log "
+            f"WHERE type = 'Payment.Initiated')"
+        ), {"old": '"amount":', "new": '"amount":1'})
+        assert changed.rowcount == 1
+    out = assert_breach(app, "the audit log's copy of event", "(Payment.Initiated) differs from the event store")
+    assert "changed in the event store" not in out
+
+
+@both_backends
+def test_rebuilding_every_read_model_gives_the_same_rows_and_still_verifies(app, history, container):
+    def rows() -> dict[str, list[tuple]]:
+        with container.engine.connect() as conn:
+            return {
+                table.name: sorted(tuple(row) for row in conn.execute(table.select()))
+                for cls in PROJECTIONS.values() for table in cls.tables
+            }
+
+    before = rows()
+    assert before["orders_view"] and before["audit_log"] and before["invoices_view"]
+    result = app.test_cli_runner().invoke(args=["projections", "rebuild"])
+    assert result.exit_code == 0, output(result)
+    assert rows() == before
+    again = verify(app)
+    assert again.exit_code == 0, output(again)
