@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: nocover
     from sqlalchemy.engine import Connection, Engine
 
 BATCH = 1000
-REPLAY_BATCH = 5000
+REPLAY_BATCH = 10_000
 
 
 @dataclass
@@ -423,7 +423,6 @@ def verify(app: Application, engine: Engine, progress: Callable[[str, int], None
                 progress("replay", len(batch))
         chain_check.finish()
         books.finish(report)
-        shadow.index()
         for projection in live:
             rows = 0
             for table in projection.tables:

@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
+from operator import itemgetter
 from typing import Any, ClassVar
 
 import orjson
@@ -118,19 +119,23 @@ class RowWriter:
             self._update(table, changes)
 
     def _insert(self, table: Table, rows: list[Row]) -> None:
-        names = {name for row in rows for name in row}
+        names = set().union(*rows)
         columns = [column.name for column in table.columns if column.name in names]
         if not self._copy:
             self.conn.execute(insert(table), [{name: row.get(name) for name in columns} for row in rows])
             return
+        if len(columns) > 1 and all(len(row) == len(columns) for row in rows):
+            values = map(itemgetter(*columns), rows)
+        else:
+            values = ([row.get(name) for name in columns] for row in rows)
         preparer = self.conn.dialect.identifier_preparer
         statement = (f"COPY {preparer.format_table(table)} ({', '.join(preparer.quote(c) for c in columns)}) "
                      "FROM STDIN")
         cursor = self.conn.connection.driver_connection.cursor()
         try:
             with cursor.copy(statement) as copy:
-                for row in rows:
-                    copy.write_row([row.get(name) for name in columns])
+                for row in values:
+                    copy.write_row(row)
         finally:
             cursor.close()
 

@@ -179,7 +179,7 @@ def rebuild(
     projections: Projection | Sequence[Projection],
     app: Application,
     engine: Engine,
-    batch_size: int = 5000,
+    batch_size: int = 10_000,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Replay the whole log into fresh copies of the projections' tables, in ONE transaction

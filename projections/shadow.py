@@ -82,7 +82,12 @@ class Shadow:
         only_live = f"SELECT * FROM {live} EXCEPT SELECT * FROM {shadow}"
         only_shadow = f"SELECT * FROM {shadow} EXCEPT SELECT * FROM {live}"
         live_count = self.conn.exec_driver_sql(f"SELECT count(*) FROM ({only_live}) AS d").scalar_one()
-        shadow_count = self.conn.exec_driver_sql(f"SELECT count(*) FROM ({only_shadow}) AS d").scalar_one()
+        sizes = self.conn.exec_driver_sql(f"SELECT (SELECT count(*) FROM {live}), (SELECT count(*) FROM {shadow})").one()
+        # Rows are unique (primary key): with nothing only in the live table and as many rows in
+        # each, nothing is only in the shadow either; otherwise count those too.
+        shadow_count = 0 if (live_count == 0 and sizes[0] == sizes[1]) else self.conn.exec_driver_sql(
+            f"SELECT count(*) FROM ({only_shadow}) AS d"
+        ).scalar_one()
         sample: list[tuple] = []
         if live_count or shadow_count:
             sample = [tuple(row) for row in self.conn.exec_driver_sql(
