@@ -56,13 +56,8 @@ class Report:
 
 
 def iter_notifications(app: Application, stop: int | None = None) -> Iterator[Any]:
-    start = 1
-    while True:
-        batch = app.recorder.select_notifications(start=start, limit=BATCH, stop=stop)
+    for batch in read_batches(app, 0, stop, BATCH):
         yield from batch
-        if len(batch) < BATCH:
-            return
-        start = batch[-1].id + 1
 
 
 def iter_audit_rows(conn: Connection) -> Iterator[Any]:

@@ -288,12 +288,6 @@ def report(config: Config, command: str, results: Results, started: float, load:
         ratio = rb["rate"] / raw_rate
         say(f"(a2) full rebuild, all 6 models {rb['rate']:>10,.0f} events/s   ({rb['seconds']:.1f} s)  "
             f"ratio {ratio:.3f}  target >= {config.rebuild_target:.2f}: {verdict(ratio, config.rebuild_target)}")
-        for name, part in rb["parts"].items():
-            share = part["seconds"] / rb["seconds"]
-            alone = (f"; alone {results.generated['events'] / part['seconds']:,.0f} log events/s"
-                     if part["applied"] and part["seconds"] else "")
-            say(f"       {name:<14} {part['applied']:>9,} applied in {part['seconds']:7.1f} s ({share:4.0%} of the "
-                f"rebuild{alone})")
     if results.verify is not None and raw_rate:
         v = results.verify
         ratio = v["rate"] / raw_rate

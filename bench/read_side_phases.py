@@ -151,7 +151,7 @@ def phase_rebuild(args: dict[str, Any]) -> dict[str, Any]:
     say(f"    rebuild of {', '.join(PROJECTIONS)}: {read:,} events read once in {seconds:.1f} s "
         f"({total_events / seconds:,.0f} log events/s)")
     container.close()
-    return {"seconds": seconds, "rate": total_events / seconds, "read": read, "parts": {}, "memory": memory()}
+    return {"seconds": seconds, "rate": total_events / seconds, "read": read, "memory": memory()}
 
 
 def phase_verify(args: dict[str, Any]) -> dict[str, Any]:

@@ -34,25 +34,32 @@ def chain(previous_hash: str, stream_id: str, version: int, topic: str, state: b
     return hashlib.sha256(bytes.fromhex(previous_hash) + canonical_bytes(stream_id, version, topic, state)).hexdigest()
 
 
+def names(topic: str) -> tuple[str, str]:
+    """(stream type, event type) of a stored event's topic, e.g. ("Order", "Order.Placed")."""
+    qualname = topic.split(":", 1)[-1]
+    return qualname.split(".", 1)[0], qualname
+
+
+def _timestamp(raw: str) -> datetime | None:
+    """A stored ISO 8601 timestamp (UTC when it names no zone), or None if unreadable."""
+    try:
+        timestamp = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return timestamp if timestamp.tzinfo is not None else timestamp.replace(tzinfo=timezone.utc)
+
+
 def describe(topic: str, state: bytes) -> tuple[str, str, datetime | None, dict[str, Any]]:
     """(stream type, event type, timestamp, payload) of a stored event."""
-    qualname = topic.split(":", 1)[-1]
-    stream_type = qualname.split(".", 1)[0]
+    stream_type, qualname = names(topic)
     try:
         payload = json.loads(bytes(state))
     except (ValueError, UnicodeDecodeError):
         return stream_type, qualname, None, {"_undecodable": True}
-    timestamp = None
     raw = payload.pop("timestamp", None)
     if isinstance(raw, dict):  # the library's transcoded datetime {"_type_": ..., "_data_": iso}
         raw = raw.get("_data_")
-    if isinstance(raw, str):
-        try:
-            timestamp = datetime.fromisoformat(raw)
-        except ValueError:
-            timestamp = None
-    if timestamp is not None and timestamp.tzinfo is None:
-        timestamp = timestamp.replace(tzinfo=timezone.utc)
+    timestamp = _timestamp(raw) if isinstance(raw, str) else None
     payload.pop("originator_id", None)
     payload.pop("originator_version", None)
     return stream_type, qualname, timestamp, _plain(payload)
@@ -85,11 +92,7 @@ def stored_timestamp(state: bytes) -> datetime | None:
     found = _TIMESTAMP.search(state)
     if found is None:
         return describe("", state)[2]
-    try:
-        timestamp = datetime.fromisoformat(found.group(1).decode())
-    except ValueError:
-        return None
-    return timestamp if timestamp.tzinfo is not None else timestamp.replace(tzinfo=timezone.utc)
+    return _timestamp(found.group(1).decode())
 
 
 def stored_text(state: bytes) -> str:
@@ -127,16 +130,15 @@ class AuditLogProjection(Projection):
         last, previous = self._last
         stream_id = str(notification.originator_id)
         digest = chain(previous, stream_id, notification.originator_version, notification.topic, notification.state)
-        topic = notification.topic
-        qualname = topic.split(":", 1)[-1]
+        stream_type, event_type = names(notification.topic)
         writer.add(
             audit_log,
             position=last + 1,
             notification_id=notification.id,
             stream_id=stream_id,
-            stream_type=qualname.split(".", 1)[0],
+            stream_type=stream_type,
             version=notification.originator_version,
-            type=qualname,
+            type=event_type,
             timestamp=stored_timestamp(notification.state),
             data=stored_text(notification.state),
             hash=digest,

@@ -79,7 +79,7 @@ class RowWriter:
                 where = or_(*(and_(*(c == v for c, v in zip(columns, key))) for key in chunk))
             found = {}
             for row in self.conn.execute(select(table).where(where)).mappings():
-                found[tuple(row[c.name] for c in columns)] = dict(row)
+                found[tuple([row[name] for name in _key_names(table)])] = dict(row)
             for key in chunk:
                 row = found.get(key)
                 if row is not None:
@@ -153,10 +153,6 @@ class RowWriter:
                 .values({name: bindparam(name) for name in names})
             )
             self.conn.execute(statement, params)
-
-    @property
-    def dialect(self) -> Any:
-        return self.conn.dialect
 
 
 _MISSING = object()

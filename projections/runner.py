@@ -80,11 +80,12 @@ def _store_position(conn: Connection, name: str, position: int) -> None:
 
 
 def read_batches(
-    app: Application, after: int, stop: int, batch_size: int, topics: Sequence[str] | None = None
+    app: Application, after: int, stop: int | None, batch_size: int, topics: Sequence[str] | None = None
 ) -> Iterator[list[Any]]:
-    """The stored notifications after ``after`` up to ``stop``, in log order, ``batch_size`` at a time."""
+    """The stored notifications after ``after`` up to ``stop`` (None: to the end), in log order,
+    ``batch_size`` at a time."""
     start = after + 1
-    while start <= stop:
+    while stop is None or start <= stop:
         batch = app.recorder.select_notifications(start=start, limit=batch_size, stop=stop, topics=topics or ())
         if not batch:
             return
@@ -235,22 +236,12 @@ def status(app: Application, engine: Engine) -> list[dict[str, object]]:
         lag_seconds = 0.0
         if behind:
             lag_seconds = max(0.0, (now - app.mapper.to_domain_event(behind[0]).timestamp).total_seconds())
-        lag_events = _count_after(app, position, head) if behind else 0
+        lag_events = sum(len(batch) for batch in read_batches(app, position, head, 1000)) if behind else 0
         rows.append(
             {"name": name, "position": position, "head": head, "lag_events": lag_events,
              "lag_seconds": round(lag_seconds, 3)}
         )
     return rows
-
-
-def _count_after(app: Application, position: int, head: int) -> int:
-    count, start = 0, position + 1
-    while True:
-        batch = app.recorder.select_notifications(start=start, limit=1000, stop=head)
-        count += len(batch)
-        if len(batch) < 1000:
-            return count
-        start = batch[-1].id + 1
 
 
 __all__ = ["PROJECTIONS", "apply_notifications", "catch_up", "lock_position", "read_batches", "rebuild", "status"]
