@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import func, select
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # pragma: nocover
 
 BATCH = 1000
 REPLAY_BATCH = 10_000
+COMPARE_WORK_MEM = "64MB"
 
 
 @dataclass
@@ -58,6 +60,40 @@ class Report:
 def iter_notifications(app: Application, stop: int | None = None) -> Iterator[Any]:
     for batch in read_batches(app, 0, stop, BATCH):
         yield from batch
+
+
+# ---- 1. the hash chain ------------------------------------------------------------------
+
+LINK_LIMIT = 1000  # a report names at most this many breaches anyway
+
+
+class Link(NamedTuple):
+    """A place in the audit log where the chain check found something wrong."""
+
+    problem: str | None         # "deleted", "inserted", "changed", "copy", or None (see below)
+    position: int | None        # None: an event that the audit log lacks
+    notification_id: int
+    stream_id: str
+    version: int
+    type: str | None
+    missing: int | None = None  # the first of the positions missing just before this one
+    unlinked: bool = False      # its previous hash is not the hash of the row before it
+
+    def breaches(self) -> Iterator[str]:
+        event = f"event {self.stream_id} v{self.version} ({self.type})"
+        if self.problem == "inserted":
+            yield (f"event {self.stream_id} v{self.version} (notification {self.notification_id}) is in the store "
+                   f"but not in the audit log: inserted after the fact")
+        elif self.problem == "deleted":
+            yield f"position {self.position}: {event} was deleted from the event store"
+        elif self.problem == "changed":
+            yield f"position {self.position}: {event} was changed in the event store (hash mismatch)"
+        elif self.problem == "copy":
+            yield f"position {self.position}: the audit log's copy of {event} differs from the event store"
+        if self.missing is not None:
+            yield f"audit log position {self.missing} is missing (next is {self.position})"
+        if self.unlinked:
+            yield f"position {self.position}: previous hash does not chain to position {self.position - 1}"
 
 
 def iter_audit_rows(conn: Connection) -> Iterator[Any]:
@@ -87,70 +123,114 @@ def iter_audit_rows(conn: Connection) -> Iterator[Any]:
         after = rows[-1].position
 
 
-# ---- 1. the hash chain ------------------------------------------------------------------
-
 class ChainCheck:
-    """Walks the audit log beside the event store (fed in log order) and recomputes every hash.
+    """Walks the audit log beside the event store (fed in log order, up to ``stop``) and
+    recomputes every hash, in Python: SQLite's check, and the reference that tests hold the
+    PostgreSQL one (:func:`sql_chain_check`) to.
 
-    Names each breach: an event deleted from the store, one inserted after the fact, one
-    changed (hash mismatch), an audit row whose stored copy of the event was edited, a
-    missing position, a broken link."""
+    Finds an event deleted from the store, one inserted after the fact, one changed (hash
+    mismatch), an audit row whose copy of the event was edited, a missing position, a broken link."""
 
-    def __init__(self, rows: Iterator[Any], report: Report, stop: int) -> None:
-        self.rows, self.report, self.stop = rows, report, stop
+    def __init__(self, rows: Iterator[Any], stop: int) -> None:
+        self.rows, self.stop = rows, stop
         self.row = next(rows, None)
         self.expected_position, self.previous, self.count = 1, GENESIS, 0
+        self.links: list[Link] = []
 
     def feed(self, notification: Any) -> None:
         if notification.id > self.stop:
             return
         while self.row is not None and self.row.notification_id < notification.id:
-            self._deleted()
+            self._next("deleted")
         row = self.row
         if row is None or row.notification_id != notification.id:
-            self.report.breach(
-                f"event {notification.originator_id} v{notification.originator_version} (notification "
-                f"{notification.id}) is in the store but not in the audit log: inserted after the fact"
-            )
+            self._found(Link("inserted", None, notification.id, str(notification.originator_id),
+                             notification.originator_version, None))
             return
-        digest = chain(row.previous_hash, str(notification.originator_id), notification.originator_version,
-                       notification.topic, notification.state)
+        try:
+            digest = chain(row.previous_hash, str(notification.originator_id), notification.originator_version,
+                           notification.topic, notification.state)
+        except ValueError:  # a previous hash that is not hex
+            digest = None
         if digest != row.hash:
-            self.report.breach(
-                f"position {row.position}: event {row.stream_id} v{row.version} ({row.type}) "
-                f"was changed in the event store (hash mismatch)"
-            )
+            self._next("changed")
         elif hashlib.sha256(stored_text(notification.state).encode()).hexdigest() != row.data_digest:
-            self.report.breach(
-                f"position {row.position}: the audit log's copy of event {row.stream_id} v{row.version} "
-                f"({row.type}) differs from the event store"
-            )
-        self._next()
+            self._next("copy")
+        else:
+            self._next(None)
 
-    def finish(self) -> None:
+    def finish(self) -> tuple[list[Link], int]:
         while self.row is not None:
-            self._deleted()
-        self.report.checked["chained events"] = self.count
+            self._next("deleted")
+        return self.links, self.count
 
-    def _deleted(self) -> None:
-        row = self.row
-        self.report.breach(
-            f"position {row.position}: event {row.stream_id} v{row.version} ({row.type}) "
-            f"was deleted from the event store"
-        )
-        self._next()
-
-    def _next(self) -> None:
-        row = self.row
+    def _next(self, problem: str | None) -> None:
+        row, missing = self.row, None
         if row.position != self.expected_position:
-            self.report.breach(f"audit log position {self.expected_position} is missing (next is {row.position})")
-            self.expected_position = row.position
-        if row.previous_hash != self.previous:
-            self.report.breach(f"position {row.position}: previous hash does not chain to position {row.position - 1}")
+            missing, self.expected_position = self.expected_position, row.position
+        unlinked = row.previous_hash != self.previous
+        if problem or missing is not None or unlinked:
+            self._found(Link(problem, row.position, row.notification_id, row.stream_id, row.version, row.type,
+                             missing, unlinked))
         self.previous = row.hash
         self.expected_position += 1
         self.count += 1
         self.row = next(self.rows, None)
+
+    def _found(self, link: Link) -> None:
+        if len(self.links) < LINK_LIMIT:
+            self.links.append(link)
+
+
+_SQL_CHAIN = """
+WITH a AS (
+    SELECT position, notification_id, stream_id, version, type, hash, previous_hash, data,
+           lag(hash) OVER w AS prior_hash, lag(position) OVER w AS prior_position
+    FROM {audit_log} WINDOW w AS (ORDER BY position)
+), e AS (
+    SELECT notification_id, originator_id, originator_version, topic, state
+    FROM {events} WHERE notification_id <= %(stop)s
+), checked AS (
+    SELECT a.*, e.notification_id AS event_notification_id, e.originator_id, e.originator_version,
+           CASE
+               WHEN a.notification_id IS NULL THEN 'inserted'
+               WHEN e.notification_id IS NULL THEN 'deleted'
+               WHEN a.previous_hash !~* '^[0-9a-f]{{64}}$' OR a.hash <> encode(sha256(
+                        decode(a.previous_hash, 'hex')
+                        || convert_to(e.originator_id::text || E'\\n' || e.originator_version || E'\\n'
+                                      || e.topic || E'\\n', 'UTF8')
+                        || e.state), 'hex') THEN 'changed'
+               WHEN convert_to(a.data, 'UTF8') <> e.state THEN 'copy'
+           END AS problem,
+           CASE WHEN a.position <> coalesce(a.prior_position, 0) + 1
+                THEN coalesce(a.prior_position, 0) + 1 END AS missing,
+           a.previous_hash <> coalesce(a.prior_hash, %(genesis)s) AS unlinked
+    FROM a FULL JOIN e ON a.notification_id = e.notification_id
+)
+SELECT problem, position, coalesce(notification_id, event_notification_id) AS notification_id,
+       coalesce(stream_id, originator_id::text) AS stream_id, coalesce(version, originator_version) AS version,
+       type, missing, coalesce(unlinked, false) AS unlinked
+FROM checked
+WHERE problem IS NOT NULL OR missing IS NOT NULL OR unlinked
+ORDER BY coalesce(notification_id, event_notification_id)
+LIMIT %(limit)s
+"""
+
+
+def sql_chain_check(engine: Engine, events_table: str, stop: int) -> tuple[list[Link], int]:
+    """:class:`ChainCheck`'s walk done by PostgreSQL in one statement on a connection of its own
+    (``verify`` runs it beside the Python replay, on the other core): the audit log joined with
+    the stored events on notification id, each row's hash recomputed with ``sha256()``, links and
+    positions checked with ``lag()``. Returns the same links, and the number of rows walked."""
+    with engine.connect() as conn:
+        quote = conn.dialect.identifier_preparer.quote
+        sql = _SQL_CHAIN.format(audit_log=quote(audit_log.name),
+                                events=".".join(quote(part) for part in events_table.split(".")))
+        links = [Link(*row) for row in conn.exec_driver_sql(
+            sql, {"stop": stop, "genesis": GENESIS, "limit": LINK_LIMIT}
+        )]
+        count = conn.execute(select(func.count()).select_from(audit_log)).scalar_one()
+    return links, count
 
 
 # ---- 2. the money -----------------------------------------------------------------------
@@ -327,7 +407,7 @@ class Books:
             if sum(self.allocations[a].subtotal for a in allocation_ids if a in self.allocations) != total:
                 report.breach(f"order {order_id}: allocations do not sum to the amount captured")
         for sid, settlement in self.settlements.items():
-            for allocation_id, amount in settlement["allocations"].items():
+            for allocation_id in settlement["allocations"]:
                 a = self.allocations.get(allocation_id)
                 if a is None or a.seller_id != settlement["seller_id"] or a.currency != settlement["currency"]:
                     report.breach(f"settlement {sid}: took allocation {allocation_id} of another seller or currency")
@@ -371,19 +451,28 @@ def replay_books(app: Application, report: Report | None, stop: int | None = Non
 def verify(app: Application, engine: Engine, progress: Callable[[str, int], None] | None = None) -> Report:
     """Replay the whole log once, in one transaction that is rolled back at the end.
 
-    Each batch of the log feeds (1) the hash-chain check against the audit log, (2) the money
-    fold, and (3) every read model, rebuilt into shadow tables (projections.shadow) up to the
-    position it is at; each shadow table is then compared with the live one, row for row, in
-    SQL. The position rows stay locked meanwhile, so read models cannot move under the check.
+    Each batch of the log feeds (1) the money fold and (2) every read model, rebuilt into shadow
+    tables (projections.shadow) up to the position it is at; each shadow table is then compared
+    with the live one, row for row, in SQL. (3) The hash chain is checked meanwhile: by PostgreSQL
+    in one statement on a second connection (:func:`sql_chain_check`, on the other core), or on
+    SQLite by :class:`ChainCheck` fed the same batches. The position rows stay locked throughout,
+    so neither the audit log nor any read model can move under the check.
     Progress: ``progress("replay", events)`` per batch, ``progress("compare", 1)`` per table.
     """
     report = Report()
     projections = [cls() for name, cls in sorted(PROJECTIONS.items()) if name != "audit_log"]
-    with paused_gc(), engine.connect() as conn, conn.begin() as transaction:
+    with paused_gc(), ThreadPoolExecutor(max_workers=1) as pool, engine.connect() as conn, \
+            conn.begin() as transaction:
         audit_stop = lock_position(conn, "audit_log")
         stops = {projection.name: lock_position(conn, projection.name) for projection in projections}
         head = app.recorder.max_notification_id() or 0
-        chain_check = ChainCheck(iter_audit_rows(conn), report, audit_stop)
+        postgres = conn.dialect.name == "postgresql"
+        # PostgreSQL checks the chain meanwhile, on the other core; SQLite's is walked here.
+        chain_done = pool.submit(sql_chain_check, engine, app.recorder.events_table_name, audit_stop) \
+            if postgres else None
+        chain_check = None if postgres else ChainCheck(iter_audit_rows(conn), audit_stop)
+        if postgres:  # the comparison hashes whole tables: the default 4 MB spills them to disk
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{COMPARE_WORK_MEM}'")
         shadow = Shadow(conn, [table for projection in projections for table in projection.tables])
         shadow.create()
         for projection in projections:
@@ -393,7 +482,8 @@ def verify(app: Application, engine: Engine, progress: Callable[[str, int], None
         for batch in read_batches(app, 0, head, REPLAY_BATCH):
             decoded: dict[int, Any] = {}
             for notification in batch:
-                chain_check.feed(notification)
+                if chain_check is not None:
+                    chain_check.feed(notification)
                 try:
                     event = decoded[notification.id] = app.mapper.to_domain_event(notification)
                     books.fold(event, report)
@@ -416,7 +506,10 @@ def verify(app: Application, engine: Engine, progress: Callable[[str, int], None
                     live.remove(projection)
             if progress is not None:
                 progress("replay", len(batch))
-        chain_check.finish()
+        links, report.checked["chained events"] = chain_check.finish() if chain_check else chain_done.result()
+        for link in links:
+            for breach in link.breaches():
+                report.breach(breach)
         books.finish(report)
         for projection in live:
             rows = 0

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 from functools import singledispatchmethod
-from uuid import uuid5
 
-from domain.ids import NAMESPACE
+from domain.ids import name_id_text
 from domain.order import Order
 from projections.base import Projection, RowWriter, dumps
 from projections.tables import invoice_counters, invoices_view
 
 
 def invoice_id(order_id: str, seller_id: str) -> str:
-    return str(uuid5(NAMESPACE, f"invoice/{order_id}/{seller_id}"))
+    return name_id_text(f"invoice/{order_id}/{seller_id}")
 
 
 class InvoicesProjection(Projection):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from functools import singledispatchmethod
-from uuid import uuid5
 
-from domain.ids import NAMESPACE
+from domain.ids import name_id_text
 from domain.order import Order
 from domain.settlement import Settlement
 from projections.base import Projection, RowWriter, dumps
@@ -14,7 +13,7 @@ from projections.tables import notifications_view
 
 def notification_id(event: object, seller_id: str) -> str:
     """Derived from the event, so a rebuild gives every notification the same id."""
-    return str(uuid5(NAMESPACE, f"notification/{event.originator_id}/{event.originator_version}/{seller_id}"))
+    return name_id_text(f"notification/{event.originator_id}/{event.originator_version}/{seller_id}")
 
 
 class NotificationsProjection(Projection):

@@ -4,20 +4,22 @@ changing a read-model row, fails verification with exit 1 and names the problem.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from app.audit import ChainCheck, iter_audit_rows, iter_notifications, sql_chain_check
 from projections.runner import PROJECTIONS, catch_up
+from projections.tables import projection_positions
 from tests.e2e.helpers import assert_problem, confirm, create_session, stripe_event, stripe_signature
 from tests.integration.read_side_helpers import item, order_for
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "whsec_audit"
-TODAY = datetime.now(timezone.utc).date()
+TODAY = datetime.now(UTC).date()
 PERIOD_A = ((TODAY - timedelta(days=30)).isoformat(), TODAY.isoformat())
 PERIOD_B = ((TODAY + timedelta(days=1)).isoformat(), (TODAY + timedelta(days=1)).isoformat())
 
@@ -128,6 +130,8 @@ both_backends = pytest.mark.parametrize("backend", ["pg", "sqlite"], indirect=Tr
 
 @both_backends
 def test_busy_history_verifies_clean(app, history, container):
+    if container.engine.dialect.name == "postgresql":
+        assert_chain_checks_agree(container)
     result = verify(app)
     assert result.exit_code == 0, output(result)
     assert "OK" in result.output
@@ -137,7 +141,22 @@ def test_busy_history_verifies_clean(app, history, container):
     assert "checked          3 settlements" in result.output
 
 
+def assert_chain_checks_agree(container) -> None:
+    """verify's chain check on PostgreSQL (one SQL statement) finds exactly what the Python walk,
+    SQLite's check, finds on the same log."""
+    app_, engine = container.marketplace, container.engine
+    with engine.connect() as conn:
+        stop = conn.execute(select(projection_positions.c.position)
+                            .where(projection_positions.c.name == "audit_log")).scalar_one()
+        walk = ChainCheck(iter_audit_rows(conn), stop)
+        for notification in iter_notifications(app_):
+            walk.feed(notification)
+        expected = walk.finish()
+    assert sql_chain_check(engine, app_.recorder.events_table_name, stop) == expected
+
+
 def assert_breach(app, *needles: str) -> str:
+    assert_chain_checks_agree(app.extensions["tally"])
     result = verify(app)
     text_out = output(result)
     assert result.exit_code == 1, text_out
@@ -203,8 +222,25 @@ def test_swapping_events_of_different_types_is_reported_not_a_crash(app, history
                  f"WHERE (e.notification_id, o.notification_id) IN ((:a, :b), (:b, :a))"),
             {"a": placed.notification_id, "b": refunded.notification_id},
         )
-    assert_breach(app, f"(Order.Placed) was changed in the event store",
-                  f"(Order.RefundRecorded) was changed in the event store")
+    assert_breach(app, "(Order.Placed) was changed in the event store",
+                  "(Order.RefundRecorded) was changed in the event store")
+
+
+def test_removing_an_audit_log_row_or_editing_a_link_is_detected(app, history, container, settings):
+    audit = f'"{settings.database_schema}".audit_log'
+    with container.engine.begin() as conn:
+        gone = conn.execute(text(f"DELETE FROM {audit} WHERE position = 5 RETURNING notification_id, stream_id, version")).one()
+        edited = conn.execute(text(f"UPDATE {audit} SET previous_hash = repeat('f', 64) WHERE position = 9")).rowcount
+        assert edited == 1
+    assert_breach(
+        app,
+        f"event {gone.stream_id} v{gone.version} (notification {gone.notification_id}) is in the store but not in "
+        f"the audit log: inserted after the fact",
+        "audit log position 5 is missing (next is 6)",
+        "position 6: previous hash does not chain to position 5",
+        "position 9: previous hash does not chain to position 8",
+        "position 9: event",  # its hash no longer matches either: it covers the previous hash
+    )
 
 
 def test_changing_a_read_model_row_is_detected(app, history, container, settings):
