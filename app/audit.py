@@ -49,6 +49,7 @@ class Report:
 
     breaches: list[str] = field(default_factory=list)
     checked: dict[str, int] = field(default_factory=dict)
+    head: tuple[int, str] = (0, GENESIS)  # the audit log's position and hash the check covered
 
     def breach(self, message: str) -> None:
         if len(self.breaches) < BREACH_LIMIT:
@@ -577,6 +578,10 @@ def verify(app: Application, engine: Engine, progress: Callable[[str, int], None
             conn.begin() as transaction:
         audit_stop = lock_position(conn, "audit_log")
         stops = {projection.name: lock_position(conn, projection.name) for projection in projections}
+        last = conn.execute(select(audit_log.c.position, audit_log.c.hash)
+                            .order_by(audit_log.c.position.desc()).limit(1)).first()
+        if last is not None:
+            report.head = (last.position, last.hash)
         head = app.recorder.max_notification_id() or 0
         postgres = conn.dialect.name == "postgresql"
         # PostgreSQL checks the chain meanwhile, on the other core; SQLite's is walked here.

@@ -98,7 +98,7 @@ def projections_rebuild_command(name: str | None) -> None:
     "a horse rebuilds the container per job, ~0.1-0.5 s, too slow to keep read models within a second).",
 )
 @click.option(
-    "--queue", "queue_keys", multiple=True, type=click.Choice(["settlements", "projections", "notifications"]),
+    "--queue", "queue_keys", multiple=True, type=click.Choice(["settlements", "projections", "notifications", "audit"]),
     help="Work only these queues (repeatable); default all. A dedicated projections worker keeps read "
     "models fresh while a long settlement run is going.",
 )

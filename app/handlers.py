@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.adapters.locks import named_lock
 from app.adapters.tables import notification_deliveries, payment_references, provider_events, provider_refunds
+from app.audit import verify
 from app.presenters import rfc3339
 from domain import payment as payment_status
 from domain.cause import Cause
@@ -760,6 +761,43 @@ def settle_all(
 def sellers_due(container: Container, period_end: date) -> list[str]:
     _catch_up(container, "payouts")
     return queries.sellers_with_unsettled(container.engine, _end_of(period_end))
+
+
+def request_verification(container: Container, cause: dict[str, Any]) -> str:
+    verification = container.marketplace.request_verification(cause)
+    verification_id = str(verification.id)
+    container.jobs.verification_requested(verification_id)
+    return verification_id
+
+
+def execute_verification(container: Container, verification_id: str) -> None:
+    """The background half of POST /audit/verifications and of the daily schedule: `audit verify`,
+    its verdict recorded on the verification. Safe to run again (RQ's retries do): a verification
+    with a verdict is left alone; a failed one runs again."""
+    marketplace = container.marketplace
+    if not marketplace.record_verification_started(verification_id):
+        return
+    try:
+        catch_up(PROJECTIONS["audit_log"](), marketplace, container.engine)
+        report = verify(marketplace, container.engine)
+    except Exception as exc:
+        log.exception("verification %s failed", verification_id)
+        # The class only: a driver's message may name hosts or users; the worker's log has the rest.
+        marketplace.record_verification_finished(verification_id, None, f"{type(exc).__name__} (see the worker's log)")
+        raise
+    marketplace.record_verification_finished(verification_id, {
+        "head_position": report.head[0], "head_hash": report.head[1], "ok": report.ok,
+        "breaches": report.breaches, "checked": report.checked,
+    })
+
+
+def verify_on_schedule(container: Container) -> str:
+    """The daily verification (the cron job): requested by the system and run right here."""
+    cause = {"actor_id": "system", "actor_role": "system", "request_id": "verification-schedule",
+             "reason": "daily verification"}
+    verification_id = str(container.marketplace.request_verification(cause).id)
+    execute_verification(container, verification_id)
+    return verification_id
 
 
 def request_settlement_run(

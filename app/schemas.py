@@ -419,6 +419,22 @@ class AuditHeadSchema(Schema):
     hash = fields.String(required=True)
 
 
+class VerificationSchema(Schema):
+    """A run of `audit verify` and, once done, its verdict on the log up to ``head_position``."""
+
+    id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["queued", "running", "done", "failed"]))
+    ok = fields.Boolean(allow_none=True, metadata={"description": "true: the books balance and history is "
+                                                                  "intact; false: see breaches"})
+    head_position = fields.Integer(allow_none=True)
+    head_hash = fields.String(allow_none=True)
+    breaches = fields.List(fields.String(), required=True)
+    checked = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    error = fields.String(allow_none=True)
+    requested_at = fields.String(required=True)
+    finished_at = fields.String(allow_none=True)
+
+
 class AuditStreamSchema(Schema):
     stream_id = fields.String(required=True)
     stream_type = fields.String(required=True)

@@ -55,6 +55,10 @@ class SettlementRunNotFoundError(NotFoundError):
     """No settlement run with this id."""
 
 
+class VerificationNotFoundError(NotFoundError):
+    """No verification with this id."""
+
+
 class InvalidPeriodError(DomainError):
     """A settlement period is malformed or reversed."""
 

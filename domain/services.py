@@ -23,6 +23,7 @@ from domain.errors import (
     RefundExceedsRemainingError,
     SettlementRunNotFoundError,
     SettlementStateError,
+    VerificationNotFoundError,
 )
 from domain.ids import (
     allocation_id,
@@ -37,6 +38,7 @@ from domain.order import Order
 from domain.payment import Payment
 from domain.seller_account import SellerAccount
 from domain.settlement import Settlement, SettlementRun
+from domain.verification import FAILED, QUEUED, RUNNING, Verification
 
 T = TypeVar("T")
 
@@ -498,6 +500,41 @@ class Marketplace(Application[UUID]):
         run = SettlementRun(period_start=period_start, period_end=period_end, cause=cause)
         self.save(run)
         return run
+
+    def request_verification(self, cause: dict[str, Any]) -> Verification:
+        verification = Verification(cause=cause)
+        self.save(verification)
+        return verification
+
+    def get_verification(self, verification_id: str | UUID) -> Verification:
+        verification = self._find(verification_id, Verification)
+        if verification is None:
+            raise VerificationNotFoundError(f"no verification {verification_id}")
+        return verification
+
+    @_retry_on_conflict
+    def record_verification_started(self, verification_id: str) -> bool:
+        """Mark it running; False if it already has a verdict (a retried job has nothing to do)."""
+        verification = self.get_verification(verification_id)
+        if verification.status in (QUEUED, FAILED):  # a failed run is run again
+            verification.start()
+            self.save(verification)
+        return verification.status == RUNNING
+
+    @_retry_on_conflict
+    def record_verification_finished(self, verification_id: str, verdict: dict[str, Any] | None,
+                                     error: str | None = None) -> Verification:
+        """Record the verdict (``head_position``, ``head_hash``, ``ok``, ``breaches``, ``checked``), or
+        the error that stopped the run."""
+        verification = self.get_verification(verification_id)
+        if verification.status != RUNNING:
+            return verification
+        if verdict is not None:
+            verification.complete(**verdict)
+        else:
+            verification.fail(error or "unknown error")
+        self.save(verification)
+        return verification
 
     def get_settlement_run(self, run_id: str | UUID) -> SettlementRun:
         run = self._find(run_id, SettlementRun)

@@ -32,6 +32,14 @@ def execute_settlement_run(run_id: str) -> None:
     handlers.execute_settlement_run(get_container(), run_id)
 
 
+def execute_verification(verification_id: str) -> None:
+    handlers.execute_verification(get_container(), verification_id)
+
+
+def verify_on_schedule() -> str:
+    return handlers.verify_on_schedule(get_container())
+
+
 def settle_previous_month() -> list[str]:
     return handlers.settle_previous_month(get_container())
 

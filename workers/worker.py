@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: nocover
 
 def queues(container: Container, only: tuple[str, ...] | None = None) -> list[Queue]:
     names = queue_names(container.settings.key_prefix)
-    keys = only or ("settlements", "projections", "notifications")
+    keys = only or ("settlements", "projections", "notifications", "audit")
     return [Queue(names[key], connection=container.redis) for key in keys]
 
 
@@ -33,12 +33,13 @@ def run_worker(
 
 
 def build_cron(container: Container) -> CronScheduler:
-    """The one scheduler: safety-net catch-up, hourly clean-up, monthly settlement."""
+    """The one scheduler: safety-net catch-up, hourly clean-up, monthly settlement, daily verification."""
     names = queue_names(container.settings.key_prefix)
     cron = CronScheduler(connection=container.redis, name=f"{container.settings.key_prefix}-cron")
     cron.register(jobs.catch_up_all, names["projections"], interval=30, job_timeout=3600)
     cron.register(jobs.cleanup_expired_sessions, names["projections"], cron="17 * * * *")
     cron.register(jobs.settle_previous_month, names["settlements"], cron="0 2 1 * *", job_timeout=6 * 3600)
+    cron.register(jobs.verify_on_schedule, names["audit"], cron="30 3 * * *", job_timeout=6 * 3600)
     if container.settings.smtp_url:
         cron.register(jobs.deliver_notifications, names["notifications"], interval=60)
     return cron

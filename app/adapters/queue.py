@@ -20,11 +20,14 @@ RETRY_INTERVALS = [1, 5, 15, 60, 300]
 FAILURE_TTL = 30 * 86_400
 
 
+QUEUES = ("projections", "settlements", "notifications", "audit")
+
+
 def queue_names(prefix: str) -> dict[str, str]:
     """Queue names; a non-default key prefix (tests, benchmarks) gets queues of its own."""
     if prefix == "tally":
-        return {"projections": "projections", "settlements": "settlements", "notifications": "notifications"}
-    return {name: f"{prefix}-{name}" for name in ("projections", "settlements", "notifications")}
+        return {name: name for name in QUEUES}
+    return {name: f"{prefix}-{name}" for name in QUEUES}
 
 
 def queue_report(redis: Redis, prefix: str) -> list[dict[str, object]]:
@@ -61,6 +64,14 @@ class InlineJobs:
         from app.handlers import execute_settlement_run
 
         execute_settlement_run(self.container, run_id)
+
+    def verification_requested(self, verification_id: str) -> None:
+        from app.handlers import execute_verification
+
+        try:
+            execute_verification(self.container, verification_id)
+        except Exception:  # noqa: BLE001  recorded on the verification (status failed) and logged
+            return
 
     def notifications_changed(self) -> None:
         from app.handlers import deliver_notifications
@@ -111,6 +122,16 @@ class RqJobs:
             "workers.jobs.execute_settlement_run",
             run_id,
             job_id=f"{self.prefix}-settlement-run-{run_id}",
+            retry=self._retry(),
+            failure_ttl=FAILURE_TTL,
+            job_timeout=6 * 3600,
+        )
+
+    def verification_requested(self, verification_id: str) -> None:
+        self.queues["audit"].enqueue(
+            "workers.jobs.execute_verification",
+            verification_id,
+            job_id=f"{self.prefix}-verification-{verification_id}",
             retry=self._retry(),
             failure_ttl=FAILURE_TTL,
             job_timeout=6 * 3600,

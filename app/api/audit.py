@@ -8,14 +8,14 @@ import json
 from datetime import datetime, timezone
 from uuid import UUID
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, current_app, g, stream_with_context
 from flask_smorest import Blueprint
 from sqlalchemy import select
 from werkzeug.exceptions import NotFound
 
-from app import audit
+from app import audit, handlers
 from app.api import json_response
-from app.auth import check_subject, require
+from app.auth import check_subject, current_principal, require
 from app.schemas import (
     AsOfQuerySchema,
     AuditEventsQuerySchema,
@@ -24,6 +24,7 @@ from app.schemas import (
     AuditStreamSchema,
     BalanceAsOfSchema,
     StatementSchema,
+    VerificationSchema,
 )
 from projections.audit import GENESIS, payload
 from projections.queries import rfc3339
@@ -201,3 +202,54 @@ def statement_csv(seller_id, settlement_id):
         writer.writerow([document["currency"] if c == "currency" else ("" if line[c] is None else line[c])
                          for c in STATEMENT_COLUMNS])
     return Response(buffer.getvalue(), mimetype="text/csv")
+
+
+@bp.route("/audit/verifications", methods=["POST"])
+@require("admin")
+@bp.response(202, VerificationSchema)
+def request_verification():  # type: ignore[no-untyped-def]
+    """Verify the books (what `flask --app wsgi audit verify` checks) in the background; the
+    verification shows the verdict when it is done. A worker also runs one every day."""
+    container = _container()
+    verification_id = handlers.request_verification(container, current_principal().cause(g.request_id))
+    return json_response(_verification_view(container.marketplace.get_verification(verification_id)), 202)
+
+
+@bp.route("/audit/verifications/latest")
+@require("admin", "auditor")
+@bp.response(200, VerificationSchema)
+def latest_verification():  # type: ignore[no-untyped-def]
+    """The most recent verification with a verdict (found in the global log)."""
+    _catch_up_log()
+    with _container().engine.connect() as conn:
+        stream_id = conn.execute(
+            select(audit_log.c.stream_id).where(audit_log.c.type == "Verification.Completed")
+            .order_by(audit_log.c.position.desc()).limit(1)
+        ).scalar()
+    if stream_id is None:
+        raise NotFound("no verification has a verdict yet")
+    return json_response(_verification_view(_container().marketplace.get_verification(stream_id)))
+
+
+@bp.route("/audit/verifications/<verification_id>")
+@require("admin", "auditor")
+@bp.response(200, VerificationSchema)
+def get_verification(verification_id):  # type: ignore[no-untyped-def]
+    """A verification's progress and, once done, its verdict."""
+    return json_response(_verification_view(_container().marketplace.get_verification(verification_id)))
+
+
+def _verification_view(verification) -> dict:  # type: ignore[no-untyped-def]
+    finished = verification.status in ("done", "failed")
+    return {
+        "id": str(verification.id),
+        "status": verification.status,
+        "ok": verification.ok,
+        "head_position": verification.head_position,
+        "head_hash": verification.head_hash,
+        "breaches": verification.breaches,
+        "checked": verification.checked,
+        "error": verification.error,
+        "requested_at": rfc3339(verification.created_on),
+        "finished_at": rfc3339(verification.modified_on) if finished else None,
+    }

@@ -370,6 +370,8 @@ def test_auditor_reads_every_audit_endpoint_and_every_post_is_403(app, client, c
     run = client.post("/api/settlements/runs", json={"period_start": PERIOD_B[0], "period_end": PERIOD_B[1]},
                       headers=admin)
     assert run.status_code == 202
+    verification = client.post("/api/audit/verifications", headers=admin)
+    assert verification.status_code == 202
     order_id, seller_id, settlement_id = order["order"]["id"], "s-1", settlement["id"]
 
     for url in (
@@ -382,6 +384,7 @@ def test_auditor_reads_every_audit_endpoint_and_every_post_is_403(app, client, c
         "/api/customers/c-1/orders", f"/api/sellers/{seller_id}/payouts", f"/api/sellers/{seller_id}/settlements",
         f"/api/sellers/{seller_id}/invoices", f"/api/sellers/{seller_id}/notifications",
         f"/api/settlements/runs/{run.json['id']}", f"/api/checkout/sessions/{open_session['id']}",
+        f"/api/audit/verifications/{verification.json['id']}",
     ):
         response = client.get(url, headers=auditor)
         assert response.status_code == 200, (url, response.status_code, response.get_data(as_text=True))
@@ -394,7 +397,7 @@ def test_auditor_reads_every_audit_endpoint_and_every_post_is_403(app, client, c
     )
     assert {"/api/checkout/sessions", "/api/checkout/sessions/<session_id>/confirm",
             "/api/orders/<order_id>/refunds", "/api/sellers/<seller_id>/settlements",
-            "/api/settlements/runs"} <= set(posts), posts
+            "/api/settlements/runs", "/api/audit/verifications"} <= set(posts), posts
     bodies = {
         "/api/checkout/sessions": {"customer_id": "c-1", "currency": "USD", "items": [item("s-1", 100)],
                                    "delivery_address": {"line1": "1 Main St", "city": "Springfield",

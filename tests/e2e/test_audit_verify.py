@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from app import audit
+from app import audit, handlers
+from app.adapters.queue import InlineJobs
 from app.audit import ChainCheck, iter_audit_rows, iter_notifications, sql_chain_check
 from projections.runner import PROJECTIONS, catch_up
 from projections.tables import projection_positions
 from tests.e2e.helpers import assert_problem, confirm, create_session, stripe_event, stripe_signature
-from tests.integration.read_side_helpers import item, order_for
+from tests.integration.read_side_helpers import item, order_for, run_worker_burst
 
 pytestmark = pytest.mark.e2e
 
@@ -325,3 +326,83 @@ def test_rebuilding_every_read_model_gives_the_same_rows_and_still_verifies(app,
     assert rows() == before
     again = verify(app)
     assert again.exit_code == 0, output(again)
+
+
+@both_backends
+def test_an_admin_requests_a_verification_and_an_auditor_reads_the_verdict(app, client, history, container, admin,
+                                                                            make_key):
+    auditor = make_key("auditor")
+    assert_problem(client.get("/api/audit/verifications/latest", headers=auditor), 404)
+    requested = client.post("/api/audit/verifications", headers=admin)
+    assert requested.status_code == 202, requested.get_data(as_text=True)
+    if container.settings.redis_url:  # PostgreSQL + Redis: queued for a real RQ worker
+        assert requested.json["status"] == "queued" and requested.json["ok"] is None
+        run_worker_burst(container)
+    verdict = client.get(f"/api/audit/verifications/{requested.json['id']}", headers=auditor)
+    assert verdict.status_code == 200
+    assert verdict.json["status"] == "done" and verdict.json["ok"] is True, verdict.json
+    assert verdict.json["breaches"] == [] and verdict.json["error"] is None and verdict.json["finished_at"]
+    assert verdict.json["checked"]["orders"] == 6 and verdict.json["checked"]["settlements"] == 3
+    # The verdict names the position and hash of the log it covered: the auditor can pin them.
+    [covered] = client.get(f"/api/audit/events?after={verdict.json['head_position'] - 1}&limit=1",
+                           headers=auditor).json["events"]
+    assert covered["hash"] == verdict.json["head_hash"]
+    assert covered["stream_id"] == requested.json["id"] and covered["type"] == "Verification.Started"
+    assert client.get("/api/audit/verifications/latest", headers=auditor).json == verdict.json
+    assert_problem(client.get("/api/audit/verifications/00000000-0000-0000-0000-000000000000", headers=auditor), 404)
+    assert_problem(client.post("/api/audit/verifications", headers=auditor), 403)
+
+
+def test_a_verification_through_the_api_names_a_breach(client, history, container, settings, admin):
+    [row] = [r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":2500' in r.state]
+    with container.engine.begin() as conn:
+        conn.execute(
+            text(f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+                 f":old, :new), 'UTF8') WHERE notification_id = :n"),
+            {"n": row.notification_id, "old": '"subtotal_amount":2500', "new": '"subtotal_amount":2600'},
+        )
+    requested = client.post("/api/audit/verifications", headers=admin)
+    assert requested.status_code == 202
+    run_worker_burst(container)
+    verdict = client.get(f"/api/audit/verifications/{requested.json['id']}", headers=admin).json
+    assert verdict["status"] == "done" and verdict["ok"] is False
+    assert any(f"event {row.originator_id} v1 (Allocation.Created) was changed in the event store" in breach
+               for breach in verdict["breaches"]), verdict["breaches"]
+
+
+@both_backends
+def test_a_verification_that_cannot_finish_says_so_and_can_run_again(client, history, container, admin,
+                                                                     monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("postgresql://user:secret@db/tally is unreachable")
+
+    monkeypatch.setattr(handlers, "verify", broken)
+    requested = client.post("/api/audit/verifications", headers=admin)
+    assert requested.status_code == 202
+    run_worker_burst(container)  # the job fails (RQ retries it later)
+    failed = client.get(f"/api/audit/verifications/{requested.json['id']}", headers=admin).json
+    assert failed["status"] == "failed" and failed["ok"] is None and failed["finished_at"]
+    assert failed["error"] == "RuntimeError (see the worker's log)"  # nothing of the message
+    inline = container.marketplace.request_verification({"actor_id": "admin", "actor_role": "admin"})
+    InlineJobs(container).verification_requested(str(inline.id))  # embedded mode: the request still succeeds
+    assert container.marketplace.get_verification(inline.id).status == "failed"
+
+    monkeypatch.undo()
+    handlers.execute_verification(container, requested.json["id"])  # a retry
+    again = client.get(f"/api/audit/verifications/{requested.json['id']}", headers=admin).json
+    assert again["status"] == "done" and again["ok"] is True and again["error"] is None
+
+
+def test_the_daily_verification_is_scheduled_and_leaves_a_verdict(client, history, container, admin):
+    from workers import jobs
+    from workers.context import install
+    from workers.worker import build_cron
+
+    install(container)
+    [daily] = [job for job in build_cron(container).get_jobs() if job.func_name == "workers.jobs.verify_on_schedule"]
+    assert daily.cron == "30 3 * * *"
+    verification_id = jobs.verify_on_schedule()
+    latest = client.get("/api/audit/verifications/latest", headers=admin).json
+    assert latest["id"] == verification_id and latest["status"] == "done" and latest["ok"] is True
+    [requested] = client.get(f"/api/audit/streams/{verification_id}", headers=admin).json["events"][:1]
+    assert requested["type"] == "Verification.Requested" and requested["data"]["cause"]["actor_role"] == "system"
