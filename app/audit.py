@@ -20,6 +20,7 @@ from uuid import UUID
 
 import orjson
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, func, or_, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from domain.allocation import Allocation
 from domain.money import fee_for, prorate
@@ -29,9 +30,9 @@ from domain.settlement import Settlement
 from projections.audit import GENESIS, chain, stored_text
 from projections.base import RowWriter, paused_gc
 from projections.queries import rfc3339
-from projections.runner import PROJECTIONS, apply_notifications, catch_up, lock_position, read_batches
+from projections.runner import PROJECTIONS, apply_notifications, catch_up, read_batches
 from projections.shadow import Shadow
-from projections.tables import audit_log
+from projections.tables import audit_log, projection_positions
 
 if TYPE_CHECKING:  # pragma: nocover
     from eventsourcing.application import Application
@@ -96,7 +97,7 @@ class Link(NamedTuple):
             yield f"position {self.position}: previous hash does not chain to position {self.position - 1}"
 
 
-def iter_audit_rows(conn: Connection) -> Iterator[Any]:
+def iter_audit_rows(conn: Connection, head: int | None = None) -> Iterator[Any]:
     """The audit log in position order, read in batches on ``conn``; instead of each row's copy
     of the event, its SHA-256 (``data_digest``: computed by PostgreSQL, so the copies do not
     cross the wire)."""
@@ -109,7 +110,8 @@ def iter_audit_rows(conn: Connection) -> Iterator[Any]:
     after = 0
     while True:
         rows = conn.execute(
-            select(*columns).where(audit_log.c.position > after).order_by(audit_log.c.position).limit(REPLAY_BATCH)
+            select(*columns).where(audit_log.c.position > after, audit_log.c.position <= (head or 2**62))
+            .order_by(audit_log.c.position).limit(REPLAY_BATCH)
         ).all()
         if postgres:
             yield from rows
@@ -126,7 +128,7 @@ def iter_audit_rows(conn: Connection) -> Iterator[Any]:
 class ChainCheck:
     """Walks the audit log beside the event store (fed in log order, up to ``stop``) and
     recomputes every hash, in Python: SQLite's check, and the reference that tests hold the
-    PostgreSQL one (:func:`sql_chain_check`) to.
+    PostgreSQL one (:class:`SqlChainCheck`) to.
 
     Finds an event deleted from the store, one inserted after the fact, one changed (hash
     mismatch), an audit row whose copy of the event was edited, a missing position, a broken link."""
@@ -186,7 +188,7 @@ _SQL_CHAIN = """
 WITH a AS (
     SELECT position, notification_id, stream_id, version, type, hash, previous_hash, data,
            lag(hash) OVER w AS prior_hash, lag(position) OVER w AS prior_position
-    FROM {audit_log} WINDOW w AS (ORDER BY position)
+    FROM {audit_log} WHERE position <= %(head)s WINDOW w AS (ORDER BY position)
 ), e AS (
     SELECT notification_id, originator_id, originator_version, topic, state
     FROM {events} WHERE notification_id <= %(stop)s
@@ -217,20 +219,39 @@ LIMIT %(limit)s
 """
 
 
-def sql_chain_check(engine: Engine, events_table: str, stop: int) -> tuple[list[Link], int]:
+class SqlChainCheck:
     """:class:`ChainCheck`'s walk done by PostgreSQL in one statement on a connection of its own
-    (``verify`` runs it beside the Python replay, on the other core): the audit log joined with
-    the stored events on notification id, each row's hash recomputed with ``sha256()``, links and
-    positions checked with ``lag()``. Returns the same links, and the number of rows walked."""
-    with engine.connect() as conn:
-        quote = conn.dialect.identifier_preparer.quote
-        sql = _SQL_CHAIN.format(audit_log=quote(audit_log.name),
-                                events=".".join(quote(part) for part in events_table.split(".")))
-        links = [Link(*row) for row in conn.exec_driver_sql(
-            sql, {"stop": stop, "genesis": GENESIS, "limit": BREACH_LIMIT}
-        )]
-        count = conn.execute(select(func.count()).select_from(audit_log)).scalar_one()
-    return links, count
+    (``verify`` runs it on a thread beside the Python replay, so on the other core): the audit
+    log up to ``head`` joined with the stored events up to ``stop`` on notification id, each
+    row's hash recomputed with ``sha256()``, links and positions checked with ``lag()``.
+    :meth:`run` returns the same links as ChainCheck and the number of rows walked;
+    :meth:`cancel` (from another thread) stops the statement if the verification stops first."""
+
+    def __init__(self, engine: Engine, events_table: str, stop: int, head: int | None = None) -> None:
+        self.engine, self.events_table, self.stop, self.head = engine, events_table, stop, head
+        self._backend: int | None = None
+
+    def run(self) -> tuple[list[Link], int]:
+        with self.engine.connect() as conn:
+            self._backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{COMPARE_WORK_MEM}'")
+            quote = conn.dialect.identifier_preparer.quote
+            sql = _SQL_CHAIN.format(audit_log=quote(audit_log.name),
+                                    events=".".join(quote(part) for part in self.events_table.split(".")))
+            head = self.head if self.head is not None else 2**62
+            links = [Link(*row) for row in conn.exec_driver_sql(
+                sql, {"stop": self.stop, "head": head, "genesis": GENESIS, "limit": BREACH_LIMIT}
+            )]
+            count = conn.execute(select(func.count()).select_from(audit_log).where(audit_log.c.position <= head)
+                                 ).scalar_one()
+            self._backend = None
+        return links, count
+
+    def cancel(self) -> None:
+        backend = self._backend
+        if backend is not None:
+            with self.engine.connect() as conn:
+                conn.execute(select(func.pg_cancel_backend(backend)))
 
 
 # ---- 2. the money -----------------------------------------------------------------------
@@ -455,7 +476,7 @@ class PagedBooks(Books):
             if references and event.originator_version == 1:  # the event that creates its own entry
                 created.add(references[0])
             for kind, id_ in references:
-                if (kind, id_) not in created:
+                if (kind, id_) not in created and _storable_id(id_):  # others cannot be stored
                     wanted[kind].add(id_)
         for kind, ids in wanted.items():
             table, entries, keys = self.TABLES[kind], getattr(self, kind), [(id_,) for id_ in ids]
@@ -466,18 +487,27 @@ class PagedBooks(Books):
                     self._paged_in[kind, key[0]] = stored["entry"]
                     entries[key[0]] = self._decode(kind, stored["entry"])
 
-    def page_out(self) -> None:
-        """Write back what the batch added or changed, and forget it."""
+    def page_out(self, report: Report) -> None:
+        """Write back what the batch added or changed, and forget it. An entry that edited events
+        made unstorable (an amount that is not a 64-bit integer, an id that is not a short string)
+        is reported and dropped rather than left to abort the transaction."""
         writer = self._writer
         for kind, table in self.TABLES.items():
             entries = getattr(self, kind)
             for id_, entry in entries.items():
-                text_ = orjson.dumps(entry).decode()
+                amounts = self._amounts(kind, entry)
+                try:
+                    if not (_storable_id(id_) and all(_storable(value) for value in amounts.values())):
+                        raise ValueError("an amount or id out of range")
+                    text_ = orjson.dumps(entry).decode()
+                except (ValueError, TypeError) as error:  # orjson's JSONEncodeError is a TypeError
+                    report.breach(f"{kind[:-1]} {id_}: cannot be checked, edited events left it unreadable ({error})")
+                    continue
                 stored = self._paged_in.get((kind, id_))
                 if stored is None:
-                    writer.add(table, id=id_, entry=text_, **self._amounts(kind, entry))
+                    writer.add(table, id=id_, entry=text_, **amounts)
                 elif stored != text_:
-                    writer.update(table, (id_,), entry=text_, **self._amounts(kind, entry))
+                    writer.update(table, (id_,), entry=text_, **amounts)
             entries.clear()
         self._paged_in.clear()
         writer.flush()
@@ -485,7 +515,7 @@ class PagedBooks(Books):
     def finish(self, report: Report) -> None:
         """The checks that need the whole history: each order's refunds against its payment's and
         its allocations', its allocations against its total, each fully refunded allocation's fee."""
-        self.page_out()
+        self.page_out(report)
         payments, orders, allocations = (self.TABLES[kind] for kind in ("payments", "orders", "allocations"))
         for row in self.conn.execute(
             select(orders.c.id, orders.c.refunded, payments.c.refunded.label("payment_refunded"))
@@ -538,6 +568,17 @@ class PagedBooks(Books):
         return entry
 
 
+def _storable_id(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 64
+
+
+def _storable(value: Any) -> bool:
+    """What a books table's column takes: None, a short string, or a 64-bit integer (not a bool)."""
+    if value is None or _storable_id(value):
+        return True
+    return type(value) is int and -(2**63) <= value < 2**63
+
+
 def dispute_entry(event: Any) -> tuple[str, int, int, int]:
     """(entry id, amount, fee, payout) a dispute event takes off an allocation (negative: gives back)."""
     if isinstance(event, Allocation.DisputeRestored):
@@ -563,94 +604,109 @@ def replay_books(app: Application, stop: int | None = None) -> Books:
 def verify(app: Application, engine: Engine, progress: Callable[[str, int], None] | None = None) -> Report:
     """Replay the whole log once, in one transaction that is rolled back at the end.
 
-    Each batch of the log feeds (1) the money fold, its summaries paged in from and out to
-    tables of this transaction (:class:`PagedBooks`), and (2) every read model, rebuilt into
-    shadow tables (projections.shadow) up to the position it is at; each shadow table is then
-    compared with the live one, row for row, in SQL. (3) The hash chain is checked meanwhile: by PostgreSQL
-    in one statement on a second connection (:func:`sql_chain_check`, on the other core), or on
-    SQLite by :class:`ChainCheck` fed the same batches. The position rows stay locked throughout,
-    so neither the audit log nor any read model can move under the check.
+    The transaction reads one snapshot (REPEATABLE READ on PostgreSQL) of every read model and
+    its position, so projections, settlements and the audit API go on meanwhile, unblocked.
+    Each batch of the log feeds (1) the money fold, its summaries paged in from and out to tables
+    of this transaction (:class:`PagedBooks`), and (2) every read model, rebuilt into shadow
+    tables (projections.shadow) up to the position the snapshot shows; each shadow table is then
+    compared with the live one, row for row, in SQL. (3) The hash chain up to the audit log's
+    head in the snapshot is checked meanwhile: by PostgreSQL in one statement on a second
+    connection (:class:`SqlChainCheck`, on the other core), or on SQLite by :class:`ChainCheck`
+    fed the same batches. Its breaches come first in the report: they name the cause of the rest.
     Progress: ``progress("replay", events)`` per batch, ``progress("compare", 1)`` per table.
     """
     report = Report()
     projections = [cls() for name, cls in sorted(PROJECTIONS.items()) if name != "audit_log"]
-    with paused_gc(), ThreadPoolExecutor(max_workers=1) as pool, engine.connect() as conn, \
-            conn.begin() as transaction:
-        audit_stop = lock_position(conn, "audit_log")
-        stops = {projection.name: lock_position(conn, projection.name) for projection in projections}
-        last = conn.execute(select(audit_log.c.position, audit_log.c.hash)
-                            .order_by(audit_log.c.position.desc()).limit(1)).first()
-        if last is not None:
-            report.head = (last.position, last.hash)
-        head = app.recorder.max_notification_id() or 0
+    with paused_gc(), ThreadPoolExecutor(max_workers=1) as pool, engine.connect() as conn:
         postgres = conn.dialect.name == "postgresql"
-        # PostgreSQL checks the chain meanwhile, on the other core; SQLite's is walked here.
-        chain_done = pool.submit(sql_chain_check, engine, app.recorder.events_table_name, audit_stop) \
-            if postgres else None
-        chain_check = None if postgres else ChainCheck(iter_audit_rows(conn), audit_stop)
-        books = PagedBooks(conn)
-        if postgres:  # the comparison hashes whole tables: the default 4 MB spills them to disk
-            conn.exec_driver_sql(f"SET LOCAL work_mem = '{COMPARE_WORK_MEM}'")
-        shadow = Shadow(conn, [table for projection in projections for table in projection.tables]
-                        + list(books.TABLES.values()))
-        shadow.create()
-        for projection in projections:
-            projection.reset(conn)
-        live = list(projections)
-        for batch in read_batches(app, 0, head, REPLAY_BATCH):
-            decoded: dict[int, Any] = {}
-            for notification in batch:
-                if chain_check is not None:
-                    chain_check.feed(notification)
-                try:
-                    decoded[notification.id] = app.mapper.to_domain_event(notification)
-                except Exception as error:  # noqa: BLE001  an edited event: report it, go on
-                    unreplayable(report, notification.originator_id, notification.originator_version,
-                                 notification.topic.split(":", 1)[-1], error)
-            books.page_in(decoded.values())
-            for event in decoded.values():
-                try:
-                    books.fold(event, report)
-                except Exception as error:  # noqa: BLE001  one that an edited or missing event breaks
-                    unreplayable(report, event.originator_id, event.originator_version, type(event).__qualname__,
-                                 error)
-            books.page_out()
-            for projection in list(live):
-                writer = RowWriter(conn)
-                try:
-                    # PostgreSQL aborts the whole transaction on an error: contain it in a savepoint.
-                    with conn.begin_nested() if shadow.postgres else nullcontext():
-                        apply_notifications(projection, app, writer, batch, stops[projection.name], decoded)
-                        writer.flush()
-                except Exception as error:  # noqa: BLE001  a log that no longer replays (edited events)
-                    first_line = (str(error).splitlines() or [""])[0][:300]
-                    report.breach(f"read model {projection.name}: cannot be rebuilt from the event log: "
-                                  f"{type(error).__name__}: {first_line}")
-                    live.remove(projection)
-            if progress is not None:
-                progress("replay", len(batch))
-        links, report.checked["chained events"] = chain_check.finish() if chain_check else chain_done.result()
-        for link in links:
-            for breach in link.breaches():
-                report.breach(breach)
-        books.finish(report)
-        for projection in live:
-            rows = 0
-            for table in projection.tables:
-                only_live, only_rebuilt, sample = shadow.differences(table)
-                if only_live or only_rebuilt:
-                    report.breach(
-                        f"read model {projection.name}: table {table.name} differs from a fresh rebuild "
-                        f"({only_live} stored rows not in the rebuild, {only_rebuilt} rebuilt rows not stored; "
-                        f"keys {', '.join(map(str, sample))})"
-                    )
-                rows += shadow.live_rows(table)
-                if progress is not None:
-                    progress("compare", 1)
-            report.checked[f"read model {projection.name}"] = rows
-        transaction.rollback()
+        if postgres:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin() as transaction:
+            positions = dict(conn.execute(select(projection_positions.c.name, projection_positions.c.position)).all())
+            last = conn.execute(select(audit_log.c.position, audit_log.c.hash)
+                                .order_by(audit_log.c.position.desc()).limit(1)).first()
+            if last is not None:
+                report.head = (last.position, last.hash)
+            audit_stop = positions.get("audit_log", 0)
+            head = app.recorder.max_notification_id() or 0
+            chain_sql = SqlChainCheck(engine, app.recorder.events_table_name, audit_stop, report.head[0]) \
+                if postgres else None
+            chain_done = pool.submit(chain_sql.run) if chain_sql is not None else None
+            chain_check = None if postgres else ChainCheck(iter_audit_rows(conn, report.head[0]), audit_stop)
+            try:
+                _replay(app, conn, projections, positions, head, chain_check, report, progress)
+                links, chained = chain_check.finish() if chain_check is not None else chain_done.result()
+            except BaseException:
+                if chain_sql is not None:
+                    chain_sql.cancel()
+                raise
+            transaction.rollback()
+    report.breaches = ([breach for link in links for breach in link.breaches()] + report.breaches)[:BREACH_LIMIT]
+    report.checked = {"chained events": chained, **report.checked}
     report.checked["events"] = head
     return report
+
+
+def _replay(app: Application, conn: Connection, projections: list[Any], positions: dict[str, int], head: int,
+            chain_check: ChainCheck | None, report: Report, progress: Callable[[str, int], None] | None) -> None:
+    """verify's pass over the log (and, at the end, its comparisons), on its transaction."""
+    books = PagedBooks(conn)
+    shadow = Shadow(conn, [table for projection in projections for table in projection.tables]
+                    + list(books.TABLES.values()))
+    if shadow.postgres:  # the comparison hashes whole tables: the default 4 MB spills them to disk
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{COMPARE_WORK_MEM}'")
+    shadow.create()
+    for projection in projections:
+        projection.reset(conn)
+    live = list(projections)
+    for batch in read_batches(app, 0, head, REPLAY_BATCH):
+        decoded: dict[int, Any] = {}
+        for notification in batch:
+            if chain_check is not None:
+                chain_check.feed(notification)
+            try:
+                decoded[notification.id] = app.mapper.to_domain_event(notification)
+            except Exception as error:  # noqa: BLE001  an edited event: report it, go on
+                unreplayable(report, notification.originator_id, notification.originator_version,
+                             notification.topic.split(":", 1)[-1], error)
+        books.page_in(decoded.values())
+        for event in decoded.values():
+            try:
+                books.fold(event, report)
+            except Exception as error:  # noqa: BLE001  one that an edited or missing event breaks
+                unreplayable(report, event.originator_id, event.originator_version, type(event).__qualname__, error)
+        books.page_out(report)
+        for projection in list(live):
+            writer = RowWriter(conn)
+            try:
+                # PostgreSQL aborts the whole transaction on an error: contain it in a savepoint.
+                with conn.begin_nested() if shadow.postgres else nullcontext():
+                    apply_notifications(projection, app, writer, batch, positions.get(projection.name, 0), decoded)
+                    writer.flush()
+            except (OperationalError, InterfaceError):  # the database, not the log: the run fails
+                raise
+            except Exception as error:  # noqa: BLE001  a log that no longer replays (edited events)
+                first_line = (str(error).splitlines() or [""])[0][:300]
+                report.breach(f"read model {projection.name}: cannot be rebuilt from the event log: "
+                              f"{type(error).__name__}: {first_line}")
+                live.remove(projection)
+        if progress is not None:
+            progress("replay", len(batch))
+    books.finish(report)
+    for projection in live:
+        rows = 0
+        for table in projection.tables:
+            only_live, only_rebuilt, sample = shadow.differences(table)
+            if only_live or only_rebuilt:
+                report.breach(
+                    f"read model {projection.name}: table {table.name} differs from a fresh rebuild "
+                    f"({only_live} stored rows not in the rebuild, {only_rebuilt} rebuilt rows not stored; "
+                    f"keys {', '.join(map(str, sample))})"
+                )
+            rows += shadow.live_rows(table)
+            if progress is not None:
+                progress("compare", 1)
+        report.checked[f"read model {projection.name}"] = rows
 
 
 # ---- settlement re-run, statements, balances ---------------------------------------------

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import LoadGenerator, LoadResult, percentile
+from bench.procs import stop_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -322,24 +323,7 @@ class Gunicorn:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=5)
-        # a worker left behind in the group (master died first) goes too
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        stop_groups([proc])
         say(f"  stopped {self.name} gunicorn (pid {proc.pid})")
 
 

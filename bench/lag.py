@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import percentile
+from bench.procs import stop_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,25 +81,7 @@ class Workers:
 
     def stop(self) -> None:
         procs, self.procs = self.procs, []
-        for proc in procs:  # warm shutdown: RQ finishes the job at hand
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=5)
-            try:  # the scheduler process RQ forks, if it outlived its worker
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        stop_groups(procs)
         if procs:
             _say(f"  stopped {len(procs)} workers (pids {', '.join(str(p.pid) for p in procs)})")
 

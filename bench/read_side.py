@@ -62,7 +62,7 @@ from bench.checkout import (
     drop_schema,
     say,
 )
-
+from bench.procs import stop_groups
 
 
 @dataclass(frozen=True)
@@ -144,16 +144,7 @@ class Phases:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_groups([proc], grace=5)
         say(f"  stopped phase process (pid {proc.pid})")
 
 

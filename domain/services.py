@@ -514,7 +514,8 @@ class Marketplace(Application[UUID]):
 
     @_retry_on_conflict
     def record_verification_started(self, verification_id: str) -> bool:
-        """Mark it running; False if it already has a verdict (a retried job has nothing to do)."""
+        """Mark it running (it may be already: a job re-delivered after its worker died runs it
+        again); False if it already has a verdict, so a repeated job has nothing to do."""
         verification = self.get_verification(verification_id)
         if verification.status in (QUEUED, FAILED):  # a failed run is run again
             verification.start()

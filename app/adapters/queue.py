@@ -132,8 +132,7 @@ class RqJobs:
             "workers.jobs.execute_verification",
             verification_id,
             job_id=f"{self.prefix}-verification-{verification_id}",
-            retry=self._retry(),
-            failure_ttl=FAILURE_TTL,
+            failure_ttl=FAILURE_TTL,  # no retries: a failure is recorded on it; ask again instead
             job_timeout=6 * 3600,
         )
 

@@ -4,6 +4,8 @@ changing a read-model row, fails verification with exit 1 and names the problem.
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +14,7 @@ from sqlalchemy import select, text
 
 from app import audit, handlers
 from app.adapters.queue import InlineJobs
-from app.audit import ChainCheck, iter_audit_rows, iter_notifications, sql_chain_check
+from app.audit import ChainCheck, SqlChainCheck, iter_audit_rows, iter_notifications
 from projections.runner import PROJECTIONS, catch_up
 from projections.tables import projection_positions
 from tests.e2e.helpers import assert_problem, confirm, create_session, stripe_event, stripe_signature
@@ -154,7 +156,7 @@ def assert_chain_checks_agree(container) -> None:
         for notification in iter_notifications(app_):
             walk.feed(notification)
         expected = walk.finish()
-    assert sql_chain_check(engine, app_.recorder.events_table_name, stop) == expected
+    assert SqlChainCheck(engine, app_.recorder.events_table_name, stop).run() == expected
 
 
 def assert_breach(app, *needles: str) -> str:
@@ -196,7 +198,55 @@ def test_deleting_an_event_other_events_depend_on_is_reported_not_a_crash(app, h
     with container.engine.begin() as conn:
         conn.execute(text(f"DELETE FROM {events_table(settings)} WHERE notification_id = :n"),
                      {"n": row.notification_id})
-    assert_breach(app, f"event {late} v1 (Allocation.Created) was deleted from the event store")
+    out = assert_breach(app, f"event {late} v1 (Allocation.Created) was deleted from the event store",
+                        "cannot be replayed")
+    # The chain's finding comes first: it is the cause of the replay's.
+    assert out.index("was deleted from the event store") < out.index("cannot be replayed")
+
+
+def test_amounts_no_column_can_hold_are_reported_not_a_crash(app, history, container, settings):
+    [initiated] = stored(container, settings, "Payment.Initiated")[:1]
+    [created] = [r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":2500' in r.state]
+    with container.engine.begin() as conn:
+        for row, old, new in ((initiated, '"amount":', '"amount":99999999999999999999'),
+                              (created, '"subtotal_amount":2500', '"subtotal_amount":2500.5')):
+            conn.execute(
+                text(f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+                     f":old, :new), 'UTF8') WHERE notification_id = :n"),
+                {"n": row.notification_id, "old": old, "new": new},
+            )
+    assert_breach(app, f"event {initiated.originator_id} v1 (Payment.Initiated) was changed in the event store",
+                  f"payment {initiated.originator_id}: cannot be checked",
+                  f"event {created.originator_id} v1 (Allocation.Created) was changed in the event store",
+                  f"event {created.originator_id} v1 (Allocation.Created) cannot be replayed")
+
+
+def test_verifying_does_not_hold_up_the_read_models_or_the_audit_api(app, client, history, container, admin,
+                                                                     make_key):
+    replaying, release = threading.Event(), threading.Event()
+    reports: list[Any] = []
+
+    def progress(label: str, n: int) -> None:
+        if label == "replay":
+            replaying.set()
+            release.wait(60)
+
+    verifying = threading.Thread(target=lambda: reports.append(
+        audit.verify(container.marketplace, container.engine, progress)))
+    verifying.start()
+    try:
+        assert replaying.wait(60)  # the verification's transaction is open, mid-replay
+        order_for(client, make_key("customer", "c-9"), "c-9", [item("s-1", 1234)])
+        started = time.monotonic()
+        assert catch_up(PROJECTIONS["orders"](), container.marketplace, container.engine) > 0
+        head = client.get("/api/audit/head", headers=admin)
+        assert head.status_code == 200 and head.json["position"] == container.marketplace.recorder.max_notification_id()
+        assert time.monotonic() - started < 10
+    finally:
+        release.set()
+        verifying.join(120)
+    [report] = reports
+    assert report.ok, report.breaches  # it checked the snapshot it started from
 
 
 def test_swapping_two_stored_events_is_detected(app, history, container, settings):
@@ -379,7 +429,8 @@ def test_a_verification_that_cannot_finish_says_so_and_can_run_again(client, his
     monkeypatch.setattr(handlers, "verify", broken)
     requested = client.post("/api/audit/verifications", headers=admin)
     assert requested.status_code == 202
-    run_worker_burst(container)  # the job fails (RQ retries it later)
+    with pytest.raises(AssertionError, match="RuntimeError"):  # the job failed, and is not retried
+        run_worker_burst(container)
     failed = client.get(f"/api/audit/verifications/{requested.json['id']}", headers=admin).json
     assert failed["status"] == "failed" and failed["ok"] is None and failed["finished_at"]
     assert failed["error"] == "RuntimeError (see the worker's log)"  # nothing of the message
