@@ -132,11 +132,14 @@ def _sqlalchemy_url(url: str) -> str:
 def drop_schema(database_url: str, schema: str) -> None:
     from sqlalchemy import create_engine, text
 
+    from projections.shadow import shadow_schema
+
     engine = create_engine(_sqlalchemy_url(database_url))
     try:
         with engine.begin() as conn:
             conn.execute(text("SET lock_timeout = '30s'"))
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            for name in (schema, shadow_schema(schema)):
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
     finally:
         engine.dispose()
     say(f"  dropped schema {schema}")

@@ -20,6 +20,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 
+def shadow_schema(schema: str) -> str:
+    """The PostgreSQL schema that holds ``schema``'s shadow tables (it stays, empty, after a
+    rebuild; dropping a schema drops it too)."""
+    return f"{schema[:50]}__shadow"
+
+
 class Shadow:
     def __init__(self, conn: Connection, tables: list[Table]) -> None:
         self.conn = conn
@@ -28,7 +34,7 @@ class Shadow:
         self._quote = conn.dialect.identifier_preparer.quote
         if self.postgres:
             self.live_schema = conn.execute(text("SELECT current_schema()")).scalar_one()
-            self.schema = f"{self.live_schema[:50]}__shadow"
+            self.schema = shadow_schema(self.live_schema)
         else:
             self.live_schema, self.schema = "main", "temp"
         self._copies: list[Table] = []

@@ -28,6 +28,7 @@ from app import create_app
 from app.auth import create_key
 from app.bootstrap import Container
 from app.config import Settings
+from projections.shadow import shadow_schema
 
 # Loopback only. The ports can be moved (e.g. to prove the throwaway-server path works).
 PG_HOST, PG_PORT, PG_DB = "127.0.0.1", int(os.environ.get("TALLY_TEST_PG_PORT", "5432")), "test"
@@ -113,7 +114,8 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _drop_schema(url: str, schema: str) -> None:
     engine = create_engine(Settings(database_url=url).database.sqlalchemy_url())
     with engine.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        for name in (schema, shadow_schema(schema)):
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
     engine.dispose()
 
 
