@@ -2,8 +2,8 @@
 
 Flask-free; used by the audit API and `flask --app wsgi audit …`. The money checks fold a
 small summary per aggregate (a few integers: :class:`Books`), never the events themselves;
-``verify`` keeps those summaries in tables between batches (:class:`PagedBooks`), so its
-memory is one batch's worth however long the log is.
+``verify`` and ``recompute_settlement`` keep those summaries in tables between batches
+(:class:`PagedBooks`), so their memory is one batch's worth however long the log is.
 """
 
 from __future__ import annotations
@@ -451,7 +451,8 @@ class PagedBooks(Books):
         for kind, columns in {
             "payments": [Column("refunded", BigInteger)],
             "orders": [Column("total", BigInteger), Column("payment_id", String(64)), Column("refunded", BigInteger)],
-            "allocations": [Column("order_id", String(64)), Column("subtotal", BigInteger),
+            "allocations": [Column("order_id", String(64)), Column("seller_id", String(64)),
+                            Column("currency", String(64)), Column("subtotal", BigInteger),
                             Column("refunds", BigInteger), Column("refunded", BigInteger), Column("fee", BigInteger),
                             Column("fee_reversed", BigInteger)],
             "settlements": [],
@@ -487,10 +488,11 @@ class PagedBooks(Books):
                     self._paged_in[kind, key[0]] = stored["entry"]
                     entries[key[0]] = self._decode(kind, stored["entry"])
 
-    def page_out(self, report: Report) -> None:
+    def page_out(self, report: Report | None) -> None:
         """Write back what the batch added or changed, and forget it. An entry that edited events
         made unstorable (an amount that is not a 64-bit integer, an id that is not a short string)
-        is reported and dropped rather than left to abort the transaction."""
+        is reported and dropped rather than left to abort the transaction (without a report: a
+        ValueError)."""
         writer = self._writer
         for kind, table in self.TABLES.items():
             entries = getattr(self, kind)
@@ -501,6 +503,8 @@ class PagedBooks(Books):
                         raise ValueError("an amount or id out of range")
                     text_ = orjson.dumps(entry).decode()
                 except (ValueError, TypeError) as error:  # orjson's JSONEncodeError is a TypeError
+                    if report is None:
+                        raise ValueError(f"{kind[:-1]} {id_}: {error}") from error
                     report.breach(f"{kind[:-1]} {id_}: cannot be checked, edited events left it unreadable ({error})")
                     continue
                 stored = self._paged_in.get((kind, id_))
@@ -548,6 +552,30 @@ class PagedBooks(Books):
         for kind, table in self.TABLES.items():
             report.checked[kind] = self.conn.execute(select(func.count()).select_from(table)).scalar_one()
 
+    def replay(self, app: Application, stop: int) -> None:
+        """Fold the log up to notification ``stop`` (an error stops it: nothing is reported)."""
+        for batch in read_batches(app, 0, stop, REPLAY_BATCH):
+            events = [app.mapper.to_domain_event(notification) for notification in batch]
+            self.page_in(events)
+            for event in events:
+                self.fold(event, None)
+            self.page_out(None)
+
+    def allocations_of(self, seller_id: str, currency: str) -> Iterator[tuple[str, _Alloc]]:
+        """The entries of one seller's allocations in one currency, read a batch at a time."""
+        table, after = self.TABLES["allocations"], ""
+        while True:
+            rows = self.conn.execute(
+                select(table.c.id, table.c.entry)
+                .where(table.c.seller_id == seller_id, table.c.currency == currency, table.c.id > after)
+                .order_by(table.c.id).limit(REPLAY_BATCH)
+            ).all()
+            for row in rows:
+                yield row.id, self._decode("allocations", row.entry)
+            if len(rows) < REPLAY_BATCH:
+                return
+            after = rows[-1].id
+
     @staticmethod
     def _amounts(kind: str, entry: Any) -> dict[str, Any]:
         if kind == "payments":
@@ -555,7 +583,8 @@ class PagedBooks(Books):
         if kind == "orders":
             return {"total": entry[0], "payment_id": entry[1], "refunded": entry[2]}
         if kind == "allocations":
-            return {"order_id": entry.order_id, "subtotal": entry.subtotal, "refunds": entry.refunds,
+            return {"order_id": entry.order_id, "seller_id": entry.seller_id, "currency": entry.currency,
+                    "subtotal": entry.subtotal, "refunds": entry.refunds,
                     "refunded": entry.refunded, "fee": entry.fee, "fee_reversed": entry.fee_reversed}
         return {}
 
@@ -589,14 +618,6 @@ def dispute_entry(event: Any) -> tuple[str, int, int, int]:
 
 def unreplayable(report: Report, stream_id: Any, version: int, type_name: str, error: Exception) -> None:
     report.breach(f"event {stream_id} v{version} ({type_name}) cannot be replayed: {type(error).__name__}: {error}")
-
-
-def replay_books(app: Application, stop: int | None = None) -> Books:
-    """The books as they stood after notification ``stop``, in memory."""
-    books = Books()
-    for notification in iter_notifications(app, stop=stop):
-        books.fold(app.mapper.to_domain_event(notification), None)
-    return books
 
 
 # ---- 3. one pass: chain, money and every read model against a fresh rebuild -------------
@@ -721,18 +742,22 @@ def recompute_settlement(app: Application, engine: Engine, settlement_id: str) -
                 audit_log.c.stream_id == str(settlement.id), audit_log.c.version == 1
             )
         ).scalar_one()
-    books = replay_books(app, stop=notification_id - 1)
     end = datetime.fromisoformat(settlement.period_end)
     expected_allocations: dict[str, int] = {}
     expected_adjustments: dict[tuple[str, str], int] = {}
-    for allocation_id, a in books.allocations.items():
-        if a.seller_id != settlement.seller_id or a.currency != settlement.currency:
-            continue
-        if a.settled_by is None and a.created_at.date() <= end.date():
-            expected_allocations[allocation_id] = a.payout - a.payout_reversed
-        for refund_id, (amount, _of, by) in a.adjustments.items():
-            if by is None:
-                expected_adjustments[(allocation_id, refund_id)] = amount
+    # The books before it, paged through tables of a transaction that is rolled back (memory flat
+    # in the length of the log, as in verify).
+    with paused_gc(), engine.connect() as conn, conn.begin() as transaction:
+        books = PagedBooks(conn)
+        Shadow(conn, list(books.TABLES.values())).create()
+        books.replay(app, notification_id - 1)
+        for allocation_id, a in books.allocations_of(settlement.seller_id, settlement.currency):
+            if a.settled_by is None and a.created_at.date() <= end.date():
+                expected_allocations[allocation_id] = a.payout - a.payout_reversed
+            for refund_id, (amount, _of, by) in a.adjustments.items():
+                if by is None:
+                    expected_adjustments[(allocation_id, refund_id)] = amount
+        transaction.rollback()
     total = sum(expected_allocations.values()) + sum(expected_adjustments.values())
     if total < 0:
         expected_adjustments = {}

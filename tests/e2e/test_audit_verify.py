@@ -336,7 +336,9 @@ def test_changing_a_read_model_row_is_detected(app, history, container, settings
 
 
 @both_backends
-def test_audit_settlement_recomputes_with_no_difference(app, history):
+@pytest.mark.parametrize("batch", [7, 10_000])
+def test_audit_settlement_recomputes_with_no_difference(app, history, batch, monkeypatch):
+    monkeypatch.setattr(audit, "REPLAY_BATCH", batch)  # 7: the books page out between batches
     runner = app.test_cli_runner()
     for settlement in [*history["first"], history["second"]]:
         result = runner.invoke(args=["audit", "settlement", settlement["id"]])
@@ -346,6 +348,24 @@ def test_audit_settlement_recomputes_with_no_difference(app, history):
         assert f"expected {settlement['total_payout_amount']}" in result.output
     unknown = runner.invoke(args=["audit", "settlement", "00000000-0000-0000-0000-000000000000"])
     assert unknown.exit_code != 0 and "no settlement" in output(unknown)
+
+
+def test_audit_settlement_shows_what_an_edited_history_would_have_paid(app, history, container, settings,
+                                                                       monkeypatch):
+    monkeypatch.setattr(audit, "REPLAY_BATCH", 7)
+    [first] = [s for s in history["first"] if s["currency"] == "EUR"]
+    [row] = [r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":4000' in r.state]
+    with container.engine.begin() as conn:  # the EUR allocation settled first: its payout, 3600, now 3601
+        conn.execute(
+            text(f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+                 f":old, :new), 'UTF8') WHERE notification_id = :n"),
+            {"n": row.notification_id, "old": '"payout_amount":3600', "new": '"payout_amount":3601'},
+        )
+    result = app.test_cli_runner().invoke(args=["audit", "settlement", first["id"]])
+    assert result.exit_code == 1, output(result)
+    assert f"paid     {first['total_payout_amount']}" in result.output
+    assert f"expected {first['total_payout_amount'] + 1}" in result.output
+    assert f"'allocation_id': '{row.originator_id}', 'expected': 3601, 'paid': 3600" in result.output
 
 
 def test_editing_the_audit_logs_copy_of_an_event_is_detected(app, history, container, settings):
