@@ -202,42 +202,54 @@ def refund_order(
         _remember_refund(container, result.provider_reference, refund_id, str(order.id), str(payment.id), amount,
                          "tally")
         refund = marketplace.refund_order(str(order.id), amount, seller_id, refund_id, cause)
-    recover_paid_out(container, [(a["allocation_id"], refund["id"]) for a in refund["allocations"]], cause)
+    recovered = recover_paid_out(container, [(a["allocation_id"], refund["id"]) for a in refund["allocations"]],
+                                 cause)
+    for part in refund["allocations"]:
+        if (part["allocation_id"], refund["id"]) in recovered:  # the seller paid it back: nothing carried
+            part["carried_as_adjustment"] = False
+            part["recovered_by_transfer_reversal"] = True
     return refund
 
 
 # ---- refunds of money already paid out: a transfer reversal or a negative adjustment -----------
 
-def recover_paid_out(container: Container, entries: list[tuple[str, str]], cause: dict[str, Any]) -> None:
+def recover_paid_out(
+    container: Container, entries: list[tuple[str, str]], cause: dict[str, Any]
+) -> set[tuple[str, str]]:
     """With ``STRIPE_REFUNDS_OF_PAID_OUT=reverse_transfer``: for each (allocation id, refund id) whose
     payout part was already transferred to the seller, reverse that part of the transfer and record
     it, so no settlement takes the negative adjustment. Anything short of a recorded reversal leaves
     the adjustment carried to the seller's next settlement (the default behaviour), and is logged.
-    The refund itself is recorded already and stands whatever happens here."""
+    The refund itself is recorded already and stands whatever happens here. Returns the entries
+    recovered by a reversal recorded now."""
     settings = container.settings
+    recovered: set[tuple[str, str]] = set()
     if settings.payment_provider != "stripe" or settings.stripe_refunds_of_paid_out != "reverse_transfer":
-        return
+        return recovered
     for allocation_id, refund_id in entries:
         try:
-            _reverse_transfer(container, allocation_id, refund_id, cause)
+            if _reverse_transfer(container, allocation_id, refund_id, cause):
+                recovered.add((allocation_id, refund_id))
         except Exception:
             log.exception(
                 "transfer reversal for refund %s of allocation %s failed; carried as a negative adjustment",
                 refund_id, allocation_id,
             )
+    return recovered
 
 
-def _reverse_transfer(container: Container, allocation_id: str, refund_id: str, cause: dict[str, Any]) -> None:
+def _reverse_transfer(container: Container, allocation_id: str, refund_id: str, cause: dict[str, Any]) -> bool:
+    """True when the reversal is recorded now."""
     marketplace = container.marketplace
     candidate = marketplace.transfer_recovery(allocation_id, refund_id)
     if candidate is None:
-        return  # not settled, or not paid out by a transfer: nothing to take back
+        return False  # not settled, or not paid out by a transfer: nothing to take back
     # Under the seller's settlement lock: no settlement can take the adjustment meanwhile.
     lock = f"{container.settings.key_prefix}:settle-lock:{candidate['seller_id']}"
     with named_lock(container.redis, lock, timeout_seconds=120, wait_seconds=30):
         candidate = marketplace.transfer_recovery(allocation_id, refund_id)
         if candidate is None:
-            return
+            return False
         key = str(transfer_reversal_id(refund_id, allocation_id))
         try:
             result = container.gateway.reverse_payout(
@@ -253,18 +265,19 @@ def _reverse_transfer(container: Container, allocation_id: str, refund_id: str, 
                 "allocation %s is carried as a negative adjustment", key, candidate["transfer_reference"],
                 candidate["amount"], exc, refund_id, allocation_id,
             )
-            return
+            return False
         if not result.succeeded:
             log.warning(
                 "transfer reversal %s of %s (%s) refused: %s; refund %s of allocation %s is carried as a "
                 "negative adjustment", key, candidate["transfer_reference"], candidate["amount"],
                 result.failure_reason, refund_id, allocation_id,
             )
-            return
+            return False
         marketplace.record_transfer_reversal(
             allocation_id, refund_id, candidate["settlement_id"], candidate["amount"],
             result.provider_reference or "", cause,
         )
+        return True
 
 
 # ---- provider webhooks ---------------------------------------------------------------

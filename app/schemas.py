@@ -185,7 +185,12 @@ class RefundAllocationSchema(Schema):
     amount = Amount(required=True)
     platform_fee_reversed_amount = Amount(required=True)
     payout_reversed_amount = Amount(required=True)
-    carried_as_adjustment = fields.Boolean()
+    carried_as_adjustment = fields.Boolean(metadata={
+        "description": "the allocation was already settled: its payout part is taken from the seller's next "
+                       "settlement as a negative adjustment"})
+    recovered_by_transfer_reversal = fields.Boolean(metadata={
+        "description": "instead, with STRIPE_REFUNDS_OF_PAID_OUT=reverse_transfer, that part was taken back "
+                       "from the seller's transfer"})
 
 
 class RefundSchema(Schema):

@@ -102,6 +102,8 @@ def test_a_refund_of_paid_out_money_reverses_the_transfer_instead_of_an_adjustme
     refund = refund_s1(client, admin, placed["order"]["id"])
     [part] = refund["allocations"]
     assert (part["amount"], part["platform_fee_reversed_amount"], part["payout_reversed_amount"]) == (1000, 100, 900)
+    # The response tells the caller: not carried to the next settlement, taken back from the transfer.
+    assert part["carried_as_adjustment"] is False and part["recovered_by_transfer_reversal"] is True
 
     [reversal] = stub.transfer_reversals.values()
     assert (reversal["transfer"], reversal["amount"]) == (paid_out["provider_reference"], 900)
@@ -203,6 +205,7 @@ def test_a_failed_reversal_falls_back_to_the_negative_adjustment(
         stub.fail_next("POST", path, status=500, times=10)
     refund = refund_s1(client, admin, placed["order"]["id"])
     assert refund["allocations"][0]["carried_as_adjustment"] is True
+    assert "recovered_by_transfer_reversal" not in refund["allocations"][0]
     assert stub.posts(path)  # Stripe was asked
     assert stub.transfer_reversals == {}
     assert events_named(container, "Allocation.TransferReversed") == []
