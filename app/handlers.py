@@ -804,11 +804,13 @@ def execute_verification(container: Container, verification_id: str) -> None:
     })
 
 
-def verify_on_schedule(container: Container) -> str:
-    """The daily verification (the cron job): requested by the system and run right here."""
-    cause = {"actor_id": "system", "actor_role": "system", "request_id": "verification-schedule",
+def verify_on_schedule(container: Container, today: date | None = None) -> str:
+    """The daily verification (the cron job), run right here: one per UTC day, so a doubled tick
+    or a second cron process finds the day's verification and runs nothing more."""
+    day = (today or datetime.now(timezone.utc).date()).isoformat()
+    cause = {"actor_id": "system", "actor_role": "system", "request_id": f"verification-schedule:{day}",
              "reason": "daily verification"}
-    verification_id = str(container.marketplace.request_verification(cause).id)
+    verification_id = str(container.marketplace.request_verification(cause, key=f"daily/{day}").id)
     execute_verification(container, verification_id)
     return verification_id
 

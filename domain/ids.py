@@ -60,6 +60,11 @@ def transfer_reversal_id(refund_id: str, allocation_id: str) -> UUID:
     return uuid5(NAMESPACE, f"transfer-reversal/{refund_id}/{allocation_id}")
 
 
+def verification_id(key: str) -> UUID:
+    """The one verification of the books a key names (the schedule's: one a day)."""
+    return uuid5(NAMESPACE, f"verification/{key}")
+
+
 def seller_account_id(seller_id: str) -> UUID:
     """The one payout-account link a seller has."""
     return uuid5(NAMESPACE, f"seller-account/{seller_id}")

@@ -501,9 +501,19 @@ class Marketplace(Application[UUID]):
         self.save(run)
         return run
 
-    def request_verification(self, cause: dict[str, Any]) -> Verification:
-        verification = Verification(cause=cause)
-        self.save(verification)
+    def request_verification(self, cause: dict[str, Any], key: str | None = None) -> Verification:
+        """A new verification; with ``key``, the one it names (requested again: the same one)."""
+        verification = Verification(cause=cause, key=key)
+        if key is not None:
+            existing = self._find(verification.id, Verification)
+            if existing is not None:
+                return existing
+        try:
+            self.save(verification)
+        except IntegrityError:  # requested at the same moment elsewhere
+            if key is None:
+                raise
+            return self.get_verification(verification.id)
         return verification
 
     def get_verification(self, verification_id: str | UUID) -> Verification:

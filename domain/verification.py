@@ -8,8 +8,11 @@ history was verified when, and what was found.
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate, event
+
+from domain.ids import verification_id
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -20,8 +23,14 @@ FAILED = "failed"
 class Verification(Aggregate):
     """One run of the books' verification: queued, running, then done (with its verdict) or failed."""
 
+    @staticmethod
+    def create_id(cause: dict[str, Any], key: str | None = None) -> UUID:
+        return verification_id(key) if key else uuid4()
+
     @event("Requested")
-    def __init__(self, cause: dict[str, Any]) -> None:
+    def __init__(self, cause: dict[str, Any], key: str | None = None) -> None:
+        """``key``: the one verification a natural key stands for (the daily one: "daily/<date>")."""
+        self.key = key
         self.status = QUEUED
         self.head_position: int | None = None
         self.head_hash: str | None = None

@@ -475,5 +475,10 @@ def test_the_daily_verification_is_scheduled_and_leaves_a_verdict(client, histor
     verification_id = jobs.verify_on_schedule()
     latest = client.get("/api/audit/verifications/latest", headers=admin).json
     assert latest["id"] == verification_id and latest["status"] == "done" and latest["ok"] is True
-    [requested] = client.get(f"/api/audit/streams/{verification_id}", headers=admin).json["events"][:1]
-    assert requested["type"] == "Verification.Requested" and requested["data"]["cause"]["actor_role"] == "system"
+    stream = client.get(f"/api/audit/streams/{verification_id}", headers=admin).json
+    assert [e["type"] for e in stream["events"]] == ["Verification.Requested", "Verification.Started",
+                                                     "Verification.Completed"]
+    assert stream["events"][0]["data"]["cause"]["actor_role"] == "system"
+    # A doubled tick the same day finds the day's verification and runs nothing more.
+    assert jobs.verify_on_schedule() == verification_id
+    assert client.get(f"/api/audit/streams/{verification_id}", headers=admin).json["version"] == 3
