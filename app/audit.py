@@ -29,7 +29,7 @@ from domain.payment import Payment
 from domain.settlement import Settlement
 from projections.audit import GENESIS, chain, stored_text
 from projections.base import RowWriter, paused_gc
-from projections.queries import rfc3339
+from projections.queries import keyset_pages, rfc3339
 from projections.runner import PROJECTIONS, apply_notifications, catch_up, read_batches
 from projections.shadow import Shadow
 from projections.tables import audit_log, projection_positions
@@ -107,12 +107,10 @@ def iter_audit_rows(conn: Connection, head: int | None = None) -> Iterator[Any]:
     else:
         digest = audit_log.c.data
     columns = [c for c in audit_log.columns if c.name != "data"] + [digest.label("data_digest")]
-    after = 0
-    while True:
-        rows = conn.execute(
-            select(*columns).where(audit_log.c.position > after, audit_log.c.position <= (head or 2**62))
-            .order_by(audit_log.c.position).limit(REPLAY_BATCH)
-        ).all()
+    statement = select(*columns)
+    if head is not None:
+        statement = statement.where(audit_log.c.position <= head)
+    for rows in keyset_pages(lambda s: conn.execute(s).all(), statement, audit_log.c.position, 0, REPLAY_BATCH):
         if postgres:
             yield from rows
         else:  # SQLite has no sha256(): hash the copies here
@@ -120,9 +118,6 @@ def iter_audit_rows(conn: Connection, head: int | None = None) -> Iterator[Any]:
                 values = row._asdict()
                 values["data_digest"] = hashlib.sha256(values["data_digest"].encode()).hexdigest()
                 yield SimpleNamespace(**values)
-        if len(rows) < REPLAY_BATCH:
-            return
-        after = rows[-1].position
 
 
 class ChainCheck:
@@ -188,7 +183,7 @@ _SQL_CHAIN = """
 WITH a AS (
     SELECT position, notification_id, stream_id, version, type, hash, previous_hash, data,
            lag(hash) OVER w AS prior_hash, lag(position) OVER w AS prior_position
-    FROM {audit_log} WHERE position <= %(head)s WINDOW w AS (ORDER BY position)
+    FROM {audit_log} WHERE %(head)s::bigint IS NULL OR position <= %(head)s WINDOW w AS (ORDER BY position)
 ), e AS (
     SELECT notification_id, originator_id, originator_version, topic, state
     FROM {events} WHERE notification_id <= %(stop)s
@@ -238,12 +233,13 @@ class SqlChainCheck:
             quote = conn.dialect.identifier_preparer.quote
             sql = _SQL_CHAIN.format(audit_log=quote(audit_log.name),
                                     events=".".join(quote(part) for part in self.events_table.split(".")))
-            head = self.head if self.head is not None else 2**62
             links = [Link(*row) for row in conn.exec_driver_sql(
-                sql, {"stop": self.stop, "head": head, "genesis": GENESIS, "limit": BREACH_LIMIT}
+                sql, {"stop": self.stop, "head": self.head, "genesis": GENESIS, "limit": BREACH_LIMIT}
             )]
-            count = conn.execute(select(func.count()).select_from(audit_log).where(audit_log.c.position <= head)
-                                 ).scalar_one()
+            counted = select(func.count()).select_from(audit_log)
+            if self.head is not None:
+                counted = counted.where(audit_log.c.position <= self.head)
+            count = conn.execute(counted).scalar_one()
             self._backend = None
         return links, count
 
@@ -563,18 +559,12 @@ class PagedBooks(Books):
 
     def allocations_of(self, seller_id: str, currency: str) -> Iterator[tuple[str, _Alloc]]:
         """The entries of one seller's allocations in one currency, read a batch at a time."""
-        table, after = self.TABLES["allocations"], ""
-        while True:
-            rows = self.conn.execute(
-                select(table.c.id, table.c.entry)
-                .where(table.c.seller_id == seller_id, table.c.currency == currency, table.c.id > after)
-                .order_by(table.c.id).limit(REPLAY_BATCH)
-            ).all()
+        table = self.TABLES["allocations"]
+        statement = select(table.c.id, table.c.entry).where(table.c.seller_id == seller_id,
+                                                             table.c.currency == currency)
+        for rows in keyset_pages(lambda s: self.conn.execute(s).all(), statement, table.c.id, "", REPLAY_BATCH):
             for row in rows:
                 yield row.id, self._decode("allocations", row.entry)
-            if len(rows) < REPLAY_BATCH:
-                return
-            after = rows[-1].id
 
     @staticmethod
     def _amounts(kind: str, entry: Any) -> dict[str, Any]:

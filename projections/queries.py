@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, desc, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import Column, Select, and_, desc, select
+from sqlalchemy.engine import Engine, Row
 
 from domain.order import order_document
 from projections.tables import (
@@ -18,6 +19,21 @@ from projections.tables import (
     orders_view,
     settlements_view,
 )
+
+
+def keyset_pages(
+    run: Callable[[Select], Sequence[Row]], statement: Select, key: Column, after: Any, size: int
+) -> Iterator[Sequence[Row]]:
+    """``statement``'s rows after ``after`` in ``key`` order, ``size`` at a time (each page
+    starts after the last one's key, so a long table is never held or offset-scanned whole).
+    ``run`` executes one page, e.g. ``lambda s: conn.execute(s).all()``."""
+    while True:
+        rows = run(statement.where(key > after).order_by(key).limit(size))
+        if rows:
+            yield rows
+        if len(rows) < size:
+            return
+        after = getattr(rows[-1], key.name)
 
 
 def rfc3339(moment: datetime | str | None) -> str | None:

@@ -27,7 +27,7 @@ from app.schemas import (
     VerificationSchema,
 )
 from projections.audit import GENESIS, payload
-from projections.queries import rfc3339
+from projections.queries import keyset_pages, rfc3339
 from projections.runner import PROJECTIONS, catch_up
 from projections.tables import allocations_view, audit_log
 
@@ -94,12 +94,15 @@ def events_csv(query):
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
-        after = query["after"]
-        while True:
-            with engine.connect() as conn:
-                rows = conn.execute(
-                    select(audit_log).where(audit_log.c.position > after).order_by(audit_log.c.position).limit(1000)
-                ).all()
+        yield buffer.getvalue()  # the header, also for an empty log
+        buffer.seek(0)
+        buffer.truncate(0)
+
+        def page(statement):  # type: ignore[no-untyped-def]
+            with engine.connect() as conn:  # a connection per page: none is held while the client reads
+                return conn.execute(statement).all()
+
+        for rows in keyset_pages(page, select(audit_log), audit_log.c.position, query["after"], 1000):
             for row in rows:
                 event = _event(row)
                 event["data"] = json.dumps(event["data"], sort_keys=True, separators=(",", ":"))
@@ -107,9 +110,6 @@ def events_csv(query):
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate(0)
-            if len(rows) < 1000:
-                return
-            after = rows[-1].position
 
     return Response(stream_with_context(generate()), mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=tally-events.csv"})
