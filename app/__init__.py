@@ -37,12 +37,14 @@ def _trigger_read_side(response):  # type: ignore[no-untyped-def]
     if request.method in ("POST", "PUT") and recorded and request.endpoint not in _WRITES_NO_EVENTS:
         try:
             current_app.extensions["tally"].jobs.projections_changed()
-        except Exception:  # noqa: BLE001 - the safety net catches up; the command stands
+        except Exception:
             logging.getLogger("tally").exception("could not trigger the read side")
     return response
 
 
-def create_app(settings: Settings | None = None, container: Container | None = None, **overrides: Any) -> Flask:
+def create_app(
+    settings: Settings | None = None, container: Container | None = None, **overrides: Any
+) -> Flask:
     """Build the app: Settings -> Container (lazy, fork-safe) -> blueprints, errors, CLI."""
     from app import api, auth, cli, errors, idempotency
 

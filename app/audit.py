@@ -68,23 +68,26 @@ def iter_notifications(app: Application, stop: int | None = None) -> Iterator[An
 
 # ---- 1. the hash chain ------------------------------------------------------------------
 
+
 class Link(NamedTuple):
     """A place in the audit log where the chain check found something wrong."""
 
-    problem: str | None         # "deleted", "inserted", "changed", "copy", or None (see below)
-    position: int | None        # None: an event that the audit log lacks
+    problem: str | None  # "deleted", "inserted", "changed", "copy", or None (see below)
+    position: int | None  # None: an event that the audit log lacks
     notification_id: int
     stream_id: str
     version: int
     type: str | None
     missing: int | None = None  # the first of the positions missing just before this one
-    unlinked: bool = False      # its previous hash is not the hash of the row before it
+    unlinked: bool = False  # its previous hash is not the hash of the row before it
 
     def breaches(self) -> Iterator[str]:
         event = f"event {self.stream_id} v{self.version} ({self.type})"
         if self.problem == "inserted":
-            yield (f"event {self.stream_id} v{self.version} (notification {self.notification_id}) is in the store "
-                   f"but not in the audit log: inserted after the fact")
+            yield (
+                f"event {self.stream_id} v{self.version} (notification {self.notification_id}) is in the store "
+                f"but not in the audit log: inserted after the fact"
+            )
         elif self.problem == "deleted":
             yield f"position {self.position}: {event} was deleted from the event store"
         elif self.problem == "changed":
@@ -110,7 +113,9 @@ def iter_audit_rows(conn: Connection, head: int | None = None) -> Iterator[Any]:
     statement = select(*columns)
     if head is not None:
         statement = statement.where(audit_log.c.position <= head)
-    for rows in keyset_pages(lambda s: conn.execute(s).all(), statement, audit_log.c.position, 0, REPLAY_BATCH):
+    for rows in keyset_pages(
+        lambda s: conn.execute(s).all(), statement, audit_log.c.position, 0, REPLAY_BATCH
+    ):
         if postgres:
             yield from rows
         else:  # SQLite has no sha256(): hash the copies here
@@ -141,12 +146,25 @@ class ChainCheck:
             self._next("deleted")
         row = self.row
         if row is None or row.notification_id != notification.id:
-            self._found(Link("inserted", None, notification.id, str(notification.originator_id),
-                             notification.originator_version, None))
+            self._found(
+                Link(
+                    "inserted",
+                    None,
+                    notification.id,
+                    str(notification.originator_id),
+                    notification.originator_version,
+                    None,
+                )
+            )
             return
         try:
-            digest = chain(row.previous_hash, str(notification.originator_id), notification.originator_version,
-                           notification.topic, notification.state)
+            digest = chain(
+                row.previous_hash,
+                str(notification.originator_id),
+                notification.originator_version,
+                notification.topic,
+                notification.state,
+            )
         except ValueError:  # a previous hash that is not hex
             digest = None
         if digest != row.hash:
@@ -167,8 +185,18 @@ class ChainCheck:
             missing, self.expected_position = self.expected_position, row.position
         unlinked = row.previous_hash != self.previous
         if problem or missing is not None or unlinked:
-            self._found(Link(problem, row.position, row.notification_id, row.stream_id, row.version, row.type,
-                             missing, unlinked))
+            self._found(
+                Link(
+                    problem,
+                    row.position,
+                    row.notification_id,
+                    row.stream_id,
+                    row.version,
+                    row.type,
+                    missing,
+                    unlinked,
+                )
+            )
         self.previous = row.hash
         self.expected_position += 1
         self.count += 1
@@ -231,11 +259,16 @@ class SqlChainCheck:
             self._backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
             conn.exec_driver_sql(f"SET LOCAL work_mem = '{COMPARE_WORK_MEM}'")
             quote = conn.dialect.identifier_preparer.quote
-            sql = _SQL_CHAIN.format(audit_log=quote(audit_log.name),
-                                    events=".".join(quote(part) for part in self.events_table.split(".")))
-            links = [Link(*row) for row in conn.exec_driver_sql(
-                sql, {"stop": self.stop, "head": self.head, "genesis": GENESIS, "limit": BREACH_LIMIT}
-            )]
+            sql = _SQL_CHAIN.format(
+                audit_log=quote(audit_log.name),
+                events=".".join(quote(part) for part in self.events_table.split(".")),
+            )
+            links = [
+                Link(*row)
+                for row in conn.exec_driver_sql(
+                    sql, {"stop": self.stop, "head": self.head, "genesis": GENESIS, "limit": BREACH_LIMIT}
+                )
+            ]
             counted = select(func.count()).select_from(audit_log)
             if self.head is not None:
                 counted = counted.where(audit_log.c.position <= self.head)
@@ -252,6 +285,7 @@ class SqlChainCheck:
 
 # ---- 2. the money -----------------------------------------------------------------------
 
+
 @dataclass
 class _Alloc:
     seller_id: str
@@ -262,8 +296,8 @@ class _Alloc:
     fee: int
     payout: int
     created_at: datetime
-    refunded: int = 0           # by refunds and disputes
-    refunds: int = 0            # by refunds alone (what the order's refunds reversed here)
+    refunded: int = 0  # by refunds and disputes
+    refunds: int = 0  # by refunds alone (what the order's refunds reversed here)
     fee_reversed: int = 0
     payout_reversed: int = 0
     settled_by: str | None = None
@@ -276,13 +310,20 @@ class Books:
     """Compact state of every aggregate, folded from the log in order: one entry per aggregate,
     in the dict of its kind (see :meth:`references` and :class:`PagedBooks`)."""
 
-    payments: dict[str, list[Any]] = field(default_factory=dict)   # id -> [amount, outcome, refunded]
-    orders: dict[str, list[Any]] = field(default_factory=dict)     # id -> [total, payment_id, refunded, [alloc ids]]
+    payments: dict[str, list[Any]] = field(default_factory=dict)  # id -> [amount, outcome, refunded]
+    orders: dict[str, list[Any]] = field(
+        default_factory=dict
+    )  # id -> [total, payment_id, refunded, [alloc ids]]
     allocations: dict[str, _Alloc] = field(default_factory=dict)
-    settlements: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> seller, currency, total, status
+    settlements: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # id -> seller, currency, total, status
 
     KINDS: ClassVar[dict[str, str]] = {
-        "Payment": "payments", "Order": "orders", "Allocation": "allocations", "Settlement": "settlements",
+        "Payment": "payments",
+        "Order": "orders",
+        "Allocation": "allocations",
+        "Settlement": "settlements",
     }
 
     @classmethod
@@ -318,7 +359,12 @@ class Books:
             if self.payments[sid][2] > self.payments[sid][0]:
                 breach(f"payment {sid}: refunded more than was captured")
         elif isinstance(event, Order.Placed):
-            self.orders[sid] = [event.total_amount, event.payment_id, 0, [s["allocation_id"] for s in event.sellers]]
+            self.orders[sid] = [
+                event.total_amount,
+                event.payment_id,
+                0,
+                [s["allocation_id"] for s in event.sellers],
+            ]
             payment = self.payments.get(event.payment_id)
             if payment is None or payment[1] != "succeeded":
                 breach(f"order {sid}: placed without a succeeded payment")
@@ -339,8 +385,14 @@ class Books:
             if event.platform_fee_amount != fee_for(event.subtotal_amount, event.fee_bps):
                 breach(f"allocation {sid}: fee is not {event.fee_bps} bps of the subtotal")
             self.allocations[sid] = _Alloc(
-                event.seller_id, event.order_id, event.currency, event.subtotal_amount, event.fee_bps,
-                event.platform_fee_amount, event.payout_amount, event.timestamp,
+                event.seller_id,
+                event.order_id,
+                event.currency,
+                event.subtotal_amount,
+                event.fee_bps,
+                event.platform_fee_amount,
+                event.payout_amount,
+                event.timestamp,
             )
         elif isinstance(event, Allocation.Refunded):
             a = self.allocations[sid]
@@ -349,7 +401,9 @@ class Books:
                 breach(f"allocation {sid}: refunds exceed the subtotal")
             expected_fee = prorate(a.fee, min(a.refunded, a.subtotal), a.subtotal) - a.fee_reversed
             if event.platform_fee_reversed_amount != expected_fee:
-                breach(f"allocation {sid}: refund {event.refund_id} reversed a fee not at the allocation's rate")
+                breach(
+                    f"allocation {sid}: refund {event.refund_id} reversed a fee not at the allocation's rate"
+                )
             if event.platform_fee_reversed_amount + event.payout_reversed_amount != event.amount:
                 breach(f"allocation {sid}: refund {event.refund_id} fee + payout reversed != amount")
             a.fee_reversed += event.platform_fee_reversed_amount
@@ -366,7 +420,9 @@ class Books:
             if isinstance(event, Allocation.DisputeReversed):
                 expected_fee = prorate(a.fee, min(a.refunded, a.subtotal), a.subtotal) - a.fee_reversed
                 if fee != expected_fee:
-                    breach(f"allocation {sid}: dispute {event.dispute_id} reversed a fee not at the allocation's rate")
+                    breach(
+                        f"allocation {sid}: dispute {event.dispute_id} reversed a fee not at the allocation's rate"
+                    )
             if fee + payout != amount:
                 breach(f"allocation {sid}: dispute {event.dispute_id} fee + payout reversed != amount")
             a.fee_reversed += fee
@@ -380,12 +436,16 @@ class Books:
             a.settled_by = event.settlement_id
             a.settled_payout = event.payout_amount
             if event.payout_amount != a.payout - a.payout_reversed:
-                breach(f"allocation {sid}: settled {event.payout_amount}, but {a.payout - a.payout_reversed} was owed")
+                breach(
+                    f"allocation {sid}: settled {event.payout_amount}, but {a.payout - a.payout_reversed} was owed"
+                )
         elif isinstance(event, Allocation.AdjustmentSettled):
             a = self.allocations[sid]
             adjustment = a.adjustments.get(event.refund_id)
             if adjustment is None or adjustment[2] is not None:
-                breach(f"allocation {sid}: adjustment of refund {event.refund_id} settled twice or never owed")
+                breach(
+                    f"allocation {sid}: adjustment of refund {event.refund_id} settled twice or never owed"
+                )
             else:
                 adjustment[2] = event.settlement_id
         elif isinstance(event, Allocation.TransferReversed):
@@ -395,11 +455,15 @@ class Books:
             adjustment = a.adjustments.get(event.refund_id)
             settlement = self.settlements.get(event.settlement_id)
             if adjustment is None or adjustment[2] is not None:
-                breach(f"allocation {sid}: transfer reversal of refund {event.refund_id} recovers an adjustment "
-                       f"already settled or never owed")
+                breach(
+                    f"allocation {sid}: transfer reversal of refund {event.refund_id} recovers an adjustment "
+                    f"already settled or never owed"
+                )
             elif adjustment[1] != event.settlement_id or -adjustment[0] != event.amount:
-                breach(f"allocation {sid}: transfer reversal of refund {event.refund_id} ({event.amount} of "
-                       f"{event.settlement_id}) is not the adjustment owed ({-adjustment[0]} of {adjustment[1]})")
+                breach(
+                    f"allocation {sid}: transfer reversal of refund {event.refund_id} ({event.amount} of "
+                    f"{event.settlement_id}) is not the adjustment owed ({-adjustment[0]} of {adjustment[1]})"
+                )
             else:
                 del a.adjustments[event.refund_id]
             if settlement is not None:
@@ -407,7 +471,9 @@ class Books:
                     breach(f"settlement {event.settlement_id}: transfer reversed before it was paid")
                 settlement["reversed"] = settlement.get("reversed", 0) + event.amount
                 if settlement["reversed"] > settlement["total"]:
-                    breach(f"settlement {event.settlement_id}: transfer reversals exceed the {settlement['total']} paid")
+                    breach(
+                        f"settlement {event.settlement_id}: transfer reversals exceed the {settlement['total']} paid"
+                    )
         elif isinstance(event, Allocation.Released):
             a = self.allocations[sid]
             if a.settled_by == event.settlement_id:
@@ -418,15 +484,23 @@ class Books:
                 if adjustment[1] == event.settlement_id:
                     del a.adjustments[refund_id]
         elif isinstance(event, Settlement.Opened):
-            total = sum(x["payout_amount"] for x in event.allocations) + sum(x["amount"] for x in event.adjustments)
+            total = sum(x["payout_amount"] for x in event.allocations) + sum(
+                x["amount"] for x in event.adjustments
+            )
             if total != event.total_payout_amount:
-                breach(f"settlement {sid}: total {event.total_payout_amount} is not the sum of what it took ({total})")
+                breach(
+                    f"settlement {sid}: total {event.total_payout_amount} is not the sum of what it took ({total})"
+                )
             for taken in event.allocations:
                 a = self.allocations.get(taken["allocation_id"])
                 if a is None or a.seller_id != event.seller_id or a.currency != event.currency:
-                    breach(f"settlement {sid}: took allocation {taken['allocation_id']} of another seller or currency")
+                    breach(
+                        f"settlement {sid}: took allocation {taken['allocation_id']} of another seller or currency"
+                    )
             self.settlements[sid] = {
-                "seller_id": event.seller_id, "currency": event.currency, "total": event.total_payout_amount,
+                "seller_id": event.seller_id,
+                "currency": event.currency,
+                "total": event.total_payout_amount,
                 "status": "pending",
             }
         elif isinstance(event, (Settlement.Paid, Settlement.Failed, Settlement.ProcessingStarted)):
@@ -442,15 +516,30 @@ class PagedBooks(Books):
     row keeps the few amounts that :meth:`finish` compares across the whole history in SQL."""
 
     TABLES: ClassVar[dict[str, Table]] = {
-        kind: Table(f"audit_books_{kind}", MetaData(), Column("id", String(64), primary_key=True),
-                    Column("entry", Text, nullable=False), *columns)
+        kind: Table(
+            f"audit_books_{kind}",
+            MetaData(),
+            Column("id", String(64), primary_key=True),
+            Column("entry", Text, nullable=False),
+            *columns,
+        )
         for kind, columns in {
             "payments": [Column("refunded", BigInteger)],
-            "orders": [Column("total", BigInteger), Column("payment_id", String(64)), Column("refunded", BigInteger)],
-            "allocations": [Column("order_id", String(64)), Column("seller_id", String(64)),
-                            Column("currency", String(64)), Column("subtotal", BigInteger),
-                            Column("refunds", BigInteger), Column("refunded", BigInteger), Column("fee", BigInteger),
-                            Column("fee_reversed", BigInteger)],
+            "orders": [
+                Column("total", BigInteger),
+                Column("payment_id", String(64)),
+                Column("refunded", BigInteger),
+            ],
+            "allocations": [
+                Column("order_id", String(64)),
+                Column("seller_id", String(64)),
+                Column("currency", String(64)),
+                Column("subtotal", BigInteger),
+                Column("refunds", BigInteger),
+                Column("refunded", BigInteger),
+                Column("fee", BigInteger),
+                Column("fee_reversed", BigInteger),
+            ],
             "settlements": [],
         }.items()
     }
@@ -501,7 +590,9 @@ class PagedBooks(Books):
                 except (ValueError, TypeError) as error:  # orjson's JSONEncodeError is a TypeError
                     if report is None:
                         raise ValueError(f"{kind[:-1]} {id_}: {error}") from error
-                    report.breach(f"{kind[:-1]} {id_}: cannot be checked, edited events left it unreadable ({error})")
+                    report.breach(
+                        f"{kind[:-1]} {id_}: cannot be checked, edited events left it unreadable ({error})"
+                    )
                     continue
                 stored = self._paged_in.get((kind, id_))
                 if stored is None:
@@ -520,31 +611,54 @@ class PagedBooks(Books):
         for row in self.conn.execute(
             select(orders.c.id, orders.c.refunded, payments.c.refunded.label("payment_refunded"))
             .join(payments, payments.c.id == orders.c.payment_id)
-            .where(payments.c.refunded != orders.c.refunded).order_by(orders.c.id).limit(BREACH_LIMIT)
+            .where(payments.c.refunded != orders.c.refunded)
+            .order_by(orders.c.id)
+            .limit(BREACH_LIMIT)
         ):
-            report.breach(f"order {row.id}: refunded {row.refunded} but its payment shows {row.payment_refunded}")
-        sums = select(
-            allocations.c.order_id, func.sum(allocations.c.refunds).label("refunds"),
-            func.sum(allocations.c.subtotal).label("subtotal"),
-        ).group_by(allocations.c.order_id).subquery()
+            report.breach(
+                f"order {row.id}: refunded {row.refunded} but its payment shows {row.payment_refunded}"
+            )
+        sums = (
+            select(
+                allocations.c.order_id,
+                func.sum(allocations.c.refunds).label("refunds"),
+                func.sum(allocations.c.subtotal).label("subtotal"),
+            )
+            .group_by(allocations.c.order_id)
+            .subquery()
+        )
         reversed_, subtotal = func.coalesce(sums.c.refunds, 0), func.coalesce(sums.c.subtotal, 0)
         for row in self.conn.execute(
-            select(orders.c.id, orders.c.total, orders.c.refunded, reversed_.label("reversed"),
-                   subtotal.label("subtotal"))
+            select(
+                orders.c.id,
+                orders.c.total,
+                orders.c.refunded,
+                reversed_.label("reversed"),
+                subtotal.label("subtotal"),
+            )
             .outerjoin(sums, sums.c.order_id == orders.c.id)
             .where(or_(reversed_ != orders.c.refunded, subtotal != orders.c.total))
-            .order_by(orders.c.id).limit(BREACH_LIMIT)
+            .order_by(orders.c.id)
+            .limit(BREACH_LIMIT)
         ):
             if row.reversed != row.refunded:
-                report.breach(f"order {row.id}: allocations reversed {row.reversed}, the order {row.refunded}")
+                report.breach(
+                    f"order {row.id}: allocations reversed {row.reversed}, the order {row.refunded}"
+                )
             if row.subtotal != row.total:
                 report.breach(f"order {row.id}: allocations do not sum to the amount captured")
         for row in self.conn.execute(
             select(allocations.c.id, allocations.c.fee, allocations.c.fee_reversed)
-            .where(allocations.c.refunded == allocations.c.subtotal, allocations.c.fee_reversed != allocations.c.fee)
-            .order_by(allocations.c.id).limit(BREACH_LIMIT)
+            .where(
+                allocations.c.refunded == allocations.c.subtotal,
+                allocations.c.fee_reversed != allocations.c.fee,
+            )
+            .order_by(allocations.c.id)
+            .limit(BREACH_LIMIT)
         ):
-            report.breach(f"allocation {row.id}: fully refunded but fee reversed {row.fee_reversed} of {row.fee}")
+            report.breach(
+                f"allocation {row.id}: fully refunded but fee reversed {row.fee_reversed} of {row.fee}"
+            )
         for kind, table in self.TABLES.items():
             report.checked[kind] = self.conn.execute(select(func.count()).select_from(table)).scalar_one()
 
@@ -560,9 +674,12 @@ class PagedBooks(Books):
     def allocations_of(self, seller_id: str, currency: str) -> Iterator[tuple[str, _Alloc]]:
         """The entries of one seller's allocations in one currency, read a batch at a time."""
         table = self.TABLES["allocations"]
-        statement = select(table.c.id, table.c.entry).where(table.c.seller_id == seller_id,
-                                                             table.c.currency == currency)
-        for rows in keyset_pages(lambda s: self.conn.execute(s).all(), statement, table.c.id, "", REPLAY_BATCH):
+        statement = select(table.c.id, table.c.entry).where(
+            table.c.seller_id == seller_id, table.c.currency == currency
+        )
+        for rows in keyset_pages(
+            lambda s: self.conn.execute(s).all(), statement, table.c.id, "", REPLAY_BATCH
+        ):
             for row in rows:
                 yield row.id, self._decode("allocations", row.entry)
 
@@ -573,9 +690,16 @@ class PagedBooks(Books):
         if kind == "orders":
             return {"total": entry[0], "payment_id": entry[1], "refunded": entry[2]}
         if kind == "allocations":
-            return {"order_id": entry.order_id, "seller_id": entry.seller_id, "currency": entry.currency,
-                    "subtotal": entry.subtotal, "refunds": entry.refunds,
-                    "refunded": entry.refunded, "fee": entry.fee, "fee_reversed": entry.fee_reversed}
+            return {
+                "order_id": entry.order_id,
+                "seller_id": entry.seller_id,
+                "currency": entry.currency,
+                "subtotal": entry.subtotal,
+                "refunds": entry.refunds,
+                "refunded": entry.refunded,
+                "fee": entry.fee,
+                "fee_reversed": entry.fee_reversed,
+            }
         return {}
 
     @staticmethod
@@ -601,16 +725,23 @@ def _storable(value: Any) -> bool:
 def dispute_entry(event: Any) -> tuple[str, int, int, int]:
     """(entry id, amount, fee, payout) a dispute event takes off an allocation (negative: gives back)."""
     if isinstance(event, Allocation.DisputeRestored):
-        return (event.restore_id, -event.amount, -event.platform_fee_restored_amount,
-                -event.payout_restored_amount)
+        return (
+            event.restore_id,
+            -event.amount,
+            -event.platform_fee_restored_amount,
+            -event.payout_restored_amount,
+        )
     return event.reversal_id, event.amount, event.platform_fee_reversed_amount, event.payout_reversed_amount
 
 
 def unreplayable(report: Report, stream_id: Any, version: int, type_name: str, error: Exception) -> None:
-    report.breach(f"event {stream_id} v{version} ({type_name}) cannot be replayed: {type(error).__name__}: {error}")
+    report.breach(
+        f"event {stream_id} v{version} ({type_name}) cannot be replayed: {type(error).__name__}: {error}"
+    )
 
 
 # ---- 3. one pass: chain, money and every read model against a fresh rebuild -------------
+
 
 def verify(app: Application, engine: Engine, progress: Callable[[str, int], None] | None = None) -> Report:
     """Replay the whole log once, in one transaction that is rolled back at the end.
@@ -633,15 +764,21 @@ def verify(app: Application, engine: Engine, progress: Callable[[str, int], None
         if postgres:
             conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin() as transaction:
-            positions = dict(conn.execute(select(projection_positions.c.name, projection_positions.c.position)).all())
-            last = conn.execute(select(audit_log.c.position, audit_log.c.hash)
-                                .order_by(audit_log.c.position.desc()).limit(1)).first()
+            positions = dict(
+                conn.execute(select(projection_positions.c.name, projection_positions.c.position)).all()
+            )
+            last = conn.execute(
+                select(audit_log.c.position, audit_log.c.hash).order_by(audit_log.c.position.desc()).limit(1)
+            ).first()
             if last is not None:
                 report.head = (last.position, last.hash)
             audit_stop = positions.get("audit_log", 0)
             head = app.recorder.max_notification_id() or 0
-            chain_sql = SqlChainCheck(engine, app.recorder.events_table_name, audit_stop, report.head[0]) \
-                if postgres else None
+            chain_sql = (
+                SqlChainCheck(engine, app.recorder.events_table_name, audit_stop, report.head[0])
+                if postgres
+                else None
+            )
             chain_done = pool.submit(chain_sql.run) if chain_sql is not None else None
             chain_check = None if postgres else ChainCheck(iter_audit_rows(conn, report.head[0]), audit_stop)
             try:
@@ -652,18 +789,30 @@ def verify(app: Application, engine: Engine, progress: Callable[[str, int], None
                     chain_sql.cancel()
                 raise
             transaction.rollback()
-    report.breaches = ([breach for link in links for breach in link.breaches()] + report.breaches)[:BREACH_LIMIT]
+    report.breaches = ([breach for link in links for breach in link.breaches()] + report.breaches)[
+        :BREACH_LIMIT
+    ]
     report.checked = {"chained events": chained, **report.checked}
     report.checked["events"] = head
     return report
 
 
-def _replay(app: Application, conn: Connection, projections: list[Any], positions: dict[str, int], head: int,
-            chain_check: ChainCheck | None, report: Report, progress: Callable[[str, int], None] | None) -> None:
+def _replay(
+    app: Application,
+    conn: Connection,
+    projections: list[Any],
+    positions: dict[str, int],
+    head: int,
+    chain_check: ChainCheck | None,
+    report: Report,
+    progress: Callable[[str, int], None] | None,
+) -> None:
     """verify's pass over the log (and, at the end, its comparisons), on its transaction."""
     books = PagedBooks(conn)
-    shadow = Shadow(conn, [table for projection in projections for table in projection.tables]
-                    + list(books.TABLES.values()))
+    shadow = Shadow(
+        conn,
+        [table for projection in projections for table in projection.tables] + list(books.TABLES.values()),
+    )
     if shadow.postgres:  # the comparison hashes whole tables: the default 4 MB spills them to disk
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{COMPARE_WORK_MEM}'")
     shadow.create()
@@ -678,28 +827,39 @@ def _replay(app: Application, conn: Connection, projections: list[Any], position
             try:
                 decoded[notification.id] = app.mapper.to_domain_event(notification)
             except Exception as error:  # noqa: BLE001  an edited event: report it, go on
-                unreplayable(report, notification.originator_id, notification.originator_version,
-                             notification.topic.split(":", 1)[-1], error)
+                unreplayable(
+                    report,
+                    notification.originator_id,
+                    notification.originator_version,
+                    notification.topic.split(":", 1)[-1],
+                    error,
+                )
         books.page_in(decoded.values())
         for event in decoded.values():
             try:
                 books.fold(event, report)
             except Exception as error:  # noqa: BLE001  one that an edited or missing event breaks
-                unreplayable(report, event.originator_id, event.originator_version, type(event).__qualname__, error)
+                unreplayable(
+                    report, event.originator_id, event.originator_version, type(event).__qualname__, error
+                )
         books.page_out(report)
         for projection in list(live):
             writer = RowWriter(conn)
             try:
                 # PostgreSQL aborts the whole transaction on an error: contain it in a savepoint.
                 with conn.begin_nested() if shadow.postgres else nullcontext():
-                    apply_notifications(projection, app, writer, batch, positions.get(projection.name, 0), decoded)
+                    apply_notifications(
+                        projection, app, writer, batch, positions.get(projection.name, 0), decoded
+                    )
                     writer.flush()
             except (OperationalError, InterfaceError):  # the database, not the log: the run fails
                 raise
             except Exception as error:  # noqa: BLE001  a log that no longer replays (edited events)
                 first_line = (str(error).splitlines() or [""])[0][:300]
-                report.breach(f"read model {projection.name}: cannot be rebuilt from the event log: "
-                              f"{type(error).__name__}: {first_line}")
+                report.breach(
+                    f"read model {projection.name}: cannot be rebuilt from the event log: "
+                    f"{type(error).__name__}: {first_line}"
+                )
                 live.remove(projection)
         if progress is not None:
             progress("replay", len(batch))
@@ -721,6 +881,7 @@ def _replay(app: Application, conn: Connection, projections: list[Any], position
 
 
 # ---- settlement re-run, statements, balances ---------------------------------------------
+
 
 def recompute_settlement(app: Application, engine: Engine, settlement_id: str) -> dict[str, Any]:
     """What the settlement should have taken, from the events before it, and the difference."""
@@ -757,12 +918,23 @@ def recompute_settlement(app: Application, engine: Engine, settlement_id: str) -
     differences = []
     for key in sorted(set(expected_allocations) | set(taken_allocations)):
         if expected_allocations.get(key) != taken_allocations.get(key):
-            differences.append({"allocation_id": key, "expected": expected_allocations.get(key),
-                                "paid": taken_allocations.get(key)})
+            differences.append(
+                {
+                    "allocation_id": key,
+                    "expected": expected_allocations.get(key),
+                    "paid": taken_allocations.get(key),
+                }
+            )
     for key in sorted(set(expected_adjustments) | set(taken_adjustments)):
         if expected_adjustments.get(key) != taken_adjustments.get(key):
-            differences.append({"allocation_id": key[0], "refund_id": key[1],
-                                "expected": expected_adjustments.get(key), "paid": taken_adjustments.get(key)})
+            differences.append(
+                {
+                    "allocation_id": key[0],
+                    "refund_id": key[1],
+                    "expected": expected_adjustments.get(key),
+                    "paid": taken_adjustments.get(key),
+                }
+            )
     return {
         "settlement_id": settlement_id,
         "expected_total_payout_amount": total,
@@ -781,38 +953,70 @@ def settlement_statement(app: Application, settlement: Settlement) -> dict[str, 
     rows: list[dict[str, Any]] = []
     running = 0
 
-    def add(kind: str, allocation: Any, gross: int, fee: int, net: int, at: Any, refund_id: str | None = None) -> None:
+    def add(
+        kind: str, allocation: Any, gross: int, fee: int, net: int, at: Any, refund_id: str | None = None
+    ) -> None:
         nonlocal running
         running += net
-        rows.append({
-            "kind": kind, "order_id": allocation.order_id, "allocation_id": allocation.allocation_id,
-            "refund_id": refund_id, "date": rfc3339(at),
-            "gross_amount": gross, "platform_fee_amount": fee, "net_amount": net, "running_total_amount": running,
-        })
+        rows.append(
+            {
+                "kind": kind,
+                "order_id": allocation.order_id,
+                "allocation_id": allocation.allocation_id,
+                "refund_id": refund_id,
+                "date": rfc3339(at),
+                "gross_amount": gross,
+                "platform_fee_amount": fee,
+                "net_amount": net,
+                "running_total_amount": running,
+            }
+        )
 
     for item in settlement.allocations:
         events = _events_of(app, UUID(item["allocation_id"]))
         created = events[0]
         view = type("A", (), {"order_id": created.order_id, "allocation_id": item["allocation_id"]})
-        add("order", view, created.subtotal_amount, created.platform_fee_amount, created.payout_amount,
-            created.timestamp)
+        add(
+            "order",
+            view,
+            created.subtotal_amount,
+            created.platform_fee_amount,
+            created.payout_amount,
+            created.timestamp,
+        )
         for event in events[1:]:
             if isinstance(event, Allocation.Settled) and event.settlement_id == sid:
                 break
             if isinstance(event, Allocation.Refunded):
-                add("refund", view, -event.amount, -event.platform_fee_reversed_amount,
-                    -event.payout_reversed_amount, event.timestamp, event.refund_id)
+                add(
+                    "refund",
+                    view,
+                    -event.amount,
+                    -event.platform_fee_reversed_amount,
+                    -event.payout_reversed_amount,
+                    event.timestamp,
+                    event.refund_id,
+                )
             elif isinstance(event, (Allocation.DisputeReversed, Allocation.DisputeRestored)):
                 entry_id, amount, fee, payout = dispute_entry(event)
                 add("dispute", view, -amount, -fee, -payout, event.timestamp, entry_id)
     for item in settlement.adjustments:
         events = _events_of(app, UUID(item["allocation_id"]))
         view = type("A", (), {"order_id": events[0].order_id, "allocation_id": item["allocation_id"]})
-        refund = next((e for e in events if isinstance(e, Allocation.Refunded) and e.refund_id == item["refund_id"]),
-                      None)
+        refund = next(
+            (e for e in events if isinstance(e, Allocation.Refunded) and e.refund_id == item["refund_id"]),
+            None,
+        )
         if refund is not None:
-            add("adjustment", view, -refund.amount, -refund.platform_fee_reversed_amount,
-                -refund.payout_reversed_amount, refund.timestamp, refund.refund_id)
+            add(
+                "adjustment",
+                view,
+                -refund.amount,
+                -refund.platform_fee_reversed_amount,
+                -refund.payout_reversed_amount,
+                refund.timestamp,
+                refund.refund_id,
+            )
             continue
         for event in events:
             if isinstance(event, (Allocation.DisputeReversed, Allocation.DisputeRestored)):
@@ -831,7 +1035,9 @@ def settlement_statement(app: Application, settlement: Settlement) -> dict[str, 
     }
 
 
-def seller_balance(app: Application, allocation_ids: list[str], seller_id: str, as_of: datetime) -> dict[str, Any]:
+def seller_balance(
+    app: Application, allocation_ids: list[str], seller_id: str, as_of: datetime
+) -> dict[str, Any]:
     """The seller's pending payout per currency as it stood at ``as_of``, and its parts."""
     books = Books()
     for allocation_id in allocation_ids:
@@ -845,20 +1051,33 @@ def seller_balance(app: Application, allocation_ids: list[str], seller_id: str, 
         if a.settled_by is None:
             amount = a.payout - a.payout_reversed
             balances[a.currency] = balances.get(a.currency, 0) + amount
-            entries.append({
-                "kind": "allocation", "allocation_id": allocation_id, "order_id": a.order_id,
-                "currency": a.currency, "subtotal_amount": a.subtotal - a.refunded,
-                "platform_fee_amount": a.fee - a.fee_reversed, "payout_amount": amount,
-                "refunded_amount": a.refunded,
-                "created_at": rfc3339(a.created_at),
-            })
+            entries.append(
+                {
+                    "kind": "allocation",
+                    "allocation_id": allocation_id,
+                    "order_id": a.order_id,
+                    "currency": a.currency,
+                    "subtotal_amount": a.subtotal - a.refunded,
+                    "platform_fee_amount": a.fee - a.fee_reversed,
+                    "payout_amount": amount,
+                    "refunded_amount": a.refunded,
+                    "created_at": rfc3339(a.created_at),
+                }
+            )
         for refund_id, (amount, of, by) in a.adjustments.items():
             if by is None:
                 balances[a.currency] = balances.get(a.currency, 0) + amount
-                entries.append({
-                    "kind": "adjustment", "allocation_id": allocation_id, "order_id": a.order_id,
-                    "currency": a.currency, "refund_id": refund_id, "payout_amount": amount, "adjustment_of": of,
-                })
+                entries.append(
+                    {
+                        "kind": "adjustment",
+                        "allocation_id": allocation_id,
+                        "order_id": a.order_id,
+                        "currency": a.currency,
+                        "refund_id": refund_id,
+                        "payout_amount": amount,
+                        "adjustment_of": of,
+                    }
+                )
     return {
         "seller_id": seller_id,
         "as_of": rfc3339(as_of),
@@ -876,9 +1095,7 @@ def stream_as_of(app: Application, stream_id: UUID, as_of: datetime | None) -> d
         return None
     version = events[-1].originator_version
     aggregate = app.repository.get(stream_id, version=version)
-    state = {
-        key: value for key, value in vars(aggregate).items() if not key.startswith("_")
-    }
+    state = {key: value for key, value in vars(aggregate).items() if not key.startswith("_")}
     for prop in ("status",):
         if hasattr(type(aggregate), prop):
             state[prop] = getattr(aggregate, prop)
@@ -892,8 +1109,13 @@ def stream_as_of(app: Application, stream_id: UUID, as_of: datetime | None) -> d
                 "version": e.originator_version,
                 "type": type(e).__qualname__,
                 "timestamp": rfc3339(e.timestamp),
-                "data": _jsonable({k: v for k, v in vars(e).items()
-                                   if k not in ("originator_id", "originator_version", "timestamp")}),
+                "data": _jsonable(
+                    {
+                        k: v
+                        for k, v in vars(e).items()
+                        if k not in ("originator_id", "originator_version", "timestamp")
+                    }
+                ),
             }
             for e in events
         ],

@@ -13,10 +13,11 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import wraps
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app, g, request
 from sqlalchemy import insert, select
@@ -68,7 +69,7 @@ def create_key(engine: Engine, role: str, subject: str | None) -> tuple[str, str
                 secret_hash=_hash(secret),
                 role=role,
                 subject=subject,
-                created_at=datetime.now(timezone.utc),
+                created_at=datetime.now(UTC),
             )
         )
     return key_id, f"tk_{key_id}.{secret}"

@@ -82,8 +82,9 @@ def projections_rebuild_command(name: str | None) -> None:
     head = container.marketplace.recorder.max_notification_id() or 0
     names = [name] if name else list(PROJECTIONS)
     with click.progressbar(length=head, label=f"rebuilding {', '.join(names)}") as bar:
-        read = rebuild([PROJECTIONS[n]() for n in names], container.marketplace, container.engine,
-                       progress=bar.update)
+        read = rebuild(
+            [PROJECTIONS[n]() for n in names], container.marketplace, container.engine, progress=bar.update
+        )
     for rebuilt in names:
         click.echo(f"{rebuilt}: rebuilt from {read} events")
 
@@ -98,7 +99,10 @@ def projections_rebuild_command(name: str | None) -> None:
     "a horse rebuilds the container per job, ~0.1-0.5 s, too slow to keep read models within a second).",
 )
 @click.option(
-    "--queue", "queue_keys", multiple=True, type=click.Choice(["settlements", "projections", "notifications", "audit"]),
+    "--queue",
+    "queue_keys",
+    multiple=True,
+    type=click.Choice(["settlements", "projections", "notifications", "audit"]),
     help="Work only these queues (repeatable); default all. A dedicated projections worker keeps read "
     "models fresh while a long settlement run is going.",
 )
@@ -137,7 +141,12 @@ def settle_command(period: str) -> None:
         start, end = handlers.month_period(period)
     except DomainError as exc:
         raise click.UsageError(str(exc)) from None
-    cause = {"actor_id": "cli", "actor_role": "admin", "request_id": f"cli-settle:{period}", "reason": "settle"}
+    cause = {
+        "actor_id": "cli",
+        "actor_role": "admin",
+        "request_id": f"cli-settle:{period}",
+        "reason": "settle",
+    }
     sellers = handlers.sellers_due(container, end)
     ids: list[str] = []
     with click.progressbar(sellers, label=f"settling {start} .. {end}") as bar:
@@ -168,7 +177,10 @@ def audit_verify_command() -> None:
     app_ = container.marketplace
     catch_up(PROJECTIONS["audit_log"](), app_, container.engine)
     head = app_.recorder.max_notification_id() or 0
-    lengths = {"replay": head, "compare": sum(len(cls.tables) for name, cls in PROJECTIONS.items() if name != "audit_log")}
+    lengths = {
+        "replay": head,
+        "compare": sum(len(cls.tables) for name, cls in PROJECTIONS.items() if name != "audit_log"),
+    }
     bars: dict[str, object] = {}
 
     def progress(label: str, n: int) -> None:
@@ -176,7 +188,9 @@ def audit_verify_command() -> None:
         if bar is None:
             for other in bars.values():
                 other.render_finish()  # type: ignore[attr-defined]
-            bar = bars[label] = click.progressbar(length=lengths.get(label, head), label=f"{label:<12}", file=None)
+            bar = bars[label] = click.progressbar(
+                length=lengths.get(label, head), label=f"{label:<12}", file=None
+            )
             bar.__enter__()  # type: ignore[attr-defined]
         bar.update(n)  # type: ignore[attr-defined]
 
@@ -207,7 +221,10 @@ def audit_settlement_command(settlement_id: str) -> None:
     click.echo(f"settlement {settlement_id}")
     click.echo(f"  paid     {result['paid_total_payout_amount']}")
     click.echo(f"  expected {result['expected_total_payout_amount']}")
-    if not result["differences"] and result["paid_total_payout_amount"] == result["expected_total_payout_amount"]:
+    if (
+        not result["differences"]
+        and result["paid_total_payout_amount"] == result["expected_total_payout_amount"]
+    ):
         click.echo("  no difference")
         return
     for difference in result["differences"]:
@@ -217,10 +234,15 @@ def audit_settlement_command(settlement_id: str) -> None:
 
 # ---- reconciliation with the payment provider -------------------------------------------
 
+
 @click.command("reconcile")
 @with_appcontext
-@click.option("--since", default=None, metavar="DATE",
-              help="Start of the window, YYYY-MM-DD (UTC); default: the last 30 days.")
+@click.option(
+    "--since",
+    default=None,
+    metavar="DATE",
+    help="Start of the window, YYYY-MM-DD (UTC); default: the last 30 days.",
+)
 def reconcile_command(since: str | None) -> None:
     """Compare Stripe's PaymentIntents, Refunds and Transfers with tally's records; exit 1 on any mismatch."""
     from app.reconcile import reconcile, window_start

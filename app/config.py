@@ -61,7 +61,9 @@ class Settings:
             raise SettingsError(f"PAYMENT_PROVIDER must be mock or stripe, got {provider!r}")
         paid_out = env.get("STRIPE_REFUNDS_OF_PAID_OUT", "adjust") or "adjust"
         if paid_out not in REFUNDS_OF_PAID_OUT:
-            raise SettingsError(f"STRIPE_REFUNDS_OF_PAID_OUT must be adjust or reverse_transfer, got {paid_out!r}")
+            raise SettingsError(
+                f"STRIPE_REFUNDS_OF_PAID_OUT must be adjust or reverse_transfer, got {paid_out!r}"
+            )
         settings = cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             database_schema=env.get("DATABASE_SCHEMA") or None,

@@ -49,7 +49,9 @@ def _slug(text: str) -> str:
     return "-".join(text.lower().replace("'", "").split())
 
 
-def problem(status: int, detail: str, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any):
+def problem(
+    status: int, detail: str, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+):
     """A problem+json response."""
     title = title or TITLES.get(status, "Error")
     body: dict[str, Any] = {
@@ -98,7 +100,15 @@ def handle_http_exception(error: HTTPException):
     messages = data.get("messages")
     if messages is not None:
         # webargs nests by location: {"json": {...}, "query": {...}}
-        if isinstance(messages, dict) and set(messages) <= {"json", "query", "headers", "view_args", "path", "form", "files"}:
+        if isinstance(messages, dict) and set(messages) <= {
+            "json",
+            "query",
+            "headers",
+            "view_args",
+            "path",
+            "form",
+            "files",
+        }:
             merged: dict[str, Any] = {}
             for location, value in messages.items():
                 if isinstance(value, dict):
@@ -133,11 +143,15 @@ def handle_domain_error(error: domain_errors.DomainError):
 
 
 def handle_store_conflict(_error: StoreConflict):
-    return problem(409, "A concurrent change got there first; retry the request.", headers={"Retry-After": "1"})
+    return problem(
+        409, "A concurrent change got there first; retry the request.", headers={"Retry-After": "1"}
+    )
 
 
 def handle_provider_unavailable(error: ProviderUnavailableError):
-    return problem(503, "The payment provider is unavailable; retry the request.", headers={"Retry-After": "5"})
+    return problem(
+        503, "The payment provider is unavailable; retry the request.", headers={"Retry-After": "5"}
+    )
 
 
 def handle_unexpected(error: Exception):

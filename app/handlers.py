@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
@@ -48,7 +48,7 @@ def create_checkout_session(container: Container, data: dict[str, Any]) -> dict[
     """Quote the cart per seller and keep it in Redis for the session's lifetime."""
     settings = container.settings
     priced = quote(data["currency"], data["items"], settings.platform_fee_bps)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ttl = settings.checkout_session_ttl_seconds
     expires = now + timedelta(seconds=ttl)
     session = {
@@ -119,11 +119,17 @@ def confirm_checkout(
             payment, order = marketplace.complete_payment(
                 payment_id, result.provider_reference or "", cause, payment=payment
             )
-            sessions.save({**session, "status": "completed", "order_id": str(order.id), "payment_id": payment_id})
+            sessions.save(
+                {**session, "status": "completed", "order_id": str(order.id), "payment_id": payment_id}
+            )
             return "succeeded", payment, order
         if result.status == CHARGE_REQUIRES_ACTION:
             payment = marketplace.record_action_required(
-                payment_id, result.provider_reference or "", result.client_secret or "", cause, payment=payment
+                payment_id,
+                result.provider_reference or "",
+                result.client_secret or "",
+                cause,
+                payment=payment,
             )
             sessions.save({**session, "status": "awaiting_action", "payment_id": payment_id})
             return "requires_action", payment, None
@@ -155,7 +161,9 @@ def _remember_reference(container: Container, provider_reference: str, payment_i
     try:
         with container.autocommit.connect() as conn:
             conn.execute(
-                insert(payment_references).values(provider_reference=provider_reference, payment_id=payment_id)
+                insert(payment_references).values(
+                    provider_reference=provider_reference, payment_id=payment_id
+                )
             )
     except IntegrityError:
         pass  # already known (a retried confirm): the row is the same
@@ -199,11 +207,13 @@ def refund_order(
             provider_reference=payment.provider_reference or "", amount=amount, idempotency_key=refund_id
         )
         # Before recording: the provider's echo (charge.refunded) then knows this refund is ours.
-        _remember_refund(container, result.provider_reference, refund_id, str(order.id), str(payment.id), amount,
-                         "tally")
+        _remember_refund(
+            container, result.provider_reference, refund_id, str(order.id), str(payment.id), amount, "tally"
+        )
         refund = marketplace.refund_order(str(order.id), amount, seller_id, refund_id, cause)
-    recovered = recover_paid_out(container, [(a["allocation_id"], refund["id"]) for a in refund["allocations"]],
-                                 cause)
+    recovered = recover_paid_out(
+        container, [(a["allocation_id"], refund["id"]) for a in refund["allocations"]], cause
+    )
     for part in refund["allocations"]:
         if (part["allocation_id"], refund["id"]) in recovered:  # the seller paid it back: nothing carried
             part["carried_as_adjustment"] = False
@@ -212,6 +222,7 @@ def refund_order(
 
 
 # ---- refunds of money already paid out: a transfer reversal or a negative adjustment -----------
+
 
 def recover_paid_out(
     container: Container, entries: list[tuple[str, str]], cause: dict[str, Any]
@@ -233,12 +244,15 @@ def recover_paid_out(
         except Exception:
             log.exception(
                 "transfer reversal for refund %s of allocation %s failed; carried as a negative adjustment",
-                refund_id, allocation_id,
+                refund_id,
+                allocation_id,
             )
     return recovered
 
 
-def _reverse_transfer(container: Container, allocation_id: str, refund_id: str, cause: dict[str, Any]) -> bool:
+def _reverse_transfer(
+    container: Container, allocation_id: str, refund_id: str, cause: dict[str, Any]
+) -> bool:
     """True when the reversal is recorded now."""
     marketplace = container.marketplace
     candidate = marketplace.transfer_recovery(allocation_id, refund_id)
@@ -256,26 +270,43 @@ def _reverse_transfer(container: Container, allocation_id: str, refund_id: str, 
                 provider_reference=candidate["transfer_reference"],
                 amount=candidate["amount"],
                 idempotency_key=key,
-                metadata={"refund_id": refund_id, "allocation_id": allocation_id,
-                          "settlement_id": candidate["settlement_id"]},
+                metadata={
+                    "refund_id": refund_id,
+                    "allocation_id": allocation_id,
+                    "settlement_id": candidate["settlement_id"],
+                },
             )
         except ProviderUnavailableError as exc:
             log.warning(
                 "transfer reversal %s of %s (%s) not confirmed, provider unavailable (%s); refund %s of "
-                "allocation %s is carried as a negative adjustment", key, candidate["transfer_reference"],
-                candidate["amount"], exc, refund_id, allocation_id,
+                "allocation %s is carried as a negative adjustment",
+                key,
+                candidate["transfer_reference"],
+                candidate["amount"],
+                exc,
+                refund_id,
+                allocation_id,
             )
             return False
         if not result.succeeded:
             log.warning(
                 "transfer reversal %s of %s (%s) refused: %s; refund %s of allocation %s is carried as a "
-                "negative adjustment", key, candidate["transfer_reference"], candidate["amount"],
-                result.failure_reason, refund_id, allocation_id,
+                "negative adjustment",
+                key,
+                candidate["transfer_reference"],
+                candidate["amount"],
+                result.failure_reason,
+                refund_id,
+                allocation_id,
             )
             return False
         marketplace.record_transfer_reversal(
-            allocation_id, refund_id, candidate["settlement_id"], candidate["amount"],
-            result.provider_reference or "", cause,
+            allocation_id,
+            refund_id,
+            candidate["settlement_id"],
+            candidate["amount"],
+            result.provider_reference or "",
+            cause,
         )
         return True
 
@@ -338,7 +369,9 @@ def receive_provider_event(container: Container, event: dict[str, Any], raw: str
         raise
     _finish_provider_event(engine, event_id, outcome, detail)
     if outcome == "unmatched":
-        log.warning("provider event %s (%s) kept unmatched for review: %s", event_id, event.get("type"), detail)
+        log.warning(
+            "provider event %s (%s) kept unmatched for review: %s", event_id, event.get("type"), detail
+        )
     return outcome
 
 
@@ -354,7 +387,7 @@ def _claim_provider_event(engine: Any, event: dict[str, Any], raw: str | None) -
                     type=str(event.get("type", "")),
                     payload=raw if raw is not None else json.dumps(event, sort_keys=True),
                     state="received",
-                    received_at=datetime.now(timezone.utc),
+                    received_at=datetime.now(UTC),
                     attempts=1,
                 )
             )
@@ -365,7 +398,9 @@ def _claim_provider_event(engine: Any, event: dict[str, Any], raw: str | None) -
     while True:
         with engine.connect() as conn:
             row = conn.execute(
-                select(provider_events.c.state, provider_events.c.attempts).where(provider_events.c.id == event_id)
+                select(provider_events.c.state, provider_events.c.attempts).where(
+                    provider_events.c.id == event_id
+                )
             ).one()
         if row.state in FINAL_EVENT_STATES:
             return False
@@ -379,7 +414,7 @@ def _claim_provider_event(engine: Any, event: dict[str, Any], raw: str | None) -
                         provider_events.c.state == row.state,
                         provider_events.c.attempts == row.attempts,
                     )
-                    .values(state="received", attempts=row.attempts + 1, received_at=datetime.now(timezone.utc))
+                    .values(state="received", attempts=row.attempts + 1, received_at=datetime.now(UTC))
                 ).rowcount
             if taken == 1:
                 return True
@@ -392,7 +427,7 @@ def _finish_provider_event(engine: Any, event_id: str, state: str, detail: str |
         conn.execute(
             update(provider_events)
             .where(provider_events.c.id == event_id)
-            .values(state=state, detail=detail, applied_at=datetime.now(timezone.utc))
+            .values(state=state, detail=detail, applied_at=datetime.now(UTC))
         )
 
 
@@ -486,7 +521,7 @@ def _remember_refund(
                     payment_id=payment_id,
                     amount=amount,
                     origin=origin,
-                    created_at=datetime.now(timezone.utc),
+                    created_at=datetime.now(UTC),
                 )
             )
     except IntegrityError:
@@ -511,7 +546,11 @@ def _provider_refunds_of(
     """(provider refund id, amount) of every live refund of the charge, or None if unknown."""
     embedded = obj.get("refunds")
     items: Any = None
-    if isinstance(embedded, dict) and isinstance(embedded.get("data"), list) and embedded.get("has_more") is not True:
+    if (
+        isinstance(embedded, dict)
+        and isinstance(embedded.get("data"), list)
+        and embedded.get("has_more") is not True
+    ):
         items = embedded["data"]
     else:
         list_refunds = getattr(container.gateway, "list_refunds", None)
@@ -521,7 +560,11 @@ def _provider_refunds_of(
         return None
     found = []
     for item in items:
-        if not isinstance(item, dict) or not _storable_text(item.get("id")) or _amount(item.get("amount")) is None:
+        if (
+            not isinstance(item, dict)
+            or not _storable_text(item.get("id"))
+            or _amount(item.get("amount")) is None
+        ):
             continue
         if item.get("status", "succeeded") in LIVE_REFUND_STATUSES:
             found.append((item["id"], item["amount"]))
@@ -580,8 +623,15 @@ def _record_provider_refunds(
                 view = marketplace.refund_order(str(order.id), amount, None, refund_id, cause)
             except DomainError as exc:
                 return "unmatched", f"refund {provider_ref} of {amount} cannot be recorded: {exc}"
-            _remember_refund(container, provider_ref, refund_id, str(order.id), str(payment.id), amount,
-                             "tally" if provider_ref in known else "provider")
+            _remember_refund(
+                container,
+                provider_ref,
+                refund_id,
+                str(order.id),
+                str(payment.id),
+                amount,
+                "tally" if provider_ref in known else "provider",
+            )
             done.add(refund_id)
             recorded.append(provider_ref)
             reversed_parts.extend((a["allocation_id"], refund_id) for a in view["allocations"])
@@ -595,8 +645,11 @@ def _dispute_funds(obj: dict[str, Any], status: str) -> str:
     transactions = obj.get("balance_transactions")
     if isinstance(transactions, list) and transactions:
         amounts = [
-            t.get("amount") for t in transactions
-            if isinstance(t, dict) and isinstance(t.get("amount"), int) and not isinstance(t.get("amount"), bool)
+            t.get("amount")
+            for t in transactions
+            if isinstance(t, dict)
+            and isinstance(t.get("amount"), int)
+            and not isinstance(t.get("amount"), bool)
         ]
         if any(amount > 0 for amount in amounts):
             return payment_status.DISPUTE_FUNDS_REINSTATED
@@ -636,13 +689,19 @@ def _apply_dispute_event(
     if funds == payment_status.DISPUTE_FUNDS_WITHDRAWN and payment.order_id:
         # Withdrawn funds of a seller already paid out: the same choice as a refund's.
         order = container.marketplace.get_order(payment.order_id)
-        recover_paid_out(container, [
-            (s["allocation_id"], str(dispute_reversal_id(dispute_id, s["allocation_id"]))) for s in order.sellers
-        ], cause)
+        recover_paid_out(
+            container,
+            [
+                (s["allocation_id"], str(dispute_reversal_id(dispute_id, s["allocation_id"])))
+                for s in order.sellers
+            ],
+            cause,
+        )
     return "applied", None
 
 
 # ---- settlement ----------------------------------------------------------------------
+
 
 def parse_period(period_start: str | None, period_end: str | None) -> tuple[date, date]:
     """UTC dates, ``period_end`` inclusive; bad or reversed dates are refused."""
@@ -668,7 +727,7 @@ def month_period(month: str) -> tuple[date, date]:
 
 
 def _end_of(period_end: date) -> datetime:
-    return datetime.combine(period_end + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+    return datetime.combine(period_end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
 
 
 def settlement_dict(settlement: Settlement) -> dict[str, Any]:
@@ -734,7 +793,9 @@ def settle_seller(
     prefix = container.settings.key_prefix
     results: list[Settlement] = []
     created = False
-    with named_lock(container.redis, f"{prefix}:settle-lock:{seller_id}", timeout_seconds=600, wait_seconds=120):
+    with named_lock(
+        container.redis, f"{prefix}:settle-lock:{seller_id}", timeout_seconds=600, wait_seconds=120
+    ):
         candidates = queries.unsettled_for_seller(container.engine, seller_id, before)
         currencies = set(candidates) | set(queries.seller_currencies(container.engine, seller_id))
         for currency in sorted(currencies):
@@ -796,20 +857,32 @@ def execute_verification(container: Container, verification_id: str) -> None:
     except Exception as exc:
         log.exception("verification %s failed", verification_id)
         # The class only: a driver's message may name hosts or users; the worker's log has the rest.
-        marketplace.record_verification_finished(verification_id, None, f"{type(exc).__name__} (see the worker's log)")
+        marketplace.record_verification_finished(
+            verification_id, None, f"{type(exc).__name__} (see the worker's log)"
+        )
         raise
-    marketplace.record_verification_finished(verification_id, {
-        "head_position": report.head[0], "head_hash": report.head[1], "ok": report.ok,
-        "breaches": report.breaches, "checked": report.checked,
-    })
+    marketplace.record_verification_finished(
+        verification_id,
+        {
+            "head_position": report.head[0],
+            "head_hash": report.head[1],
+            "ok": report.ok,
+            "breaches": report.breaches,
+            "checked": report.checked,
+        },
+    )
 
 
 def verify_on_schedule(container: Container, today: date | None = None) -> str:
     """The daily verification (the cron job), run right here: one per UTC day, so a doubled tick
     or a second cron process finds the day's verification and runs nothing more."""
-    day = (today or datetime.now(timezone.utc).date()).isoformat()
-    cause = {"actor_id": "system", "actor_role": "system", "request_id": f"verification-schedule:{day}",
-             "reason": "daily verification"}
+    day = (today or datetime.now(UTC).date()).isoformat()
+    cause = {
+        "actor_id": "system",
+        "actor_role": "system",
+        "request_id": f"verification-schedule:{day}",
+        "reason": "daily verification",
+    }
     verification_id = str(container.marketplace.request_verification(cause, key=f"daily/{day}").id)
     execute_verification(container, verification_id)
     return verification_id
@@ -818,7 +891,9 @@ def verify_on_schedule(container: Container, today: date | None = None) -> str:
 def request_settlement_run(
     container: Container, period_start: date, period_end: date, cause: dict[str, Any]
 ) -> str:
-    run = container.marketplace.request_settlement_run(period_start.isoformat(), period_end.isoformat(), cause)
+    run = container.marketplace.request_settlement_run(
+        period_start.isoformat(), period_end.isoformat(), cause
+    )
     run_id = str(run.id)
     container.jobs.settlement_run_requested(run_id)
     return run_id
@@ -835,8 +910,12 @@ def execute_settlement_run(container: Container, run_id: str) -> None:
     if run.status == "done":
         return
     start, end = parse_period(run.period_start, run.period_end)
-    cause = {"actor_id": "system", "actor_role": "system", "request_id": f"settlement-run:{run_id}",
-             "reason": "settlement run"}
+    cause = {
+        "actor_id": "system",
+        "actor_role": "system",
+        "request_id": f"settlement-run:{run_id}",
+        "reason": "settlement run",
+    }
     sellers = sellers_due(container, end)
     marketplace.record_run_started(run_id, len(sellers))
     ids: list[str] = []
@@ -858,13 +937,18 @@ def previous_month(today: date) -> tuple[date, date]:
 
 def settle_previous_month(container: Container, today: date | None = None) -> list[str]:
     """The monthly job: settle last month for everyone; a missed or doubled tick is harmless."""
-    start, end = previous_month(today or datetime.now(timezone.utc).date())
-    cause = {"actor_id": "system", "actor_role": "system", "request_id": f"monthly:{start:%Y-%m}",
-             "reason": "monthly settlement"}
+    start, end = previous_month(today or datetime.now(UTC).date())
+    cause = {
+        "actor_id": "system",
+        "actor_role": "system",
+        "request_id": f"monthly:{start:%Y-%m}",
+        "reason": "monthly settlement",
+    }
     return settle_all(container, start, end, cause)
 
 
 # ---- seller notifications by email -------------------------------------------------------
+
 
 def deliver_notifications(container: Container, limit: int = 200) -> int:
     """Email every notification not yet claimed; each is claimed first, so none is sent twice."""
@@ -892,7 +976,7 @@ def deliver_notifications(container: Container, limit: int = 200) -> int:
             with engine.begin() as conn:
                 conn.execute(
                     insert(notification_deliveries).values(
-                        notification_id=row.notification_id, state="sending", claimed_at=datetime.now(timezone.utc)
+                        notification_id=row.notification_id, state="sending", claimed_at=datetime.now(UTC)
                     )
                 )
         except IntegrityError:
@@ -921,7 +1005,7 @@ def deliver_notifications(container: Container, limit: int = 200) -> int:
             conn.execute(
                 update(notification_deliveries)
                 .where(notification_deliveries.c.notification_id == row.notification_id)
-                .values(state="sent", sent_at=datetime.now(timezone.utc))
+                .values(state="sent", sent_at=datetime.now(UTC))
             )
         sent += 1
     return sent

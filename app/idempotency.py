@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy import and_, delete, insert, select, update
@@ -66,7 +66,7 @@ def claim() -> Response | None:
                     path=request.path,
                     request_hash=request_hash,
                     state="in_progress",
-                    created_at=datetime.now(timezone.utc),
+                    created_at=datetime.now(UTC),
                 )
             )
     except IntegrityError:
@@ -80,12 +80,18 @@ def claim() -> Response | None:
                 return problem(409, f"This {HEADER} was already used with a different request.")
             if row.state == "done":
                 return _replay(row)
-            created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
-            if (datetime.now(timezone.utc) - created).total_seconds() > LEASE_SECONDS:
+            created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+            if (datetime.now(UTC) - created).total_seconds() > LEASE_SECONDS:
                 with engine.begin() as conn:  # take over an abandoned claim (only one taker wins)
-                    conn.execute(delete(idempotency_keys).where(
-                        and_(where, idempotency_keys.c.state == "in_progress",
-                             idempotency_keys.c.created_at == row.created_at)))
+                    conn.execute(
+                        delete(idempotency_keys).where(
+                            and_(
+                                where,
+                                idempotency_keys.c.state == "in_progress",
+                                idempotency_keys.c.created_at == row.created_at,
+                            )
+                        )
+                    )
                 return claim()
             if time.monotonic() > deadline:
                 return problem(409, f"A request with this {HEADER} is still in progress; retry later.")
@@ -121,7 +127,7 @@ def record(response: Response) -> Response:
                 response_status=response.status_code,
                 response_body=response.get_data(as_text=True),
                 response_headers=json.dumps(headers),
-                completed_at=datetime.now(timezone.utc),
+                completed_at=datetime.now(UTC),
             )
         )
     return response

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from domain.order import Order
-from projections.queries import rfc3339
 from domain.payment import REQUIRES_ACTION, Payment
-
-
+from projections.queries import rfc3339
 
 
 def payment_view(payment: Payment) -> dict[str, Any]:
@@ -37,8 +35,19 @@ def dispute_views(payment: Payment) -> dict[str, Any]:
     return {
         "disputed_amount": payment.disputed_amount,
         "disputes": [
-            {key: dispute[key] for key in ("id", "amount", "currency", "reason", "status", "funds",
-                                           "withdrawn_amount", "closed")}
+            {
+                key: dispute[key]
+                for key in (
+                    "id",
+                    "amount",
+                    "currency",
+                    "reason",
+                    "status",
+                    "funds",
+                    "withdrawn_amount",
+                    "closed",
+                )
+            }
             for dispute in payment.disputes.values()
         ],
     }

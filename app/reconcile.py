@@ -9,7 +9,7 @@ status differs, and provider events kept unmatched or failed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -64,15 +64,23 @@ def _fold(container: Container) -> _Books:
     books = _Books()
     for notification in iter_notifications(app):
         topic = notification.topic
-        if not (":Payment." in topic or ":Order." in topic or ":Settlement." in topic
-                or topic.endswith(":Allocation.TransferReversed")):
+        if not (
+            ":Payment." in topic
+            or ":Order." in topic
+            or ":Settlement." in topic
+            or topic.endswith(":Allocation.TransferReversed")
+        ):
             continue  # decode only what reconciliation looks at
         event = app.mapper.to_domain_event(notification)
         sid = str(event.originator_id)
         if isinstance(event, Payment.Initiated):
             books.payments[sid] = {
-                "amount": event.amount, "currency": event.currency, "provider": event.provider,
-                "outcome": "pending", "reference": None, "created": event.timestamp,
+                "amount": event.amount,
+                "currency": event.currency,
+                "provider": event.provider,
+                "outcome": "pending",
+                "reference": None,
+                "created": event.timestamp,
             }
         elif isinstance(event, Payment.ActionRequired):
             books.payments[sid].update(outcome="requires_action", reference=event.provider_reference)
@@ -85,15 +93,25 @@ def _fold(container: Container) -> _Books:
             books.order_payment[sid] = event.payment_id
         elif isinstance(event, Order.RefundRecorded):
             books.refunds[event.refund_id] = {
-                "amount": event.amount, "order_id": sid, "payment_id": books.order_payment.get(sid),
+                "amount": event.amount,
+                "order_id": sid,
+                "payment_id": books.order_payment.get(sid),
                 "at": event.timestamp,
             }
         elif isinstance(event, Settlement.Opened):
-            books.settlements[sid] = {"seller_id": event.seller_id, "currency": event.currency,
-                                      "amount": event.total_payout_amount, "status": "pending",
-                                      "reference": None, "at": event.timestamp, "reversed": 0}
+            books.settlements[sid] = {
+                "seller_id": event.seller_id,
+                "currency": event.currency,
+                "amount": event.total_payout_amount,
+                "status": "pending",
+                "reference": None,
+                "at": event.timestamp,
+                "reversed": 0,
+            }
         elif isinstance(event, Settlement.Paid):
-            books.settlements[sid].update(status="paid", reference=event.provider_reference, at=event.timestamp)
+            books.settlements[sid].update(
+                status="paid", reference=event.provider_reference, at=event.timestamp
+            )
         elif isinstance(event, Settlement.Failed):
             books.settlements[sid].update(status="failed", at=event.timestamp)
         elif isinstance(event, Allocation.TransferReversed):
@@ -115,7 +133,9 @@ def reconcile(container: Container, since: datetime) -> Report:
     """Compare what the provider holds from ``since`` on with what tally recorded."""
     gateway = container.gateway
     if not hasattr(gateway, "list_payment_intents"):
-        raise ValueError(f"the {gateway.name} provider keeps no records to reconcile with (PAYMENT_PROVIDER=stripe)")
+        raise ValueError(
+            f"the {gateway.name} provider keeps no records to reconcile with (PAYMENT_PROVIDER=stripe)"
+        )
     report = Report()
     start = _epoch(since)
     listed_from = _epoch(since - MARGIN)
@@ -124,14 +144,24 @@ def reconcile(container: Container, since: datetime) -> Report:
     transfers = {tr["id"]: tr for tr in gateway.list_transfers(listed_from)}
     books = _fold(container)
     with container.engine.connect() as conn:
-        payment_of = dict(conn.execute(select(payment_references.c.provider_reference,
-                                              payment_references.c.payment_id)).all())
-        refund_of = dict(conn.execute(select(provider_refunds.c.provider_reference,
-                                             provider_refunds.c.refund_id)).all())
+        payment_of = dict(
+            conn.execute(
+                select(payment_references.c.provider_reference, payment_references.c.payment_id)
+            ).all()
+        )
+        refund_of = dict(
+            conn.execute(select(provider_refunds.c.provider_reference, provider_refunds.c.refund_id)).all()
+        )
         review = conn.execute(
-            select(provider_events.c.id, provider_events.c.type, provider_events.c.state, provider_events.c.detail)
-            .where(provider_events.c.state.in_(("unmatched", "failed")),
-                   provider_events.c.received_at >= since)
+            select(
+                provider_events.c.id,
+                provider_events.c.type,
+                provider_events.c.state,
+                provider_events.c.detail,
+            )
+            .where(
+                provider_events.c.state.in_(("unmatched", "failed")), provider_events.c.received_at >= since
+            )
             .order_by(provider_events.c.received_at)
         ).all()
     _payments(report, books, intents, payment_of, start, since)
@@ -148,8 +178,14 @@ def reconcile(container: Container, since: datetime) -> Report:
     return report
 
 
-def _payments(report: Report, books: _Books, intents: dict[str, dict[str, Any]], payment_of: dict[str, str],
-              start: int, since: datetime) -> None:
+def _payments(
+    report: Report,
+    books: _Books,
+    intents: dict[str, dict[str, Any]],
+    payment_of: dict[str, str],
+    start: int,
+    since: datetime,
+) -> None:
     seen: set[str] = set()
     for pi in intents.values():
         payment_id = payment_of.get(pi["id"]) or _metadata(pi, "payment_id")
@@ -168,7 +204,9 @@ def _payments(report: Report, books: _Books, intents: dict[str, dict[str, Any]],
             )
         expected = EXPECTED_OUTCOME.get(str(pi.get("status")))
         if expected != payment["outcome"]:
-            report.mismatches.append(f"{what}: status differs, tally's payment {payment_id} is {payment['outcome']}")
+            report.mismatches.append(
+                f"{what}: status differs, tally's payment {payment_id} is {payment['outcome']}"
+            )
     for payment_id, payment in books.payments.items():
         if payment["provider"] != "stripe" or payment["created"] < since or payment_id in seen:
             continue
@@ -181,8 +219,14 @@ def _payments(report: Report, books: _Books, intents: dict[str, dict[str, Any]],
         )
 
 
-def _refunds(report: Report, books: _Books, refunds: dict[str, dict[str, Any]], refund_of: dict[str, str],
-             start: int, since: datetime) -> None:
+def _refunds(
+    report: Report,
+    books: _Books,
+    refunds: dict[str, dict[str, Any]],
+    refund_of: dict[str, str],
+    start: int,
+    since: datetime,
+) -> None:
     seen: set[str] = set()
     for re in refunds.values():
         refund_id = refund_of.get(re["id"]) or _metadata(re, "refund_id")
@@ -200,7 +244,9 @@ def _refunds(report: Report, books: _Books, refunds: dict[str, dict[str, Any]], 
         if not live:
             report.mismatches.append(f"{what}: failed at Stripe but tally recorded refund {refund_id}")
         elif re.get("amount") != refund["amount"]:
-            report.mismatches.append(f"{what}: amount differs, tally's refund {refund_id} is {refund['amount']}")
+            report.mismatches.append(
+                f"{what}: amount differs, tally's refund {refund_id} is {refund['amount']}"
+            )
     stripe_payments = {pid for pid, p in books.payments.items() if p["provider"] == "stripe"}
     for refund_id, refund in books.refunds.items():
         if refund["payment_id"] not in stripe_payments or refund["at"] < since or refund_id in seen:
@@ -210,8 +256,9 @@ def _refunds(report: Report, books: _Books, refunds: dict[str, dict[str, Any]], 
         )
 
 
-def _transfers(report: Report, books: _Books, transfers: dict[str, dict[str, Any]], start: int,
-               since: datetime) -> None:
+def _transfers(
+    report: Report, books: _Books, transfers: dict[str, dict[str, Any]], start: int, since: datetime
+) -> None:
     by_reference = {s["reference"]: sid for sid, s in books.settlements.items() if s["reference"]}
     seen: set[str] = set()
     for tr in transfers.values():
@@ -229,17 +276,26 @@ def _transfers(report: Report, books: _Books, transfers: dict[str, dict[str, Any
             report.mismatches.append(
                 f"{what}: status differs, tally's settlement {settlement_id} is {settlement['status']}"
             )
-        if tr.get("amount") != settlement["amount"] or str(tr.get("currency")).upper() != settlement["currency"]:
+        if (
+            tr.get("amount") != settlement["amount"]
+            or str(tr.get("currency")).upper() != settlement["currency"]
+        ):
             report.mismatches.append(
                 f"{what}: amount differs, tally's settlement {settlement_id} is "
                 f"{settlement['amount']} {settlement['currency']}"
             )
         if (tr.get("amount_reversed") or 0) != settlement["reversed"]:
-            report.mismatches.append(f"{what}: reversed at Stripe ({tr.get('amount_reversed') or 0}), "
-                                     f"tally recorded reversals of {settlement['reversed']}")
+            report.mismatches.append(
+                f"{what}: reversed at Stripe ({tr.get('amount_reversed') or 0}), "
+                f"tally recorded reversals of {settlement['reversed']}"
+            )
     for settlement_id, settlement in books.settlements.items():
-        if (settlement["status"] != "paid" or settlement["at"] < since or settlement_id in seen
-                or settlement["reference"] in (None, "nothing_to_pay")):
+        if (
+            settlement["status"] != "paid"
+            or settlement["at"] < since
+            or settlement_id in seen
+            or settlement["reference"] in (None, "nothing_to_pay")
+        ):
             continue
         report.mismatches.append(
             f"settlement {settlement_id} ({settlement['amount']} {settlement['currency']} to "
@@ -250,9 +306,9 @@ def _transfers(report: Report, books: _Books, transfers: dict[str, dict[str, Any
 def window_start(since: str | None, today: datetime | None = None) -> datetime:
     """``--since YYYY-MM-DD`` as the start of that UTC day; by default the last 30 days."""
     if since is None:
-        now = today or datetime.now(timezone.utc)
+        now = today or datetime.now(UTC)
         return (now - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
     day = datetime.fromisoformat(since)
     if day.tzinfo is None:
-        day = day.replace(tzinfo=timezone.utc)
+        day = day.replace(tzinfo=UTC)
     return day

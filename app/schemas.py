@@ -10,7 +10,7 @@ from domain.pricing import MAX_TOTAL_AMOUNT
 SUBJECT = validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$", error="1-64 characters of [A-Za-z0-9_.:-]")
 
 
-def Amount(**kwargs) -> fields.Integer:  # noqa: N802 - a field factory
+def Amount(**kwargs) -> fields.Integer:
     """An integer number of minor units (floats and strings are refused)."""
     return fields.Integer(strict=True, **kwargs)
 
@@ -22,13 +22,16 @@ class StrictSchema(Schema):
 
 # ---- requests ------------------------------------------------------------------------
 
+
 class AddressSchema(StrictSchema):
     line1 = fields.String(required=True, validate=validate.Length(1, 200))
     line2 = fields.String(validate=validate.Length(0, 200))
     city = fields.String(required=True, validate=validate.Length(1, 100))
     state = fields.String(validate=validate.Length(0, 100))
     postal_code = fields.String(required=True, validate=validate.Length(1, 20))
-    country = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="ISO 3166-1 alpha-2 code"))
+    country = fields.String(
+        required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="ISO 3166-1 alpha-2 code")
+    )
 
 
 class ItemSchema(StrictSchema):
@@ -74,6 +77,7 @@ class RefundRequestSchema(StrictSchema):
 
 # ---- responses -----------------------------------------------------------------------
 
+
 class LineItemSchema(Schema):
     sku = fields.String(required=True)
     description = fields.String(required=True)
@@ -111,11 +115,16 @@ class DisputeSchema(Schema):
     amount = Amount(required=True)
     currency = fields.String(required=True)
     reason = fields.String(required=True)
-    status = fields.String(required=True, metadata={"description": "Stripe's dispute status (won, lost, ...)"})
+    status = fields.String(
+        required=True, metadata={"description": "Stripe's dispute status (won, lost, ...)"}
+    )
     funds = fields.String(
-        required=True, validate=validate.OneOf(["kept", "withdrawn", "reinstated"]),
-        metadata={"description": "kept: no money left the platform; withdrawn: reversed on the allocations; "
-                                 "reinstated: won back and restored"},
+        required=True,
+        validate=validate.OneOf(["kept", "withdrawn", "reinstated"]),
+        metadata={
+            "description": "kept: no money left the platform; withdrawn: reversed on the allocations; "
+            "reinstated: won back and restored"
+        },
     )
     withdrawn_amount = Amount(required=True)
     closed = fields.Boolean(required=True)
@@ -185,12 +194,18 @@ class RefundAllocationSchema(Schema):
     amount = Amount(required=True)
     platform_fee_reversed_amount = Amount(required=True)
     payout_reversed_amount = Amount(required=True)
-    carried_as_adjustment = fields.Boolean(metadata={
-        "description": "the allocation was already settled: its payout part is taken from the seller's next "
-                       "settlement as a negative adjustment"})
-    recovered_by_transfer_reversal = fields.Boolean(metadata={
-        "description": "instead, with STRIPE_REFUNDS_OF_PAID_OUT=reverse_transfer, that part was taken back "
-                       "from the seller's transfer"})
+    carried_as_adjustment = fields.Boolean(
+        metadata={
+            "description": "the allocation was already settled: its payout part is taken from the seller's next "
+            "settlement as a negative adjustment"
+        }
+    )
+    recovered_by_transfer_reversal = fields.Boolean(
+        metadata={
+            "description": "instead, with STRIPE_REFUNDS_OF_PAID_OUT=reverse_transfer, that part was taken back "
+            "from the seller's transfer"
+        }
+    )
 
 
 class RefundSchema(Schema):
@@ -272,6 +287,7 @@ class PaymentDeclinedProblemSchema(ProblemSchema):
 
 # ---- read side ---------------------------------------------------------------------------
 
+
 class OrderListSchema(Schema):
     orders = fields.List(fields.Nested(OrderSchema), required=True)
 
@@ -318,7 +334,9 @@ class SettlementSchema(Schema):
     total_payout_amount = Amount(required=True)
     allocation_count = fields.Integer(required=True)
     adjustment_count = fields.Integer()
-    status = fields.String(required=True, validate=validate.OneOf(["pending", "processing", "paid", "failed"]))
+    status = fields.String(
+        required=True, validate=validate.OneOf(["pending", "processing", "paid", "failed"])
+    )
     provider_reference = fields.String(allow_none=True)
     failure_reason = fields.String(allow_none=True)
     created_at = fields.String(required=True)
@@ -390,6 +408,7 @@ class NotificationListSchema(Schema):
 
 # ---- audit -----------------------------------------------------------------------------------
 
+
 class AuditEventsQuerySchema(StrictSchema):
     after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**62))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
@@ -429,8 +448,10 @@ class VerificationSchema(Schema):
 
     id = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(["queued", "running", "done", "failed"]))
-    ok = fields.Boolean(allow_none=True, metadata={"description": "true: the books balance and history is "
-                                                                  "intact; false: see breaches"})
+    ok = fields.Boolean(
+        allow_none=True,
+        metadata={"description": "true: the books balance and history is intact; false: see breaches"},
+    )
     head_position = fields.Integer(allow_none=True)
     head_hash = fields.String(allow_none=True)
     breaches = fields.List(fields.String(), required=True)
@@ -489,5 +510,7 @@ class SellerAccountRequestSchema(StrictSchema):
 class SellerAccountSchema(Schema):
     seller_id = fields.String(required=True)
     stripe_account_id = fields.String(required=True)
-    version = fields.Integer(required=True, metadata={"description": "How many times the link was set or changed"})
+    version = fields.Integer(
+        required=True, metadata={"description": "How many times the link was set or changed"}
+    )
     updated_at = fields.String(required=True)

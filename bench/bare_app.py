@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Flask, jsonify, request
 from sqlalchemy import create_engine, text
@@ -24,7 +24,9 @@ _lock = threading.Lock()
 _engine: Engine | None = None
 _engine_pid: int | None = None
 
-_INSERT = text("INSERT INTO writes (request_key, payload, created_at) VALUES (:key, :payload, :at) RETURNING id")
+_INSERT = text(
+    "INSERT INTO writes (request_key, payload, created_at) VALUES (:key, :payload, :at) RETURNING id"
+)
 
 
 def engine() -> Engine:
@@ -51,7 +53,7 @@ def write():
     with engine().begin() as conn:  # BEGIN; INSERT; COMMIT
         row_id = conn.execute(
             _INSERT,
-            {"key": key, "payload": request.get_data(as_text=True), "at": datetime.now(timezone.utc)},
+            {"key": key, "payload": request.get_data(as_text=True), "at": datetime.now(UTC)},
         ).scalar_one()
     return jsonify({"id": row_id, "amount": data.get("amount")}), 201
 

@@ -80,12 +80,18 @@ class Config:
     bare_runs: int = field(default_factory=lambda: max(1, _env_int("BENCH_BARE_RUNS", 2)))
     only: str = field(default_factory=lambda: os.environ.get("BENCH_ONLY", "").strip().lower())
     database_url: str = field(
-        default_factory=lambda: os.environ.get("BENCH_DATABASE_URL") or "postgresql://root@127.0.0.1:5432/test"
+        default_factory=lambda: (
+            os.environ.get("BENCH_DATABASE_URL") or "postgresql://root@127.0.0.1:5432/test"
+        )
     )
-    redis_url: str = field(default_factory=lambda: os.environ.get("BENCH_REDIS_URL") or "redis://127.0.0.1:6379/0")
+    redis_url: str = field(
+        default_factory=lambda: os.environ.get("BENCH_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    )
     target: float = field(default_factory=lambda: _env_float("BENCH_TARGET", 0.15))
     tally_app: str = field(default_factory=lambda: os.environ.get("BENCH_TALLY_APP") or "wsgi:app")
-    lag: bool = field(default_factory=lambda: os.environ.get("BENCH_LAG", "1").strip() not in ("0", "no", "false"))
+    lag: bool = field(
+        default_factory=lambda: os.environ.get("BENCH_LAG", "1").strip() not in ("0", "no", "false")
+    )
     lag_workers: int = field(default_factory=lambda: _env_int("BENCH_LAG_WORKERS", 2))
     lag_interval: float = field(default_factory=lambda: _env_float("BENCH_LAG_INTERVAL", 0.1))
     lag_target: float = field(default_factory=lambda: _env_float("BENCH_LAG_TARGET", 1.0))
@@ -117,7 +123,7 @@ class Cleanup:
                 what, action = self._actions.pop()
                 try:
                     action()
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     say(f"  cleanup: {what} failed: {type(exc).__name__}: {exc}")
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -168,18 +174,27 @@ def delete_redis_keys(redis_url: str, prefix: str) -> None:
         keys |= rq_keys
         for job_id in job_ids:
             job = job_id.decode(errors="replace")
-            keys.update(k.encode() for k in (f"rq:job:{job}", f"rq:job:{job}:dependents",
-                                             f"rq:job:{job}:dependencies", f"rq:results:{job}"))
+            keys.update(
+                k.encode()
+                for k in (
+                    f"rq:job:{job}",
+                    f"rq:job:{job}:dependents",
+                    f"rq:job:{job}:dependencies",
+                    f"rq:results:{job}",
+                )
+            )
         deleted = 0
         batch = list(keys)
         for i in range(0, len(batch), 1000):
-            deleted += client.delete(*batch[i:i + 1000])
+            deleted += client.delete(*batch[i : i + 1000])
         queues = [m for m in client.smembers("rq:queues") if prefix.encode() in m]
         if queues:
             client.srem("rq:queues", *queues)
     finally:
         client.close()
-    say(f"  deleted {deleted} Redis keys ({prefix}:*, {len(rq_keys)} RQ queue/registry keys, {len(job_ids)} RQ jobs)")
+    say(
+        f"  deleted {deleted} Redis keys ({prefix}:*, {len(rq_keys)} RQ queue/registry keys, {len(job_ids)} RQ jobs)"
+    )
 
 
 # ---- CPU accounting (from /proc) ----------------------------------------------------------------
@@ -278,8 +293,15 @@ class Gunicorn:
         self.port = free_port()
         self.log = logdir / f"{name}.log"
         self.cmd = [
-            str(BIN / "gunicorn"), *config.gunicorn_args(), "--bind", f"{HOST}:{self.port}",
-            "--error-logfile", str(self.log), "--log-level", "warning", target,
+            str(BIN / "gunicorn"),
+            *config.gunicorn_args(),
+            "--bind",
+            f"{HOST}:{self.port}",
+            "--error-logfile",
+            str(self.log),
+            "--log-level",
+            "warning",
+            target,
         ]
         self.env = env
         self.proc: subprocess.Popen | None = None
@@ -290,8 +312,13 @@ class Gunicorn:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            self.cmd, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            self.cmd,
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -299,8 +326,10 @@ class Gunicorn:
         last = "no answer"
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name}: gunicorn exited ({self.proc.returncode if self.proc else '?'})"
-                                   f"\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name}: gunicorn exited ({self.proc.returncode if self.proc else '?'})"
+                    f"\n{self.log_tail()}"
+                )
             try:
                 status, body = request(self.port, "GET", "/api/readyz")
                 if status == 200:
@@ -309,7 +338,9 @@ class Gunicorn:
             except OSError as exc:
                 last = type(exc).__name__
             time.sleep(0.2)
-        raise RuntimeError(f"{self.name}: /api/readyz not ready after {timeout:.0f} s ({last})\n{self.log_tail()}")
+        raise RuntimeError(
+            f"{self.name}: /api/readyz not ready after {timeout:.0f} s ({last})\n{self.log_tail()}"
+        )
 
     def workers(self) -> list[int]:
         if self.proc is None:
@@ -330,8 +361,13 @@ class Gunicorn:
         say(f"  stopped {self.name} gunicorn (pid {proc.pid})")
 
 
-def request(port: int, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-            ) -> tuple[int, bytes]:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
     try:
         payload = json.dumps(body).encode() if body is not None else None
@@ -355,25 +391,38 @@ class SideResult:
     lag: Any = None  # bench.lag.LagResult of a run with workers
 
 
-def run_load(server: Gunicorn, kind: str, params: dict[str, Any], config: Config, label: str,
-             on_window: Callable[[str], None] | None = None) -> SideResult:
+def run_load(
+    server: Gunicorn,
+    kind: str,
+    params: dict[str, Any],
+    config: Config,
+    label: str,
+    on_window: Callable[[str], None] | None = None,
+) -> SideResult:
     cpu_sampler = CpuSampler(server.proc.pid)
 
     def sampler(phase: str) -> None:
         cpu_sampler(phase)
         if on_window is not None:
             on_window(phase)
+
     generator = LoadGenerator(config.concurrency, config.client_procs)
-    say(f"  load: {config.concurrency} connections in {generator.processes} client processes, "
-        f"{config.warmup:g} s warm-up + {config.seconds:g} s measured ...")
+    say(
+        f"  load: {config.concurrency} connections in {generator.processes} client processes, "
+        f"{config.warmup:g} s warm-up + {config.seconds:g} s measured ..."
+    )
     try:
-        load = generator.run(kind, params, HOST, server.port, config.warmup, config.seconds, on_window=sampler)
+        load = generator.run(
+            kind, params, HOST, server.port, config.warmup, config.seconds, on_window=sampler
+        )
     finally:
         generator.stop()
     result = SideResult(label, load, cpu_sampler.summary())
-    say(f"  -> {load.ok} ok in {load.duration_s:g} s = {load.rate:,.1f}/s, "
+    say(
+        f"  -> {load.ok} ok in {load.duration_s:g} s = {load.rate:,.1f}/s, "
         f"p50 {ms(percentile(load.latencies, 50))} ms, p99 {ms(percentile(load.latencies, 99))} ms, "
-        f"errors {load.error_count}, warm-up {load.warmup_ok} ok / {load.warmup_errors} errors")
+        f"errors {load.error_count}, warm-up {load.warmup_ok} ok / {load.warmup_errors} errors"
+    )
     for kind_, count in load.errors.most_common():
         say(f"     error {kind_}: {count}  e.g. {load.error_samples.get(kind_, '')[:200]}")
     for fatal in load.fatal:
@@ -391,10 +440,12 @@ def run_bare(config: Config, logdir: Path, cleanup: Cleanup, index: int) -> Side
     try:
         with engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-            conn.execute(text(
-                f'CREATE TABLE "{schema}".writes (id bigserial PRIMARY KEY, request_key text NOT NULL, '
-                "payload text NOT NULL, created_at timestamptz NOT NULL)"
-            ))
+            conn.execute(
+                text(
+                    f'CREATE TABLE "{schema}".writes (id bigserial PRIMARY KEY, request_key text NOT NULL, '
+                    "payload text NOT NULL, created_at timestamptz NOT NULL)"
+                )
+            )
     finally:
         engine.dispose()
     env = {**os.environ, "BARE_DATABASE_URL": _sqlalchemy_url(config.database_url), "BARE_SCHEMA": schema}
@@ -427,20 +478,40 @@ def _check_checkout(port: int, key: str) -> None:
     """One checkout by hand, checking the contract's shapes, before loading the server."""
     auth = {"Authorization": f"Bearer {key}"}
     body = {
-        "customer_id": CUSTOMER, "currency": "USD",
-        "items": [{"seller_id": SELLERS[0], "sku": "mug", "description": "Mug", "unit_amount": 1250, "quantity": 2},
-                  {"seller_id": SELLERS[1], "sku": "tee", "description": "T-shirt", "unit_amount": 1999,
-                   "quantity": 1}],
-        "delivery_address": {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"},
+        "customer_id": CUSTOMER,
+        "currency": "USD",
+        "items": [
+            {"seller_id": SELLERS[0], "sku": "mug", "description": "Mug", "unit_amount": 1250, "quantity": 2},
+            {
+                "seller_id": SELLERS[1],
+                "sku": "tee",
+                "description": "T-shirt",
+                "unit_amount": 1999,
+                "quantity": 1,
+            },
+        ],
+        "delivery_address": {
+            "line1": "1 Main St",
+            "city": "Springfield",
+            "postal_code": "12345",
+            "country": "US",
+        },
     }
-    status, raw = request(port, "POST", "/api/checkout/sessions", body, {**auth, "Idempotency-Key": "smoke-s"})
+    status, raw = request(
+        port, "POST", "/api/checkout/sessions", body, {**auth, "Idempotency-Key": "smoke-s"}
+    )
     if status != 201:
         raise RuntimeError(f"tally smoke test: create session answered {status}: {raw[:500]!r}")
     session = json.loads(raw)
     if session.get("total_amount") != 4499 or len(session.get("sellers", [])) != 2:
         raise RuntimeError(f"tally smoke test: unexpected session {session}")
-    status, raw = request(port, "POST", f"/api/checkout/sessions/{session['id']}/confirm",
-                          {"payment_method": "pm_card_visa"}, {**auth, "Idempotency-Key": "smoke-c"})
+    status, raw = request(
+        port,
+        "POST",
+        f"/api/checkout/sessions/{session['id']}/confirm",
+        {"payment_method": "pm_card_visa"},
+        {**auth, "Idempotency-Key": "smoke-c"},
+    )
     if status != 201:
         raise RuntimeError(f"tally smoke test: confirm answered {status}: {raw[:500]!r}")
     confirmed = json.loads(raw)
@@ -496,10 +567,12 @@ def run_tally(config: Config, logdir: Path, cleanup: Cleanup) -> tuple[SideResul
     engine = create_engine(_sqlalchemy_url(config.database_url))
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text(
-                f'SELECT topic, count(*) FROM "{schema}".marketplace_events GROUP BY topic ORDER BY topic'
-            )).all()
-    except Exception as exc:  # noqa: BLE001 - a sanity check only
+            rows = conn.execute(
+                text(
+                    f'SELECT topic, count(*) FROM "{schema}".marketplace_events GROUP BY topic ORDER BY topic'
+                )
+            ).all()
+    except Exception as exc:
         rows = []
         say(f"  (could not count events: {type(exc).__name__})")
     finally:
@@ -511,14 +584,22 @@ def run_tally(config: Config, logdir: Path, cleanup: Cleanup) -> tuple[SideResul
     return result, with_workers
 
 
-def run_with_workers(server: Gunicorn, params: dict[str, Any], config: Config, env: dict[str, str], logdir: Path,
-                     cleanup: Cleanup) -> SideResult | None:
+def run_with_workers(
+    server: Gunicorn,
+    params: dict[str, Any],
+    config: Config,
+    env: dict[str, str],
+    logdir: Path,
+    cleanup: Cleanup,
+) -> SideResult | None:
     """The checkout load with workers keeping the read models up, sampling their lag (None if it failed)."""
     from bench.lag import LagSampler, Workers, forget_workers, tree_cpu
 
     n = config.lag_workers
-    say(f"\n(b+lag) tally with {n} workers ({n} x `flask --app wsgi worker`), read-model lag sampled every "
-        f"{config.lag_interval:g} s")
+    say(
+        f"\n(b+lag) tally with {n} workers ({n} x `flask --app wsgi worker`), read-model lag sampled every "
+        f"{config.lag_interval:g} s"
+    )
     workers = Workers(n, env, logdir, BIN)
     sampler: LagSampler | None = None
     prefix = env["REDIS_KEY_PREFIX"]
@@ -528,8 +609,10 @@ def run_with_workers(server: Gunicorn, params: dict[str, Any], config: Config, e
         cleanup.push("close lag sampler", sampler.close)
         workers.start()
         waited = sampler.wait_caught_up(60, alive=workers.check_alive)
-        say(f"  workers up (pids {', '.join(map(str, workers.pids()))}); the smoke checkout was projected "
-            f"{waited:.1f} s after they started")
+        say(
+            f"  workers up (pids {', '.join(map(str, workers.pids()))}); the smoke checkout was projected "
+            f"{waited:.1f} s after they started"
+        )
         marks: dict[str, tuple[float, float]] = {}
 
         def on_window(phase: str) -> None:
@@ -550,13 +633,15 @@ def run_with_workers(server: Gunicorn, params: dict[str, Any], config: Config, e
         lag.worker_errors = workers.error_lines()
         result.lag = lag
         p50, p99, worst = lag.stats(lag.worst())
-        say(f"  lag over {len(lag.samples)} samples (worst projection per sample): p50 {p50:.3f} s, p99 {p99:.3f} s, "
+        say(
+            f"  lag over {len(lag.samples)} samples (worst projection per sample): p50 {p50:.3f} s, p99 {p99:.3f} s, "
             f"max {worst:.3f} s; caught up {lag.drain_seconds if lag.drain_seconds is not None else float('nan'):.1f} s "
-            f"after the load stopped; workers used {lag.workers_cpu:.2f} cores")
+            f"after the load stopped; workers used {lag.workers_cpu:.2f} cores"
+        )
         for line in lag.worker_errors[:5]:
             say(f"  worker log: {line[:240]}")
         return result
-    except Exception as exc:  # noqa: BLE001 - the run without workers still goes ahead
+    except Exception as exc:
         say(f"  run with workers failed: {type(exc).__name__}: {exc}")
         return None
     finally:
@@ -580,8 +665,15 @@ def _other(result: SideResult) -> float:
     if not cpu:
         return 0.0
     workers = result.lag.workers_cpu if result.lag is not None else 0.0
-    return max(0.0, cpu["machine"] - cpu["server"] - cpu["postgres"] - cpu["redis"]
-               - load.client_cpu_s / load.duration_s - workers)
+    return max(
+        0.0,
+        cpu["machine"]
+        - cpu["server"]
+        - cpu["postgres"]
+        - cpu["redis"]
+        - load.client_cpu_s / load.duration_s
+        - workers,
+    )
 
 
 def background_load(seconds: float = 1.0) -> float:
@@ -600,27 +692,35 @@ def _cpu_line(result: SideResult) -> str:
         return f"client {client:.2f}"
     other = _other(result)
     workers = f"workers {result.lag.workers_cpu:.2f}, " if result.lag is not None else ""
-    return (f"machine {cpu['machine']:.2f} of {cpu['cores']:.0f} cores busy: gunicorn {cpu['server']:.2f}, "
-            f"postgres {cpu['postgres']:.2f}, redis {cpu['redis']:.2f}, load client {client:.2f}, "
-            f"{workers}other {max(other, 0.0):.2f}")
+    return (
+        f"machine {cpu['machine']:.2f} of {cpu['cores']:.0f} cores busy: gunicorn {cpu['server']:.2f}, "
+        f"postgres {cpu['postgres']:.2f}, redis {cpu['redis']:.2f}, load client {client:.2f}, "
+        f"{workers}other {max(other, 0.0):.2f}"
+    )
 
 
-def report(config: Config, bare: list[SideResult], tally: SideResult | None,
-           tally_workers: SideResult | None = None) -> None:
+def report(
+    config: Config, bare: list[SideResult], tally: SideResult | None, tally_workers: SideResult | None = None
+) -> None:
     say("\n" + "=" * 100)
-    say(f"SUMMARY  gunicorn {' '.join(config.gunicorn_args())} (same for both), "
+    say(
+        f"SUMMARY  gunicorn {' '.join(config.gunicorn_args())} (same for both), "
         f"{config.concurrency} keep-alive connections from {min(config.client_procs, config.concurrency)} "
-        f"asyncio client processes, closed loop, {config.warmup:g} s warm-up + {config.seconds:g} s measured per run")
+        f"asyncio client processes, closed loop, {config.warmup:g} s warm-up + {config.seconds:g} s measured per run"
+    )
     if config.tally_app != "wsgi:app":
         say(f"tally served as {config.tally_app} (BENCH_TALLY_APP), not wsgi:app")
     say("-" * 100)
     say(f"{'':34}{'rate/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ok':>8}{'errors':>8}   step p50/p99 ms")
     rows = bare + ([tally] if tally else []) + ([tally_workers] if tally_workers else [])
     for r in rows:
-        steps = "  ".join(f"{s} {ms(percentile(v, 50))}/{ms(percentile(v, 99))}"
-                          for s, v in r.load.step_latencies.items())
-        say(f"{r.label:34}{r.load.rate:>10,.1f}{ms(percentile(r.load.latencies, 50)):>9}"
-            f"{ms(percentile(r.load.latencies, 99)):>9}{r.load.ok:>8}{r.load.error_count:>8}   {steps}")
+        steps = "  ".join(
+            f"{s} {ms(percentile(v, 50))}/{ms(percentile(v, 99))}" for s, v in r.load.step_latencies.items()
+        )
+        say(
+            f"{r.label:34}{r.load.rate:>10,.1f}{ms(percentile(r.load.latencies, 50)):>9}"
+            f"{ms(percentile(r.load.latencies, 99)):>9}{r.load.ok:>8}{r.load.error_count:>8}   {steps}"
+        )
     bare_rate = sum(r.load.rate for r in bare) / len(bare) if bare else None
     if bare:
         spread = ""
@@ -634,24 +734,37 @@ def report(config: Config, bare: list[SideResult], tally: SideResult | None,
         say(f"  {r.label:32}{_cpu_line(r)}")
     noisy = [r for r in rows if r.cpu and _other(r) > 0.25]
     if noisy:
-        say(f"  NOTE: other processes (not gunicorn/postgres/redis/client) used up to "
-            f"{max(_other(r) for r in noisy):.2f} cores during a window: the machine is shared, rates are depressed.")
+        say(
+            f"  NOTE: other processes (not gunicorn/postgres/redis/client) used up to "
+            f"{max(_other(r) for r in noisy):.2f} cores during a window: the machine is shared, rates are depressed."
+        )
     say("  (postgres counts every backend on the server, including other users' connections)")
     say("-" * 100)
     if tally and bare_rate:
         ratio = tally.load.rate / bare_rate
         verdict = "MEETS" if ratio >= config.target else "BELOW"
-        say(f"(c) ratio (b)/(a) = {tally.load.rate:,.1f} / {bare_rate:,.1f} = {ratio:.3f}   "
-            f"target {config.target:.2f}: {verdict} target ({ratio / config.target:.0%} of it)")
-        say(f"    a checkout costs as much as {bare_rate / tally.load.rate:.1f} bare durable writes "
-            f"(target: at most {1 / config.target:.1f})" if tally.load.rate else "")
+        say(
+            f"(c) ratio (b)/(a) = {tally.load.rate:,.1f} / {bare_rate:,.1f} = {ratio:.3f}   "
+            f"target {config.target:.2f}: {verdict} target ({ratio / config.target:.0%} of it)"
+        )
+        say(
+            f"    a checkout costs as much as {bare_rate / tally.load.rate:.1f} bare durable writes "
+            f"(target: at most {1 / config.target:.1f})"
+            if tally.load.rate
+            else ""
+        )
     else:
         say("(c) ratio not computed: BENCH_ONLY ran one side only")
     if tally_workers and bare_rate:
-        say(f"    with {config.lag_workers} workers: {tally_workers.load.rate:,.1f} / {bare_rate:,.1f} = "
+        say(
+            f"    with {config.lag_workers} workers: {tally_workers.load.rate:,.1f} / {bare_rate:,.1f} = "
             f"{tally_workers.load.rate / bare_rate:.3f}"
-            + (f" ({tally_workers.load.rate / tally.load.rate:.0%} of the rate without workers)"
-               if tally and tally.load.rate else ""))
+            + (
+                f" ({tally_workers.load.rate / tally.load.rate:.0%} of the rate without workers)"
+                if tally and tally.load.rate
+                else ""
+            )
+        )
     if config.lag and (config.only in ("", "tally")):
         report_lag(config, tally_workers)
     say("=" * 100)
@@ -665,19 +778,27 @@ def report_lag(config: Config, result: SideResult | None) -> None:
     lag = result.lag
     p50, p99, worst = lag.stats(lag.worst())
     verdict = "MEETS" if p99 < config.lag_target else "BELOW"
-    say(f"(lag) read-model lag with {config.lag_workers} workers during the measured window "
-        f"({len(lag.samples)} samples every {config.lag_interval:g} s; {result.load.rate:,.1f} checkouts/s):")
-    say(f"    worst projection per sample: p50 {p50:.3f} s, p99 {p99:.3f} s, max {worst:.3f} s   "
-        f"target p99 < {config.lag_target:g} s: {verdict} target")
+    say(
+        f"(lag) read-model lag with {config.lag_workers} workers during the measured window "
+        f"({len(lag.samples)} samples every {config.lag_interval:g} s; {result.load.rate:,.1f} checkouts/s):"
+    )
+    say(
+        f"    worst projection per sample: p50 {p50:.3f} s, p99 {p99:.3f} s, max {worst:.3f} s   "
+        f"target p99 < {config.lag_target:g} s: {verdict} target"
+    )
     for name, (q50, q99, qmax) in lag.per_projection().items():
         backlog = [b[name] for b in lag.backlog]
-        say(f"    {name:<14} p50 {q50:6.3f} s  p99 {q99:6.3f} s  max {qmax:6.3f} s   "
-            f"backlog p99 {percentile(backlog, 99):,.0f} notification ids")
+        say(
+            f"    {name:<14} p50 {q50:6.3f} s  p99 {q99:6.3f} s  max {qmax:6.3f} s   "
+            f"backlog p99 {percentile(backlog, 99):,.0f} notification ids"
+        )
     sample_ms = percentile(lag.sample_seconds, 50) * 1000 if lag.sample_seconds else float("nan")
     drain = f"{lag.drain_seconds:.1f} s" if lag.drain_seconds is not None else "not within 120 s"
-    say(f"    workers used {lag.workers_cpu:.2f} cores; caught up {drain} after the load stopped; "
+    say(
+        f"    workers used {lag.workers_cpu:.2f} cores; caught up {drain} after the load stopped; "
         f"a sample took {sample_ms:.1f} ms (p50); sampling errors {lag.errors}; "
-        f"worker log error lines {len(lag.worker_errors)}")
+        f"worker log error lines {len(lag.worker_errors)}"
+    )
 
 
 # ---- main -------------------------------------------------------------------------------------------
@@ -697,8 +818,10 @@ def main() -> int:
     signal.signal(signal.SIGHUP, _raise_interrupt)
     cleanup = Cleanup()
     logdir = Path(tempfile.mkdtemp(prefix="tally-bench-"))
-    say(f"tally checkout benchmark: PostgreSQL {config.database_url}, Redis {config.redis_url}, "
-        f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    say(
+        f"tally checkout benchmark: PostgreSQL {config.database_url}, Redis {config.redis_url}, "
+        f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}"
+    )
     bare: list[SideResult] = []
     tally: SideResult | None = None
     tally_workers: SideResult | None = None
@@ -716,7 +839,7 @@ def main() -> int:
     except KeyboardInterrupt:
         say("\ninterrupted: cleaning up")
         failed = True
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         say(f"\nbenchmark failed: {type(exc).__name__}: {exc}")
         failed = True
     finally:
@@ -742,8 +865,10 @@ def _print_db_settings(config: Config) -> None:
     engine = create_engine(_sqlalchemy_url(config.database_url))
     try:
         with engine.connect() as conn:
-            values = {name: conn.execute(text(f"SHOW {name}")).scalar_one()
-                      for name in ("server_version", "synchronous_commit", "fsync", "commit_delay")}
+            values = {
+                name: conn.execute(text(f"SHOW {name}")).scalar_one()
+                for name in ("server_version", "synchronous_commit", "fsync", "commit_delay")
+            }
     finally:
         engine.dispose()
     say("PostgreSQL " + ", ".join(f"{k}={v}" for k, v in values.items()))

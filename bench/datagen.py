@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.allocation import Allocation
@@ -37,10 +37,17 @@ def session_for(customer_id: str, seller_ids: list[str], fee_bps: int, n: int) -
     """A checkout session as app.handlers.create_checkout_session makes it (without Redis)."""
     items = []
     for i, seller_id in enumerate(seller_ids):
-        items.append({"seller_id": seller_id, "sku": f"sku-{i}", "description": f"Item {i}",
-                      "unit_amount": 1250 + 7 * (n % 50) + 100 * i, "quantity": 1 + (n + i) % 3})
+        items.append(
+            {
+                "seller_id": seller_id,
+                "sku": f"sku-{i}",
+                "description": f"Item {i}",
+                "unit_amount": 1250 + 7 * (n % 50) + 100 * i,
+                "quantity": 1 + (n + i) % 3,
+            }
+        )
     priced = quote("USD", items, fee_bps)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     expires = now + timedelta(seconds=1800)
     return {
         "id": str(uuid.uuid4()),
@@ -72,8 +79,13 @@ def build_checkout(session: dict[str, Any], cause: dict[str, Any]) -> tuple[Paym
         "delivery_address": session.get("delivery_address") or {},
     }
     payment = Payment(
-        session_id=session["id"], customer_id=session["customer_id"], currency=session["currency"],
-        amount=session["total_amount"], payment_method="pm_card_visa", provider="mock", checkout=checkout,
+        session_id=session["id"],
+        customer_id=session["customer_id"],
+        currency=session["currency"],
+        amount=session["total_amount"],
+        payment_method="pm_card_visa",
+        provider="mock",
+        checkout=checkout,
         cause=cause,
     )
     from domain.ids import order_id_for_session
@@ -82,28 +94,48 @@ def build_checkout(session: dict[str, Any], cause: dict[str, Any]) -> tuple[Paym
     sellers, allocations = [], []
     for seller in checkout["sellers"]:
         alloc = Allocation(
-            order_id=str(order_id), seller_id=seller["seller_id"], customer_id=checkout["customer_id"],
-            payment_id=str(payment.id), currency=checkout["currency"], subtotal_amount=seller["subtotal_amount"],
-            fee_bps=seller["fee_bps"], platform_fee_amount=seller["platform_fee_amount"],
-            payout_amount=seller["payout_amount"], items=seller["items"], cause=cause,
+            order_id=str(order_id),
+            seller_id=seller["seller_id"],
+            customer_id=checkout["customer_id"],
+            payment_id=str(payment.id),
+            currency=checkout["currency"],
+            subtotal_amount=seller["subtotal_amount"],
+            fee_bps=seller["fee_bps"],
+            platform_fee_amount=seller["platform_fee_amount"],
+            payout_amount=seller["payout_amount"],
+            items=seller["items"],
+            cause=cause,
         )
         allocations.append(alloc)
-        sellers.append({
-            "seller_id": seller["seller_id"], "allocation_id": str(alloc.id),
-            "subtotal_amount": seller["subtotal_amount"], "fee_bps": seller["fee_bps"],
-            "platform_fee_amount": seller["platform_fee_amount"], "payout_amount": seller["payout_amount"],
-            "items": seller["items"],
-        })
+        sellers.append(
+            {
+                "seller_id": seller["seller_id"],
+                "allocation_id": str(alloc.id),
+                "subtotal_amount": seller["subtotal_amount"],
+                "fee_bps": seller["fee_bps"],
+                "platform_fee_amount": seller["platform_fee_amount"],
+                "payout_amount": seller["payout_amount"],
+                "items": seller["items"],
+            }
+        )
     order = Order(
-        session_id=checkout["session_id"], customer_id=checkout["customer_id"], currency=checkout["currency"],
-        total_amount=checkout["total_amount"], platform_fee_amount=checkout["platform_fee_amount"],
-        payment_id=str(payment.id), sellers=sellers, delivery_address=checkout["delivery_address"], cause=cause,
+        session_id=checkout["session_id"],
+        customer_id=checkout["customer_id"],
+        currency=checkout["currency"],
+        total_amount=checkout["total_amount"],
+        platform_fee_amount=checkout["platform_fee_amount"],
+        payment_id=str(payment.id),
+        sellers=sellers,
+        delivery_address=checkout["delivery_address"],
+        cause=cause,
     )
     payment.succeed("pi_bench_" + uuid.uuid4().hex[:20], str(order.id), cause)
     return payment, order, allocations
 
 
-def refund(payment: Payment, order: Order, allocations: list[Allocation], amount: int, cause: dict[str, Any]) -> None:
+def refund(
+    payment: Payment, order: Order, allocations: list[Allocation], amount: int, cause: dict[str, Any]
+) -> None:
     """What Marketplace.refund_order records for a refund of the whole order (no seller given)."""
     refund_id = str(uuid.uuid4())
     left = [a.refundable_amount for a in allocations]
@@ -186,7 +218,9 @@ def generate(
             out.real_checkouts += 1
             out.events += 2 + len(order.sellers) + 1
             if wants_refund or out.real_refunds == 0:
-                marketplace.refund_order(str(order.id), amount, None, str(uuid.uuid4()), cause_for(n, "bench"))
+                marketplace.refund_order(
+                    str(order.id), amount, None, str(uuid.uuid4()), cause_for(n, "bench")
+                )
                 out.real_refunds += 1
                 out.refunds += 1
                 out.events += 2 + len(order.sellers)

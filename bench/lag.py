@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,17 @@ class Workers:
             log = self.logdir / f"worker-{i}.log"
             self.logs.append(log)
             with open(log, "wb") as fh:
-                self.procs.append(subprocess.Popen(
-                    self.cmd, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                ))
+                self.procs.append(
+                    subprocess.Popen(
+                        self.cmd,
+                        cwd=ROOT,
+                        env=self.env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=fh,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
@@ -59,7 +66,9 @@ class Workers:
     def check_alive(self) -> None:
         for proc, log in zip(self.procs, self.logs):
             if proc.poll() is not None:
-                raise RuntimeError(f"worker pid {proc.pid} exited with {proc.returncode}\n{self.log_tail(log)}")
+                raise RuntimeError(
+                    f"worker pid {proc.pid} exited with {proc.returncode}\n{self.log_tail(log)}"
+                )
 
     @staticmethod
     def log_tail(log: Path, lines: int = 15) -> str:
@@ -75,8 +84,11 @@ class Workers:
                 text = log.read_text(errors="replace")
             except OSError:
                 continue
-            out.extend(line for line in text.splitlines() if "Traceback" in line or " ERROR " in line
-                       or "failed" in line.lower())
+            out.extend(
+                line
+                for line in text.splitlines()
+                if "Traceback" in line or " ERROR " in line or "failed" in line.lower()
+            )
         return out
 
     def stop(self) -> None:
@@ -169,8 +181,10 @@ class LagSampler:
         app, engine = self.container.marketplace, self.container.engine
         head = app.recorder.max_notification_id() or 0
         with engine.connect() as conn:
-            positions = dict(conn.execute(select(projection_positions.c.name, projection_positions.c.position)).all())
-        now = datetime.now(timezone.utc)
+            positions = dict(
+                conn.execute(select(projection_positions.c.name, projection_positions.c.position)).all()
+            )
+        now = datetime.now(UTC)
         first_unapplied: dict[int, datetime | None] = {}
         lags: dict[str, float] = {}
         backlog: dict[str, int] = {}
@@ -182,7 +196,9 @@ class LagSampler:
                 continue
             if position not in first_unapplied:
                 behind = app.recorder.select_notifications(start=position + 1, limit=1, stop=head)
-                first_unapplied[position] = app.mapper.to_domain_event(behind[0]).timestamp if behind else None
+                first_unapplied[position] = (
+                    app.mapper.to_domain_event(behind[0]).timestamp if behind else None
+                )
             stamp = first_unapplied[position]
             lags[name] = max(0.0, (now - stamp).total_seconds()) if stamp is not None else 0.0
         return lags, backlog
@@ -212,7 +228,7 @@ class LagSampler:
                 lags, backlog = self.sample()
                 self.result.samples.append(lags)
                 self.result.backlog.append(backlog)
-            except Exception:  # noqa: BLE001 - count, keep sampling
+            except Exception:
                 self.result.errors += 1
             self.result.sample_seconds.append(time.monotonic() - t)
             next_at += self.interval

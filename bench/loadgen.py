@@ -48,7 +48,7 @@ class Connection:
         if self.writer is not None:
             try:
                 self.writer.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         self.reader = self.writer = None
 
@@ -57,7 +57,11 @@ class Connection:
         if self.writer is None:
             await self._connect()
         head = b"%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n" % (
-            method.encode(), path.encode(), self.host_header, len(body), headers,
+            method.encode(),
+            path.encode(),
+            self.host_header,
+            len(body),
+            headers,
         )
         try:
             self.writer.write(head + body)
@@ -90,7 +94,13 @@ class Connection:
             else:
                 payload = await self.reader.read()
                 close = True
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError) as exc:
+        except (
+            OSError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+            IndexError,
+        ) as exc:
             self.close()
             raise HTTPError(type(exc).__name__) from None
         if close:
@@ -150,12 +160,27 @@ class Checkout:
                         "customer_id": customer,
                         "currency": "USD",
                         "items": [
-                            {"seller_id": s1, "sku": "mug", "description": "Mug", "unit_amount": 1250, "quantity": 2},
-                            {"seller_id": s2, "sku": "tee", "description": "T-shirt", "unit_amount": 1999,
-                             "quantity": 1},
+                            {
+                                "seller_id": s1,
+                                "sku": "mug",
+                                "description": "Mug",
+                                "unit_amount": 1250,
+                                "quantity": 2,
+                            },
+                            {
+                                "seller_id": s2,
+                                "sku": "tee",
+                                "description": "T-shirt",
+                                "unit_amount": 1999,
+                                "quantity": 1,
+                            },
                         ],
-                        "delivery_address": {"line1": "1 Main St", "city": "Springfield",
-                                             "postal_code": "12345", "country": "US"},
+                        "delivery_address": {
+                            "line1": "1 Main St",
+                            "city": "Springfield",
+                            "postal_code": "12345",
+                            "country": "US",
+                        },
                     }
                 ).encode()
             )
@@ -164,7 +189,9 @@ class Checkout:
     async def run(self, conn: Connection, prefix: str, n: int, step_times: dict[str, list[float]]) -> None:
         t0 = time.monotonic()
         status, payload = await conn.request(
-            "POST", "/api/checkout/sessions", JSON + self.auth + _idem(prefix, n, "s"),
+            "POST",
+            "/api/checkout/sessions",
+            JSON + self.auth + _idem(prefix, n, "s"),
             self.bodies[n % len(self.bodies)],
         )
         t1 = time.monotonic()
@@ -173,7 +200,9 @@ class Checkout:
             raise OperationFailed(f"create {status}", payload[:300].decode(errors="replace"))
         session_id = json.loads(payload)["id"]
         status, payload = await conn.request(
-            "POST", f"/api/checkout/sessions/{session_id}/confirm", JSON + self.auth + _idem(prefix, n, "c"),
+            "POST",
+            f"/api/checkout/sessions/{session_id}/confirm",
+            JSON + self.auth + _idem(prefix, n, "c"),
             self.confirm_body,
         )
         step_times["confirm"].append(time.monotonic() - t1)
@@ -272,15 +301,16 @@ async def _client(scenario: Any, host: str, port: int, nconns: int, sched: Sched
     return result
 
 
-def _proc_main(kind: str, params: dict[str, Any], host: str, port: int, nconns: int, sched: Schedule,
-               tag: str, out: Any) -> None:
+def _proc_main(
+    kind: str, params: dict[str, Any], host: str, port: int, nconns: int, sched: Schedule, tag: str, out: Any
+) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
     try:
         scenario = SCENARIOS[kind](params)
         out.put(asyncio.run(_client(scenario, host, port, nconns, sched, tag)))
-    except BaseException as exc:  # noqa: BLE001 - report, never hang the parent
+    except BaseException as exc:
         out.put(ProcResult(fatal=repr(exc)))
 
 
@@ -331,19 +361,34 @@ class LoadGenerator:
         self.processes = max(1, min(processes, concurrency))
         self._procs: list[mp.Process] = []
 
-    def run(self, kind: str, params: dict[str, Any], host: str, port: int, warmup_s: float,
-            duration_s: float, on_window: Any = None) -> LoadResult:
+    def run(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        host: str,
+        port: int,
+        warmup_s: float,
+        duration_s: float,
+        on_window: Any = None,
+    ) -> LoadResult:
         """Run warm-up + measurement; ``on_window(phase)`` is called with "start"/"end" around the window."""
         ctx = mp.get_context("fork")
         out = ctx.Queue()
         now = time.monotonic()
-        sched = Schedule(t_start=now + 0.5, t_measure=now + 0.5 + warmup_s, t_end=now + 0.5 + warmup_s + duration_s)
-        share = [self.concurrency // self.processes + (1 if i < self.concurrency % self.processes else 0)
-                 for i in range(self.processes)]
+        sched = Schedule(
+            t_start=now + 0.5, t_measure=now + 0.5 + warmup_s, t_end=now + 0.5 + warmup_s + duration_s
+        )
+        share = [
+            self.concurrency // self.processes + (1 if i < self.concurrency % self.processes else 0)
+            for i in range(self.processes)
+        ]
         run_tag = uuid.uuid4().hex[:8]
         self._procs = [
-            ctx.Process(target=_proc_main, args=(kind, params, host, port, n, sched, f"{run_tag}-{i}", out),
-                        daemon=True)
+            ctx.Process(
+                target=_proc_main,
+                args=(kind, params, host, port, n, sched, f"{run_tag}-{i}", out),
+                daemon=True,
+            )
             for i, n in enumerate(share)
         ]
         for p in self._procs:

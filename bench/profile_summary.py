@@ -17,13 +17,32 @@ from collections import Counter
 _FRAME = re.compile(r"^(?P<name>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 CATEGORIES = [  # first match on any frame, innermost first
-    ("PostgreSQL round trips (psycopg waiting on the socket)", (
-        "psycopg/waiting.py", "wait_c", "wait_epoll", "wait_select", "Connection.wait psycopg",
-        "_send_query_prepared", "psycopg/generators.py")),
-    ("event decoding (mapper/transcoder)", ("eventsourcing/persistence.py", "eventsourcing/domain.py",
-                                            "json/decoder.py", "json/__init__.py:loads")),
+    (
+        "PostgreSQL round trips (psycopg waiting on the socket)",
+        (
+            "psycopg/waiting.py",
+            "wait_c",
+            "wait_epoll",
+            "wait_select",
+            "Connection.wait psycopg",
+            "_send_query_prepared",
+            "psycopg/generators.py",
+        ),
+    ),
+    (
+        "event decoding (mapper/transcoder)",
+        (
+            "eventsourcing/persistence.py",
+            "eventsourcing/domain.py",
+            "json/decoder.py",
+            "json/__init__.py:loads",
+        ),
+    ),
     ("SQLAlchemy compile / statement building", ("sqlalchemy/sql/",)),
-    ("SQLAlchemy execute / result handling", ("sqlalchemy/engine/", "sqlalchemy/dialects/", "sqlalchemy/pool/")),
+    (
+        "SQLAlchemy execute / result handling",
+        ("sqlalchemy/engine/", "sqlalchemy/dialects/", "sqlalchemy/pool/"),
+    ),
     ("psycopg (client side)", ("psycopg/",)),
     ("hashing / JSON encoding", ("hashlib", "json/encoder.py", "json/__init__.py")),
 ]
@@ -34,8 +53,11 @@ def parse(line: str) -> tuple[list[tuple[str, str]], int]:
     frames = []
     for raw in stack.split(";"):
         m = _FRAME.match(raw)
-        frames.append((m.group("name"), m.group("file") + (":" + m.group("line") if m.group("line") else ""))
-                      if m else (raw, ""))
+        frames.append(
+            (m.group("name"), m.group("file") + (":" + m.group("line") if m.group("line") else ""))
+            if m
+            else (raw, "")
+        )
     return frames, int(count)
 
 
@@ -82,8 +104,11 @@ def main() -> None:
         print("no samples")
         return
     print(f"{total} samples" + (f" under {args.under}" if args.under else ""))
-    for title, counter in (("by category", by_category), ("by innermost tally frame", by_tally),
-                           ("by leaf frame", by_leaf)):
+    for title, counter in (
+        ("by category", by_category),
+        ("by innermost tally frame", by_tally),
+        ("by leaf frame", by_leaf),
+    ):
         print(f"\n{title}:")
         for key, count in counter.most_common(args.top):
             print(f"  {count / total:6.1%}  {key}")

@@ -75,9 +75,13 @@ class Config:
     parts: str = field(default_factory=lambda: (os.environ.get("BENCH_PARTS") or "abd").strip().lower())
     pyspy: str = field(default_factory=lambda: os.environ.get("BENCH_PYSPY", "").strip())
     database_url: str = field(
-        default_factory=lambda: os.environ.get("BENCH_DATABASE_URL") or "postgresql://root@127.0.0.1:5432/test"
+        default_factory=lambda: (
+            os.environ.get("BENCH_DATABASE_URL") or "postgresql://root@127.0.0.1:5432/test"
+        )
     )
-    redis_url: str = field(default_factory=lambda: os.environ.get("BENCH_REDIS_URL") or "redis://127.0.0.1:6379/0")
+    redis_url: str = field(
+        default_factory=lambda: os.environ.get("BENCH_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    )
     rebuild_target: float = field(default_factory=lambda: _env_float("BENCH_REBUILD_TARGET", 0.25))
     verify_target: float = field(default_factory=lambda: _env_float("BENCH_VERIFY_TARGET", 0.2))
 
@@ -116,12 +120,29 @@ class Phases:
             out = Path(self.config.pyspy).resolve()
             out.mkdir(parents=True, exist_ok=True)
             target = out / f"{phase}{'-' + tag if tag else ''}.txt"
-            cmd = [str(BIN / "py-spy"), "record", "--idle", "--rate", "50", "--format", "raw", "--output",
-                   str(target), "--", *cmd]
+            cmd = [
+                str(BIN / "py-spy"),
+                "record",
+                "--idle",
+                "--rate",
+                "50",
+                "--format",
+                "raw",
+                "--output",
+                str(target),
+                "--",
+                *cmd,
+            ]
             self.profiles.append(str(target))
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         result = None
         tail: list[str] = []
@@ -129,15 +150,18 @@ class Phases:
         for line in self.proc.stdout:
             line = line.rstrip("\n")
             if line.startswith("RESULT "):
-                result = json.loads(line[len("RESULT "):])
+                result = json.loads(line[len("RESULT ") :])
                 continue
             tail = (tail + [line])[-30:]
             say(line if line.startswith("    ") else f"    | {line}")
         code = self.proc.wait()
         self.proc = None
         if code != 0 or result is None:
-            raise PhaseFailed(f"phase {phase} exited with {code}" + ("" if result else " without a result")
-                              + ("\n" + "\n".join(tail[-10:]) if tail else ""))
+            raise PhaseFailed(
+                f"phase {phase} exited with {code}"
+                + ("" if result else " without a result")
+                + ("\n" + "\n".join(tail[-10:]) if tail else "")
+            )
         return result
 
     def kill(self) -> None:
@@ -198,26 +222,47 @@ class Results:
 def run_ab(config: Config, phases: Phases, cleanup: Cleanup, results: Results) -> None:
     say(f"\n(a)/(b) {config.events:,} events of history")
     env, schema = fresh_env(config, cleanup, "history")
-    say("  generating (Marketplace, 100 checkouts per save; the first 50 via start_payment/complete_payment) ...")
-    results.generated = phases.run("generate", env, {
-        "target_events": config.events, "sellers": 200, "refund_every": 20, "batch": 100, "real": 50,
-    })
+    say(
+        "  generating (Marketplace, 100 checkouts per save; the first 50 via start_payment/complete_payment) ..."
+    )
+    results.generated = phases.run(
+        "generate",
+        env,
+        {
+            "target_events": config.events,
+            "sellers": 200,
+            "refund_every": 20,
+            "batch": 100,
+            "real": 50,
+        },
+    )
     events = results.generated["events"]
-    say(f"  {events:,} events stored: " + ", ".join(f"{k} {v:,}" for k, v in sorted(results.generated["topics"].items())))
+    say(
+        f"  {events:,} events stored: "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(results.generated["topics"].items()))
+    )
     say(f"\n(a1) raw read + decode of the notification log, run 1 (batches of {config.read_batch})")
     raw = phases.run("raw_read", env, {"batch": config.read_batch}, "1")
     results.raw.append(raw)
-    say(f"  -> {raw['events']:,} events in {raw['seconds']:.2f} s = {raw['rate']:,.0f} events/s "
-        f"(decode {raw['decode_seconds'] / raw['seconds']:.0%} of it)")
-    say("\n(a2) full rebuild of every read model (projections.runner.rebuild: one pass, shadow tables swapped in)")
+    say(
+        f"  -> {raw['events']:,} events in {raw['seconds']:.2f} s = {raw['rate']:,.0f} events/s "
+        f"(decode {raw['decode_seconds'] / raw['seconds']:.0%} of it)"
+    )
+    say(
+        "\n(a2) full rebuild of every read model (projections.runner.rebuild: one pass, shadow tables swapped in)"
+    )
     results.rebuild = phases.run("rebuild", env, {"events": events})
-    say(f"  -> {events:,} log events in {results.rebuild['seconds']:.1f} s = {results.rebuild['rate']:,.0f} events/s")
+    say(
+        f"  -> {events:,} log events in {results.rebuild['seconds']:.1f} s = {results.rebuild['rate']:,.0f} events/s"
+    )
     say("\n(b) app.audit.verify(marketplace, engine)")
     results.verify = phases.run("verify", env, {"events": events})
     v = results.verify
-    say(f"  -> {events:,} events in {v['seconds']:.1f} s = {v['rate']:,.0f} events/s, "
+    say(
+        f"  -> {events:,} events in {v['seconds']:.1f} s = {v['rate']:,.0f} events/s, "
         f"peak RSS {mib(v['memory']['VmHWM'])} (at start {mib(v['memory_before']['VmRSS'])}), "
-        f"{'OK' if v['ok'] else str(v['breaches']) + ' BREACHES'}")
+        f"{'OK' if v['ok'] else str(v['breaches']) + ' BREACHES'}"
+    )
     say("\n(a1) raw read + decode of the notification log, run 2")
     raw = phases.run("raw_read", env, {"batch": config.read_batch}, "2")
     results.raw.append(raw)
@@ -228,23 +273,36 @@ def run_ab(config: Config, phases: Phases, cleanup: Cleanup, results: Results) -
 def run_d(config: Config, phases: Phases, cleanup: Cleanup, results: Results) -> None:
     for i, (allocations, sellers) in enumerate(config.settle_sizes()):
         orders = allocations // 2
-        say(f"\n(d{i + 1}) settle_all over {allocations:,} allocations across {sellers:,} sellers "
-            f"({allocations // sellers:,} each; {orders:,} two-seller orders)")
+        say(
+            f"\n(d{i + 1}) settle_all over {allocations:,} allocations across {sellers:,} sellers "
+            f"({allocations // sellers:,} each; {orders:,} two-seller orders)"
+        )
         if (orders * 2) % sellers:
             say("  NOTE: sellers do not divide the allocations evenly")
         env, schema = fresh_env(config, cleanup, f"settlement {allocations}/{sellers}")
-        generated = phases.run("generate", env, {
-            "orders": orders, "sellers": sellers, "refund_every": 0, "batch": 100, "real": 0,
-            "catch_up": ["payouts"],
-        }, f"d{i + 1}")
+        generated = phases.run(
+            "generate",
+            env,
+            {
+                "orders": orders,
+                "sellers": sellers,
+                "refund_every": 0,
+                "batch": 100,
+                "real": 0,
+                "catch_up": ["payouts"],
+            },
+            f"d{i + 1}",
+        )
         say("  settling (a fresh process; read models caught up beforehand) ...")
         settled = phases.run("settle", env, {"sellers": sellers}, f"d{i + 1}")
         settled["size"] = [allocations, sellers]
         settled["generated"] = generated
         results.settle.append(settled)
-        say(f"  -> {settled['allocations_settled']:,} allocations in {settled['settlements']:,} settlements, "
+        say(
+            f"  -> {settled['allocations_settled']:,} allocations in {settled['settlements']:,} settlements, "
             f"{settled['seconds']:.1f} s = {settled['rate']:,.0f} allocations/s, "
-            f"peak RSS {mib(settled['memory']['VmHWM'])} (before settle_all {mib(settled['memory_before']['VmRSS'])})")
+            f"peak RSS {mib(settled['memory']['VmHWM'])} (before settle_all {mib(settled['memory_before']['VmRSS'])})"
+        )
         drop_once(config.database_url, schema)
 
 
@@ -259,58 +317,84 @@ def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
 def report(config: Config, command: str, results: Results, started: float, load: float) -> None:
     say("\n" + "=" * 100)
     say(f"SUMMARY  {command}")
-    say(f"PostgreSQL {config.database_url}, Redis {config.redis_url}, {os.cpu_count()} CPUs; "
-        f"background load at start {load:.2f} cores; total {time.monotonic() - started:.0f} s")
+    say(
+        f"PostgreSQL {config.database_url}, Redis {config.redis_url}, {os.cpu_count()} CPUs; "
+        f"background load at start {load:.2f} cores; total {time.monotonic() - started:.0f} s"
+    )
     say("-" * 100)
     raw_rate = results.raw_rate
     if results.generated is not None:
         g = results.generated
-        say(f"history: {g['events']:,} events = {g['checkouts']:,} two-seller checkouts ({g['real_checkouts']} via "
-            f"start_payment/complete_payment) + {g['refunds']:,} refunds, written in {g['seconds']:.1f} s")
+        say(
+            f"history: {g['events']:,} events = {g['checkouts']:,} two-seller checkouts ({g['real_checkouts']} via "
+            f"start_payment/complete_payment) + {g['refunds']:,} refunds, written in {g['seconds']:.1f} s"
+        )
         if g["shape_problems"]:
             say(f"  WARNING: generated events differ in shape from the service's: {g['shape_problems']}")
     if raw_rate:
         runs = " / ".join(f"{r['rate']:,.0f}" for r in results.raw)
         spread = (max(r["rate"] for r in results.raw) - min(r["rate"] for r in results.raw)) / raw_rate
-        say(f"(a1) raw read + decode          {raw_rate:>10,.0f} events/s   (runs {runs}; spread {spread:.0%}; "
-            f"batches of {config.read_batch}; peak RSS {mib(results.raw[0]['memory']['VmHWM'])})")
+        say(
+            f"(a1) raw read + decode          {raw_rate:>10,.0f} events/s   (runs {runs}; spread {spread:.0%}; "
+            f"batches of {config.read_batch}; peak RSS {mib(results.raw[0]['memory']['VmHWM'])})"
+        )
     if results.rebuild is not None and raw_rate:
         rb = results.rebuild
         ratio = rb["rate"] / raw_rate
-        say(f"(a2) full rebuild, all 6 models {rb['rate']:>10,.0f} events/s   ({rb['seconds']:.1f} s)  "
-            f"ratio {ratio:.3f}  target >= {config.rebuild_target:.2f}: {verdict(ratio, config.rebuild_target)}")
+        say(
+            f"(a2) full rebuild, all 6 models {rb['rate']:>10,.0f} events/s   ({rb['seconds']:.1f} s)  "
+            f"ratio {ratio:.3f}  target >= {config.rebuild_target:.2f}: {verdict(ratio, config.rebuild_target)}"
+        )
     if results.verify is not None and raw_rate:
         v = results.verify
         ratio = v["rate"] / raw_rate
-        say(f"(b)  audit verify               {v['rate']:>10,.0f} events/s   ({v['seconds']:.1f} s)  "
-            f"ratio {ratio:.3f}  target >= {config.verify_target:.2f}: {verdict(ratio, config.verify_target)}")
-        say(f"       peak RSS {mib(v['memory']['VmHWM'])} (process at start {mib(v['memory_before']['VmRSS'])}); "
+        say(
+            f"(b)  audit verify               {v['rate']:>10,.0f} events/s   ({v['seconds']:.1f} s)  "
+            f"ratio {ratio:.3f}  target >= {config.verify_target:.2f}: {verdict(ratio, config.verify_target)}"
+        )
+        say(
+            f"       peak RSS {mib(v['memory']['VmHWM'])} (process at start {mib(v['memory_before']['VmRSS'])}); "
             f"result {'OK' if v['ok'] else str(v['breaches']) + ' breaches'}; steps: "
-            + ", ".join(f"{k} {s:.1f} s" for k, s in v["steps"].items()))
+            + ", ".join(f"{k} {s:.1f} s" for k, s in v["steps"].items())
+        )
     if results.settle:
         say("-" * 100)
-        say(f"(d)  settle_all                  {'allocations':>12}{'sellers':>9}{'per seller':>11}"
-            f"{'time s':>9}{'alloc/s':>9}{'RSS before':>12}{'peak RSS':>10}")
+        say(
+            f"(d)  settle_all                  {'allocations':>12}{'sellers':>9}{'per seller':>11}"
+            f"{'time s':>9}{'alloc/s':>9}{'RSS before':>12}{'peak RSS':>10}"
+        )
         for s in results.settle:
             allocations, sellers = s["size"]
-            say(f"     {'':27}{s['allocations_settled']:>12,}{s['sellers']:>9,}{allocations // sellers:>11,}"
+            say(
+                f"     {'':27}{s['allocations_settled']:>12,}{s['sellers']:>9,}{allocations // sellers:>11,}"
                 f"{s['seconds']:>9.1f}{s['rate']:>9,.0f}{mib(s['memory_before']['VmRSS']):>12}"
-                f"{mib(s['memory']['VmHWM']):>10}")
+                f"{mib(s['memory']['VmHWM']):>10}"
+            )
         for s in results.settle:
             if s["allocations_settled"] != s["size"][0]:
-                say(f"     WARNING: {s['size'][0]:,} allocations generated, {s['allocations_settled']:,} settled")
+                say(
+                    f"     WARNING: {s['size'][0]:,} allocations generated, {s['allocations_settled']:,} settled"
+                )
         main = results.settle[0]
         growth = [(s["memory"]["VmHWM"] - s["memory_before"]["VmRSS"]) for s in results.settle]
-        say("     peak RSS growth during settle_all: " + ", ".join(
-            f"{s['size'][0]:,}/{s['size'][1]:,}: +{mib(d)}" for s, d in zip(results.settle, growth)))
+        say(
+            "     peak RSS growth during settle_all: "
+            + ", ".join(
+                f"{s['size'][0]:,}/{s['size'][1]:,}: +{mib(d)}" for s, d in zip(results.settle, growth)
+            )
+        )
         if len(results.settle) > 1:
             peaks = [s["memory"]["VmHWM"] for s in results.settle]
             spread = (max(peaks) - min(peaks)) / min(peaks)
-            say(f"     peak RSS across sizes varies by {spread:.0%} while allocations vary "
+            say(
+                f"     peak RSS across sizes varies by {spread:.0%} while allocations vary "
                 f"{max(s['size'][0] for s in results.settle) / min(s['size'][0] for s in results.settle):.0f}x: "
-                f"{'flat' if spread < 0.15 else 'NOT flat'} (flat: within 15 %)")
-        say(f"     main size: {main['seconds']:.1f} s for {main['allocations_settled']:,} allocations "
-            f"({main['rate']:,.0f}/s, {main['seconds'] / max(1, main['sellers']) * 1000:.0f} ms per seller)")
+                f"{'flat' if spread < 0.15 else 'NOT flat'} (flat: within 15 %)"
+            )
+        say(
+            f"     main size: {main['seconds']:.1f} s for {main['allocations_settled']:,} allocations "
+            f"({main['rate']:,.0f}/s, {main['seconds'] / max(1, main['sellers']) * 1000:.0f} ms per seller)"
+        )
     if config.pyspy:
         say("-" * 100)
         say(f"py-spy profiles (raw collapsed stacks, --idle) in {Path(config.pyspy).resolve()}")
@@ -326,16 +410,23 @@ def _raise_interrupt(signum: int, _frame: Any) -> None:
 
 def main() -> int:
     config = Config()
-    command = "cd " + shlex.quote(str(ROOT)) + " && " + " ".join(
-        [f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")]
-        + [".venv/bin/python -m bench.read_side"]
+    command = (
+        "cd "
+        + shlex.quote(str(ROOT))
+        + " && "
+        + " ".join(
+            [f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")]
+            + [".venv/bin/python -m bench.read_side"]
+        )
     )
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGHUP, _raise_interrupt)
     say(f"command: {command}")
-    say(f"tally read-side benchmark: PostgreSQL {config.database_url}, Redis {config.redis_url}, "
-        f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    say(
+        f"tally read-side benchmark: PostgreSQL {config.database_url}, Redis {config.redis_url}, "
+        f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}"
+    )
     cleanup = Cleanup()
     phases = Phases(config)
     cleanup.push("stop phase process", phases.kill)
@@ -353,7 +444,7 @@ def main() -> int:
     except KeyboardInterrupt:
         say("\ninterrupted: cleaning up")
         failed = True
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         say(f"\nbenchmark failed: {type(exc).__name__}: {exc}")
         failed = True
     finally:

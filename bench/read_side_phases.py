@@ -13,7 +13,7 @@ import json
 import resource
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -57,9 +57,11 @@ def _analyze(container: Any) -> int:
     from sqlalchemy import text
 
     with container.engine.begin() as conn:
-        tables = conn.execute(
-            text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
-        ).scalars().all()
+        tables = (
+            conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))
+            .scalars()
+            .all()
+        )
         for table in tables:
             conn.execute(text(f'ANALYZE "{table}"'))
     return len(tables)
@@ -82,13 +84,21 @@ def phase_generate(args: dict[str, Any]) -> dict[str, Any]:
             say(f"    ... {g.checkouts:,} checkouts, {g.events:,} events")
 
     g = generate(
-        container.marketplace, orders=args.get("orders"), target_events=args.get("target_events"),
-        sellers=sellers, sellers_per_order=args.get("sellers_per_order", 2),
-        refund_every=args.get("refund_every", 0), batch=args.get("batch", 100), real=args.get("real", 0),
-        fee_bps=container.settings.platform_fee_bps, progress=progress,
+        container.marketplace,
+        orders=args.get("orders"),
+        target_events=args.get("target_events"),
+        sellers=sellers,
+        sellers_per_order=args.get("sellers_per_order", 2),
+        refund_every=args.get("refund_every", 0),
+        batch=args.get("batch", 100),
+        real=args.get("real", 0),
+        fee_bps=container.settings.platform_fee_bps,
+        progress=progress,
     )
-    say(f"    generated {g.checkouts:,} checkouts ({g.real_checkouts} via start_payment/complete_payment), "
-        f"{g.refunds:,} refunds, {g.events:,} events in {g.seconds:.1f} s = {g.events / g.seconds:,.0f} events/s")
+    say(
+        f"    generated {g.checkouts:,} checkouts ({g.real_checkouts} via start_payment/complete_payment), "
+        f"{g.refunds:,} refunds, {g.events:,} events in {g.seconds:.1f} s = {g.events / g.seconds:,.0f} events/s"
+    )
     shape_problems = compare_shapes(container.marketplace) if g.real_checkouts else []
     for problem in shape_problems:
         say(f"    SHAPE MISMATCH {problem}")
@@ -99,14 +109,24 @@ def phase_generate(args: dict[str, Any]) -> dict[str, Any]:
         caught_up[name] = {"applied": applied, "seconds": time.perf_counter() - t0}
         say(f"    catch-up {name}: {applied:,} events in {caught_up[name]['seconds']:.1f} s")
     analyzed = _analyze(container)
-    say(f"    ANALYZE {analyzed} tables (autovacuum is off on this machine; in production it keeps statistics)")
+    say(
+        f"    ANALYZE {analyzed} tables (autovacuum is off on this machine; in production it keeps statistics)"
+    )
     counts = _count_events(container)
     head = container.marketplace.recorder.max_notification_id() or 0
     container.close()
     return {
-        "checkouts": g.checkouts, "real_checkouts": g.real_checkouts, "refunds": g.refunds,
-        "allocations": g.allocations, "events": sum(counts.values()), "head": head, "seconds": g.seconds,
-        "topics": counts, "shape_problems": shape_problems, "catch_up": caught_up, "memory": memory(),
+        "checkouts": g.checkouts,
+        "real_checkouts": g.real_checkouts,
+        "refunds": g.refunds,
+        "allocations": g.allocations,
+        "events": sum(counts.values()),
+        "head": head,
+        "seconds": g.seconds,
+        "topics": counts,
+        "shape_problems": shape_problems,
+        "catch_up": caught_up,
+        "memory": memory(),
     }
 
 
@@ -132,8 +152,14 @@ def phase_raw_read(args: dict[str, Any]) -> dict[str, Any]:
         start = batch[-1].id + 1
     seconds = time.perf_counter() - t0
     container.close()
-    return {"events": count, "seconds": seconds, "decode_seconds": decode, "rate": count / seconds,
-            "batch": batch_size, "memory": memory()}
+    return {
+        "events": count,
+        "seconds": seconds,
+        "decode_seconds": decode,
+        "rate": count / seconds,
+        "batch": batch_size,
+        "memory": memory(),
+    }
 
 
 def phase_rebuild(args: dict[str, Any]) -> dict[str, Any]:
@@ -148,8 +174,10 @@ def phase_rebuild(args: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     read = rebuild([cls() for cls in PROJECTIONS.values()], app, engine)
     seconds = time.perf_counter() - t0
-    say(f"    rebuild of {', '.join(PROJECTIONS)}: {read:,} events read once in {seconds:.1f} s "
-        f"({total_events / seconds:,.0f} log events/s)")
+    say(
+        f"    rebuild of {', '.join(PROJECTIONS)}: {read:,} events read once in {seconds:.1f} s "
+        f"({total_events / seconds:,.0f} log events/s)"
+    )
     container.close()
     return {"seconds": seconds, "rate": total_events / seconds, "read": read, "memory": memory()}
 
@@ -190,9 +218,17 @@ def phase_verify(args: dict[str, Any]) -> dict[str, Any]:
     for breach in report.breaches[:10]:
         say(f"    breach: {breach}")
     container.close()
-    return {"seconds": seconds, "rate": args["events"] / seconds, "ok": report.ok, "breaches": len(report.breaches),
-            "first_breaches": report.breaches[:5], "checked": report.checked, "steps": steps,
-            "memory_before": before, "memory": after}
+    return {
+        "seconds": seconds,
+        "rate": args["events"] / seconds,
+        "ok": report.ok,
+        "breaches": len(report.breaches),
+        "first_breaches": report.breaches[:5],
+        "checked": report.checked,
+        "steps": steps,
+        "memory_before": before,
+        "memory": after,
+    }
 
 
 def phase_settle(args: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +237,7 @@ def phase_settle(args: dict[str, Any]) -> dict[str, Any]:
 
     container = _container()
     container.redis.ping()
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     start = today.replace(day=1)
     cause = {"actor_id": "bench", "actor_role": "admin", "request_id": "bench-settle", "reason": "bench"}
     before = memory()
@@ -224,11 +260,15 @@ def phase_settle(args: dict[str, Any]) -> dict[str, Any]:
     counts = _count_events(container)
     container.close()
     return {
-        "seconds": seconds, "settlements": len(ids), "sellers": sellers_done[0],
+        "seconds": seconds,
+        "settlements": len(ids),
+        "sellers": sellers_done[0],
         "allocations_settled": counts.get("Allocation.Settled", 0),
         "settlements_paid": counts.get("Settlement.Paid", 0),
         "rate": counts.get("Allocation.Settled", 0) / seconds if seconds else 0.0,
-        "memory_before": before, "memory": after, "trace": trace,
+        "memory_before": before,
+        "memory": after,
+        "trace": trace,
     }
 
 

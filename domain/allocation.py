@@ -127,7 +127,8 @@ class Allocation(Aggregate):
     def unsettled_adjustments(self) -> list[dict[str, Any]]:
         """Refunds after settlement whose negative adjustment no settlement has taken yet."""
         return [
-            r for r in self.refunds
+            r
+            for r in self.refunds
             if r["adjustment_of"] and not r.get("adjusted_by") and not r.get("transfer_reversed_by")
         ]
 
@@ -137,8 +138,11 @@ class Allocation(Aggregate):
         refund = next((r for r in self.unsettled_adjustments if r["refund_id"] == refund_id), None)
         if refund is None or refund["payout_reversed_amount"] <= 0:
             return None
-        return {"refund_id": refund_id, "settlement_id": refund["adjustment_of"],
-                "amount": refund["payout_reversed_amount"]}
+        return {
+            "refund_id": refund_id,
+            "settlement_id": refund["adjustment_of"],
+            "amount": refund["payout_reversed_amount"],
+        }
 
     def reverse_transfer(
         self, refund_id: str, settlement_id: str, amount: int, provider_reference: str, cause: dict[str, Any]
@@ -177,7 +181,9 @@ class Allocation(Aggregate):
         self._adjustment_settled(refund_id, settlement_id, -refund["payout_reversed_amount"], cause)
 
     @event("AdjustmentSettled")
-    def _adjustment_settled(self, refund_id: str, settlement_id: str, amount: int, cause: dict[str, Any]) -> None:
+    def _adjustment_settled(
+        self, refund_id: str, settlement_id: str, amount: int, cause: dict[str, Any]
+    ) -> None:
         for refund in self.refunds:
             if refund["refund_id"] == refund_id:
                 refund["adjusted_by"] = settlement_id
@@ -212,7 +218,9 @@ class Allocation(Aggregate):
         if dispute_id in self.dispute_reversals:
             raise AllocationStateError(f"dispute {dispute_id} is already reversed on this allocation")
         fee_reversed, payout_reversed = self.reversal_for(amount)
-        self._dispute_reversed(dispute_id, reversal_id, amount, fee_reversed, payout_reversed, self.settlement_id, cause)
+        self._dispute_reversed(
+            dispute_id, reversal_id, amount, fee_reversed, payout_reversed, self.settlement_id, cause
+        )
         return {
             "seller_id": self.seller_id,
             "allocation_id": str(self.id),

@@ -87,7 +87,12 @@ class Order(Aggregate):
 
     @event("RefundRecorded")
     def _refund_recorded(
-        self, refund_id: str, amount: int, currency: str, allocations: list[dict[str, Any]], cause: dict[str, Any]
+        self,
+        refund_id: str,
+        amount: int,
+        currency: str,
+        allocations: list[dict[str, Any]],
+        cause: dict[str, Any],
     ) -> None:
         self.refunded_amount += amount
         self.refunds.append(

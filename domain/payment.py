@@ -114,7 +114,9 @@ class Payment(Aggregate):
     @property
     def disputed_amount(self) -> int:
         """What open or lost disputes have withdrawn from the platform and not reinstated."""
-        return sum(d["withdrawn_amount"] for d in self.disputes.values() if d["funds"] == DISPUTE_FUNDS_WITHDRAWN)
+        return sum(
+            d["withdrawn_amount"] for d in self.disputes.values() if d["funds"] == DISPUTE_FUNDS_WITHDRAWN
+        )
 
     def open_dispute(
         self, dispute_id: str, amount: int, reason: str, status: str, cause: dict[str, Any]
@@ -183,4 +185,3 @@ class Payment(Aggregate):
     def _dispute_closed(self, dispute_id: str, status: str, cause: dict[str, Any]) -> None:
         self.disputes[dispute_id]["status"] = status
         self.disputes[dispute_id]["closed"] = True
-

@@ -48,9 +48,7 @@ class PaymentGateway(Protocol):
         idempotency_key: str,
     ) -> ChargeResult: ...
 
-    def refund(
-        self, *, provider_reference: str, amount: int, idempotency_key: str
-    ) -> RefundResult: ...
+    def refund(self, *, provider_reference: str, amount: int, idempotency_key: str) -> RefundResult: ...
 
     def payout(
         self,

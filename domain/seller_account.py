@@ -34,6 +34,8 @@ class SellerAccount(Aggregate):
         return True
 
     @event("Relinked")
-    def _relinked(self, provider: str, account_id: str, previous_account_id: str, cause: dict[str, Any]) -> None:
+    def _relinked(
+        self, provider: str, account_id: str, previous_account_id: str, cause: dict[str, Any]
+    ) -> None:
         self.provider = provider
         self.account_id = account_id

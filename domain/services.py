@@ -184,7 +184,9 @@ class Marketplace(Application[UUID]):
 
         def command(attempt: int) -> tuple[Payment, Order]:
             current = self._current(payment_id, payment, attempt)
-            return self._complete(current, provider_reference, cause, check_order=payment is None or attempt > 0)
+            return self._complete(
+                current, provider_reference, cause, check_order=payment is None or attempt > 0
+            )
 
         return self._with_retry(command)
 
@@ -378,8 +380,12 @@ class Marketplace(Application[UUID]):
             if refund is None or allocation.seller_id != seller_id or allocation.currency != currency:
                 continue
             adjustments.append(
-                {"allocation_id": aid, "refund_id": refund_id, "order_id": allocation.order_id,
-                 "amount": -refund["payout_reversed_amount"]}
+                {
+                    "allocation_id": aid,
+                    "refund_id": refund_id,
+                    "order_id": allocation.order_id,
+                    "amount": -refund["payout_reversed_amount"],
+                }
             )
             touched.setdefault(aid, allocation)
         total = sum(a["payout_amount"] for a in taken) + sum(a["amount"] for a in adjustments)
@@ -488,7 +494,9 @@ class Marketplace(Application[UUID]):
         """Record that the refund's paid-out part was recovered by reversing the settlement's transfer."""
         settlement = self.get_settlement(settlement_id_)
         if settlement is None or settlement.status != "paid":
-            raise SettlementStateError(f"settlement {settlement_id_} was not paid out: no transfer to reverse")
+            raise SettlementStateError(
+                f"settlement {settlement_id_} was not paid out: no transfer to reverse"
+            )
         allocation = self.repository.get(UUID(allocation_id_))
         allocation.reverse_transfer(refund_id, settlement_id_, amount, provider_reference, cause)
         self.save(allocation)
@@ -496,7 +504,9 @@ class Marketplace(Application[UUID]):
 
     # ---- settlement runs ------------------------------------------------------------
 
-    def request_settlement_run(self, period_start: str, period_end: str, cause: dict[str, Any]) -> SettlementRun:
+    def request_settlement_run(
+        self, period_start: str, period_end: str, cause: dict[str, Any]
+    ) -> SettlementRun:
         run = SettlementRun(period_start=period_start, period_end=period_end, cause=cause)
         self.save(run)
         return run
@@ -533,8 +543,9 @@ class Marketplace(Application[UUID]):
         return verification.status == RUNNING
 
     @_retry_on_conflict
-    def record_verification_finished(self, verification_id: str, verdict: dict[str, Any] | None,
-                                     error: str | None = None) -> Verification:
+    def record_verification_finished(
+        self, verification_id: str, verdict: dict[str, Any] | None, error: str | None = None
+    ) -> Verification:
         """Record the verdict (``head_position``, ``head_hash``, ``ok``, ``breaches``, ``checked``), or
         the error that stopped the run."""
         verification = self.get_verification(verification_id)
@@ -592,8 +603,11 @@ class Marketplace(Application[UUID]):
         (in proportion to what each has left); reinstated funds restore exactly that. A
         closed dispute changes no more. Redeliveries and stale reports change nothing.
         """
-        rank = {payment_status.DISPUTE_FUNDS_KEPT: 0, payment_status.DISPUTE_FUNDS_WITHDRAWN: 1,
-                payment_status.DISPUTE_FUNDS_REINSTATED: 2}
+        rank = {
+            payment_status.DISPUTE_FUNDS_KEPT: 0,
+            payment_status.DISPUTE_FUNDS_WITHDRAWN: 1,
+            payment_status.DISPUTE_FUNDS_REINSTATED: 2,
+        }
         if funds not in rank:
             raise ValueError(f"unknown dispute funds state {funds!r}")
 
@@ -648,7 +662,9 @@ class Marketplace(Application[UUID]):
         def command(attempt: int) -> tuple[SellerAccount, bool]:
             account = self.get_seller_account(seller_id)
             if account is None:
-                account = SellerAccount(seller_id=seller_id, provider=provider, account_id=account_id, cause=cause)
+                account = SellerAccount(
+                    seller_id=seller_id, provider=provider, account_id=account_id, cause=cause
+                )
                 self.save(account)
                 return account, True
             changed = account.link(provider, account_id, cause)

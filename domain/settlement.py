@@ -65,7 +65,12 @@ class Settlement(Aggregate):
 
     @event("Paid")
     def _paid(
-        self, provider_reference: str, seller_id: str, currency: str, total_payout_amount: int, cause: dict[str, Any]
+        self,
+        provider_reference: str,
+        seller_id: str,
+        currency: str,
+        total_payout_amount: int,
+        cause: dict[str, Any],
     ) -> None:
         self.status = PAID
         self.provider_reference = provider_reference

@@ -46,8 +46,9 @@ class Verification(Aggregate):
         self.error = None
 
     @event("Completed")
-    def complete(self, head_position: int, head_hash: str, ok: bool, breaches: list[str],
-                 checked: dict[str, int]) -> None:
+    def complete(
+        self, head_position: int, head_hash: str, ok: bool, breaches: list[str], checked: dict[str, int]
+    ) -> None:
         """The verdict on the log up to ``head_position`` (whose chained hash is ``head_hash``)."""
         self.status = DONE
         self.head_position, self.head_hash = head_position, head_hash

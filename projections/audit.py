@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -31,7 +31,9 @@ def canonical_bytes(stream_id: str, version: int, topic: str, state: bytes) -> b
 
 
 def chain(previous_hash: str, stream_id: str, version: int, topic: str, state: bytes) -> str:
-    return hashlib.sha256(bytes.fromhex(previous_hash) + canonical_bytes(stream_id, version, topic, state)).hexdigest()
+    return hashlib.sha256(
+        bytes.fromhex(previous_hash) + canonical_bytes(stream_id, version, topic, state)
+    ).hexdigest()
 
 
 def names(topic: str) -> tuple[str, str]:
@@ -46,7 +48,7 @@ def _timestamp(raw: str) -> datetime | None:
         timestamp = datetime.fromisoformat(raw)
     except ValueError:
         return None
-    return timestamp if timestamp.tzinfo is not None else timestamp.replace(tzinfo=timezone.utc)
+    return timestamp if timestamp.tzinfo is not None else timestamp.replace(tzinfo=UTC)
 
 
 def describe(topic: str, state: bytes) -> tuple[str, str, datetime | None, dict[str, Any]]:
@@ -129,7 +131,9 @@ class AuditLogProjection(Projection):
             self._conn = writer.conn
         last, previous = self._last
         stream_id = str(notification.originator_id)
-        digest = chain(previous, stream_id, notification.originator_version, notification.topic, notification.state)
+        digest = chain(
+            previous, stream_id, notification.originator_version, notification.topic, notification.state
+        )
         stream_type, event_type = names(notification.topic)
         writer.add(
             audit_log,

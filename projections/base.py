@@ -72,7 +72,7 @@ class RowWriter:
         columns = list(table.primary_key.columns)
         read = self._read.setdefault(table, {})
         for start in range(0, len(wanted), 1000):
-            chunk = wanted[start:start + 1000]
+            chunk = wanted[start : start + 1000]
             if len(columns) == 1:
                 where = columns[0].in_([key[0] for key in chunk])
             else:
@@ -96,7 +96,7 @@ class RowWriter:
             read.update(values)
         self._updates.setdefault(table, {}).setdefault(key, {}).update(values)
 
-    def _in_hand(self, table: Table, key: Key) -> Row | None | object:
+    def _in_hand(self, table: Table, key: Key) -> Row | object | None:
         added = self._added.get(table, {}).get(key)
         if added is not None:
             return added
@@ -129,8 +129,10 @@ class RowWriter:
         else:
             values = ([row.get(name) for name in columns] for row in rows)
         preparer = self.conn.dialect.identifier_preparer
-        statement = (f"COPY {preparer.format_table(table)} ({', '.join(preparer.quote(c) for c in columns)}) "
-                     "FROM STDIN")
+        statement = (
+            f"COPY {preparer.format_table(table)} ({', '.join(preparer.quote(c) for c in columns)}) "
+            "FROM STDIN"
+        )
         cursor = self.conn.connection.driver_connection.cursor()
         try:
             with cursor.copy(statement) as copy:

@@ -33,7 +33,9 @@ class InvoicesProjection(Projection):
             if isinstance(event, Order.Placed):
                 sellers += [(seller["seller_id"],) for seller in event.sellers]
             elif isinstance(event, Order.RefundRecorded):
-                invoices += [(invoice_id(str(event.originator_id), part["seller_id"]),) for part in event.allocations]
+                invoices += [
+                    (invoice_id(str(event.originator_id), part["seller_id"]),) for part in event.allocations
+                ]
         writer.load(invoice_counters, sellers)
         writer.load(invoices_view, invoices)
 

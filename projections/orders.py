@@ -57,7 +57,11 @@ class OrdersProjection(Projection):
             raise LookupError(f"refund of order {order_id}, which was never placed")
         state = json.loads(row["document"])
         state["refunds"].append(
-            {"id": event.refund_id, "amount": event.amount, "allocations": event.allocations,
-             "reason": event.cause.get("reason")}
+            {
+                "id": event.refund_id,
+                "amount": event.amount,
+                "allocations": event.allocations,
+                "reason": event.cause.get("reason"),
+            }
         )
         writer.update(orders_view, (order_id,), document=dumps(state))

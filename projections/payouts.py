@@ -55,18 +55,29 @@ class PayoutsProjection(Projection):
 
     @process_event.register
     def _refunded(self, event: Allocation.Refunded, writer: RowWriter, position: int) -> None:
-        self._reverse(writer, event, event.refund_id, event.amount, event.platform_fee_reversed_amount,
-                      event.payout_reversed_amount, event.settled_by)
+        self._reverse(
+            writer,
+            event,
+            event.refund_id,
+            event.amount,
+            event.platform_fee_reversed_amount,
+            event.payout_reversed_amount,
+            event.settled_by,
+        )
 
     @process_event.register
     def _settled(self, event: Allocation.Settled, writer: RowWriter, position: int) -> None:
-        writer.update(allocations_view, (str(event.originator_id),), status="settled",
-                      settlement_id=event.settlement_id)
+        writer.update(
+            allocations_view, (str(event.originator_id),), status="settled", settlement_id=event.settlement_id
+        )
 
     @process_event.register
-    def _adjustment_settled(self, event: Allocation.AdjustmentSettled, writer: RowWriter, position: int) -> None:
-        writer.update(adjustments_view, (str(event.originator_id), event.refund_id),
-                      settlement_id=event.settlement_id)
+    def _adjustment_settled(
+        self, event: Allocation.AdjustmentSettled, writer: RowWriter, position: int
+    ) -> None:
+        writer.update(
+            adjustments_view, (str(event.originator_id), event.refund_id), settlement_id=event.settlement_id
+        )
 
     @process_event.register
     def _released(self, event: Allocation.Released, writer: RowWriter, position: int) -> None:
@@ -101,7 +112,9 @@ class PayoutsProjection(Projection):
         )
 
     @process_event.register
-    def _transfer_reversed(self, event: Allocation.TransferReversed, writer: RowWriter, position: int) -> None:
+    def _transfer_reversed(
+        self, event: Allocation.TransferReversed, writer: RowWriter, position: int
+    ) -> None:
         """Recovered by reversing the paid-out transfer: no longer an adjustment owed by the seller."""
         writer.execute(
             delete(adjustments_view).where(
@@ -113,7 +126,13 @@ class PayoutsProjection(Projection):
         )
 
     def _reverse(
-        self, writer: RowWriter, event: Allocation.Event, entry_id: str, amount: int, fee: int, payout: int,
+        self,
+        writer: RowWriter,
+        event: Allocation.Event,
+        entry_id: str,
+        amount: int,
+        fee: int,
+        payout: int,
         settled_by: str | None,
     ) -> None:
         """Money off (positive amounts: refunds, disputes) or back on (negative: a dispute won) an
@@ -145,10 +164,24 @@ class PayoutsProjection(Projection):
 
     @process_event.register
     def _dispute_reversed(self, event: Allocation.DisputeReversed, writer: RowWriter, position: int) -> None:
-        self._reverse(writer, event, event.reversal_id, event.amount, event.platform_fee_reversed_amount,
-                      event.payout_reversed_amount, event.settled_by)
+        self._reverse(
+            writer,
+            event,
+            event.reversal_id,
+            event.amount,
+            event.platform_fee_reversed_amount,
+            event.payout_reversed_amount,
+            event.settled_by,
+        )
 
     @process_event.register
     def _dispute_restored(self, event: Allocation.DisputeRestored, writer: RowWriter, position: int) -> None:
-        self._reverse(writer, event, event.restore_id, -event.amount, -event.platform_fee_restored_amount,
-                      -event.payout_restored_amount, event.settled_by)
+        self._reverse(
+            writer,
+            event,
+            event.restore_id,
+            -event.amount,
+            -event.platform_fee_restored_amount,
+            -event.payout_restored_amount,
+            event.settled_by,
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Column, Select, and_, desc, select
@@ -42,8 +42,8 @@ def rfc3339(moment: datetime | str | None) -> str | None:
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
     if moment.tzinfo is None:  # SQLite hands back naive UTC
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _order(document: str) -> dict[str, Any]:
@@ -55,7 +55,9 @@ def _order(document: str) -> dict[str, Any]:
 
 def get_order(engine: Engine, order_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
-        document = conn.execute(select(orders_view.c.document).where(orders_view.c.order_id == order_id)).scalar()
+        document = conn.execute(
+            select(orders_view.c.document).where(orders_view.c.order_id == order_id)
+        ).scalar()
     return _order(document) if document else None
 
 
@@ -93,12 +95,16 @@ def get_seller_payouts(engine: Engine, seller_id: str) -> dict[str, Any]:
         ).all()
         adjustments = conn.execute(
             select(adjustments_view)
-            .where(and_(adjustments_view.c.seller_id == seller_id, adjustments_view.c.settlement_id.is_(None)))
+            .where(
+                and_(adjustments_view.c.seller_id == seller_id, adjustments_view.c.settlement_id.is_(None))
+            )
             .order_by(adjustments_view.c.created_at)
         ).all()
     balances: dict[str, int] = {}
     for row in pending:
-        balances[row.currency] = balances.get(row.currency, 0) + row.payout_amount - row.payout_reversed_amount
+        balances[row.currency] = (
+            balances.get(row.currency, 0) + row.payout_amount - row.payout_reversed_amount
+        )
     for row in adjustments:
         balances[row.currency] = balances.get(row.currency, 0) + row.amount
     return {
@@ -185,8 +191,9 @@ def list_invoices(engine: Engine, seller_id: str, limit: int = 500) -> list[dict
         return [_invoice(document) for document in rows]
 
 
-def list_notifications(engine: Engine, seller_id: str, sent: dict[str, Any] | None = None,
-                       limit: int = 500) -> list[dict[str, Any]]:
+def list_notifications(
+    engine: Engine, seller_id: str, sent: dict[str, Any] | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(
             select(notifications_view)
@@ -224,7 +231,9 @@ def unsettled_for_seller(engine: Engine, seller_id: str, before: datetime) -> di
                 row.allocation_id
             )
         for row in conn.execute(
-            select(adjustments_view.c.allocation_id, adjustments_view.c.refund_id, adjustments_view.c.currency).where(
+            select(
+                adjustments_view.c.allocation_id, adjustments_view.c.refund_id, adjustments_view.c.currency
+            ).where(
                 and_(
                     adjustments_view.c.seller_id == seller_id,
                     adjustments_view.c.settlement_id.is_(None),
@@ -240,16 +249,26 @@ def unsettled_for_seller(engine: Engine, seller_id: str, before: datetime) -> di
 
 def sellers_with_unsettled(engine: Engine, before: datetime) -> list[str]:
     with engine.connect() as conn:
-        a = conn.execute(
-            select(allocations_view.c.seller_id)
-            .where(and_(allocations_view.c.status == "pending", allocations_view.c.created_at < before))
-            .distinct()
-        ).scalars().all()
-        b = conn.execute(
-            select(adjustments_view.c.seller_id)
-            .where(and_(adjustments_view.c.settlement_id.is_(None), adjustments_view.c.created_at < before))
-            .distinct()
-        ).scalars().all()
+        a = (
+            conn.execute(
+                select(allocations_view.c.seller_id)
+                .where(and_(allocations_view.c.status == "pending", allocations_view.c.created_at < before))
+                .distinct()
+            )
+            .scalars()
+            .all()
+        )
+        b = (
+            conn.execute(
+                select(adjustments_view.c.seller_id)
+                .where(
+                    and_(adjustments_view.c.settlement_id.is_(None), adjustments_view.c.created_at < before)
+                )
+                .distinct()
+            )
+            .scalars()
+            .all()
+        )
     return sorted(set(a) | set(b))
 
 
@@ -257,6 +276,8 @@ def seller_currencies(engine: Engine, seller_id: str) -> list[str]:
     with engine.connect() as conn:
         return sorted(
             conn.execute(
-                select(allocations_view.c.currency).where(allocations_view.c.seller_id == seller_id).distinct()
+                select(allocations_view.c.currency)
+                .where(allocations_view.c.seller_id == seller_id)
+                .distinct()
             ).scalars()
         )

@@ -58,9 +58,7 @@ def _thread_lock(engine: Engine, name: str) -> threading.Lock:
 
 def _insert_ignore(conn: Connection, name: str) -> None:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(
-        dialect.insert(projection_positions).values(name=name, position=0).on_conflict_do_nothing()
-    )
+    conn.execute(dialect.insert(projection_positions).values(name=name, position=0).on_conflict_do_nothing())
 
 
 def lock_position(conn: Connection, name: str) -> int:
@@ -86,7 +84,9 @@ def read_batches(
     ``batch_size`` at a time."""
     start = after + 1
     while stop is None or start <= stop:
-        batch = app.recorder.select_notifications(start=start, limit=batch_size, stop=stop, topics=topics or ())
+        batch = app.recorder.select_notifications(
+            start=start, limit=batch_size, stop=stop, topics=topics or ()
+        )
         if not batch:
             return
         yield batch
@@ -190,7 +190,9 @@ def rebuild(
     Readers keep seeing the previous rows until the commit; catch-ups wait on the position
     locks. Returns the number of events read from the log.
     """
-    chosen = [projections] if isinstance(projections, Projection) else sorted(projections, key=lambda p: p.name)
+    chosen = (
+        [projections] if isinstance(projections, Projection) else sorted(projections, key=lambda p: p.name)
+    )
     read = 0
     with ExitStack() as stack:
         stack.enter_context(paused_gc())
@@ -227,7 +229,9 @@ def status(app: Application, engine: Engine) -> list[dict[str, object]]:
     """Each projection's position, the log head, and the lag in events and seconds."""
     head = app.recorder.max_notification_id() or 0
     with engine.connect() as conn:
-        positions = dict(conn.execute(select(projection_positions.c.name, projection_positions.c.position)).all())
+        positions = dict(
+            conn.execute(select(projection_positions.c.name, projection_positions.c.position)).all()
+        )
     now = datetime.now(UTC)
     rows = []
     for name, cls in PROJECTIONS.items():
@@ -238,10 +242,23 @@ def status(app: Application, engine: Engine) -> list[dict[str, object]]:
             lag_seconds = max(0.0, (now - app.mapper.to_domain_event(behind[0]).timestamp).total_seconds())
         lag_events = sum(len(batch) for batch in read_batches(app, position, head, 1000)) if behind else 0
         rows.append(
-            {"name": name, "position": position, "head": head, "lag_events": lag_events,
-             "lag_seconds": round(lag_seconds, 3)}
+            {
+                "name": name,
+                "position": position,
+                "head": head,
+                "lag_events": lag_events,
+                "lag_seconds": round(lag_seconds, 3),
+            }
         )
     return rows
 
 
-__all__ = ["PROJECTIONS", "apply_notifications", "catch_up", "lock_position", "read_batches", "rebuild", "status"]
+__all__ = [
+    "PROJECTIONS",
+    "apply_notifications",
+    "catch_up",
+    "lock_position",
+    "read_batches",
+    "rebuild",
+    "status",
+]

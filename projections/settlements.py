@@ -46,8 +46,13 @@ class SettlementsProjection(Projection):
 
     @process_event.register
     def _paid(self, event: Settlement.Paid, writer: RowWriter, position: int) -> None:
-        self._set(event, writer, status="paid", provider_reference=event.provider_reference,
-                  processed_at=event.timestamp)
+        self._set(
+            event,
+            writer,
+            status="paid",
+            provider_reference=event.provider_reference,
+            processed_at=event.timestamp,
+        )
 
     @process_event.register
     def _failed(self, event: Settlement.Failed, writer: RowWriter, position: int) -> None:

@@ -88,21 +88,30 @@ class Shadow:
         only_live = f"SELECT * FROM {live} EXCEPT SELECT * FROM {shadow}"
         only_shadow = f"SELECT * FROM {shadow} EXCEPT SELECT * FROM {live}"
         live_count = self.conn.exec_driver_sql(f"SELECT count(*) FROM ({only_live}) AS d").scalar_one()
-        sizes = self.conn.exec_driver_sql(f"SELECT (SELECT count(*) FROM {live}), (SELECT count(*) FROM {shadow})").one()
+        sizes = self.conn.exec_driver_sql(
+            f"SELECT (SELECT count(*) FROM {live}), (SELECT count(*) FROM {shadow})"
+        ).one()
         # Rows are unique (primary key): with nothing only in the live table and as many rows in
         # each, nothing is only in the shadow either; otherwise count those too.
-        shadow_count = 0 if (live_count == 0 and sizes[0] == sizes[1]) else self.conn.exec_driver_sql(
-            f"SELECT count(*) FROM ({only_shadow}) AS d"
-        ).scalar_one()
+        shadow_count = (
+            0
+            if (live_count == 0 and sizes[0] == sizes[1])
+            else self.conn.exec_driver_sql(f"SELECT count(*) FROM ({only_shadow}) AS d").scalar_one()
+        )
         sample: list[tuple] = []
         if live_count or shadow_count:
-            sample = [tuple(row) for row in self.conn.exec_driver_sql(
-                f"SELECT {keys} FROM ({only_live} UNION ALL {only_shadow}) AS d ORDER BY {keys} LIMIT 3"
-            )]
+            sample = [
+                tuple(row)
+                for row in self.conn.exec_driver_sql(
+                    f"SELECT {keys} FROM ({only_live} UNION ALL {only_shadow}) AS d ORDER BY {keys} LIMIT 3"
+                )
+            ]
         return live_count, shadow_count, sample
 
     def live_rows(self, table: Table) -> int:
-        return self.conn.exec_driver_sql(f"SELECT count(*) FROM {self._name(self.live_schema, table)}").scalar_one()
+        return self.conn.exec_driver_sql(
+            f"SELECT count(*) FROM {self._name(self.live_schema, table)}"
+        ).scalar_one()
 
     def _name(self, schema: str, table: Table) -> str:
         return f"{self._quote(schema)}.{self._quote(table.name)}"

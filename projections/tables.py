@@ -18,9 +18,6 @@ from sqlalchemy import (
 metadata = MetaData()
 
 
-
-
-
 projection_positions = Table(
     "projection_positions",
     metadata,

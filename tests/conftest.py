@@ -56,7 +56,9 @@ def redis_url(request: pytest.FixtureRequest) -> str:
     if _reachable(REDIS_HOST, REDIS_PORT):
         return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
     if shutil.which("redis-server") is None:
-        pytest.exit("Redis is not running on 127.0.0.1:6379 and redis-server is not installed to start one.", 2)
+        pytest.exit(
+            "Redis is not running on 127.0.0.1:6379 and redis-server is not installed to start one.", 2
+        )
     proc = request.getfixturevalue("redis_proc")
     return f"redis://{proc.host}:{proc.port}/0"
 
@@ -76,21 +78,35 @@ def _start_throwaway_postgres(base: Path) -> tuple[str, Callable[[], None]]:
     user = getpass.getuser()
     steps = [
         [*as_postgres, str(bindir / "initdb"), "-D", str(datadir), "-A", "trust", "-U", user],
-        [*as_postgres, str(pg_ctl), "-D", str(datadir), "-w", "-l", str(base / "pg.log"),
-         "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {base}", "start"],
+        [
+            *as_postgres,
+            str(pg_ctl),
+            "-D",
+            str(datadir),
+            "-w",
+            "-l",
+            str(base / "pg.log"),
+            "-o",
+            f"-p {port} -c listen_addresses=127.0.0.1 -k {base}",
+            "start",
+        ],
         [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, PG_DB],
     ]
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True)
         if done.returncode != 0:
             reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            pytest.exit(f"PostgreSQL is not running on 127.0.0.1:{PG_PORT} and starting a throwaway one "
-                        f"failed at {Path(step[len(as_postgres)] if step[0] == 'runuser' else step[0]).name}: "
-                        f"{reason[0]}", 2)
+            pytest.exit(
+                f"PostgreSQL is not running on 127.0.0.1:{PG_PORT} and starting a throwaway one "
+                f"failed at {Path(step[len(as_postgres)] if step[0] == 'runuser' else step[0]).name}: "
+                f"{reason[0]}",
+                2,
+            )
 
     def stop() -> None:
-        subprocess.run([*as_postgres, str(pg_ctl), "-D", str(datadir), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_postgres, str(pg_ctl), "-D", str(datadir), "-m", "immediate", "stop"], capture_output=True
+        )
 
     return f"postgresql://{user}@127.0.0.1:{port}/{PG_DB}", stop
 
@@ -131,12 +147,17 @@ def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
             url = request.getfixturevalue("pg_url")
             redis = request.getfixturevalue("redis_url")
             settings = Settings(
-                database_url=url, database_schema=f"t_{token}", redis_url=redis, key_prefix=f"tally-test-{token}"
+                database_url=url,
+                database_schema=f"t_{token}",
+                redis_url=redis,
+                key_prefix=f"tally-test-{token}",
             )
             schemas.append((url, settings.database_schema))
             prefixes.append((redis, settings.key_prefix))
         elif backend == "sqlite":
-            settings = Settings(database_url=f"sqlite:///{tmp_path / f'tally-{token}.db'}", key_prefix=f"t{token}")
+            settings = Settings(
+                database_url=f"sqlite:///{tmp_path / f'tally-{token}.db'}", key_prefix=f"t{token}"
+            )
         else:  # pragma: nocover
             raise ValueError(backend)
         return settings.replace(**changes) if changes else settings
@@ -210,7 +231,12 @@ def checkout_body(customer_id: str = "c-1", currency: str = "USD", **changes: ob
             {"seller_id": "s-1", "sku": "mug", "description": "Mug", "unit_amount": 1250, "quantity": 2},
             {"seller_id": "s-2", "sku": "tee", "description": "T-shirt", "unit_amount": 1999, "quantity": 1},
         ],
-        "delivery_address": {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"},
+        "delivery_address": {
+            "line1": "1 Main St",
+            "city": "Springfield",
+            "postal_code": "12345",
+            "country": "US",
+        },
     }
     body.update(changes)
     return body

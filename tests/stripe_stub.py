@@ -74,8 +74,13 @@ def _int(value: Any, name: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise StripeError(400, "invalid_request_error", f"Invalid integer: {value}", param=name,
-                          code="parameter_invalid_integer") from None
+        raise StripeError(
+            400,
+            "invalid_request_error",
+            f"Invalid integer: {value}",
+            param=name,
+            code="parameter_invalid_integer",
+        ) from None
     return number
 
 
@@ -146,8 +151,13 @@ class StripeStub:
         self._order[token] = next(self._seq)
         return token
 
-    def _list(self, path: str, objects: dict[str, dict[str, Any]], params: dict[str, Any],
-              keep: Any = lambda obj: True) -> dict[str, Any]:
+    def _list(
+        self,
+        path: str,
+        objects: dict[str, dict[str, Any]],
+        params: dict[str, Any],
+        keep: Any = lambda obj: True,
+    ) -> dict[str, Any]:
         created = params.get("created") if isinstance(params.get("created"), dict) else {}
         gte = _int(created["gte"], "created[gte]") if "gte" in created else None
         limit = min(_int(params.get("limit", 10), "limit"), 100)
@@ -156,8 +166,13 @@ class StripeStub:
         after = params.get("starting_after")
         if after:
             ids = [o["id"] for o in items]
-            items = items[ids.index(after) + 1:] if after in ids else []
-        return {"object": "list", "url": path, "has_more": len(items) > limit, "data": copy.deepcopy(items[:limit])}
+            items = items[ids.index(after) + 1 :] if after in ids else []
+        return {
+            "object": "list",
+            "url": path,
+            "has_more": len(items) > limit,
+            "data": copy.deepcopy(items[:limit]),
+        }
 
     # ---- the API -------------------------------------------------------------------------
 
@@ -183,8 +198,13 @@ class StripeStub:
     def _get(self, objects: dict[str, dict[str, Any]], kind: str) -> Any:
         def get(params: dict[str, Any], object_id: str) -> dict[str, Any]:
             if object_id not in objects:
-                raise StripeError(404, "invalid_request_error", f"No such {kind}: '{object_id}'",
-                                  code="resource_missing", param="id")
+                raise StripeError(
+                    404,
+                    "invalid_request_error",
+                    f"No such {kind}: '{object_id}'",
+                    code="resource_missing",
+                    param="id",
+                )
             return copy.deepcopy(objects[object_id])
 
         return get
@@ -192,12 +212,22 @@ class StripeStub:
     def _create_intent(self, params: dict[str, Any]) -> dict[str, Any]:
         amount = _int(params.get("amount"), "amount")
         if amount <= 0:
-            raise StripeError(400, "invalid_request_error", "Amount must be at least 1", param="amount",
-                              code="amount_too_small")
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "Amount must be at least 1",
+                param="amount",
+                code="amount_too_small",
+            )
         method = params.get("payment_method", "")
         if method not in SUCCEEDS | REQUIRES_ACTION | set(DECLINES):
-            raise StripeError(400, "invalid_request_error", f"No such PaymentMethod: '{method}'",
-                              code="resource_missing", param="payment_method")
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                f"No such PaymentMethod: '{method}'",
+                code="resource_missing",
+                param="payment_method",
+            )
         intent_id = self._id("pi")
         intent = {
             "id": intent_id,
@@ -224,12 +254,23 @@ class StripeStub:
             intent["next_action"] = {"type": "use_stripe_sdk"}
         else:
             charge = self._charge(intent, "failed")
-            error = {"type": "card_error", "code": "card_declined", "decline_code": DECLINES[method],
-                     "message": "Your card was declined.", "charge": charge["id"]}
+            error = {
+                "type": "card_error",
+                "code": "card_declined",
+                "decline_code": DECLINES[method],
+                "message": "Your card was declined.",
+                "charge": charge["id"],
+            }
             intent.update(status="requires_payment_method", last_payment_error=error)
-            raise StripeError(402, "card_error", "Your card was declined.", code="card_declined",
-                              decline_code=DECLINES[method], charge=charge["id"],
-                              payment_intent=copy.deepcopy(intent))
+            raise StripeError(
+                402,
+                "card_error",
+                "Your card was declined.",
+                code="card_declined",
+                decline_code=DECLINES[method],
+                charge=charge["id"],
+                payment_intent=copy.deepcopy(intent),
+            )
         return copy.deepcopy(intent)
 
     def _charge(self, intent: dict[str, Any], status: str) -> dict[str, Any]:
@@ -258,23 +299,37 @@ class StripeStub:
         if not intent_id and params.get("charge") in self.charges:
             intent_id = self.charges[params["charge"]]["payment_intent"]
         if intent_id not in self.intents:
-            raise StripeError(404, "invalid_request_error", f"No such payment_intent: '{intent_id}'",
-                              code="resource_missing", param="payment_intent")
+            raise StripeError(
+                404,
+                "invalid_request_error",
+                f"No such payment_intent: '{intent_id}'",
+                code="resource_missing",
+                param="payment_intent",
+            )
         return self.intents[intent_id]
 
     def _create_refund(self, params: dict[str, Any], origin: str = "api") -> dict[str, Any]:
         intent = self._intent_for(params)
         if intent["status"] != "succeeded":
-            raise StripeError(400, "invalid_request_error", "This PaymentIntent has not succeeded",
-                              code="payment_intent_unexpected_state")
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "This PaymentIntent has not succeeded",
+                code="payment_intent_unexpected_state",
+            )
         charge = self.charges[intent["latest_charge"]]
         left = charge["amount"] - charge["amount_refunded"]
         amount = _int(params.get("amount", left), "amount")
         if charge["disputed"]:
             raise StripeError(400, "invalid_request_error", "This charge is disputed", code="charge_disputed")
         if amount <= 0 or amount > left:
-            raise StripeError(400, "invalid_request_error", f"Refund amount ({amount}) is greater than "
-                              f"unrefunded amount on charge ({left})", code="amount_too_large", param="amount")
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
+                code="amount_too_large",
+                param="amount",
+            )
         refund = {
             "id": self._id("re"),
             "object": "refund",
@@ -294,19 +349,32 @@ class StripeStub:
 
     def _list_refunds(self, params: dict[str, Any]) -> dict[str, Any]:
         intent_id = params.get("payment_intent")
-        return self._list("/v1/refunds", self.refunds, params,
-                          lambda r: intent_id is None or r["payment_intent"] == intent_id)
+        return self._list(
+            "/v1/refunds",
+            self.refunds,
+            params,
+            lambda r: intent_id is None or r["payment_intent"] == intent_id,
+        )
 
     def _create_transfer(self, params: dict[str, Any]) -> dict[str, Any]:
         amount = _int(params.get("amount"), "amount")
         destination = params.get("destination", "")
         if not destination.startswith("acct_"):
-            raise StripeError(400, "invalid_request_error", f"No such destination: '{destination}'",
-                              code="resource_missing", param="destination")
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                f"No such destination: '{destination}'",
+                code="resource_missing",
+                param="destination",
+            )
         if destination.startswith("acct_fail"):
-            raise StripeError(400, "invalid_request_error",
-                              "The destination account needs updated information to receive transfers.",
-                              code="account_invalid", param="destination")
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "The destination account needs updated information to receive transfers.",
+                code="account_invalid",
+                param="destination",
+            )
         if amount <= 0:
             raise StripeError(400, "invalid_request_error", "Amount must be at least 1", param="amount")
         transfer = {
@@ -328,21 +396,33 @@ class StripeStub:
         """Reverse (part of) a transfer: the connected account pays it back; never more than is
         left unreversed."""
         if transfer_id not in self.transfers:
-            raise StripeError(404, "invalid_request_error", f"No such transfer: '{transfer_id}'",
-                              code="resource_missing", param="id")
+            raise StripeError(
+                404,
+                "invalid_request_error",
+                f"No such transfer: '{transfer_id}'",
+                code="resource_missing",
+                param="id",
+            )
         transfer = self.transfers[transfer_id]
         left = transfer["amount"] - transfer["amount_reversed"]
         amount = _int(params.get("amount", left), "amount")
         if self.refuse_reversals:
-            raise StripeError(400, "invalid_request_error",
-                              "The connected account's balance cannot cover this reversal.",
-                              code=self.refuse_reversals)
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "The connected account's balance cannot cover this reversal.",
+                code=self.refuse_reversals,
+            )
         if amount <= 0:
             raise StripeError(400, "invalid_request_error", "Amount must be at least 1", param="amount")
         if amount > left:
-            raise StripeError(400, "invalid_request_error",
-                              f"Reversal amount ({amount}) is greater than the transfer's unreversed amount ({left})",
-                              code="amount_too_large", param="amount")
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                f"Reversal amount ({amount}) is greater than the transfer's unreversed amount ({left})",
+                code="amount_too_large",
+                param="amount",
+            )
         reversal = {
             "id": self._id("trr"),
             "object": "transfer_reversal",
@@ -371,9 +451,15 @@ class StripeStub:
         """The customer failed 3-D Secure."""
         with self.lock:
             intent = self.intents[intent_id]
-            intent.update(status="requires_payment_method", next_action=None, last_payment_error={
-                "type": "card_error", "code": "payment_intent_authentication_failure",
-                "message": "The customer failed authentication."})
+            intent.update(
+                status="requires_payment_method",
+                next_action=None,
+                last_payment_error={
+                    "type": "card_error",
+                    "code": "payment_intent_authentication_failure",
+                    "message": "The customer failed authentication.",
+                },
+            )
             return copy.deepcopy(intent)
 
     def refund_from_dashboard(self, intent_id: str, amount: int) -> dict[str, Any]:
@@ -385,7 +471,9 @@ class StripeStub:
         with self.lock:
             return copy.deepcopy(self.charges[self.intents[intent_id]["latest_charge"]])
 
-    def open_dispute(self, intent_id: str, amount: int | None = None, reason: str = "fraudulent") -> dict[str, Any]:
+    def open_dispute(
+        self, intent_id: str, amount: int | None = None, reason: str = "fraudulent"
+    ) -> dict[str, Any]:
         """The cardholder disputed the charge: Stripe withdraws the amount from the platform."""
         with self.lock:
             charge = self.charges[self.intents[intent_id]["latest_charge"]]
@@ -412,13 +500,22 @@ class StripeStub:
             dispute = self.disputes[dispute_id]
             dispute["status"] = "won" if won else "lost"
             if won:
-                dispute["balance_transactions"].append(self._balance_transaction(dispute["amount"], -DISPUTE_FEE))
+                dispute["balance_transactions"].append(
+                    self._balance_transaction(dispute["amount"], -DISPUTE_FEE)
+                )
             self.charges[dispute["charge"]]["disputed"] = False
             return copy.deepcopy(dispute)
 
     def _balance_transaction(self, amount: int, fee: int) -> dict[str, Any]:
-        return {"id": self._id("txn"), "object": "balance_transaction", "amount": amount, "fee": fee,
-                "net": amount - fee, "type": "adjustment", "reporting_category": "dispute"}
+        return {
+            "id": self._id("txn"),
+            "object": "balance_transaction",
+            "amount": amount,
+            "fee": fee,
+            "net": amount - fee,
+            "type": "adjustment",
+            "reporting_category": "dispute",
+        }
 
     # ---- webhooks --------------------------------------------------------------------------
 
@@ -446,8 +543,11 @@ class StripeStub:
     def deliver(self, client: Any, event: dict[str, Any]) -> Any:
         """POST the signed event to the app's webhook endpoint (a Flask test client)."""
         payload, header = self.signed(event)
-        return client.post("/api/webhooks/stripe", data=payload,
-                           headers={"Content-Type": "application/json", "Stripe-Signature": header})
+        return client.post(
+            "/api/webhooks/stripe",
+            data=payload,
+            headers={"Content-Type": "application/json", "Stripe-Signature": header},
+        )
 
     # ---- the HTTP side -----------------------------------------------------------------------
 
@@ -457,32 +557,41 @@ class StripeStub:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._serve("GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._serve("POST")
 
-            def do_DELETE(self) -> None:  # noqa: N802
+            def do_DELETE(self) -> None:
                 self._serve("DELETE")
 
             def _serve(self, method: str) -> None:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode() if length else ""
-                params = decode_form(parse_qsl(parts.query, keep_blank_values=True)
-                                     + parse_qsl(body, keep_blank_values=True))
+                params = decode_form(
+                    parse_qsl(parts.query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
+                )
                 key = self.headers.get("Idempotency-Key")
                 with stub.lock:
-                    stub.requests.append({"method": method, "path": parts.path, "params": params,
-                                          "idempotency_key": key,
-                                          "stripe_version": self.headers.get("Stripe-Version")})
+                    stub.requests.append(
+                        {
+                            "method": method,
+                            "path": parts.path,
+                            "params": params,
+                            "idempotency_key": key,
+                            "stripe_version": self.headers.get("Stripe-Version"),
+                        }
+                    )
                 if self.headers.get("Authorization") != f"Bearer {stub.api_key}":
-                    self._answer(401, {"error": {"type": "invalid_request_error",
-                                                 "message": "Invalid API Key provided"}})
+                    self._answer(
+                        401,
+                        {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}},
+                    )
                     return
                 fault = stub._take_fault(method, parts.path)
                 if fault is not None and fault.kind == "fail":
@@ -516,19 +625,26 @@ class StripeStub:
 
         return Handler
 
-    def _process(self, method: str, path: str, params: dict[str, Any],
-                 key: str | None) -> tuple[int, dict[str, Any], bool]:
+    def _process(
+        self, method: str, path: str, params: dict[str, Any], key: str | None
+    ) -> tuple[int, dict[str, Any], bool]:
         fingerprint = json.dumps([path, params], sort_keys=True)
         with self.lock:
             if method == "POST" and key:
                 stored = self._idempotent.get((path, key))
                 if stored is not None:
                     if stored[0] != fingerprint:
-                        return 400, {"error": {
-                            "type": "idempotency_error",
-                            "message": "Keys for idempotent requests can only be used with the same parameters "
-                                       "they were first used with.",
-                        }}, False
+                        return (
+                            400,
+                            {
+                                "error": {
+                                    "type": "idempotency_error",
+                                    "message": "Keys for idempotent requests can only be used with the same parameters "
+                                    "they were first used with.",
+                                }
+                            },
+                            False,
+                        )
                     return stored[1], copy.deepcopy(stored[2]), True
             try:
                 status, answer = self.handle(method, path, params)
@@ -546,6 +662,7 @@ class StripeStub:
 
 
 # ---- running tally against the stub ------------------------------------------------------------
+
 
 def stripe_changes(stub: StripeStub, **extra: Any) -> dict[str, Any]:
     """Settings changes that point tally's Stripe provider at the stub (for make_settings)."""

@@ -16,9 +16,9 @@ from redis import Redis
 from redis.exceptions import LockError
 
 from domain.errors import (
-    ConcurrentChangeError,
     CheckoutSessionExpiredError,
     CheckoutSessionNotFoundError,
+    ConcurrentChangeError,
 )
 
 # Expired ids stay known (410) this long before the clean-up forgets them (then 404).
@@ -53,7 +53,10 @@ class RedisCheckoutSessions:
                 raise CheckoutSessionExpiredError(f"checkout session {session_id} has expired")
             raise CheckoutSessionNotFoundError(f"no checkout session {session_id}")
         session = json.loads(raw)
-        if session.get("expires_at_epoch", float("inf")) <= time.time() and session.get("status") != "completed":
+        if (
+            session.get("expires_at_epoch", float("inf")) <= time.time()
+            and session.get("status") != "completed"
+        ):
             raise CheckoutSessionExpiredError(f"checkout session {session_id} has expired")
         return session
 

@@ -12,7 +12,9 @@ from domain.errors import ConcurrentChangeError
 
 
 @contextmanager
-def named_lock(redis: Redis, name: str, timeout_seconds: int = 60, wait_seconds: float = 10) -> Iterator[None]:
+def named_lock(
+    redis: Redis, name: str, timeout_seconds: int = 60, wait_seconds: float = 10
+) -> Iterator[None]:
     """Hold ``name`` for the block; raise ConcurrentChangeError if it stays taken for ``wait_seconds``."""
     lock = redis.lock(name, timeout=timeout_seconds, blocking=True, blocking_timeout=wait_seconds)
     if not lock.acquire():

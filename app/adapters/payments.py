@@ -150,14 +150,21 @@ class StripeGateway:
             # A payment method Stripe does not know, an amount it refuses: a decline, not an outage.
             error = _plain(exc.error) or {}
             return ChargeResult(CHARGE_FAILED, None, failure_reason=error.get("code") or "invalid_request")
-        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
+        except (
+            stripe.APIConnectionError,
+            stripe.APIError,
+            stripe.RateLimitError,
+            stripe.IdempotencyError,
+        ) as exc:
             raise self._unavailable(f"payment {payment_id}", exc) from None
         status = intent.get("status")
         if status == "succeeded":
             return ChargeResult(CHARGE_SUCCEEDED, intent["id"])
         if status in ("requires_action", "requires_source_action", "processing"):
             # processing (some bank debits) resolves later by webhook, like 3-D Secure does
-            return ChargeResult(CHARGE_REQUIRES_ACTION, intent["id"], client_secret=intent.get("client_secret"))
+            return ChargeResult(
+                CHARGE_REQUIRES_ACTION, intent["id"], client_secret=intent.get("client_secret")
+            )
         error = intent.get("last_payment_error") or {}
         reason = error.get("decline_code") or error.get("code") or status or "failed"
         return ChargeResult(CHARGE_FAILED, intent["id"], failure_reason=reason)
@@ -165,17 +172,30 @@ class StripeGateway:
     def refund(self, *, provider_reference: str, amount: int, idempotency_key: str) -> RefundResult:
         stripe = self._stripe
         try:
-            refund = _plain(self.client.v1.refunds.create(
-                {"payment_intent": provider_reference, "amount": amount, "metadata": {"refund_id": idempotency_key}},
-                options={"idempotency_key": idempotency_key},
-            ))
-        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
+            refund = _plain(
+                self.client.v1.refunds.create(
+                    {
+                        "payment_intent": provider_reference,
+                        "amount": amount,
+                        "metadata": {"refund_id": idempotency_key},
+                    },
+                    options={"idempotency_key": idempotency_key},
+                )
+            )
+        except (
+            stripe.APIConnectionError,
+            stripe.APIError,
+            stripe.RateLimitError,
+            stripe.IdempotencyError,
+        ) as exc:
             raise self._unavailable(f"refund {idempotency_key}", exc) from None
         except (stripe.InvalidRequestError, stripe.CardError) as exc:
             code = (_plain(exc.error) or {}).get("code") or "refused"
             raise PaymentStateError(f"the payment provider refused the refund: {code}") from None
         if refund.get("status") in ("failed", "canceled"):
-            raise PaymentStateError(f"the payment provider refused the refund: {refund.get('failure_reason')}")
+            raise PaymentStateError(
+                f"the payment provider refused the refund: {refund.get('failure_reason')}"
+            )
         return RefundResult(refund["id"])
 
     def payout(
@@ -203,7 +223,12 @@ class StripeGateway:
                 },
                 options={"idempotency_key": idempotency_key},
             )
-        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
+        except (
+            stripe.APIConnectionError,
+            stripe.APIError,
+            stripe.RateLimitError,
+            stripe.IdempotencyError,
+        ) as exc:
             raise self._unavailable(f"transfer {idempotency_key}", exc) from None
         except stripe.StripeError as exc:  # bad or restricted account, insufficient balance, ...
             reason = (_plain(exc.error) or {}).get("code") or type(exc).__name__
@@ -223,11 +248,18 @@ class StripeGateway:
                 {"amount": amount, "metadata": metadata},
                 options={"idempotency_key": idempotency_key},
             )
-        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
+        except (
+            stripe.APIConnectionError,
+            stripe.APIError,
+            stripe.RateLimitError,
+            stripe.IdempotencyError,
+        ) as exc:
             raise self._unavailable(f"transfer reversal {idempotency_key}", exc) from None
         except stripe.StripeError as exc:
             reason = (_plain(exc.error) or {}).get("code") or type(exc).__name__
-            log.warning("stripe refused reversal %s of transfer %s: %s", idempotency_key, provider_reference, reason)
+            log.warning(
+                "stripe refused reversal %s of transfer %s: %s", idempotency_key, provider_reference, reason
+            )
             return PayoutResult(False, None, reason)
         return PayoutResult(True, _plain(reversal)["id"])
 

@@ -40,7 +40,12 @@ def queue_report(redis: Redis, prefix: str) -> list[dict[str, object]]:
         queue = Queue(name, connection=redis)
         failed = FailedJobRegistry(queue=queue)
         report.append(
-            {"name": name, "queued": len(queue), "failed": len(failed), "failed_job_ids": failed.get_job_ids()[:10]}
+            {
+                "name": name,
+                "queued": len(queue),
+                "failed": len(failed),
+                "failed_job_ids": failed.get_job_ids()[:10],
+            }
         )
     return report
 

@@ -10,9 +10,9 @@ from apispec import BasePlugin
 from flask import Flask, Response, jsonify
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint
+from flask_smorest.utils import prepare_response
 from webargs import core
 from webargs.flaskparser import FlaskParser
-from flask_smorest.utils import prepare_response
 
 from app.schemas import ProblemSchema
 
@@ -131,9 +131,7 @@ def init_app(app: Flask) -> Api:
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
         API_SPEC_OPTIONS={
-            "components": {
-                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}
-            },
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
             "security": [{"bearerAuth": []}],
             "info": {"description": "Event-sourced payments for multi-seller marketplaces."},
         },

@@ -29,10 +29,16 @@ def _view(account) -> dict:  # type: ignore[no-untyped-def]
 @require("admin")
 @bp.arguments(SellerAccountRequestSchema)
 @bp.response(200, SellerAccountSchema)
-@bp.doc(parameters=[{  # documents the check below (else any string is a valid id and the 422 undocumented)
-    "in": "path", "name": "seller_id", "required": True,
-    "schema": {"type": "string", "pattern": SUBJECT_RE.pattern},
-}])
+@bp.doc(
+    parameters=[
+        {  # documents the check below (else any string is a valid id and the 422 undocumented)
+            "in": "path",
+            "name": "seller_id",
+            "required": True,
+            "schema": {"type": "string", "pattern": SUBJECT_RE.pattern},
+        }
+    ]
+)
 def link_account(data, seller_id):
     """Link the seller to its Stripe connected account; its settlements are then paid by Transfer."""
     if not SUBJECT_RE.match(seller_id):
@@ -47,8 +53,12 @@ def link_account(data, seller_id):
 @bp.route("/sellers/<seller_id>/account")
 @require("admin", "auditor", "seller")
 @bp.response(200, SellerAccountSchema)
-@bp.alt_response(404, schema=ProblemSchema, content_type="application/problem+json",
-                 description="The seller has no linked account")
+@bp.alt_response(
+    404,
+    schema=ProblemSchema,
+    content_type="application/problem+json",
+    description="The seller has no linked account",
+)
 def get_account(seller_id):
     """The seller's linked Stripe connected account."""
     check_subject("seller", seller_id)

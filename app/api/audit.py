@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 from flask import Response, current_app, g, stream_with_context
@@ -33,8 +33,20 @@ from projections.tables import allocations_view, audit_log
 
 bp = Blueprint("audit", __name__, url_prefix="/api", description="Audit")
 
-CSV_COLUMNS = ["position", "stream_id", "stream_type", "version", "type", "timestamp",
-               "actor_id", "actor_role", "request_id", "reason", "data", "hash"]
+CSV_COLUMNS = [
+    "position",
+    "stream_id",
+    "stream_type",
+    "version",
+    "type",
+    "timestamp",
+    "actor_id",
+    "actor_role",
+    "request_id",
+    "reason",
+    "data",
+    "hash",
+]
 
 
 def _container():  # type: ignore[no-untyped-def]
@@ -74,11 +86,15 @@ def list_events(query):
     _catch_up_log()
     with _container().engine.connect() as conn:
         rows = conn.execute(
-            select(audit_log).where(audit_log.c.position > query["after"])
-            .order_by(audit_log.c.position).limit(query["limit"])
+            select(audit_log)
+            .where(audit_log.c.position > query["after"])
+            .order_by(audit_log.c.position)
+            .limit(query["limit"])
         ).all()
     events = [_event(row) for row in rows]
-    return json_response({"events": events, "next_after": events[-1]["position"] if events else query["after"]})
+    return json_response(
+        {"events": events, "next_after": events[-1]["position"] if events else query["after"]}
+    )
 
 
 @bp.route("/audit/events.csv")
@@ -106,13 +122,18 @@ def events_csv(query):
             for row in rows:
                 event = _event(row)
                 event["data"] = json.dumps(event["data"], sort_keys=True, separators=(",", ":"))
-                writer.writerow([event[column] if event[column] is not None else "" for column in CSV_COLUMNS])
+                writer.writerow(
+                    [event[column] if event[column] is not None else "" for column in CSV_COLUMNS]
+                )
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate(0)
 
-    return Response(stream_with_context(generate()), mimetype="text/csv",
-                    headers={"Content-Disposition": "attachment; filename=tally-events.csv"})
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=tally-events.csv"},
+    )
 
 
 @bp.route("/audit/head")
@@ -131,7 +152,7 @@ def head():
 def _as_of(query) -> datetime | None:  # type: ignore[no-untyped-def]
     as_of = query.get("as_of")
     if as_of is not None and as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=timezone.utc)
+        as_of = as_of.replace(tzinfo=UTC)
     return as_of
 
 
@@ -161,11 +182,16 @@ def balance(query, seller_id):
     container = _container()
     catch_up(PROJECTIONS["payouts"](), container.marketplace, container.engine)
     with container.engine.connect() as conn:
-        ids = conn.execute(
-            select(allocations_view.c.allocation_id).where(allocations_view.c.seller_id == seller_id)
-            .order_by(allocations_view.c.created_at)
-        ).scalars().all()
-    as_of = _as_of(query) or datetime.now(timezone.utc)
+        ids = (
+            conn.execute(
+                select(allocations_view.c.allocation_id)
+                .where(allocations_view.c.seller_id == seller_id)
+                .order_by(allocations_view.c.created_at)
+            )
+            .scalars()
+            .all()
+        )
+    as_of = _as_of(query) or datetime.now(UTC)
     return json_response(audit.seller_balance(container.marketplace, list(ids), seller_id, as_of))
 
 
@@ -185,8 +211,18 @@ def statement(seller_id, settlement_id):
     return json_response(_statement(seller_id, settlement_id))
 
 
-STATEMENT_COLUMNS = ["kind", "date", "order_id", "allocation_id", "refund_id", "gross_amount",
-                     "platform_fee_amount", "net_amount", "running_total_amount", "currency"]
+STATEMENT_COLUMNS = [
+    "kind",
+    "date",
+    "order_id",
+    "allocation_id",
+    "refund_id",
+    "gross_amount",
+    "platform_fee_amount",
+    "net_amount",
+    "running_total_amount",
+    "currency",
+]
 
 
 @bp.route("/sellers/<seller_id>/settlements/<settlement_id>/statement.csv")
@@ -199,8 +235,12 @@ def statement_csv(seller_id, settlement_id):
     writer = csv.writer(buffer)
     writer.writerow(STATEMENT_COLUMNS)
     for line in document["lines"]:
-        writer.writerow([document["currency"] if c == "currency" else ("" if line[c] is None else line[c])
-                         for c in STATEMENT_COLUMNS])
+        writer.writerow(
+            [
+                document["currency"] if c == "currency" else ("" if line[c] is None else line[c])
+                for c in STATEMENT_COLUMNS
+            ]
+        )
     return Response(buffer.getvalue(), mimetype="text/csv")
 
 
@@ -223,8 +263,10 @@ def latest_verification():  # type: ignore[no-untyped-def]
     _catch_up_log()
     with _container().engine.connect() as conn:
         stream_id = conn.execute(
-            select(audit_log.c.stream_id).where(audit_log.c.type == "Verification.Completed")
-            .order_by(audit_log.c.position.desc()).limit(1)
+            select(audit_log.c.stream_id)
+            .where(audit_log.c.type == "Verification.Completed")
+            .order_by(audit_log.c.position.desc())
+            .limit(1)
         ).scalar()
     if stream_id is None:
         raise NotFound("no verification has a verdict yet")

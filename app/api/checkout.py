@@ -53,13 +53,19 @@ def get_session(session_id):
 @bp.arguments(ConfirmRequestSchema())
 @bp.response(201, ConfirmedSchema)
 @bp.alt_response(202, schema=ActionRequiredSchema, description="The customer must authenticate (3-D Secure)")
-@bp.alt_response(402, schema=PaymentDeclinedProblemSchema, description="Payment declined", content_type=PROBLEM)
 @bp.alt_response(
-    409, schema=ProblemSchema, content_type=PROBLEM,
+    402, schema=PaymentDeclinedProblemSchema, description="Payment declined", content_type=PROBLEM
+)
+@bp.alt_response(
+    409,
+    schema=ProblemSchema,
+    content_type=PROBLEM,
     description="Already completed, a payment awaits action, or the Idempotency-Key was used with another body",
 )
 @bp.alt_response(410, schema=ProblemSchema, description="The session has expired", content_type=PROBLEM)
-@bp.alt_response(503, schema=ProblemSchema, description="The payment provider is unavailable", content_type=PROBLEM)
+@bp.alt_response(
+    503, schema=ProblemSchema, description="The payment provider is unavailable", content_type=PROBLEM
+)
 def confirm_session(data, session_id):
     """Take the payment; place the order and its allocations only if it succeeded."""
     container = current_app.extensions["tally"]

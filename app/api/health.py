@@ -24,7 +24,9 @@ def healthz():
 @bp.route("/readyz")
 @bp.response(200, HealthSchema)
 @bp.alt_response(
-    503, schema=NotReadyProblemSchema, content_type="application/problem+json",
+    503,
+    schema=NotReadyProblemSchema,
+    content_type="application/problem+json",
     description="A dependency does not answer (a problem, with the checks)",
 )
 @bp.doc(security=[])

@@ -17,7 +17,9 @@ bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks", description="Pr
 @bp.route("/stripe", methods=["POST"])
 @bp.response(200, WebhookAckSchema)
 @bp.alt_response(
-    400, schema=ProblemSchema, content_type="application/problem+json",
+    400,
+    schema=ProblemSchema,
+    content_type="application/problem+json",
     description="Stripe-Signature missing, malformed, wrong or older than the tolerance",
 )
 @bp.doc(
@@ -38,7 +40,9 @@ def stripe_webhook():
     container = current_app.extensions["tally"]
     body = request.get_data(cache=True)
     try:
-        event = check_webhook(body, request.headers.get("Stripe-Signature"), container.settings.stripe_webhook_secret)
+        event = check_webhook(
+            body, request.headers.get("Stripe-Signature"), container.settings.stripe_webhook_secret
+        )
     except WebhookSignatureError as exc:
         raise BadRequest(str(exc)) from None
     outcome = handlers.receive_provider_event(container, event, raw=body.decode("utf-8"))

@@ -38,7 +38,9 @@ def catch_up_all(container) -> None:
         catch_up(cls(), container.marketplace, container.engine)
 
 
-def refund(client, admin, order_id: str, body: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+def refund(
+    client, admin, order_id: str, body: dict[str, Any], request_id: str | None = None
+) -> dict[str, Any]:
     headers = {**admin, "X-Request-Id": request_id} if request_id else admin
     response = client.post(f"/api/orders/{order_id}/refunds", json=body, headers=headers)
     assert response.status_code == 201, response.get_data(as_text=True)
@@ -61,7 +63,9 @@ def build_history(client, admin, make_key) -> dict[str, Any]:
     o1 = order_for(client, customer, "c-1", [item("s-1", 2500, "mug"), item("s-2", 1999, "tee")])
     o2 = order_for(client, customer, "c-1", [item("s-1", 4000, "lamp")], currency="EUR")
     o3 = order_for(client, customer, "c-1", [item("s-2", 1500, "cap"), item("s-3", 3333, "bag")])
-    o4 = order_for(client, customer, "c-1", [item("s-3", 1200, "pen"), item("s-2", 800, "ink")], currency="EUR")
+    o4 = order_for(
+        client, customer, "c-1", [item("s-3", 1200, "pen"), item("s-2", 800, "ink")], currency="EUR"
+    )
     refund(client, admin, o1["order"]["id"], {"amount": 300, "seller_id": "s-1", "reason": "damaged"})
     refund(client, admin, o3["order"]["id"], {"amount": 500})  # spread over s-2 and s-3
     refund(client, admin, o4["order"]["id"], {"amount": 2000, "reason": "never arrived"})  # full
@@ -74,23 +78,36 @@ def build_history(client, admin, make_key) -> dict[str, Any]:
     response = confirm(client, customer, session["id"], "pm_card_authenticationRequired")
     assert response.status_code == 202, response.get_data(as_text=True)
     payment = response.json["payment"]
-    payload = stripe_event("evt_audit_3ds", "payment_intent.succeeded",
-                           {"id": payment["provider_reference"], "object": "payment_intent"})
-    hook = client.post("/api/webhooks/stripe", data=payload,
-                       headers={"Content-Type": "application/json", "Stripe-Signature": stripe_signature(payload, SECRET)})
+    payload = stripe_event(
+        "evt_audit_3ds",
+        "payment_intent.succeeded",
+        {"id": payment["provider_reference"], "object": "payment_intent"},
+    )
+    hook = client.post(
+        "/api/webhooks/stripe",
+        data=payload,
+        headers={"Content-Type": "application/json", "Stripe-Signature": stripe_signature(payload, SECRET)},
+    )
     assert hook.status_code == 200, hook.get_data(as_text=True)
     completed = client.get(f"/api/checkout/sessions/{session['id']}", headers=customer).json
     assert completed["status"] == "completed" and completed["order_id"]
 
     first = settle(client, admin, "s-1", PERIOD_A)
     assert sorted(s["currency"] for s in first) == ["EUR", "USD"]
-    late = refund(client, admin, o1["order"]["id"], {"amount": 400, "seller_id": "s-1", "reason": "late claim"})
+    late = refund(
+        client, admin, o1["order"]["id"], {"amount": 400, "seller_id": "s-1", "reason": "late claim"}
+    )
     o5 = order_for(client, customer, "c-1", [item("s-1", 1000, "pad")])
     [second] = settle(client, admin, "s-1", PERIOD_B)
     assert second["adjustment_count"] == 1 and second["allocation_count"] == 1
     assert second["total_payout_amount"] == 900 - late["allocations"][0]["payout_reversed_amount"]
-    return {"orders": [o1, o2, o3, o4, o5], "first": first, "second": second, "late_refund": late,
-            "order_3ds": completed["order_id"]}
+    return {
+        "orders": [o1, o2, o3, o4, o5],
+        "first": first,
+        "second": second,
+        "late_refund": late,
+        "order_3ds": completed["order_id"],
+    }
 
 
 def checkout_items(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -114,8 +131,10 @@ def events_table(settings) -> str:
 def stored(container, settings, topic_suffix: str) -> list[Any]:
     with container.engine.connect() as conn:
         return conn.execute(
-            text(f"SELECT notification_id, originator_id, originator_version, topic, convert_from(state, 'UTF8') AS state "
-                 f"FROM {events_table(settings)} WHERE topic LIKE :t ORDER BY notification_id"),
+            text(
+                f"SELECT notification_id, originator_id, originator_version, topic, convert_from(state, 'UTF8') AS state "
+                f"FROM {events_table(settings)} WHERE topic LIKE :t ORDER BY notification_id"
+            ),
             {"t": f"%{topic_suffix}"},
         ).all()
 
@@ -150,8 +169,9 @@ def assert_chain_checks_agree(container) -> None:
     SQLite's check, finds on the same log."""
     app_, engine = container.marketplace, container.engine
     with engine.connect() as conn:
-        stop = conn.execute(select(projection_positions.c.position)
-                            .where(projection_positions.c.name == "audit_log")).scalar_one()
+        stop = conn.execute(
+            select(projection_positions.c.position).where(projection_positions.c.name == "audit_log")
+        ).scalar_one()
         walk = ChainCheck(iter_audit_rows(conn), stop)
         for notification in iter_notifications(app_):
             walk.feed(notification)
@@ -171,58 +191,82 @@ def assert_breach(app, *needles: str) -> str:
 
 
 def test_editing_a_stored_event_is_detected(app, history, container, settings):
-    [row] = [r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":2500' in r.state]
+    [row] = [
+        r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":2500' in r.state
+    ]
     with container.engine.begin() as conn:
         changed = conn.execute(
-            text(f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
-                 f":old, :new), 'UTF8') WHERE notification_id = :n"),
+            text(
+                f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+                f":old, :new), 'UTF8') WHERE notification_id = :n"
+            ),
             {"n": row.notification_id, "old": '"subtotal_amount":2500', "new": '"subtotal_amount":2600'},
         )
         assert changed.rowcount == 1
-    out = assert_breach(app, f"event {row.originator_id} v1 (Allocation.Created) was changed in the event store")
+    out = assert_breach(
+        app, f"event {row.originator_id} v1 (Allocation.Created) was changed in the event store"
+    )
     assert f"allocation {row.originator_id}: fee + payout != subtotal" in out
 
 
 def test_deleting_a_stored_event_is_detected(app, history, container, settings):
     [row] = stored(container, settings, "Order.RefundRecorded")[:1]
     with container.engine.begin() as conn:
-        conn.execute(text(f"DELETE FROM {events_table(settings)} WHERE notification_id = :n"),
-                     {"n": row.notification_id})
-    assert_breach(app, f"event {row.originator_id} v{row.originator_version} (Order.RefundRecorded) "
-                       f"was deleted from the event store")
+        conn.execute(
+            text(f"DELETE FROM {events_table(settings)} WHERE notification_id = :n"),
+            {"n": row.notification_id},
+        )
+    assert_breach(
+        app,
+        f"event {row.originator_id} v{row.originator_version} (Order.RefundRecorded) "
+        f"was deleted from the event store",
+    )
 
 
 def test_deleting_an_event_other_events_depend_on_is_reported_not_a_crash(app, history, container, settings):
     late = history["late_refund"]["allocations"][0]["allocation_id"]
     [row] = [r for r in stored(container, settings, "Allocation.Created") if str(r.originator_id) == late]
     with container.engine.begin() as conn:
-        conn.execute(text(f"DELETE FROM {events_table(settings)} WHERE notification_id = :n"),
-                     {"n": row.notification_id})
-    out = assert_breach(app, f"event {late} v1 (Allocation.Created) was deleted from the event store",
-                        "cannot be replayed")
+        conn.execute(
+            text(f"DELETE FROM {events_table(settings)} WHERE notification_id = :n"),
+            {"n": row.notification_id},
+        )
+    out = assert_breach(
+        app, f"event {late} v1 (Allocation.Created) was deleted from the event store", "cannot be replayed"
+    )
     # The chain's finding comes first: it is the cause of the replay's.
     assert out.index("was deleted from the event store") < out.index("cannot be replayed")
 
 
 def test_amounts_no_column_can_hold_are_reported_not_a_crash(app, history, container, settings):
     [initiated] = stored(container, settings, "Payment.Initiated")[:1]
-    [created] = [r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":2500' in r.state]
+    [created] = [
+        r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":2500' in r.state
+    ]
     with container.engine.begin() as conn:
-        for row, old, new in ((initiated, '"amount":', '"amount":99999999999999999999'),
-                              (created, '"subtotal_amount":2500', '"subtotal_amount":2500.5')):
+        for row, old, new in (
+            (initiated, '"amount":', '"amount":99999999999999999999'),
+            (created, '"subtotal_amount":2500', '"subtotal_amount":2500.5'),
+        ):
             conn.execute(
-                text(f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
-                     f":old, :new), 'UTF8') WHERE notification_id = :n"),
+                text(
+                    f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+                    f":old, :new), 'UTF8') WHERE notification_id = :n"
+                ),
                 {"n": row.notification_id, "old": old, "new": new},
             )
-    assert_breach(app, f"event {initiated.originator_id} v1 (Payment.Initiated) was changed in the event store",
-                  f"payment {initiated.originator_id}: cannot be checked",
-                  f"event {created.originator_id} v1 (Allocation.Created) was changed in the event store",
-                  f"event {created.originator_id} v1 (Allocation.Created) cannot be replayed")
+    assert_breach(
+        app,
+        f"event {initiated.originator_id} v1 (Payment.Initiated) was changed in the event store",
+        f"payment {initiated.originator_id}: cannot be checked",
+        f"event {created.originator_id} v1 (Allocation.Created) was changed in the event store",
+        f"event {created.originator_id} v1 (Allocation.Created) cannot be replayed",
+    )
 
 
-def test_verifying_does_not_hold_up_the_read_models_or_the_audit_api(app, client, history, container, admin,
-                                                                     make_key):
+def test_verifying_does_not_hold_up_the_read_models_or_the_audit_api(
+    app, client, history, container, admin, make_key
+):
     replaying, release = threading.Event(), threading.Event()
     reports: list[Any] = []
 
@@ -231,8 +275,9 @@ def test_verifying_does_not_hold_up_the_read_models_or_the_audit_api(app, client
             replaying.set()
             release.wait(60)
 
-    verifying = threading.Thread(target=lambda: reports.append(
-        audit.verify(container.marketplace, container.engine, progress)))
+    verifying = threading.Thread(
+        target=lambda: reports.append(audit.verify(container.marketplace, container.engine, progress))
+    )
     verifying.start()
     try:
         assert replaying.wait(60)  # the verification's transaction is open, mid-replay
@@ -240,7 +285,10 @@ def test_verifying_does_not_hold_up_the_read_models_or_the_audit_api(app, client
         started = time.monotonic()
         assert catch_up(PROJECTIONS["orders"](), container.marketplace, container.engine) > 0
         head = client.get("/api/audit/head", headers=admin)
-        assert head.status_code == 200 and head.json["position"] == container.marketplace.recorder.max_notification_id()
+        assert (
+            head.status_code == 200
+            and head.json["position"] == container.marketplace.recorder.max_notification_id()
+        )
         assert time.monotonic() - started < 10
     finally:
         release.set()
@@ -254,8 +302,10 @@ def test_swapping_two_stored_events_is_detected(app, history, container, setting
     assert a.state != b.state
     with container.engine.begin() as conn:
         conn.execute(
-            text(f"UPDATE {events_table(settings)} AS e SET state = o.state FROM {events_table(settings)} AS o "
-                 f"WHERE (e.notification_id, o.notification_id) IN ((:a, :b), (:b, :a))"),
+            text(
+                f"UPDATE {events_table(settings)} AS e SET state = o.state FROM {events_table(settings)} AS o "
+                f"WHERE (e.notification_id, o.notification_id) IN ((:a, :b), (:b, :a))"
+            ),
             {"a": a.notification_id, "b": b.notification_id},
         )
     assert_breach(
@@ -270,12 +320,17 @@ def test_swapping_events_of_different_types_is_reported_not_a_crash(app, history
     [refunded] = stored(container, settings, "Order.RefundRecorded")[:1]
     with container.engine.begin() as conn:
         conn.execute(
-            text(f"UPDATE {events_table(settings)} AS e SET state = o.state FROM {events_table(settings)} AS o "
-                 f"WHERE (e.notification_id, o.notification_id) IN ((:a, :b), (:b, :a))"),
+            text(
+                f"UPDATE {events_table(settings)} AS e SET state = o.state FROM {events_table(settings)} AS o "
+                f"WHERE (e.notification_id, o.notification_id) IN ((:a, :b), (:b, :a))"
+            ),
             {"a": placed.notification_id, "b": refunded.notification_id},
         )
-    assert_breach(app, "(Order.Placed) was changed in the event store",
-                  "(Order.RefundRecorded) was changed in the event store")
+    assert_breach(
+        app,
+        "(Order.Placed) was changed in the event store",
+        "(Order.RefundRecorded) was changed in the event store",
+    )
 
 
 def report_in_batches_of(container, monkeypatch, size: int) -> tuple[list[str], dict[str, int]]:
@@ -293,13 +348,16 @@ def test_verifying_in_small_batches_gives_the_same_report(app, history, containe
     assert report_in_batches_of(container, monkeypatch, 7) == whole
 
 
-def test_a_breach_only_the_whole_history_shows_is_found_in_small_batches(app, history, container, settings,
-                                                                         monkeypatch):
+def test_a_breach_only_the_whole_history_shows_is_found_in_small_batches(
+    app, history, container, settings, monkeypatch
+):
     [row] = stored(container, settings, "Order.RefundRecorded")[:1]
     with container.engine.begin() as conn:  # the order's refund no longer nets out with its allocations'
         conn.execute(
-            text(f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
-                 f":old, :new), 'UTF8') WHERE notification_id = :n"),
+            text(
+                f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+                f":old, :new), 'UTF8') WHERE notification_id = :n"
+            ),
             {"n": row.notification_id, "old": '"amount":', "new": '"amount":1'},
         )
     small = report_in_batches_of(container, monkeypatch, 7)
@@ -310,8 +368,12 @@ def test_a_breach_only_the_whole_history_shows_is_found_in_small_batches(app, hi
 def test_removing_an_audit_log_row_or_editing_a_link_is_detected(app, history, container, settings):
     audit = f'"{settings.database_schema}".audit_log'
     with container.engine.begin() as conn:
-        gone = conn.execute(text(f"DELETE FROM {audit} WHERE position = 5 RETURNING notification_id, stream_id, version")).one()
-        edited = conn.execute(text(f"UPDATE {audit} SET previous_hash = repeat('f', 64) WHERE position = 9")).rowcount
+        gone = conn.execute(
+            text(f"DELETE FROM {audit} WHERE position = 5 RETURNING notification_id, stream_id, version")
+        ).one()
+        edited = conn.execute(
+            text(f"UPDATE {audit} SET previous_hash = repeat('f', 64) WHERE position = 9")
+        ).rowcount
         assert edited == 1
     assert_breach(
         app,
@@ -326,10 +388,12 @@ def test_removing_an_audit_log_row_or_editing_a_link_is_detected(app, history, c
 
 def test_changing_a_read_model_row_is_detected(app, history, container, settings):
     with container.engine.begin() as conn:
-        changed = conn.execute(text(
-            f'UPDATE "{settings.database_schema}".allocations_view SET payout_amount = payout_amount + 1 '
-            f"WHERE allocation_id = (SELECT min(allocation_id) FROM \"{settings.database_schema}\".allocations_view)"
-        ))
+        changed = conn.execute(
+            text(
+                f'UPDATE "{settings.database_schema}".allocations_view SET payout_amount = payout_amount + 1 '
+                f'WHERE allocation_id = (SELECT min(allocation_id) FROM "{settings.database_schema}".allocations_view)'
+            )
+        )
         assert changed.rowcount == 1
     out = assert_breach(app, "read model payouts: table allocations_view differs from a fresh rebuild")
     assert "changed in the event store" not in out and "deleted" not in out
@@ -350,15 +414,20 @@ def test_audit_settlement_recomputes_with_no_difference(app, history, batch, mon
     assert unknown.exit_code != 0 and "no settlement" in output(unknown)
 
 
-def test_audit_settlement_shows_what_an_edited_history_would_have_paid(app, history, container, settings,
-                                                                       monkeypatch):
+def test_audit_settlement_shows_what_an_edited_history_would_have_paid(
+    app, history, container, settings, monkeypatch
+):
     monkeypatch.setattr(audit, "REPLAY_BATCH", 7)
     [first] = [s for s in history["first"] if s["currency"] == "EUR"]
-    [row] = [r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":4000' in r.state]
+    [row] = [
+        r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":4000' in r.state
+    ]
     with container.engine.begin() as conn:  # the EUR allocation settled first: its payout, 3600, now 3601
         conn.execute(
-            text(f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
-                 f":old, :new), 'UTF8') WHERE notification_id = :n"),
+            text(
+                f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+                f":old, :new), 'UTF8') WHERE notification_id = :n"
+            ),
             {"n": row.notification_id, "old": '"payout_amount":3600', "new": '"payout_amount":3601'},
         )
     result = app.test_cli_runner().invoke(args=["audit", "settlement", first["id"]])
@@ -370,13 +439,18 @@ def test_audit_settlement_shows_what_an_edited_history_would_have_paid(app, hist
 
 def test_editing_the_audit_logs_copy_of_an_event_is_detected(app, history, container, settings):
     with container.engine.begin() as conn:
-        changed = conn.execute(text(
-            f'UPDATE "{settings.database_schema}".audit_log SET data = replace(data, :old, :new) '
-            f"WHERE position = (SELECT min(position) FROM \"{settings.database_schema}\".audit_log "
-            f"WHERE type = 'Payment.Initiated')"
-        ), {"old": '"amount":', "new": '"amount":1'})
+        changed = conn.execute(
+            text(
+                f'UPDATE "{settings.database_schema}".audit_log SET data = replace(data, :old, :new) '
+                f'WHERE position = (SELECT min(position) FROM "{settings.database_schema}".audit_log '
+                f"WHERE type = 'Payment.Initiated')"
+            ),
+            {"old": '"amount":', "new": '"amount":1'},
+        )
         assert changed.rowcount == 1
-    out = assert_breach(app, "the audit log's copy of event", "(Payment.Initiated) differs from the event store")
+    out = assert_breach(
+        app, "the audit log's copy of event", "(Payment.Initiated) differs from the event store"
+    )
     assert "changed in the event store" not in out
 
 
@@ -386,7 +460,8 @@ def test_rebuilding_every_read_model_gives_the_same_rows_and_still_verifies(app,
         with container.engine.connect() as conn:
             return {
                 table.name: sorted(tuple(row) for row in conn.execute(table.select()))
-                for cls in PROJECTIONS.values() for table in cls.tables
+                for cls in PROJECTIONS.values()
+                for table in cls.tables
             }
 
     before = rows()
@@ -399,8 +474,9 @@ def test_rebuilding_every_read_model_gives_the_same_rows_and_still_verifies(app,
 
 
 @both_backends
-def test_an_admin_requests_a_verification_and_an_auditor_reads_the_verdict(app, client, history, container, admin,
-                                                                            make_key):
+def test_an_admin_requests_a_verification_and_an_auditor_reads_the_verdict(
+    app, client, history, container, admin, make_key
+):
     auditor = make_key("auditor")
     assert_problem(client.get("/api/audit/verifications/latest", headers=auditor), 404)
     requested = client.post("/api/audit/verifications", headers=admin)
@@ -414,21 +490,28 @@ def test_an_admin_requests_a_verification_and_an_auditor_reads_the_verdict(app, 
     assert verdict.json["breaches"] == [] and verdict.json["error"] is None and verdict.json["finished_at"]
     assert verdict.json["checked"]["orders"] == 6 and verdict.json["checked"]["settlements"] == 3
     # The verdict names the position and hash of the log it covered: the auditor can pin them.
-    [covered] = client.get(f"/api/audit/events?after={verdict.json['head_position'] - 1}&limit=1",
-                           headers=auditor).json["events"]
+    [covered] = client.get(
+        f"/api/audit/events?after={verdict.json['head_position'] - 1}&limit=1", headers=auditor
+    ).json["events"]
     assert covered["hash"] == verdict.json["head_hash"]
     assert covered["stream_id"] == requested.json["id"] and covered["type"] == "Verification.Started"
     assert client.get("/api/audit/verifications/latest", headers=auditor).json == verdict.json
-    assert_problem(client.get("/api/audit/verifications/00000000-0000-0000-0000-000000000000", headers=auditor), 404)
+    assert_problem(
+        client.get("/api/audit/verifications/00000000-0000-0000-0000-000000000000", headers=auditor), 404
+    )
     assert_problem(client.post("/api/audit/verifications", headers=auditor), 403)
 
 
 def test_a_verification_through_the_api_names_a_breach(client, history, container, settings, admin):
-    [row] = [r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":2500' in r.state]
+    [row] = [
+        r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":2500' in r.state
+    ]
     with container.engine.begin() as conn:
         conn.execute(
-            text(f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
-                 f":old, :new), 'UTF8') WHERE notification_id = :n"),
+            text(
+                f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
+                f":old, :new), 'UTF8') WHERE notification_id = :n"
+            ),
             {"n": row.notification_id, "old": '"subtotal_amount":2500', "new": '"subtotal_amount":2600'},
         )
     requested = client.post("/api/audit/verifications", headers=admin)
@@ -436,13 +519,16 @@ def test_a_verification_through_the_api_names_a_breach(client, history, containe
     run_worker_burst(container)
     verdict = client.get(f"/api/audit/verifications/{requested.json['id']}", headers=admin).json
     assert verdict["status"] == "done" and verdict["ok"] is False
-    assert any(f"event {row.originator_id} v1 (Allocation.Created) was changed in the event store" in breach
-               for breach in verdict["breaches"]), verdict["breaches"]
+    assert any(
+        f"event {row.originator_id} v1 (Allocation.Created) was changed in the event store" in breach
+        for breach in verdict["breaches"]
+    ), verdict["breaches"]
 
 
 @both_backends
-def test_a_verification_that_cannot_finish_says_so_and_can_run_again(client, history, container, admin,
-                                                                     monkeypatch):
+def test_a_verification_that_cannot_finish_says_so_and_can_run_again(
+    client, history, container, admin, monkeypatch
+):
     def broken(*args, **kwargs):
         raise RuntimeError("postgresql://user:secret@db/tally is unreachable")
 
@@ -470,14 +556,19 @@ def test_the_daily_verification_is_scheduled_and_leaves_a_verdict(client, histor
     from workers.worker import build_cron
 
     install(container)
-    [daily] = [job for job in build_cron(container).get_jobs() if job.func_name == "workers.jobs.verify_on_schedule"]
+    [daily] = [
+        job for job in build_cron(container).get_jobs() if job.func_name == "workers.jobs.verify_on_schedule"
+    ]
     assert daily.cron == "30 3 * * *"
     verification_id = jobs.verify_on_schedule()
     latest = client.get("/api/audit/verifications/latest", headers=admin).json
     assert latest["id"] == verification_id and latest["status"] == "done" and latest["ok"] is True
     stream = client.get(f"/api/audit/streams/{verification_id}", headers=admin).json
-    assert [e["type"] for e in stream["events"]] == ["Verification.Requested", "Verification.Started",
-                                                     "Verification.Completed"]
+    assert [e["type"] for e in stream["events"]] == [
+        "Verification.Requested",
+        "Verification.Started",
+        "Verification.Completed",
+    ]
     assert stream["events"][0]["data"]["cause"]["actor_role"] == "system"
     # A doubled tick the same day finds the day's verification and runs nothing more.
     assert jobs.verify_on_schedule() == verification_id

@@ -18,7 +18,9 @@ def test_successful_payment_places_order_with_one_allocation_per_seller(client, 
     assert [s["platform_fee_amount"] + s["payout_amount"] for s in session["sellers"]] == [2500, 1999]
 
     confirmed = client.post(
-        f"/api/checkout/sessions/{session['id']}/confirm", json={"payment_method": "pm_card_visa"}, headers=customer
+        f"/api/checkout/sessions/{session['id']}/confirm",
+        json={"payment_method": "pm_card_visa"},
+        headers=customer,
     )
     assert confirmed.status_code == 201, confirmed.json
     order, payment = confirmed.json["order"], confirmed.json["payment"]
@@ -28,7 +30,9 @@ def test_successful_payment_places_order_with_one_allocation_per_seller(client, 
     assert len({s["allocation_id"] for s in order["sellers"]}) == 2
 
     assert client.get(f"/api/orders/{order['id']}", headers=customer).json == order
-    assert client.get(f"/api/checkout/sessions/{session['id']}", headers=customer).json["status"] == "completed"
+    assert (
+        client.get(f"/api/checkout/sessions/{session['id']}", headers=customer).json["status"] == "completed"
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "pg"], indirect=True)

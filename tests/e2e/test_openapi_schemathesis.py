@@ -113,7 +113,9 @@ class _Target:
 TARGET = _Target()
 with tempfile.TemporaryDirectory(prefix="tally-openapi-") as _tmp:
     # An app that only serves the document at collection time (it touches no database).
-    TARGET.app = create_app(container=Container(Settings(database_url=f"sqlite:///{_tmp}/x.db", key_prefix="doc")))
+    TARGET.app = create_app(
+        container=Container(Settings(database_url=f"sqlite:///{_tmp}/x.db", key_prefix="doc"))
+    )
     schema = schemathesis.openapi.from_wsgi("/api/openapi.json", TARGET, config=CONFIG)
 
 ADMIN_KEY = "tk_admin-key-of-the-module-app"  # in generated cases; the test swaps in the real key
@@ -181,7 +183,7 @@ def _remember(kind: str, value: object) -> None:
 
 
 def _kind_of(name: str) -> str:
-    """"order_id" -> "order", "settlements" -> "settlement", "checkout_session_id" -> "session"."""
+    """ "order_id" -> "order", "settlements" -> "settlement", "checkout_session_id" -> "session"."""
     name = name.removeprefix("checkout_").removesuffix("_id")
     return name[:-1] if name.endswith("s") and not name.endswith("ss") else name
 
@@ -225,7 +227,9 @@ def _sometimes_real(context: schemathesis.HookContext, case: schemathesis.Case):
         return st.just(case)
     pool = POOLS.setdefault(case.operation.label, {kind: tuple(ids) for kind, ids in KNOWN.items() if ids})
     path_choices = {
-        name: st.sampled_from(pool[_kind_of(name)]) for name in (case.path_parameters or {}) if _kind_of(name) in pool
+        name: st.sampled_from(pool[_kind_of(name)])
+        for name in (case.path_parameters or {})
+        if _kind_of(name) in pool
     }
     body_choices: dict[str, st.SearchStrategy] = {}
     body = case.body if isinstance(case.body, dict) else None
@@ -248,7 +252,9 @@ def _sometimes_real(context: schemathesis.HookContext, case: schemathesis.Case):
             if reference is not None and isinstance(new_body.get("data"), dict):
                 target = new_body["data"].get("object")
                 if isinstance(target, dict):
-                    target["payment_intent" if new_body.get("type", "").startswith("charge.") else "id"] = reference
+                    target["payment_intent" if new_body.get("type", "").startswith("charge.") else "id"] = (
+                        reference
+                    )
             case.body = new_body
         if sign:
             case.headers = {**(case.headers or {}), "Stripe-Signature": SIGN}
@@ -334,20 +340,30 @@ def seeded(fuzz_app, fuzz_container: Container, admin_headers: dict[str, str]) -
 
     def confirm(session_id: str, payment_method: str, expected: int) -> dict[str, Any]:
         return call(
-            "POST", f"/api/checkout/sessions/{session_id}/confirm", expected, json={"payment_method": payment_method}
+            "POST",
+            f"/api/checkout/sessions/{session_id}/confirm",
+            expected,
+            json={"payment_method": payment_method},
         )
 
     open_sessions = [new_session(), new_session(currency="EUR"), new_session(customer_id="c-2")]
     paid = confirm(new_session(), "pm_card_visa", 201)
     refunded = confirm(new_session(customer_id="c-2", currency="JPY"), "pm_card_mastercard", 201)
-    call("POST", f"/api/orders/{refunded['order']['id']}/refunds", 201, json={"amount": 100, "seller_id": "s-1"})
+    call(
+        "POST",
+        f"/api/orders/{refunded['order']['id']}/refunds",
+        201,
+        json={"amount": 100, "seller_id": "s-1"},
+    )
     declined = confirm(open_sessions[0], "pm_card_chargeDeclined", 402)
     waiting = new_session()
     action = confirm(waiting, "pm_card_authenticationRequired", 202)
     expired = new_session()
     fuzz_container.redis.delete(fuzz_container.sessions._key(expired))  # gone, still in the expiry index
     _catch_up_read_models(fuzz_container)  # what the RQ workers would do (none runs here)
-    settled = call("POST", f"/api/sellers/s-2/settlements?period_start=2000-01-01&period_end={date.today()}", 201)
+    settled = call(
+        "POST", f"/api/sellers/s-2/settlements?period_start=2000-01-01&period_end={date.today()}", 201
+    )
     _catch_up_read_models(fuzz_container)
     for path in ("/api/sellers/s-1/invoices", "/api/sellers/s-2/invoices"):
         _learn(call("GET", path, 200), None)
@@ -408,8 +424,10 @@ def test_every_documented_outcome_conforms(fuzz_app, fuzz_settings, admin_header
         response = client.open(path, method=method, headers=admin_headers, **kwargs)
         assert response.status_code == status, (path, response.status_code, response.get_data(as_text=True))
         template = next(
-            op for op in (r.ok() for r in schema.get_all_operations())
-            if op.method.upper() == method and re.fullmatch(re.sub(r"{\w+}", "[^/]+", op.path), path.split("?")[0])
+            op
+            for op in (r.ok() for r in schema.get_all_operations())
+            if op.method.upper() == method
+            and re.fullmatch(re.sub(r"{\w+}", "[^/]+", op.path), path.split("?")[0])
         )
         template.Case().validate_response(response, checks=checks)
         return response.get_json()
@@ -418,8 +436,12 @@ def test_every_documented_outcome_conforms(fuzz_app, fuzz_settings, admin_header
         return check("POST", "/api/checkout/sessions", 201, json=checkout_body())["id"]
 
     def confirm(session_id: str, payment_method: str, status: int) -> Any:
-        return check("POST", f"/api/checkout/sessions/{session_id}/confirm", status,
-                     json={"payment_method": payment_method})
+        return check(
+            "POST",
+            f"/api/checkout/sessions/{session_id}/confirm",
+            status,
+            json={"payment_method": payment_method},
+        )
 
     declined = confirm(session(), "pm_card_chargeDeclinedInsufficientFunds", 402)
     assert declined["payment_id"] and declined["failure_reason"]
@@ -442,7 +464,9 @@ def test_every_documented_outcome_conforms(fuzz_app, fuzz_settings, admin_header
     broken = Container(fuzz_settings.replace(redis_url="redis://127.0.0.1:1/0"))
     try:
         unready = create_app(container=broken).test_client()
-        not_ready = check("GET", "/api/readyz", 503, client=unready, checks=CONFORMANCE[1:])  # a 5xx by design
+        not_ready = check(
+            "GET", "/api/readyz", 503, client=unready, checks=CONFORMANCE[1:]
+        )  # a 5xx by design
         assert not_ready["checks"]["redis"].startswith("unavailable")
     finally:
         broken.close()

@@ -45,7 +45,9 @@ def test_malformed_json_body_is_400(client, make_key):
         assert_problem(response, 400)
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+)
 def test_a_body_is_read_as_json_whatever_its_content_type(client, make_key, content_type):
     customer = make_key("customer", "c-1")
     headers = {**customer, "Content-Type": content_type}

@@ -3,7 +3,7 @@ a rebuild from the log ends with exactly the rows the workers built; status show
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,7 +18,7 @@ from tests.integration.read_side_helpers import (
 
 pytestmark = pytest.mark.e2e
 
-TODAY = datetime.now(timezone.utc).date()
+TODAY = datetime.now(UTC).date()
 PERIOD_A = ((TODAY - timedelta(days=30)).isoformat(), TODAY.isoformat())
 PERIOD_B = ((TODAY + timedelta(days=1)).isoformat(), (TODAY + timedelta(days=1)).isoformat())
 

@@ -3,7 +3,7 @@ idempotent re-runs, carried negative adjustments, failed payouts, background run
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,7 +16,7 @@ from tests.integration.read_side_helpers import event_topics, head, item, order_
 
 pytestmark = pytest.mark.e2e
 
-TODAY = datetime.now(timezone.utc).date()
+TODAY = datetime.now(UTC).date()
 PERIOD_A = ((TODAY - timedelta(days=30)).isoformat(), TODAY.isoformat())
 PERIOD_B = ((TODAY + timedelta(days=1)).isoformat(), (TODAY + timedelta(days=1)).isoformat())
 PERIOD_C = ((TODAY + timedelta(days=2)).isoformat(), (TODAY + timedelta(days=2)).isoformat())

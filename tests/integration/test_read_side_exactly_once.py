@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -30,7 +30,7 @@ from tests.integration.read_side_helpers import (
 
 pytestmark = pytest.mark.integration
 
-TODAY = datetime.now(timezone.utc).date()
+TODAY = datetime.now(UTC).date()
 PERIOD_A = ((TODAY - timedelta(days=30)).isoformat(), TODAY.isoformat())
 PERIOD_B = ((TODAY + timedelta(days=1)).isoformat(), (TODAY + timedelta(days=1)).isoformat())
 
@@ -226,7 +226,7 @@ def test_two_threads_racing_catch_up_apply_each_event_once(app, client, containe
             applied[name].append(
                 catch_up(PROJECTIONS[name](), container.marketplace, container.engine, batch_size=2)
             )
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(name,)) for name in applied for _ in range(2)]
@@ -262,7 +262,7 @@ def test_invoice_numbers_are_gap_free_under_concurrent_orders(app, container, ma
                 )
                 with lock:
                     placed.append(result["order"]["id"])
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=shopper, args=(n,)) for n in range(threads_n)]

@@ -144,7 +144,7 @@ def test_notifications_are_emailed_once_each_even_with_two_senders(make_settings
             try:
                 barrier.wait()
                 sent.append(handlers.deliver_notifications(container))
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=sender) for _ in range(2)]

@@ -133,7 +133,7 @@ def test_read_your_writes_within_a_second_with_a_real_flask_worker(
         worker.terminate()
         try:
             worker.wait(10)
-        except Exception:  # noqa: BLE001
+        except Exception:
             worker.kill()
             worker.wait(5)
 

@@ -104,4 +104,3 @@ def cause() -> dict[str, Any]:
 def placed(marketplace: Marketplace, cause: dict[str, Any]) -> tuple[Payment, Order]:
     """A paid two-seller order (s-1: 2500, s-2: 1999, 10% fee)."""
     return place_order(marketplace, make_session(), cause)
-

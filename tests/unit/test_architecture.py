@@ -13,8 +13,17 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 STDLIB = frozenset(sys.stdlib_module_names)
 DOMAIN_FORBIDDEN = (
-    "flask", "sqlalchemy", "psycopg", "psycopg_pool", "redis", "rq", "stripe", "marshmallow",
-    "app", "projections", "workers",
+    "flask",
+    "sqlalchemy",
+    "psycopg",
+    "psycopg_pool",
+    "redis",
+    "rq",
+    "stripe",
+    "marshmallow",
+    "app",
+    "projections",
+    "workers",
 )
 STRIPE_ADAPTER = "app/adapters/payments.py"
 

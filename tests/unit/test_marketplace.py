@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -85,8 +85,17 @@ class TestCompletePayment:
         payment = marketplace.start_payment(session, "pm_card_visa", "mock", cause)
         order_id = ids.order_id_for_session(session["id"])
         squatter = Allocation(
-            order_id=str(order_id), seller_id="s-2", customer_id="c-1", payment_id="x", currency="USD",
-            subtotal_amount=1, fee_bps=0, platform_fee_amount=0, payout_amount=1, items=[], cause=cause,
+            order_id=str(order_id),
+            seller_id="s-2",
+            customer_id="c-1",
+            payment_id="x",
+            currency="USD",
+            subtotal_amount=1,
+            fee_bps=0,
+            platform_fee_amount=0,
+            payout_amount=1,
+            items=[],
+            cause=cause,
         )
         marketplace.save(squatter)
         before = last_position(marketplace)
@@ -302,7 +311,7 @@ class TestFrozenTime:
         with freeze_time("2026-10-05 12:34:56"):
             payment, order = place_order(frozen_marketplace, make_session())
 
-        instant = datetime(2026, 10, 5, 12, 34, 56, tzinfo=timezone.utc)
+        instant = datetime(2026, 10, 5, 12, 34, 56, tzinfo=UTC)
         assert order.created_on == instant
         stored = frozen_marketplace.get_order(order.id)
         assert stored.created_on == instant

@@ -37,10 +37,14 @@ def test_a_card_payment_is_one_payment_intent_carrying_our_ids_and_places_the_or
     assert client.get(f"/api/orders/{order['id']}", headers=customer).json == order
 
 
-def test_a_decline_is_a_402_with_stripes_decline_code_and_the_session_stays_open(client, customer, stub, container):
+def test_a_decline_is_a_402_with_stripes_decline_code_and_the_session_stays_open(
+    client, customer, stub, container
+):
     session = create_session(client, customer)
-    for method, code in (("pm_card_chargeDeclined", "generic_decline"),
-                         ("pm_card_chargeDeclinedInsufficientFunds", "insufficient_funds")):
+    for method, code in (
+        ("pm_card_chargeDeclined", "generic_decline"),
+        ("pm_card_chargeDeclinedInsufficientFunds", "insufficient_funds"),
+    ):
         declined = assert_problem(confirm(client, customer, session["id"], method), 402)
         assert declined["failure_reason"] == code
         failed = client.get(f"/api/payments/{declined['payment_id']}", headers=customer).json
@@ -70,7 +74,9 @@ def test_3d_secure_completed_by_webhook_after_the_session_expired(make_settings,
         assert_problem(client.get(f"/api/checkout/sessions/{session['id']}", headers=customer), 410)
         assert events_named(container, "Order.Placed") == []
 
-        delivered = stub.deliver(client, stub.event("payment_intent.succeeded", stub.complete_action(intent["id"])))
+        delivered = stub.deliver(
+            client, stub.event("payment_intent.succeeded", stub.complete_action(intent["id"]))
+        )
         assert delivered.status_code == 200 and delivered.json["outcome"] == "applied"
         paid = client.get(f"/api/payments/{payment['id']}", headers=customer).json
         assert paid["status"] == "succeeded" and paid["order_id"]
@@ -110,7 +116,9 @@ def test_a_confirm_that_timed_out_is_retried_with_the_same_key_and_charges_once(
         container.close()
 
 
-def test_stripe_down_leaves_the_payment_pending_and_the_next_confirm_retries_that_payment(client, customer, stub):
+def test_stripe_down_leaves_the_payment_pending_and_the_next_confirm_retries_that_payment(
+    client, customer, stub
+):
     stub.fail_next("POST", "/v1/payment_intents", status=500, times=3)  # the call and both SDK retries
     session = create_session(client, customer)
     unavailable = assert_problem(confirm(client, customer, session["id"], "pm_card_visa"), 503)
@@ -139,6 +147,8 @@ def test_a_charge_whose_answers_were_all_lost_is_completed_by_its_webhook(client
     assert delivered.status_code == 200 and delivered.json["outcome"] == "applied"
     paid = client.get(f"/api/payments/{payment_id}", headers=customer).json
     assert paid["status"] == "succeeded" and paid["provider_reference"] == intent["id"]
-    assert client.get(f"/api/checkout/sessions/{session['id']}", headers=customer).json["status"] == "completed"
+    assert (
+        client.get(f"/api/checkout/sessions/{session['id']}", headers=customer).json["status"] == "completed"
+    )
     assert_problem(confirm(client, customer, session["id"], "pm_card_visa"), 409)
     assert len(stub.intents) == 1 and len(events_named(container, "Order.Placed")) == 1

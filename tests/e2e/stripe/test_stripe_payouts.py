@@ -51,7 +51,9 @@ def test_linking_a_seller_account_is_for_admins_and_validated(client, admin, mak
     assert_problem(client.get("/api/sellers/s-1/account", headers=make_key("seller", "s-2")), 403)
     for bad in ("acct_", "ba_123", "acct_12 3", "", 42):
         assert_validation_problem(link(client, admin, "s-1", bad), "stripe_account_id")
-    extra = client.put("/api/sellers/s-1/account", json={"stripe_account_id": "acct_9", "x": 1}, headers=admin)
+    extra = client.put(
+        "/api/sellers/s-1/account", json={"stripe_account_id": "acct_9", "x": 1}, headers=admin
+    )
     assert_validation_problem(extra, "x")
 
     assert link(client, admin, "s-1", "acct_2Def").json["version"] == 2

@@ -22,18 +22,33 @@ def books(client, admin, make_key, stub) -> dict:
     session = create_session(client, customer)
     assert confirm(client, customer, session["id"], "pm_card_chargeDeclined").status_code == 402
     placed = confirm(client, customer, session["id"], "pm_card_visa").json
-    waiting = confirm(client, customer, create_session(client, customer)["id"], "pm_card_authenticationRequired")
+    waiting = confirm(
+        client, customer, create_session(client, customer)["id"], "pm_card_authenticationRequired"
+    )
     assert waiting.status_code == 202
     refund = client.post(f"/api/orders/{placed['order']['id']}/refunds", json={"amount": 500}, headers=admin)
     assert refund.status_code == 201
     reference = placed["payment"]["provider_reference"]
     stub.refund_from_dashboard(reference, 300)
-    assert stub.deliver(client, stub.event("charge.refunded", stub.charge_of(reference))).json["outcome"] == "applied"
-    assert client.put("/api/sellers/s-1/account", json={"stripe_account_id": "acct_s1"}, headers=admin).status_code == 200
-    settled = client.post(f"/api/sellers/s-1/settlements?period_start={TODAY.replace(day=1)}&period_end={TODAY}",
-                          headers=admin)
+    assert (
+        stub.deliver(client, stub.event("charge.refunded", stub.charge_of(reference))).json["outcome"]
+        == "applied"
+    )
+    assert (
+        client.put(
+            "/api/sellers/s-1/account", json={"stripe_account_id": "acct_s1"}, headers=admin
+        ).status_code
+        == 200
+    )
+    settled = client.post(
+        f"/api/sellers/s-1/settlements?period_start={TODAY.replace(day=1)}&period_end={TODAY}", headers=admin
+    )
     assert settled.json["settlements"][0]["status"] == "paid"
-    return {"placed": placed, "waiting": waiting.json["payment"], "settlement": settled.json["settlements"][0]}
+    return {
+        "placed": placed,
+        "waiting": waiting.json["payment"],
+        "settlement": settled.json["settlements"][0],
+    }
 
 
 def reconcile(app, *args: str):
@@ -52,9 +67,12 @@ def test_reconcile_is_clean_when_stripe_and_tally_agree(app, stub, books):
 def test_reconcile_reports_every_planted_mismatch(app, client, stub, books):
     paid = books["placed"]["payment"]["provider_reference"]
     stub.intents[paid]["amount"] += 1  # amounts differ
-    foreign = stub.handle("POST", "/v1/payment_intents",
-                          {"amount": "1200", "currency": "usd", "payment_method": "pm_card_visa"})[1]
-    assert stub.deliver(client, stub.event("payment_intent.succeeded", foreign)).json["outcome"] == "unmatched"
+    foreign = stub.handle(
+        "POST", "/v1/payment_intents", {"amount": "1200", "currency": "usd", "payment_method": "pm_card_visa"}
+    )[1]
+    assert (
+        stub.deliver(client, stub.event("payment_intent.succeeded", foreign)).json["outcome"] == "unmatched"
+    )
     unseen = stub.refund_from_dashboard(paid, 100)  # its webhook never arrived
     stub.intents[books["waiting"]["provider_reference"]]["status"] = "canceled"  # statuses differ
     stub.transfers.clear()  # tally paid a settlement Stripe knows nothing of
@@ -82,7 +100,9 @@ def test_reconcile_refuses_the_mock_provider_and_bad_dates(make_settings, stub):
     try:
         result = create_app(container=container).test_cli_runner().invoke(args=["reconcile"])
         assert result.exit_code == 2 and "PAYMENT_PROVIDER=stripe" in result.output
-        result = create_app(container=container).test_cli_runner().invoke(args=["reconcile", "--since", "May"])
+        result = (
+            create_app(container=container).test_cli_runner().invoke(args=["reconcile", "--since", "May"])
+        )
         assert result.exit_code == 2 and "YYYY-MM-DD" in result.output
     finally:
         container.close()

@@ -36,7 +36,8 @@ def audit_ok(app) -> None:
 
 def settle(client, admin, seller_id: str, end: date) -> dict:
     response = client.post(
-        f"/api/sellers/{seller_id}/settlements?period_start={TODAY.replace(day=1)}&period_end={end}", headers=admin
+        f"/api/sellers/{seller_id}/settlements?period_start={TODAY.replace(day=1)}&period_end={end}",
+        headers=admin,
     )
     assert response.status_code in (200, 201), response.get_data(as_text=True)
     return response.json
@@ -47,9 +48,13 @@ def test_an_api_refund_is_one_stripe_refund_and_its_echo_is_not_recorded_twice(
 ):
     order, payment = placed["order"], placed["payment"]
     body = {"amount": 700, "reason": "damaged"}
-    first = client.post(f"/api/orders/{order['id']}/refunds", json=body, headers={**admin, "Idempotency-Key": "r-1"})
+    first = client.post(
+        f"/api/orders/{order['id']}/refunds", json=body, headers={**admin, "Idempotency-Key": "r-1"}
+    )
     assert first.status_code == 201, first.get_data(as_text=True)
-    again = client.post(f"/api/orders/{order['id']}/refunds", json=body, headers={**admin, "Idempotency-Key": "r-1"})
+    again = client.post(
+        f"/api/orders/{order['id']}/refunds", json=body, headers={**admin, "Idempotency-Key": "r-1"}
+    )
     assert again.status_code == 201 and again.json == first.json
 
     [refund] = stub.refunds.values()
@@ -91,7 +96,10 @@ def test_a_dashboard_refund_is_recorded_once_and_reverses_allocations_like_a_ref
     assert pending_payout(client, admin, container, "s-2") == 1799 - (444 - 44)
 
     stub.refund_from_dashboard(reference, 499)
-    assert stub.deliver(client, stub.event("charge.refunded", stub.charge_of(reference))).json["outcome"] == "applied"
+    assert (
+        stub.deliver(client, stub.event("charge.refunded", stub.charge_of(reference))).json["outcome"]
+        == "applied"
+    )
     assert client.get(f"/api/orders/{order['id']}", headers=admin).json["refunded_amount"] == 1499
     assert len(events_named(container, "Order.RefundRecorded")) == 2
     assert client.get(f"/api/payments/{payment['id']}", headers=admin).json["status"] == "partially_refunded"
@@ -109,16 +117,29 @@ def test_a_lost_dispute_reverses_the_allocations(app, client, admin, customer, s
     opened = dispute(client, stub, payment["provider_reference"])
     seen = client.get(f"/api/orders/{order['id']}", headers=customer).json
     assert seen["disputed_amount"] == 4499 and seen["refunded_amount"] == 0
-    assert seen["disputes"] == [{"id": opened["id"], "amount": 4499, "currency": "USD", "reason": "fraudulent",
-                                 "status": "needs_response", "funds": "withdrawn", "withdrawn_amount": 4499,
-                                 "closed": False}]
+    assert seen["disputes"] == [
+        {
+            "id": opened["id"],
+            "amount": 4499,
+            "currency": "USD",
+            "reason": "fraudulent",
+            "status": "needs_response",
+            "funds": "withdrawn",
+            "withdrawn_amount": 4499,
+            "closed": False,
+        }
+    ]
     assert pending_payout(client, admin, container, "s-1") == 0
     assert pending_payout(client, admin, container, "s-2") == 0
     # Disputed money cannot be refunded as well: refused before Stripe is asked.
-    assert_problem(client.post(f"/api/orders/{order['id']}/refunds", json={"amount": 100}, headers=admin), 422)
+    assert_problem(
+        client.post(f"/api/orders/{order['id']}/refunds", json={"amount": 100}, headers=admin), 422
+    )
     assert stub.posts("/v1/refunds") == []
 
-    closed = stub.deliver(client, stub.event("charge.dispute.closed", stub.close_dispute(opened["id"], won=False)))
+    closed = stub.deliver(
+        client, stub.event("charge.dispute.closed", stub.close_dispute(opened["id"], won=False))
+    )
     assert closed.json["outcome"] == "applied"
     [lost] = client.get(f"/api/payments/{payment['id']}", headers=customer).json["disputes"]
     assert (lost["status"], lost["funds"], lost["closed"]) == ("lost", "withdrawn", True)
@@ -150,11 +171,20 @@ def test_a_won_dispute_restores_the_allocations(app, client, admin, stub, placed
     assert pending_payout(client, admin, container, "s-1") == 2250
     assert len(events_named(container, "Allocation.DisputeRestored")) == 2
 
-    assert client.put("/api/sellers/s-1/account", json={"stripe_account_id": "acct_s1"}, headers=admin).status_code == 200
+    assert (
+        client.put(
+            "/api/sellers/s-1/account", json={"stripe_account_id": "acct_s1"}, headers=admin
+        ).status_code
+        == 200
+    )
     [paid] = settle(client, admin, "s-1", TODAY)["settlements"]
     assert paid["status"] == "paid" and paid["total_payout_amount"] == 2250
     lines = client.get(f"/api/sellers/s-1/settlements/{paid['id']}/statement", headers=admin).json["lines"]
-    assert [(line["kind"], line["net_amount"]) for line in lines] == [("order", 2250), ("dispute", -500), ("dispute", 500)]
+    assert [(line["kind"], line["net_amount"]) for line in lines] == [
+        ("order", 2250),
+        ("dispute", -500),
+        ("dispute", 500),
+    ]
     assert lines[-1]["running_total_amount"] == 2250
     audit_ok(app)
 
@@ -175,7 +205,12 @@ def test_a_dispute_closed_before_its_creation_arrives_is_applied_once(client, ad
 def test_a_dispute_of_money_already_paid_out_is_taken_from_the_next_settlement(
     app, client, admin, customer, stub, placed, container
 ):
-    assert client.put("/api/sellers/s-1/account", json={"stripe_account_id": "acct_s1"}, headers=admin).status_code == 200
+    assert (
+        client.put(
+            "/api/sellers/s-1/account", json={"stripe_account_id": "acct_s1"}, headers=admin
+        ).status_code
+        == 200
+    )
     [paid] = settle(client, admin, "s-1", TODAY)["settlements"]
     assert paid["status"] == "paid" and paid["total_payout_amount"] == 2250
 
@@ -184,15 +219,27 @@ def test_a_dispute_of_money_already_paid_out_is_taken_from_the_next_settlement(
     payouts = client.get("/api/sellers/s-1/payouts", headers=admin).json
     assert [a["amount"] for a in payouts["adjustments"]] == [-2250]
 
-    response = confirm(client, customer, create_session(client, customer, items=[
-        {"seller_id": "s-1", "sku": "lamp", "description": "Lamp", "unit_amount": 5000, "quantity": 1}])["id"])
+    response = confirm(
+        client,
+        customer,
+        create_session(
+            client,
+            customer,
+            items=[
+                {"seller_id": "s-1", "sku": "lamp", "description": "Lamp", "unit_amount": 5000, "quantity": 1}
+            ],
+        )["id"],
+    )
     assert response.status_code == 201
     [later] = settle(client, admin, "s-1", TODAY + timedelta(days=1))["settlements"]
     assert later["status"] == "paid" and later["total_payout_amount"] == 4500 - 2250
     transfers = sorted(t["amount"] for t in stub.transfers.values())
     assert transfers == [2250, 2250]
     statement = client.get(f"/api/sellers/s-1/settlements/{later['id']}/statement", headers=admin).json
-    assert [(line["kind"], line["net_amount"]) for line in statement["lines"]] == [("order", 4500), ("adjustment", -2250)]
+    assert [(line["kind"], line["net_amount"]) for line in statement["lines"]] == [
+        ("order", 4500),
+        ("adjustment", -2250),
+    ]
     assert statement["lines"][-1]["running_total_amount"] == later["total_payout_amount"]
     recomputed = app.test_cli_runner().invoke(args=["audit", "settlement", later["id"]])
     assert recomputed.exit_code == 0 and "no difference" in recomputed.output, recomputed.output

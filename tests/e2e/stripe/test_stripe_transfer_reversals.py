@@ -28,7 +28,9 @@ def mode() -> str:
 
 @pytest.fixture
 def settings(make_settings, stub, mode):
-    changes = stripe_changes(stub) if mode == "default" else stripe_changes(stub, stripe_refunds_of_paid_out=mode)
+    changes = (
+        stripe_changes(stub) if mode == "default" else stripe_changes(stub, stripe_refunds_of_paid_out=mode)
+    )
     return make_settings("pg", **changes)
 
 
@@ -43,7 +45,12 @@ def placed(client, customer) -> dict:
 @pytest.fixture
 def paid_out(client, admin, stub, placed) -> dict:
     """s-1's 2250 settled and paid by a Transfer to its connected account."""
-    assert client.put("/api/sellers/s-1/account", json={"stripe_account_id": "acct_s1"}, headers=admin).status_code == 200
+    assert (
+        client.put(
+            "/api/sellers/s-1/account", json={"stripe_account_id": "acct_s1"}, headers=admin
+        ).status_code
+        == 200
+    )
     [paid] = settle(client, admin, "s-1", TODAY)["settlements"]
     assert paid["status"] == "paid" and paid["total_payout_amount"] == 2250
     assert paid["provider_reference"] in stub.transfers
@@ -52,22 +59,29 @@ def paid_out(client, admin, stub, placed) -> dict:
 
 def settle(client, admin, seller_id: str, end: date) -> dict:
     response = client.post(
-        f"/api/sellers/{seller_id}/settlements?period_start={TODAY.replace(day=1)}&period_end={end}", headers=admin
+        f"/api/sellers/{seller_id}/settlements?period_start={TODAY.replace(day=1)}&period_end={end}",
+        headers=admin,
     )
     assert response.status_code in (200, 201), response.get_data(as_text=True)
     return response.json
 
 
 def refund_s1(client, admin, order_id: str, amount: int = 1000, key: str = "r-1") -> dict:
-    response = client.post(f"/api/orders/{order_id}/refunds", json={"amount": amount, "seller_id": "s-1"},
-                           headers={**admin, "Idempotency-Key": key})
+    response = client.post(
+        f"/api/orders/{order_id}/refunds",
+        json={"amount": amount, "seller_id": "s-1"},
+        headers={**admin, "Idempotency-Key": key},
+    )
     assert response.status_code == 201, response.get_data(as_text=True)
     return response.json
 
 
 def adjustments(client, admin, container, seller_id: str = "s-1") -> list[int]:
     catch_up_read_models(container)
-    return [a["amount"] for a in client.get(f"/api/sellers/{seller_id}/payouts", headers=admin).json["adjustments"]]
+    return [
+        a["amount"]
+        for a in client.get(f"/api/sellers/{seller_id}/payouts", headers=admin).json["adjustments"]
+    ]
 
 
 def audit_ok(app) -> None:
@@ -90,18 +104,25 @@ def next_settlement(app, client, admin, customer) -> dict:
 
 
 def reconcile_ok(app) -> None:
-    result = app.test_cli_runner().invoke(args=["reconcile", "--since", (TODAY - timedelta(days=1)).isoformat()])
+    result = app.test_cli_runner().invoke(
+        args=["reconcile", "--since", (TODAY - timedelta(days=1)).isoformat()]
+    )
     assert result.exit_code == 0, result.output
 
 
 # ---- reverse_transfer ---------------------------------------------------------------------------
+
 
 def test_a_refund_of_paid_out_money_reverses_the_transfer_instead_of_an_adjustment(
     app, client, admin, customer, stub, placed, paid_out, container
 ):
     refund = refund_s1(client, admin, placed["order"]["id"])
     [part] = refund["allocations"]
-    assert (part["amount"], part["platform_fee_reversed_amount"], part["payout_reversed_amount"]) == (1000, 100, 900)
+    assert (part["amount"], part["platform_fee_reversed_amount"], part["payout_reversed_amount"]) == (
+        1000,
+        100,
+        900,
+    )
     # The response tells the caller: not carried to the next settlement, taken back from the transfer.
     assert part["carried_as_adjustment"] is False and part["recovered_by_transfer_reversal"] is True
 
@@ -109,14 +130,21 @@ def test_a_refund_of_paid_out_money_reverses_the_transfer_instead_of_an_adjustme
     assert (reversal["transfer"], reversal["amount"]) == (paid_out["provider_reference"], 900)
     [request] = stub.posts(f"/v1/transfers/{paid_out['provider_reference']}/reversals")
     assert request["idempotency_key"] == str(transfer_reversal_id(refund["id"], part["allocation_id"]))
-    assert reversal["metadata"] == {"refund_id": refund["id"], "allocation_id": part["allocation_id"],
-                                    "settlement_id": paid_out["id"]}
+    assert reversal["metadata"] == {
+        "refund_id": refund["id"],
+        "allocation_id": part["allocation_id"],
+        "settlement_id": paid_out["id"],
+    }
     assert stub.transfers[paid_out["provider_reference"]]["amount_reversed"] == 900
 
     [recorded] = events_named(container, "Allocation.TransferReversed")
     event = container.marketplace.mapper.to_domain_event(recorded)
     assert (event.refund_id, event.settlement_id, event.amount, event.provider_reference) == (
-        refund["id"], paid_out["id"], 900, reversal["id"])
+        refund["id"],
+        paid_out["id"],
+        900,
+        reversal["id"],
+    )
     assert adjustments(client, admin, container) == []
 
     # The same refund again (Idempotency-Key replay) reverses nothing more.
@@ -134,7 +162,9 @@ def test_a_refund_of_paid_out_money_reverses_the_transfer_instead_of_an_adjustme
 
     # A reversal made at Stripe that tally did not record is a reconciliation mismatch.
     stub.handle("POST", f"/v1/transfers/{paid_out['provider_reference']}/reversals", {"amount": "100"})
-    result = app.test_cli_runner().invoke(args=["reconcile", "--since", (TODAY - timedelta(days=1)).isoformat()])
+    result = app.test_cli_runner().invoke(
+        args=["reconcile", "--since", (TODAY - timedelta(days=1)).isoformat()]
+    )
     assert result.exit_code == 1, result.output
     assert "reversed at Stripe (1000), tally recorded reversals of 900" in result.output
 
@@ -156,7 +186,9 @@ def test_a_dashboard_refund_of_paid_out_money_reverses_only_the_paid_out_sellers
 
     again = stub.event("charge.refunded", stub.charge_of(reference))  # another copy: nothing new
     assert stub.deliver(client, again).json["outcome"] == "applied"
-    assert len(stub.transfer_reversals) == 1 and len(events_named(container, "Allocation.TransferReversed")) == 1
+    assert (
+        len(stub.transfer_reversals) == 1 and len(events_named(container, "Allocation.TransferReversed")) == 1
+    )
     assert next_settlement(app, client, admin, customer)["total_payout_amount"] == 4500
     audit_ok(app)
     reconcile_ok(app)
@@ -183,16 +215,24 @@ def test_a_lost_dispute_of_paid_out_money_reverses_the_transfer(
 def test_a_refund_before_the_payout_or_of_a_seller_not_paid_out_reverses_nothing(
     app, client, admin, stub, placed, container
 ):
-    refund_s1(client, admin, placed["order"]["id"])  # s-1 not settled yet: the refund just reduces what is owed
+    refund_s1(
+        client, admin, placed["order"]["id"]
+    )  # s-1 not settled yet: the refund just reduces what is owed
     assert stub.transfer_reversals == {} and stub.posts("/v1/transfers") == []
     assert adjustments(client, admin, container) == []
-    assert client.put("/api/sellers/s-1/account", json={"stripe_account_id": "acct_s1"}, headers=admin).status_code == 200
+    assert (
+        client.put(
+            "/api/sellers/s-1/account", json={"stripe_account_id": "acct_s1"}, headers=admin
+        ).status_code
+        == 200
+    )
     [paid] = settle(client, admin, "s-1", TODAY)["settlements"]
     assert paid["total_payout_amount"] == 2250 - 900
     audit_ok(app)
 
 
 # ---- failures fall back to the adjustment; adjust is the default -----------------------------------
+
 
 @pytest.mark.parametrize("failure", ["refused", "unavailable"])
 def test_a_failed_reversal_falls_back_to_the_negative_adjustment(
@@ -237,6 +277,7 @@ def test_adjust_carries_the_refund_into_the_next_settlement_as_before(
 
 # ---- the setting and the aggregate's own guard ------------------------------------------------------
 
+
 def test_the_setting_defaults_to_adjust_and_refuses_anything_else():
     assert Settings.from_env({}).stripe_refunds_of_paid_out == "adjust"
     env = {"STRIPE_REFUNDS_OF_PAID_OUT": "reverse_transfer"}
@@ -249,17 +290,33 @@ def test_an_allocation_recovers_only_the_adjustment_it_owes_and_only_once():
     from domain.allocation import Allocation
 
     cause = {"actor_id": "t", "actor_role": "admin", "request_id": "r"}
-    allocation = Allocation(order_id="6f1d5a8e-3c2b-4f7a-9a51-7d0c1e2b3a41", seller_id="s-1", customer_id="c-1",
-                            payment_id="p", currency="USD", subtotal_amount=2500, fee_bps=1000,
-                            platform_fee_amount=250, payout_amount=2250, items=[], cause=cause)
+    allocation = Allocation(
+        order_id="6f1d5a8e-3c2b-4f7a-9a51-7d0c1e2b3a41",
+        seller_id="s-1",
+        customer_id="c-1",
+        payment_id="p",
+        currency="USD",
+        subtotal_amount=2500,
+        fee_bps=1000,
+        platform_fee_amount=250,
+        payout_amount=2250,
+        items=[],
+        cause=cause,
+    )
     allocation.refund("r-0", 100, cause)
     with pytest.raises(AllocationStateError):  # not settled: nothing paid out to recover
         allocation.reverse_transfer("r-0", "st-1", 90, "trr_1", cause)
     allocation.settle("st-1", cause)
     allocation.refund("r-1", 1000, cause)
-    assert allocation.recoverable_adjustment("r-1") == {"refund_id": "r-1", "settlement_id": "st-1", "amount": 900}
+    assert allocation.recoverable_adjustment("r-1") == {
+        "refund_id": "r-1",
+        "settlement_id": "st-1",
+        "amount": 900,
+    }
     for refund_id, settlement_id, amount, reference in (
-        ("r-2", "st-1", 900, "trr_1"), ("r-1", "st-2", 900, "trr_1"), ("r-1", "st-1", 899, "trr_1"),
+        ("r-2", "st-1", 900, "trr_1"),
+        ("r-1", "st-2", 900, "trr_1"),
+        ("r-1", "st-1", 899, "trr_1"),
         ("r-1", "st-1", 900, ""),
     ):
         with pytest.raises(AllocationStateError):

@@ -63,15 +63,26 @@ def test_redeliveries_and_late_events_never_move_a_payment_backwards(client, cus
     assert "late failure changes nothing" in kept[stale["id"]]["detail"]
 
 
-def test_the_raw_verified_body_is_kept_and_an_unknown_success_is_kept_unmatched(client, stub, container, caplog):
-    foreign = {"id": "pi_made_elsewhere", "object": "payment_intent", "amount": 1200, "currency": "usd",
-               "status": "succeeded", "metadata": {}}
+def test_the_raw_verified_body_is_kept_and_an_unknown_success_is_kept_unmatched(
+    client, stub, container, caplog
+):
+    foreign = {
+        "id": "pi_made_elsewhere",
+        "object": "payment_intent",
+        "amount": 1200,
+        "currency": "usd",
+        "status": "succeeded",
+        "metadata": {},
+    }
     event = stub.event("payment_intent.succeeded", foreign)
     payload = json.dumps(event, indent=2)  # Stripe's own layout: kept byte for byte
     header = WebhookSignature.generate_signature_header(payload, stub.webhook_secret)
     with caplog.at_level("WARNING"):
-        response = client.post("/api/webhooks/stripe", data=payload,
-                               headers={"Content-Type": "application/json", "Stripe-Signature": header})
+        response = client.post(
+            "/api/webhooks/stripe",
+            data=payload,
+            headers={"Content-Type": "application/json", "Stripe-Signature": header},
+        )
     assert response.status_code == 200 and response.json["outcome"] == "unmatched"
     assert any("pi_made_elsewhere" in r.getMessage() for r in caplog.records)
     row = stored_events(container)[event["id"]]
@@ -85,13 +96,17 @@ def test_a_webhook_storm_applies_each_of_50_events_once(app, client, customer, a
     actions = [start_3ds(client, customer) for _ in range(20)]
     refunded = [pay(client, customer) for _ in range(15)]
     disputed = [pay(client, customer) for _ in range(15)]
-    events = [stub.event("payment_intent.succeeded", stub.complete_action(p["provider_reference"])) for p in actions]
+    events = [
+        stub.event("payment_intent.succeeded", stub.complete_action(p["provider_reference"])) for p in actions
+    ]
     for placed in refunded:
         reference = placed["payment"]["provider_reference"]
         stub.refund_from_dashboard(reference, 500)
         events.append(stub.event("charge.refunded", stub.charge_of(reference)))
     for placed in disputed:
-        events.append(stub.event("charge.dispute.created", stub.open_dispute(placed["payment"]["provider_reference"])))
+        events.append(
+            stub.event("charge.dispute.created", stub.open_dispute(placed["payment"]["provider_reference"]))
+        )
     assert len(events) == 50
     before = Counter(n.topic.rsplit(":", 1)[-1] for n in events_named(container, ""))
 
@@ -110,7 +125,7 @@ def test_a_webhook_storm_applies_each_of_50_events_once(app, client, customer, a
                 assert response.status_code == 200, response.get_data(as_text=True)
                 with lock:
                     outcomes[event["id"]].append(response.json["outcome"])
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
     # Each thread takes every 8th delivery: the three copies of an event land in different threads.
@@ -125,21 +140,27 @@ def test_a_webhook_storm_applies_each_of_50_events_once(app, client, customer, a
     kept = stored_events(container)
     assert len(kept) == 50 and {row["state"] for row in kept.values()} == {"applied"}
     after = Counter(n.topic.rsplit(":", 1)[-1] for n in events_named(container, ""))
-    added = {topic: after[topic] - before.get(topic, 0) for topic in after if after[topic] != before.get(topic, 0)}
+    added = {
+        topic: after[topic] - before.get(topic, 0) for topic in after if after[topic] != before.get(topic, 0)
+    }
     assert added["Payment.Succeeded"] == 20 and added["Order.Placed"] == 20
     assert added["Allocation.Created"] == 40
     assert added["Payment.Refunded"] == 15 and added["Order.RefundRecorded"] == 15
     assert added["Payment.Disputed"] == 15 and added["Payment.DisputeFundsWithdrawn"] == 15
     assert added["Allocation.DisputeReversed"] == 30
     for placed in refunded:
-        assert client.get(f"/api/orders/{placed['order']['id']}", headers=admin).json["refunded_amount"] == 500
+        assert (
+            client.get(f"/api/orders/{placed['order']['id']}", headers=admin).json["refunded_amount"] == 500
+        )
     for placed in disputed:
         order = client.get(f"/api/orders/{placed['order']['id']}", headers=admin).json
         [dispute] = order["disputes"]
         assert dispute["funds"] == "withdrawn" and order["disputed_amount"] == order["total_amount"]
 
 
-def test_an_event_that_fails_half_way_is_kept_and_applied_by_its_redelivery(client, customer, admin, stub, container):
+def test_an_event_that_fails_half_way_is_kept_and_applied_by_its_redelivery(
+    client, customer, admin, stub, container
+):
     placed = pay(client, customer)
     reference = placed["payment"]["provider_reference"]
     stub.refund_from_dashboard(reference, 800)
