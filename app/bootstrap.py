@@ -17,11 +17,19 @@ from sqlalchemy.engine import Engine
 
 from app.adapters.checkout_sessions import RedisCheckoutSessions
 from app.adapters.db import build_engine, ddl_lock, ensure_schema
+from app.adapters.locks import RedisLocks
+from app.adapters.mail import SmtpMailer
 from app.adapters.payments import build_gateway
 from app.adapters.queue import InlineJobs, RqJobs
+from app.adapters.read_models import SqlAuditor, SqlReadModels
+from app.adapters.records import SqlRecords
 from app.adapters.tables import metadata
+from app.commands.deps import Policy
+from app.commands.notifications import deliver_notifications
+from app.commands.settlement_runs import execute_settlement_run
+from app.commands.verification import execute_verification
 from app.config import Settings
-from domain.ports import PaymentGateway
+from domain.ports import Mailer, PaymentGateway
 from domain.services import Marketplace
 
 _STAND_IN_SERVERS: dict[str, Any] = {}
@@ -38,7 +46,11 @@ def _stand_in_redis(name: str) -> Redis:
 
 
 class Container:
-    """Holds the adapters of one process; tests pass fakes as keyword overrides."""
+    """Holds the adapters of one process; tests pass fakes as keyword overrides.
+
+    It provides ``app.commands.deps.Deps`` (the ports the commands use) and, for the delivery
+    side, the engine, Redis and settings.
+    """
 
     def __init__(self, settings: Settings, **overrides: Any) -> None:
         self.settings = settings
@@ -118,9 +130,55 @@ class Container:
         def factory() -> InlineJobs | RqJobs:
             if self.settings.redis_url:
                 return RqJobs(self.redis, self.settings.key_prefix)
-            return InlineJobs(self)
+            return InlineJobs(
+                {
+                    "catch_up": self.read_models.catch_up,
+                    "settlement_run": lambda run_id: execute_settlement_run(self, run_id),
+                    "verification": lambda verification_id: execute_verification(self, verification_id),
+                    "notifications": lambda: deliver_notifications(self),
+                }
+            )
 
         return self._get("jobs", factory)
+
+    @property
+    def policy(self) -> Policy:
+        settings = self.settings
+        return self._get(
+            "policy",
+            lambda: Policy(
+                platform_fee_bps=settings.platform_fee_bps,
+                checkout_session_ttl_seconds=settings.checkout_session_ttl_seconds,
+                reverse_payouts_on_refund=settings.payment_provider == "stripe"
+                and settings.stripe_refunds_of_paid_out == "reverse_transfer",
+            ),
+        )
+
+    @property
+    def locks(self) -> RedisLocks:
+        return self._get("locks", lambda: RedisLocks(self.redis, self.settings.key_prefix))
+
+    @property
+    def records(self) -> SqlRecords:
+        return self._get("records", lambda: SqlRecords(self.engine, self.autocommit))
+
+    @property
+    def outbox(self) -> SqlRecords:
+        return self.records
+
+    @property
+    def mailer(self) -> Mailer | None:
+        """SMTP when SMTP_URL is set; without it nothing is mailed."""
+        url = self.settings.smtp_url
+        return self._get("mailer", lambda: SmtpMailer(url, self.settings.mail_from) if url else None)
+
+    @property
+    def read_models(self) -> SqlReadModels:
+        return self._get("read_models", lambda: SqlReadModels(self.marketplace, self.engine))
+
+    @property
+    def auditor(self) -> SqlAuditor:
+        return self._get("auditor", lambda: SqlAuditor(self.marketplace, self.engine))
 
     def close(self) -> None:
         """Close what this process built."""

@@ -31,8 +31,7 @@ def create_key_command(role: str, subject: str | None) -> None:
 def init_db_command() -> None:
     """Create the event store and the service's tables if they do not exist."""
     container = current_app.extensions["tally"]
-    container.engine
-    container.marketplace
+    _ = (container.engine, container.marketplace)  # building them creates the tables
     click.echo(f"Database ready ({container.settings.database.kind}).")
 
 
@@ -89,56 +88,17 @@ def projections_rebuild_command(name: str | None) -> None:
         click.echo(f"{rebuilt}: rebuilt from {read} events")
 
 
-@click.command("worker")
-@with_appcontext
-@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
-@click.option(
-    "--fork/--no-fork",
-    default=False,
-    help="Fork a work horse per job (RQ Worker), or run jobs in this process (SimpleWorker, the default: "
-    "a horse rebuilds the container per job, ~0.1-0.5 s, too slow to keep read models within a second).",
-)
-@click.option(
-    "--queue",
-    "queue_keys",
-    multiple=True,
-    type=click.Choice(["settlements", "projections", "notifications", "audit"]),
-    help="Work only these queues (repeatable); default all. A dedicated projections worker keeps read "
-    "models fresh while a long settlement run is going.",
-)
-def worker_command(burst: bool, fork: bool, queue_keys: tuple[str, ...]) -> None:
-    """Run an RQ worker with the app's settings."""
-    container = current_app.extensions["tally"]
-    if not container.settings.redis_url:
-        raise click.UsageError("REDIS_URL is not set: without Redis, jobs run inline and no worker is needed")
-    from workers.worker import run_worker
-
-    run_worker(container, burst=burst, fork=fork, only=queue_keys or None)
-
-
-@click.command("cron")
-@with_appcontext
-def cron_command() -> None:
-    """Run the single scheduler (safety-net catch-up, hourly clean-up, monthly settlement)."""
-    container = current_app.extensions["tally"]
-    if not container.settings.redis_url:
-        raise click.UsageError("REDIS_URL is not set: the scheduler needs Redis")
-    from workers.worker import run_cron
-
-    run_cron(container)
-
-
 @click.command("settle")
 @with_appcontext
 @click.option("--period", required=True, help="The month to settle, YYYY-MM.")
 def settle_command(period: str) -> None:
     """Settle every seller for a month (synchronously, idempotently)."""
-    from app import handlers
+    from app.commands.settlement import month_period, sellers_due, settle_seller
     from domain.errors import DomainError
 
     container = current_app.extensions["tally"]
     try:
-        start, end = handlers.month_period(period)
+        start, end = month_period(period)
     except DomainError as exc:
         raise click.UsageError(str(exc)) from None
     cause = {
@@ -147,19 +107,17 @@ def settle_command(period: str) -> None:
         "request_id": f"cli-settle:{period}",
         "reason": "settle",
     }
-    sellers = handlers.sellers_due(container, end)
+    sellers = sellers_due(container, end)
     ids: list[str] = []
     with click.progressbar(sellers, label=f"settling {start} .. {end}") as bar:
         for seller_id in bar:
-            settlements, _ = handlers.settle_seller(container, seller_id, start, end, cause)
-            ids.extend(s["id"] for s in settlements)
+            settlements, _ = settle_seller(container, seller_id, start, end, cause)
+            ids.extend(str(s.id) for s in settlements)
     click.echo(f"{len(sellers)} sellers, {len(ids)} settlements")
 
 
 def init_read_side(app: Flask) -> None:
     app.cli.add_command(projections_group)
-    app.cli.add_command(worker_command)
-    app.cli.add_command(cron_command)
     app.cli.add_command(settle_command)
     app.cli.add_command(audit_group)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from domain.order import Order
 from domain.payment import REQUIRES_ACTION, Payment
+from domain.settlement import Settlement
 from projections.queries import rfc3339
 
 
@@ -64,3 +65,23 @@ def order_view(order: Order, payment: Payment | None = None) -> dict[str, Any]:
 
 def session_view(session: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in session.items() if key != "expires_at_epoch"}
+
+
+def settlement_document(settlement: Settlement) -> dict[str, Any]:
+    """A settlement as the write model has it (the answer of a settle command)."""
+    finished = settlement.status in ("paid", "failed")
+    return {
+        "id": str(settlement.id),
+        "seller_id": settlement.seller_id,
+        "currency": settlement.currency,
+        "period_start": settlement.period_start,
+        "period_end": settlement.period_end,
+        "total_payout_amount": settlement.total_payout_amount,
+        "allocation_count": len(settlement.allocations),
+        "adjustment_count": len(settlement.adjustments),
+        "status": settlement.status,
+        "provider_reference": settlement.provider_reference,
+        "failure_reason": settlement.failure_reason,
+        "created_at": rfc3339(settlement.created_on),
+        "processed_at": rfc3339(settlement.modified_on) if finished else None,
+    }

@@ -1,6 +1,6 @@
 """Fast history for the read-side benchmarks: checkouts (and refunds) recorded straight through the Marketplace.
 
-Each checkout is built as ``app.handlers.create_checkout_session`` builds a session (priced by
+Each checkout is built as ``app.commands.checkout.create_checkout_session`` builds a session (priced by
 ``domain.pricing.quote``), then recorded as ``Marketplace.start_payment`` and
 ``Marketplace.complete_payment`` record it: a Payment (Initiated, Succeeded), an Order (Placed)
 and one Allocation (Created) per seller. A refund is recorded as ``Marketplace.refund_order``
@@ -34,7 +34,7 @@ ADDRESS = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", 
 
 
 def session_for(customer_id: str, seller_ids: list[str], fee_bps: int, n: int) -> dict[str, Any]:
-    """A checkout session as app.handlers.create_checkout_session makes it (without Redis)."""
+    """A checkout session as app.commands.checkout.create_checkout_session makes it (without Redis)."""
     items = []
     for i, seller_id in enumerate(seller_ids):
         items.append(

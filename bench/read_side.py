@@ -17,7 +17,7 @@ failure and on Ctrl-C / SIGTERM). Every measured step runs in a fresh subprocess
         time; target >= 0.25 x (1).
 (b) app.audit.verify over the same log: events / wall time; target >= 0.2 x (1); peak RSS.
 (d) settling BENCH_ALLOCATIONS allocations across BENCH_SELLERS sellers (two-seller orders,
-    every seller the same number) with app.handlers.settle_all: wall time, allocations/s,
+    every seller the same number) with app.commands.settlement.settle_all: wall time, allocations/s,
     peak RSS; then the same with 1/10 of the allocations and sellers (same per-seller size)
     and with 1/5 of the allocations over the same sellers, each in its own schema and
     process, to show whether memory is flat in the number of allocations.

@@ -232,8 +232,8 @@ def phase_verify(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def phase_settle(args: dict[str, Any]) -> dict[str, Any]:
-    """app.handlers.settle_all over everything unsettled up to today (the read models are caught up)."""
-    from app import handlers
+    """app.commands.settlement.settle_all over everything unsettled up to today (the read models are caught up)."""
+    from app.commands.settlement import settle_all
 
     container = _container()
     container.redis.ping()
@@ -254,7 +254,7 @@ def phase_settle(args: dict[str, Any]) -> dict[str, Any]:
             trace.append((sellers_done[0], rss, elapsed))
             say(f"    ... {sellers_done[0]:,} sellers settled in {elapsed:.1f} s, RSS {rss / 1024:.0f} MiB")
 
-    ids = handlers.settle_all(container, start, today, cause, progress=progress)
+    ids = settle_all(container, start, today, cause, progress=progress)
     seconds = time.perf_counter() - t0
     after = memory()
     counts = _count_events(container)

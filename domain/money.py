@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from domain.errors import CurrencyMismatchError, InvalidAmountError, UnknownCurrencyError
 
@@ -234,8 +235,18 @@ def minor_units(currency: str) -> int:
     return _EXPONENT_EXCEPTIONS.get(check_currency(currency), 2)
 
 
+def is_amount(value: object) -> TypeGuard[int]:
+    """An amount of minor units: an int, never a bool or a float (any sign)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_positive_amount(value: object) -> TypeGuard[int]:
+    """An amount of minor units above zero."""
+    return is_amount(value) and value > 0
+
+
 def _check_int(amount: object) -> int:
-    if isinstance(amount, bool) or not isinstance(amount, int):
+    if not is_amount(amount):
         raise InvalidAmountError(f"amounts are integer minor units, not {type(amount).__name__}")
     return amount
 

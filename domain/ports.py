@@ -1,8 +1,15 @@
-"""Ports: what the domain needs from the outside world, as Protocols and plain result types."""
+"""Ports: what the commands need from the outside world, as Protocols and plain result types.
+
+Adapters in ``app/adapters`` implement them; the commands in ``app/commands`` depend on them;
+the fakes in ``tests/fakes.py`` implement them for the fast tests. mypy checks all three.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 CHARGE_SUCCEEDED = "succeeded"
@@ -27,14 +34,98 @@ class RefundResult:
     provider_reference: str
 
 
+@dataclass(frozen=True)
+class PayoutResult:
+    """What the provider said about paying a seller (or taking a payout back)."""
+
+    succeeded: bool
+    provider_reference: str | None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    """One refund of a payment as the provider lists it."""
+
+    provider_reference: str
+    amount: int
+    live: bool  # succeeded or pending: money that left (or is leaving) the platform
+
+
 class ProviderUnavailableError(Exception):
     """The provider could not be reached or answered with a server error; safe to retry."""
 
 
+# ---- provider-neutral facts, translated from a provider's webhook by its adapter ----------
+
+
+@dataclass(frozen=True)
+class PaymentSucceeded:
+    """The provider took the money of a payment."""
+
+    provider_reference: str | None
+    payment_id: str | None  # our id, when the provider echoes it back (metadata)
+
+
+@dataclass(frozen=True)
+class PaymentFailed:
+    """The provider refused or gave up on a payment."""
+
+    provider_reference: str | None
+    payment_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class RefundsReported:
+    """A payment's refunds at the provider (our own, echoed back, and any made outside tally)."""
+
+    provider_reference: str | None
+    payment_id: str | None
+    charge_reference: str | None
+    refunds: tuple[ProviderRefund, ...] | None  # None: the event did not list them all
+    amount_refunded: int | None  # the provider's cumulative total, when it says
+
+
+@dataclass(frozen=True)
+class DisputeReported:
+    """A dispute (chargeback or inquiry) opened, changed, withdrew or reinstated funds, or closed."""
+
+    dispute_id: str | None
+    provider_reference: str | None
+    payment_id: str | None
+    amount: int | None
+    reason: str
+    status: str
+    funds: str  # domain.payment.DISPUTE_FUNDS_*
+    closed: bool
+
+
+@dataclass(frozen=True)
+class NotUsed:
+    """An event type tally does not act on."""
+
+
+ProviderFact = PaymentSucceeded | PaymentFailed | RefundsReported | DisputeReported | NotUsed
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A verified provider event: its identity, the raw body as received, and what it means."""
+
+    id: str
+    provider: str
+    type: str
+    payload: str
+    fact: ProviderFact
+    reference_kind: str = "payment"  # what the provider calls the object a reference names
+
+
 class PaymentGateway(Protocol):
-    """Takes and returns customers' money; every call is idempotent on ``idempotency_key``."""
+    """Takes and returns customers' money; every write is idempotent on ``idempotency_key``."""
 
     name: str
+    reverses_payouts: bool  # whether reverse_payout can take a payout back
 
     def charge(
         self,
@@ -66,8 +157,12 @@ class PaymentGateway(Protocol):
     def reverse_payout(
         self, *, provider_reference: str, amount: int, idempotency_key: str, metadata: dict[str, str]
     ) -> PayoutResult:
-        """Take ``amount`` of a payout (``provider_reference``) back from the seller's account;
+        """Take ``amount`` of a payout back from the seller's account (only if ``reverses_payouts``);
         a refusal is a failed result, an unreachable provider ProviderUnavailableError."""
+        ...
+
+    def refunds_of(self, provider_reference: str) -> list[ProviderRefund] | None:
+        """Every refund of a payment at the provider, or None when this provider cannot list them."""
         ...
 
 
@@ -82,21 +177,130 @@ class CheckoutSessions(Protocol):
 
     def update(self, session_id: str, **changes: Any) -> dict[str, Any]: ...
 
-    def lock(self, session_id: str, timeout_seconds: int) -> Any:
-        """A context manager held while a session is being confirmed; raises CheckoutConflictError if taken."""
+    def save(self, session: dict[str, Any]) -> None: ...
+
+    def lock(self, session_id: str, timeout_seconds: int = 120) -> AbstractContextManager[None]:
+        """Held while a session is being confirmed; raises CheckoutConflictError if taken."""
+        ...
+
+    def forget_expired(self, now: float | None = None) -> int: ...
+
+
+class Jobs(Protocol):
+    """Background work after a command commits (RQ jobs, or inline in the embedded default)."""
+
+    def projections_changed(self) -> None: ...
+
+    def settlement_run_requested(self, run_id: str) -> None: ...
+
+    def verification_requested(self, verification_id: str) -> None: ...
+
+    def notifications_changed(self) -> None: ...
+
+
+class Locks(Protocol):
+    """Named locks that serialise money work across processes."""
+
+    def order_refunds(self, order_id: str) -> AbstractContextManager[None]:
+        """One refund of an order at a time, whoever records it (the API or a provider webhook)."""
+        ...
+
+    def seller_settlement(
+        self, seller_id: str, timeout_seconds: int = 600, wait_seconds: float = 120
+    ) -> AbstractContextManager[None]:
+        """One settlement (or transfer reversal) of a seller at a time."""
         ...
 
 
-class Enqueuer(Protocol):
-    """Schedules background work after a command commits."""
+class ProviderRecords(Protocol):
+    """What tally keeps about the provider's objects: references, received events, refunds."""
 
-    def after_commit(self) -> None: ...
+    def remember_payment_reference(self, provider_reference: str, payment_id: str) -> None: ...
+
+    def payment_id_for_reference(self, provider_reference: str) -> str | None: ...
+
+    def claim_event(self, event: ProviderEvent) -> bool:
+        """Store the event and claim it; False when another delivery applied (or applies) it."""
+        ...
+
+    def finish_event(self, event_id: str, state: str, detail: str | None) -> None: ...
+
+    def remember_refund(
+        self,
+        provider_reference: str,
+        refund_id: str,
+        order_id: str,
+        payment_id: str,
+        amount: int,
+        origin: str,
+    ) -> None: ...
+
+    def refund_ids_for(self, provider_references: list[str]) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
-class PayoutResult:
-    """What the provider said about paying a seller."""
+class PendingNotification:
+    """A seller notification not yet handed to the mailer."""
 
-    succeeded: bool
-    provider_reference: str | None
-    failure_reason: str | None = None
+    notification_id: str
+    seller_id: str
+    kind: str
+    data: Mapping[str, Any]
+
+
+class NotificationOutbox(Protocol):
+    """Which notifications were handed to the mailer, claimed first so none is sent twice."""
+
+    def unsent(self, limit: int) -> list[PendingNotification]: ...
+
+    def claim(self, notification_id: str) -> bool: ...
+
+    def mark_sent(self, notification_id: str) -> None: ...
+
+    def mark_failed(self, notification_id: str, error: str) -> None: ...
+
+    def sent_times(self) -> dict[str, datetime]: ...
+
+
+@dataclass(frozen=True)
+class MailMessage:
+    """One plain-text e-mail."""
+
+    to: str
+    subject: str
+    body: str
+    headers: Mapping[str, str]
+
+
+class MailNotSentError(Exception):
+    """The mail server refused the message or could not be reached."""
+
+
+class Mailer(Protocol):
+    """Sends e-mail."""
+
+    def send(self, message: MailMessage) -> None:
+        """Hand the message over; raise MailNotSentError when it was not accepted."""
+        ...
+
+
+class ReadModels(Protocol):
+    """The read side as the commands need it: catch-up and the unsettled money."""
+
+    def catch_up(self, *names: str) -> None: ...
+
+    def unsettled_for_seller(self, seller_id: str, before: datetime) -> dict[str, dict[str, list[Any]]]:
+        """Per currency, the seller's unsettled ``allocations`` and ``adjustments`` created before."""
+        ...
+
+    def seller_currencies(self, seller_id: str) -> list[str]: ...
+
+    def sellers_with_unsettled(self, before: datetime) -> list[str]: ...
+
+
+class Auditor(Protocol):
+    """Replays the whole log against the read models and the hash chain (``audit verify``)."""
+
+    def verify(self) -> dict[str, Any]:
+        """The verdict: head_position, head_hash, ok, breaches, checked."""
+        ...

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from app import handlers
-from app.adapters.queue import pending_flag
+from app.adapters import keys
+from app.commands import notifications, settlement_runs, verification
 from projections.runner import PROJECTIONS, catch_up
 from workers.context import get_container
 
@@ -16,9 +16,9 @@ def catch_up_projection(name: str) -> int:
     """Bring one read model up to the head of the log; returns the events applied."""
     container = get_container()
     # Clear the flag before reading, so a command committed from now on enqueues again.
-    container.redis.delete(pending_flag(container.settings.key_prefix, name))
+    container.redis.delete(keys.projection_pending(container.settings.key_prefix, name))
     applied = catch_up(PROJECTIONS[name](), container.marketplace, container.engine)
-    if name == "notifications" and applied and container.settings.smtp_url:
+    if name == "notifications" and applied and container.mailer is not None:
         container.jobs.notifications_changed()
     return applied
 
@@ -29,19 +29,19 @@ def catch_up_all() -> dict[str, int]:
 
 
 def execute_settlement_run(run_id: str) -> None:
-    handlers.execute_settlement_run(get_container(), run_id)
+    settlement_runs.execute_settlement_run(get_container(), run_id)
 
 
 def execute_verification(verification_id: str) -> None:
-    handlers.execute_verification(get_container(), verification_id)
+    verification.execute_verification(get_container(), verification_id)
 
 
 def verify_on_schedule() -> str:
-    return handlers.verify_on_schedule(get_container())
+    return verification.verify_on_schedule(get_container())
 
 
 def settle_previous_month() -> list[str]:
-    return handlers.settle_previous_month(get_container())
+    return settlement_runs.settle_previous_month(get_container())
 
 
 def cleanup_expired_sessions() -> int:
@@ -53,5 +53,5 @@ def cleanup_expired_sessions() -> int:
 
 def deliver_notifications() -> int:
     container = get_container()
-    container.redis.delete(f"{container.settings.key_prefix}:notifications-pending")
-    return handlers.deliver_notifications(container)
+    container.redis.delete(keys.notifications_pending(container.settings.key_prefix))
+    return notifications.deliver_notifications(container)

@@ -15,6 +15,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import LockError
 
+from app.adapters import keys
 from domain.errors import (
     CheckoutSessionExpiredError,
     CheckoutSessionNotFoundError,
@@ -33,11 +34,11 @@ class RedisCheckoutSessions:
         self.prefix = prefix
 
     def _key(self, session_id: str) -> str:
-        return f"{self.prefix}:checkout:{session_id}"
+        return keys.checkout_session(self.prefix, session_id)
 
     @property
     def _index(self) -> str:
-        return f"{self.prefix}:checkout-expiry"
+        return keys.checkout_expiry_index(self.prefix)
 
     def create(self, session: dict[str, Any], ttl_seconds: int) -> None:
         expires = time.time() + ttl_seconds
@@ -73,7 +74,7 @@ class RedisCheckoutSessions:
     @contextmanager
     def lock(self, session_id: str, timeout_seconds: int = 120) -> Iterator[None]:
         lock = self.redis.lock(
-            f"{self.prefix}:checkout-lock:{session_id}", timeout=timeout_seconds, blocking=False
+            keys.checkout_lock(self.prefix, session_id), timeout=timeout_seconds, blocking=False
         )
         if not lock.acquire():
             raise ConcurrentChangeError("this checkout session is being confirmed by another request")
@@ -95,7 +96,7 @@ class RedisCheckoutSessions:
         pipe = self.redis.pipeline()
         for raw in stale:
             session_id = raw.decode() if isinstance(raw, bytes) else raw
-            pipe.delete(f"{self.prefix}:checkout-lock:{session_id}")
+            pipe.delete(keys.checkout_lock(self.prefix, session_id))
         pipe.zremrangebyscore(self._index, "-inf", cutoff)
         pipe.execute()
         return len(stale)

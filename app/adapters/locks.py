@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from redis import Redis
 from redis.exceptions import LockError
 
+from app.adapters import keys
 from domain.errors import ConcurrentChangeError
 
 
@@ -26,3 +28,23 @@ def named_lock(
             lock.release()
         except LockError:
             pass
+
+
+class RedisLocks:
+    """The Locks port on Redis."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    def order_refunds(self, order_id: str) -> AbstractContextManager[None]:
+        try:
+            key = str(uuid.UUID(order_id))  # one spelling of the id, one lock
+        except ValueError:
+            key = order_id
+        return named_lock(self.redis, keys.refund_lock(self.prefix, key))
+
+    def seller_settlement(
+        self, seller_id: str, timeout_seconds: int = 600, wait_seconds: float = 120
+    ) -> AbstractContextManager[None]:
+        return named_lock(self.redis, keys.settle_lock(self.prefix, seller_id), timeout_seconds, wait_seconds)

@@ -10,6 +10,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from app.adapters.stripe_events import refunds_in
 from domain.errors import PaymentStateError
 from domain.ports import (
     CHARGE_FAILED,
@@ -17,6 +18,7 @@ from domain.ports import (
     CHARGE_SUCCEEDED,
     ChargeResult,
     PayoutResult,
+    ProviderRefund,
     ProviderUnavailableError,
     RefundResult,
 )
@@ -47,6 +49,7 @@ class MockGateway:
     idempotency key, so a retried call answers exactly as the first did."""
 
     name = "mock"
+    reverses_payouts = True
 
     def charge(
         self,
@@ -90,6 +93,10 @@ class MockGateway:
         """The mock takes it back at once."""
         return PayoutResult(True, _token("trr_", idempotency_key))
 
+    def refunds_of(self, provider_reference: str) -> list[ProviderRefund] | None:
+        """The mock keeps no list of refunds (and sends no webhooks that would need one)."""
+        return None
+
 
 class StripeGateway:
     """PaymentIntents, Refunds and Transfers through the official SDK (separate charges and
@@ -97,6 +104,7 @@ class StripeGateway:
     errors and 5xx (``max_network_retries``) never charge, refund or pay twice."""
 
     name = "stripe"
+    reverses_payouts = True  # Transfer Reversals
 
     def __init__(
         self, api_key: str, api_base: str | None = None, *, max_network_retries: int = 2, timeout: float = 30
@@ -282,6 +290,10 @@ class StripeGateway:
         if payment_intent is not None:
             params["payment_intent"] = payment_intent
         return self._list(self.client.v1.refunds, params)
+
+    def refunds_of(self, provider_reference: str) -> list[ProviderRefund] | None:
+        """Every refund of a PaymentIntent, as Stripe lists them."""
+        return list(refunds_in(self.list_refunds(payment_intent=provider_reference)))
 
     def list_transfers(self, created_gte: int) -> list[dict]:
         return self._list(self.client.v1.transfers, {"created": {"gte": created_gte}})

@@ -1,20 +1,21 @@
 """Background work after a command commits: RQ on Redis, or inline in the embedded default.
 
-Both run the same code (projections.runner.catch_up and the handlers); RQ is imported
-only here and in workers/.
+RQ is imported only here and in workers/. The inline runner is handed the work to run by the
+composition root, so this adapter never imports the commands.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from projections.runner import PROJECTIONS, catch_up
+from app.adapters import keys
+from projections.runner import PROJECTIONS
 
 if TYPE_CHECKING:  # pragma: nocover
     from redis import Redis
-
-    from app.bootstrap import Container
+    from rq import Retry
 
 RETRY_INTERVALS = [1, 5, 15, 60, 300]
 FAILURE_TTL = 30 * 86_400
@@ -35,7 +36,7 @@ def queue_report(redis: Redis, prefix: str) -> list[dict[str, object]]:
     from rq import Queue
     from rq.registry import FailedJobRegistry
 
-    report = []
+    report: list[dict[str, object]] = []
     for name in queue_names(prefix).values():
         queue = Queue(name, connection=redis)
         failed = FailedJobRegistry(queue=queue)
@@ -50,39 +51,29 @@ def queue_report(redis: Redis, prefix: str) -> list[dict[str, object]]:
     return report
 
 
-def pending_flag(prefix: str, projection: str) -> str:
-    return f"{prefix}:projection-pending:{projection}"
-
-
 class InlineJobs:
-    """Embedded default: run the work right away in this process (reads are immediately consistent)."""
+    """Embedded default: run the work right away in this process (reads are immediately consistent).
 
-    def __init__(self, container: Container) -> None:
-        self.container = container
+    ``run`` maps each kind of work to the function that does it (given by the composition root).
+    """
+
+    def __init__(self, run: dict[str, Callable[..., Any]]) -> None:
+        self.run = run
 
     def projections_changed(self) -> None:
-        container = self.container
-        for cls in PROJECTIONS.values():
-            catch_up(cls(), container.marketplace, container.engine)
+        self.run["catch_up"]()
 
     def settlement_run_requested(self, run_id: str) -> None:
-        from app.handlers import execute_settlement_run
-
-        execute_settlement_run(self.container, run_id)
+        self.run["settlement_run"](run_id)
 
     def verification_requested(self, verification_id: str) -> None:
-        from app.handlers import execute_verification
-
         try:
-            execute_verification(self.container, verification_id)
+            self.run["verification"](verification_id)
         except Exception:  # noqa: BLE001  recorded on the verification (status failed) and logged
             return
 
     def notifications_changed(self) -> None:
-        from app.handlers import deliver_notifications
-
-        if self.container.settings.smtp_url:
-            deliver_notifications(self.container)
+        self.run["notifications"]()
 
 
 class RqJobs:
@@ -99,7 +90,7 @@ class RqJobs:
         names = queue_names(prefix)
         self.queues = {key: Queue(name, connection=redis) for key, name in names.items()}
 
-    def _retry(self):  # type: ignore[no-untyped-def]
+    def _retry(self) -> Retry:
         from rq import Retry
 
         return Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS)
@@ -109,8 +100,8 @@ class RqJobs:
         pipe = self.redis.pipeline(transaction=False)
         names = list(PROJECTIONS)
         for name in names:
-            pipe.set(pending_flag(self.prefix, name), "1", nx=True, ex=60)
-        for name, fresh in zip(names, pipe.execute()):
+            pipe.set(keys.projection_pending(self.prefix, name), "1", nx=True, ex=60)
+        for name, fresh in zip(names, pipe.execute(), strict=True):
             if fresh:
                 self.queues["projections"].enqueue(
                     "workers.jobs.catch_up_projection",
@@ -142,7 +133,7 @@ class RqJobs:
         )
 
     def notifications_changed(self) -> None:
-        if self.redis.set(f"{self.prefix}:notifications-pending", "1", nx=True, ex=30):
+        if self.redis.set(keys.notifications_pending(self.prefix), "1", nx=True, ex=30):
             self.queues["notifications"].enqueue(
                 "workers.jobs.deliver_notifications",
                 job_id=f"{self.prefix}-notifications-{uuid.uuid4().hex[:12]}",

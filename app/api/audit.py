@@ -13,9 +13,10 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 from werkzeug.exceptions import NotFound
 
-from app import audit, handlers
+from app import audit
 from app.api import json_response
 from app.auth import check_subject, current_principal, require
+from app.commands import verification
 from app.schemas import (
     AsOfQuerySchema,
     AuditEventsQuerySchema,
@@ -251,7 +252,7 @@ def request_verification():  # type: ignore[no-untyped-def]
     """Verify the books (what `flask --app wsgi audit verify` checks) in the background; the
     verification shows the verdict when it is done. A worker also runs one every day."""
     container = _container()
-    verification_id = handlers.request_verification(container, current_principal().cause(g.request_id))
+    verification_id = verification.request_verification(container, current_principal().cause(g.request_id))
     return json_response(_verification_view(container.marketplace.get_verification(verification_id)), 202)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import current_app, g
 from flask_smorest import Blueprint
 
-from app import handlers
 from app.api import json_response
 from app.auth import check_subject, current_principal, require
+from app.commands import checkout
 from app.presenters import order_view, payment_view, session_view
 from app.schemas import (
     ActionRequiredSchema,
@@ -32,7 +32,7 @@ def create_session(data):
     """Quote a cart per seller and open a checkout session."""
     check_subject("customer", data["customer_id"])
     container = current_app.extensions["tally"]
-    session = handlers.create_checkout_session(container, data)
+    session = checkout.create_checkout_session(container, data)
     return json_response(session_view(session), 201)
 
 
@@ -72,7 +72,7 @@ def confirm_session(data, session_id):
     session = container.sessions.get(session_id)
     check_subject("customer", session["customer_id"])
     cause = current_principal().cause(g.request_id)
-    outcome, payment, order = handlers.confirm_checkout(
+    outcome, payment, order = checkout.confirm_checkout(
         container, session_id, data["payment_method"], cause, session=session
     )
     if outcome == "requires_action":

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import current_app, g
 from flask_smorest import Blueprint
 
-from app import handlers
 from app.api import json_response
 from app.auth import check_subject, current_principal, require
+from app.commands import refunds
 from app.presenters import order_view, payment_view
 from app.schemas import OrderSchema, PaymentSchema, RefundRequestSchema, RefundSchema
 
@@ -42,7 +42,7 @@ def get_payment(payment_id):
 def refund_order(data, order_id):
     """Refund part or all of an order; fees are reversed at each allocation's own rate."""
     container = current_app.extensions["tally"]
-    refund = handlers.refund_order(
+    refund = refunds.refund_order(
         container,
         order_id,
         data["amount"],

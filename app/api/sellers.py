@@ -6,9 +6,10 @@ from flask import current_app, g
 from flask_smorest import Blueprint
 from werkzeug.exceptions import NotFound
 
-from app import handlers
 from app.api import json_response
 from app.auth import check_subject, current_principal, require
+from app.commands import settlement, settlement_runs
+from app.presenters import settlement_document
 from app.schemas import (
     InvoiceListSchema,
     InvoiceSchema,
@@ -63,12 +64,14 @@ def list_settlements(seller_id):
 @bp.alt_response(200, schema=SettlementListSchema, description="Nothing new to settle (or already settled)")
 def settle_seller(period, seller_id):
     """Settle what the seller has unsettled up to the end of the period (idempotent)."""
-    start, end = handlers.parse_period(period["period_start"].isoformat(), period["period_end"].isoformat())
+    start, end = settlement.parse_period(period["period_start"].isoformat(), period["period_end"].isoformat())
     container = current_app.extensions["tally"]
-    settlements, created = handlers.settle_seller(
+    settlements, created = settlement.settle_seller(
         container, seller_id, start, end, current_principal().cause(g.request_id)
     )
-    return json_response({"settlements": settlements}, 201 if created else 200)
+    return json_response(
+        {"settlements": [settlement_document(s) for s in settlements]}, 201 if created else 200
+    )
 
 
 @bp.route("/settlements/runs", methods=["POST"])
@@ -77,9 +80,11 @@ def settle_seller(period, seller_id):
 @bp.response(202, SettlementRunSchema)
 def request_run(data):
     """Settle every seller for a period in the background."""
-    start, end = handlers.parse_period(data["period_start"].isoformat(), data["period_end"].isoformat())
+    start, end = settlement.parse_period(data["period_start"].isoformat(), data["period_end"].isoformat())
     container = current_app.extensions["tally"]
-    run_id = handlers.request_settlement_run(container, start, end, current_principal().cause(g.request_id))
+    run_id = settlement_runs.request_settlement_run(
+        container, start, end, current_principal().cause(g.request_id)
+    )
     run = container.marketplace.get_settlement_run(run_id)
     return json_response(_run_view(run), 202)
 
@@ -136,5 +141,5 @@ def list_notifications(seller_id):
     """What the seller was told, newest first."""
     check_subject("seller", seller_id)
     container = current_app.extensions["tally"]
-    notifications = queries.list_notifications(_engine(), seller_id, handlers.sent_times(container))
+    notifications = queries.list_notifications(_engine(), seller_id, container.outbox.sent_times())
     return json_response({"notifications": notifications})

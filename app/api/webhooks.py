@@ -6,9 +6,10 @@ from flask import current_app, request
 from flask_smorest import Blueprint
 from werkzeug.exceptions import BadRequest
 
-from app import handlers
 from app.adapters.payments import WebhookSignatureError, check_webhook
+from app.adapters.stripe_events import translate
 from app.api import json_response
+from app.commands.provider_events import receive_provider_event
 from app.schemas import ProblemSchema, StripeEventSchema, WebhookAckSchema
 
 bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks", description="Provider webhooks")
@@ -45,5 +46,6 @@ def stripe_webhook():
         )
     except WebhookSignatureError as exc:
         raise BadRequest(str(exc)) from None
-    outcome = handlers.receive_provider_event(container, event, raw=body.decode("utf-8"))
+    provider_event = translate(event, raw=body.decode("utf-8"))
+    outcome = "ignored" if provider_event is None else receive_provider_event(container, provider_event)
     return json_response({"received": True, "outcome": outcome})

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from app import audit, handlers
+from app import audit
+from app.adapters import read_models
 from app.adapters.queue import InlineJobs
+from app.commands.verification import execute_verification
 from app.audit import ChainCheck, SqlChainCheck, iter_audit_rows, iter_notifications
 from projections.runner import PROJECTIONS, catch_up
 from projections.tables import projection_positions
@@ -532,7 +534,7 @@ def test_a_verification_that_cannot_finish_says_so_and_can_run_again(
     def broken(*args, **kwargs):
         raise RuntimeError("postgresql://user:secret@db/tally is unreachable")
 
-    monkeypatch.setattr(handlers, "verify", broken)
+    monkeypatch.setattr(read_models, "verify", broken)
     requested = client.post("/api/audit/verifications", headers=admin)
     assert requested.status_code == 202
     with pytest.raises(AssertionError, match="RuntimeError"):  # the job failed, and is not retried
@@ -541,11 +543,12 @@ def test_a_verification_that_cannot_finish_says_so_and_can_run_again(
     assert failed["status"] == "failed" and failed["ok"] is None and failed["finished_at"]
     assert failed["error"] == "RuntimeError (see the worker's log)"  # nothing of the message
     inline = container.marketplace.request_verification({"actor_id": "admin", "actor_role": "admin"})
-    InlineJobs(container).verification_requested(str(inline.id))  # embedded mode: the request still succeeds
+    inline_jobs = InlineJobs({"verification": lambda vid: execute_verification(container, vid)})
+    inline_jobs.verification_requested(str(inline.id))  # embedded mode: the request still succeeds
     assert container.marketplace.get_verification(inline.id).status == "failed"
 
     monkeypatch.undo()
-    handlers.execute_verification(container, requested.json["id"])  # a retry
+    execute_verification(container, requested.json["id"])  # a retry
     again = client.get(f"/api/audit/verifications/{requested.json['id']}", headers=admin).json
     assert again["status"] == "done" and again["ok"] is True and again["error"] is None
 

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import update
 
-from app import auth, create_app, handlers
+from app import auth, create_app
+from app.commands import checkout
 from app.adapters.tables import api_keys
 from app.bootstrap import Container
 from tests.conftest import checkout_body
@@ -536,7 +537,7 @@ def test_a_500_is_a_problem_without_a_stack_trace(client, make_key, monkeypatch)
     def explode(*_args, **_kwargs):
         raise RuntimeError("secret internals: /srv/tally/app/handlers.py line 42")
 
-    monkeypatch.setattr(handlers, "create_checkout_session", explode)
+    monkeypatch.setattr(checkout, "create_checkout_session", explode)
     key = {"Idempotency-Key": "boom"}
     response = client.post("/api/checkout/sessions", json=checkout_body(), headers={**customer, **key})
     body = assert_problem(response, 500)

@@ -12,7 +12,8 @@ from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder
 from freezegun import freeze_time
 from freezegun.api import FakeDatetime
 
-from app import create_app, handlers
+from app import create_app
+from app.commands.settlement_runs import settle_previous_month
 from app.auth import create_key
 from app.bootstrap import Container
 from domain.services import Marketplace
@@ -109,7 +110,7 @@ def test_monthly_cron_job_settles_the_previous_month_once(frozen):
         from workers import jobs
 
         assert jobs.settle_previous_month() == []
-        assert handlers.settle_previous_month(container, today=date(2026, 11, 1)) == []
+        assert settle_previous_month(container, today=date(2026, 11, 1)) == []
         new_topics = event_topics(container, events_before)
         assert not any("Settlement" in t or "Allocation.Settled" in t for t in new_topics), new_topics
         run_worker_burst(container)
@@ -134,7 +135,7 @@ def test_monthly_cron_job_settles_the_previous_month_once(frozen):
 
 
 def test_monthly_handler_with_an_explicit_day(frozen):
-    """handlers.settle_previous_month(today=…) settles the month before `today`, and only once."""
+    """settle_previous_month(today=…) settles the month before `today`, and only once."""
     app, container = frozen
     client = app.test_client()
     _, customer = _keys(container)
@@ -143,10 +144,10 @@ def test_monthly_handler_with_an_explicit_day(frozen):
     with freeze_time("2026-11-15 12:00:00", tick=True):
         order_for(client, customer, "c-1", [item("s-1", 3000)])
 
-    assert handlers.settle_previous_month(container, today=date(2026, 10, 1)) == []  # September: nothing
-    first = handlers.settle_previous_month(container, today=date(2026, 11, 1))
+    assert settle_previous_month(container, today=date(2026, 10, 1)) == []  # September: nothing
+    first = settle_previous_month(container, today=date(2026, 11, 1))
     assert len(first) == 1
-    assert handlers.settle_previous_month(container, today=date(2026, 11, 1)) == []
+    assert settle_previous_month(container, today=date(2026, 11, 1)) == []
     settlement = container.marketplace.get_settlement(first[0])
     assert (settlement.period_start, settlement.period_end) == ("2026-10-01", "2026-10-31")
     assert settlement.total_payout_amount == 1800 and len(settlement.allocations) == 1

@@ -12,7 +12,8 @@ from collections import Counter
 import pytest
 from freezegun import freeze_time
 
-from app import create_app, handlers
+from app import create_app
+from app.commands.notifications import deliver_notifications
 from app.adapters.checkout_sessions import REMEMBER_EXPIRED_SECONDS
 from app.bootstrap import Container
 from projections.runner import PROJECTIONS, catch_up
@@ -143,7 +144,7 @@ def test_notifications_are_emailed_once_each_even_with_two_senders(make_settings
         def sender() -> None:
             try:
                 barrier.wait()
-                sent.append(handlers.deliver_notifications(container))
+                sent.append(deliver_notifications(container))
             except BaseException as exc:
                 errors.append(exc)
 
@@ -155,7 +156,7 @@ def test_notifications_are_emailed_once_each_even_with_two_senders(make_settings
         assert not errors, errors
         assert sum(sent) == 4, sent
         assert sink.ids() == Counter({n["id"]: 1 for n in before} | {_only_id(client, admin, "s-2"): 1})
-        assert handlers.deliver_notifications(container) == 0
+        assert deliver_notifications(container) == 0
 
         after = client.get("/api/sellers/s-1/notifications", headers=seller).json["notifications"]
         assert [n["id"] for n in after] == [n["id"] for n in before]

@@ -50,7 +50,7 @@ def make_session(
     fee_bps: int = 1000,
     customer_id: str = "c-1",
 ) -> dict[str, Any]:
-    """A checkout session shaped like app.handlers.create_checkout_session builds it."""
+    """A checkout session shaped like app.commands.checkout.create_checkout_session builds it."""
     return {
         "id": str(uuid.uuid4()),
         "status": "open",

@@ -98,7 +98,9 @@ class TestImportWalker:
 
     def test_the_walker_finds_the_packages_it_checks(self) -> None:
         files = imports_by_file("domain", "app", "projections", "workers")
-        assert {"domain/money.py", "domain/services.py", "app/handlers.py", STRIPE_ADAPTER} <= set(files)
+        assert {"domain/money.py", "domain/services.py", "app/commands/checkout.py", STRIPE_ADAPTER} <= set(
+            files
+        )
         assert "stripe" in files[STRIPE_ADAPTER]
         assert "eventsourcing.domain" in files["domain/payment.py"]
 

@@ -1,0 +1,53 @@
+"""The ReadModels and Auditor ports over the SQL read side."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from app.audit import verify
+from domain.services import Marketplace
+from projections import queries
+from projections.runner import PROJECTIONS, catch_up
+
+
+class SqlReadModels:
+    """Catch-up and the settlement queries, on the read models' engine."""
+
+    def __init__(self, marketplace: Marketplace, engine: Engine) -> None:
+        self.marketplace = marketplace
+        self.engine = engine
+
+    def catch_up(self, *names: str) -> None:
+        for name in names or tuple(PROJECTIONS):
+            catch_up(PROJECTIONS[name](), self.marketplace, self.engine)
+
+    def unsettled_for_seller(self, seller_id: str, before: datetime) -> dict[str, dict[str, list[Any]]]:
+        return queries.unsettled_for_seller(self.engine, seller_id, before)
+
+    def seller_currencies(self, seller_id: str) -> list[str]:
+        return queries.seller_currencies(self.engine, seller_id)
+
+    def sellers_with_unsettled(self, before: datetime) -> list[str]:
+        return queries.sellers_with_unsettled(self.engine, before)
+
+
+class SqlAuditor:
+    """``audit verify`` over the event store and the read models, after the audit log caught up."""
+
+    def __init__(self, marketplace: Marketplace, engine: Engine) -> None:
+        self.marketplace = marketplace
+        self.engine = engine
+
+    def verify(self) -> dict[str, Any]:
+        catch_up(PROJECTIONS["audit_log"](), self.marketplace, self.engine)
+        report = verify(self.marketplace, self.engine)
+        return {
+            "head_position": report.head[0],
+            "head_hash": report.head[1],
+            "ok": report.ok,
+            "breaches": report.breaches,
+            "checked": report.checked,
+        }

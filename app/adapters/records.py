@@ -1,0 +1,193 @@
+"""The app's own SQL records behind two ports: ProviderRecords (payment references, received
+provider events, provider refunds) and NotificationOutbox (which notifications were mailed)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.adapters.tables import notification_deliveries, payment_references, provider_events, provider_refunds
+from domain.ports import PendingNotification, ProviderEvent
+from projections.tables import notifications_view
+
+FINAL_EVENT_STATES = ("applied", "ignored", "unmatched")
+# How long a redelivery waits for a delivery of the same event still being applied before it
+# takes the event over (the first one crashed or hangs; every step is idempotent anyway).
+IN_FLIGHT_WAIT_SECONDS = 10.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlRecords:
+    """ProviderRecords and NotificationOutbox in the app's tables (PostgreSQL or SQLite)."""
+
+    def __init__(self, engine: Engine, autocommit: Engine) -> None:
+        self.engine = engine
+        self.autocommit = autocommit  # single-statement writes: no BEGIN/COMMIT round trips
+
+    # ---- ProviderRecords -----------------------------------------------------------------
+
+    def remember_payment_reference(self, provider_reference: str, payment_id: str) -> None:
+        try:
+            with self.autocommit.connect() as conn:
+                conn.execute(
+                    insert(payment_references).values(
+                        provider_reference=provider_reference, payment_id=payment_id
+                    )
+                )
+        except IntegrityError:
+            pass  # already known (a retried confirm): the row is the same
+
+    def payment_id_for_reference(self, provider_reference: str) -> str | None:
+        with self.engine.connect() as conn:
+            found: str | None = conn.execute(
+                select(payment_references.c.payment_id).where(
+                    payment_references.c.provider_reference == provider_reference
+                )
+            ).scalar()
+        return found
+
+    def claim_event(self, event: ProviderEvent) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(provider_events).values(
+                        id=event.id,
+                        provider=event.provider,
+                        type=event.type,
+                        payload=event.payload,
+                        state="received",
+                        received_at=_now(),
+                        attempts=1,
+                    )
+                )
+            return True
+        except IntegrityError:
+            pass
+        deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+        while True:
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    select(provider_events.c.state, provider_events.c.attempts).where(
+                        provider_events.c.id == event.id
+                    )
+                ).one()
+            if row.state in FINAL_EVENT_STATES:
+                return False
+            if row.state != "received" or time.monotonic() >= deadline:
+                # failed earlier, or its delivery died: take it over; of racing takers one wins
+                with self.engine.begin() as conn:
+                    taken = conn.execute(
+                        update(provider_events)
+                        .where(
+                            provider_events.c.id == event.id,
+                            provider_events.c.state == row.state,
+                            provider_events.c.attempts == row.attempts,
+                        )
+                        .values(state="received", attempts=row.attempts + 1, received_at=_now())
+                    ).rowcount
+                if taken == 1:
+                    return True
+                deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+            time.sleep(0.05)
+
+    def finish_event(self, event_id: str, state: str, detail: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(provider_events)
+                .where(provider_events.c.id == event_id)
+                .values(state=state, detail=detail, applied_at=_now())
+            )
+
+    def remember_refund(
+        self,
+        provider_reference: str,
+        refund_id: str,
+        order_id: str,
+        payment_id: str,
+        amount: int,
+        origin: str,
+    ) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(provider_refunds).values(
+                        provider_reference=provider_reference,
+                        refund_id=refund_id,
+                        order_id=order_id,
+                        payment_id=payment_id,
+                        amount=amount,
+                        origin=origin,
+                        created_at=_now(),
+                    )
+                )
+        except IntegrityError:
+            pass  # already known: the row is the same
+
+    def refund_ids_for(self, provider_references: list[str]) -> dict[str, str]:
+        if not provider_references:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(provider_refunds.c.provider_reference, provider_refunds.c.refund_id).where(
+                    provider_refunds.c.provider_reference.in_(provider_references)
+                )
+            ).all()
+        return {row.provider_reference: row.refund_id for row in rows}
+
+    # ---- NotificationOutbox --------------------------------------------------------------
+
+    def unsent(self, limit: int) -> list[PendingNotification]:
+        with self.engine.connect() as conn:
+            claimed_ids = select(notification_deliveries.c.notification_id)
+            rows = conn.execute(
+                select(notifications_view)
+                .where(notifications_view.c.notification_id.not_in(claimed_ids))
+                .order_by(notifications_view.c.created_at)
+                .limit(limit)
+            ).all()
+        return [
+            PendingNotification(row.notification_id, row.seller_id, row.kind, json.loads(row.data))
+            for row in rows
+        ]
+
+    def claim(self, notification_id: str) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(notification_deliveries).values(
+                        notification_id=notification_id, state="sending", claimed_at=_now()
+                    )
+                )
+        except IntegrityError:
+            return False  # another sender has it
+        return True
+
+    def _set(self, notification_id: str, **values: object) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(notification_deliveries)
+                .where(notification_deliveries.c.notification_id == notification_id)
+                .values(**values)
+            )
+
+    def mark_sent(self, notification_id: str) -> None:
+        self._set(notification_id, state="sent", sent_at=_now())
+
+    def mark_failed(self, notification_id: str, error: str) -> None:
+        self._set(notification_id, state="failed", error=error)
+
+    def sent_times(self) -> dict[str, datetime]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(notification_deliveries.c.notification_id, notification_deliveries.c.sent_at).where(
+                    notification_deliveries.c.state == "sent"
+                )
+            ).all()
+        return {row.notification_id: row.sent_at for row in rows}

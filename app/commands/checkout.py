@@ -1,0 +1,134 @@
+"""Checkout: quote a cart into a session, then take the payment first; only success places the order."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from app.commands.deps import Deps
+from domain import payment as payment_status
+from domain.errors import CheckoutConflictError, PaymentDeclinedError, PaymentNotFoundError
+from domain.ids import order_id_for_session
+from domain.order import Order
+from domain.payment import Payment
+from domain.ports import CHARGE_REQUIRES_ACTION, CHARGE_SUCCEEDED, ProviderUnavailableError
+from domain.pricing import quote
+from projections.queries import rfc3339
+
+SESSION_OPEN = "open"
+SESSION_AWAITING_ACTION = "awaiting_action"
+SESSION_COMPLETED = "completed"
+
+
+def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:
+    """Quote the cart per seller and keep it for the session's lifetime."""
+    policy = deps.policy
+    priced = quote(data["currency"], data["items"], policy.platform_fee_bps)
+    now = datetime.now(UTC)
+    ttl = policy.checkout_session_ttl_seconds
+    expires = now + timedelta(seconds=ttl)
+    session = {
+        "id": str(uuid.uuid4()),
+        "status": SESSION_OPEN,
+        "customer_id": data["customer_id"],
+        **priced.to_dict(),
+        "delivery_address": data.get("delivery_address"),
+        "created_at": rfc3339(now),
+        "expires_at": rfc3339(expires),
+        "expires_at_epoch": expires.timestamp(),
+        "order_id": None,
+        "payment_id": None,
+    }
+    deps.sessions.create(session, ttl)
+    return session
+
+
+def _check_confirmable(session: dict[str, Any]) -> None:
+    if session["status"] == SESSION_COMPLETED:
+        raise CheckoutConflictError("this checkout session is already completed")
+    if session["status"] == SESSION_AWAITING_ACTION:
+        raise CheckoutConflictError("a payment for this checkout session is awaiting customer action")
+
+
+def confirm_checkout(
+    deps: Deps,
+    session_id: str,
+    payment_method: str,
+    cause: dict[str, Any],
+    session: dict[str, Any] | None = None,
+) -> tuple[Literal["succeeded", "requires_action"], Payment, Order | None]:
+    """Take the payment first; only a successful payment places the order and its allocations.
+
+    Returns ("succeeded", payment, order) or ("requires_action", payment, None); a decline
+    raises PaymentDeclinedError after the failed attempt is recorded. ``session`` is the
+    caller's copy, used for an early refusal; the one read under the lock decides.
+    """
+    sessions, marketplace, gateway = deps.sessions, deps.marketplace, deps.gateway
+    _check_confirmable(session or sessions.get(session_id))
+    with sessions.lock(session_id):
+        session = sessions.get(session_id)
+        _check_confirmable(session)
+        if marketplace.order_exists_for_session(session_id):
+            raise CheckoutConflictError("this checkout session is already completed")
+        payment = _unanswered_payment(deps, session, payment_method) or marketplace.start_payment(
+            session, payment_method, gateway.name, cause
+        )
+        payment_id = str(payment.id)
+        try:
+            result = gateway.charge(
+                payment_id=payment_id,
+                amount=payment.amount,
+                currency=payment.currency,
+                payment_method=payment_method,
+                customer_id=payment.customer_id,
+                transfer_group=str(order_id_for_session(session_id)),
+                idempotency_key=payment_id,
+            )
+        except ProviderUnavailableError:
+            # The provider may have charged: the next confirm retries this payment with the
+            # same idempotency key instead of starting another (a webhook may settle it first).
+            sessions.save({**session, "payment_id": payment_id})
+            raise
+        if result.provider_reference:
+            deps.records.remember_payment_reference(result.provider_reference, payment_id)
+        if result.status == CHARGE_SUCCEEDED:
+            payment, order = marketplace.complete_payment(
+                payment_id, result.provider_reference or "", cause, payment=payment
+            )
+            sessions.save(
+                {**session, "status": SESSION_COMPLETED, "order_id": str(order.id), "payment_id": payment_id}
+            )
+            return "succeeded", payment, order
+        if result.status == CHARGE_REQUIRES_ACTION:
+            payment = marketplace.record_action_required(
+                payment_id,
+                result.provider_reference or "",
+                result.client_secret or "",
+                cause,
+                payment=payment,
+            )
+            sessions.save({**session, "status": SESSION_AWAITING_ACTION, "payment_id": payment_id})
+            return "requires_action", payment, None
+        reason = result.failure_reason or "declined"
+        marketplace.record_failure(payment_id, result.provider_reference, reason, cause, payment=payment)
+        sessions.save({**session, "payment_id": payment_id})
+        raise PaymentDeclinedError(payment_id, reason)
+
+
+def _unanswered_payment(deps: Deps, session: dict[str, Any], payment_method: str) -> Payment | None:
+    """The session's last payment if the provider never answered it (still pending), else None."""
+    if not session.get("payment_id"):
+        return None
+    try:
+        payment = deps.marketplace.get_payment(session["payment_id"])
+    except PaymentNotFoundError:
+        return None
+    if payment.outcome != payment_status.PENDING:
+        return None
+    if payment.payment_method != payment_method:
+        raise CheckoutConflictError(
+            "the provider has not answered the previous payment attempt yet; "
+            "retry it with the same payment method"
+        )
+    return payment

@@ -1,0 +1,201 @@
+"""Refunds: through the provider first, then the reversal on order, payment and allocations;
+money already paid out to a seller is taken back by a payout reversal or carried as an adjustment."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from app.commands.deps import Deps
+from domain.errors import DomainError
+from domain.ids import provider_refund_id, transfer_reversal_id
+from domain.payment import Payment
+from domain.ports import ProviderRefund, ProviderUnavailableError
+
+log = logging.getLogger(__name__)
+
+ORIGIN_TALLY = "tally"
+ORIGIN_PROVIDER = "provider"
+
+
+def refund_order(
+    deps: Deps,
+    order_id: str,
+    amount: int,
+    seller_id: str | None,
+    reason: str | None,
+    cause: dict[str, Any],
+) -> dict[str, Any]:
+    """Refund through the provider, then record the reversal on order, payment and allocations."""
+    marketplace = deps.marketplace
+    cause = {**cause, "reason": reason}
+    # One refund of an order at a time: the provider must never refund what we cannot record.
+    with deps.locks.order_refunds(order_id):
+        order, _plan = marketplace.plan_refund(order_id, amount, seller_id)
+        payment = marketplace.get_payment(order.payment_id)
+        refund_id = str(uuid.uuid4())
+        result = deps.gateway.refund(
+            provider_reference=payment.provider_reference or "", amount=amount, idempotency_key=refund_id
+        )
+        # Before recording: the provider's echo (a refund webhook) then knows this refund is ours.
+        deps.records.remember_refund(
+            result.provider_reference, refund_id, str(order.id), str(payment.id), amount, ORIGIN_TALLY
+        )
+        refund = marketplace.refund_order(str(order.id), amount, seller_id, refund_id, cause)
+    parts = [(a["allocation_id"], refund["id"]) for a in refund["allocations"]]
+    recovered = recover_paid_out(deps, parts, cause)
+    for part in refund["allocations"]:
+        if (part["allocation_id"], refund["id"]) in recovered:  # the seller paid it back: nothing carried
+            part["carried_as_adjustment"] = False
+            part["recovered_by_transfer_reversal"] = True
+    return refund
+
+
+def record_provider_refunds(
+    deps: Deps,
+    payment: Payment,
+    refunds: tuple[ProviderRefund, ...] | None,
+    amount_refunded: int | None,
+    charge_reference: str,
+    cause: dict[str, Any],
+) -> tuple[str, str | None]:
+    """Record refunds the provider reports (made in its dashboard); our own, echoed back, are known."""
+    assert payment.order_id is not None  # the caller matched a payment that placed an order
+    reversed_parts: list[tuple[str, str]] = []  # (allocation id, refund id) of what was recorded
+    try:
+        return _record(deps, payment, refunds, amount_refunded, charge_reference, cause, reversed_parts)
+    finally:
+        # Outside the order's refund lock; whatever was recorded, also before a failure.
+        recover_paid_out(deps, reversed_parts, cause)
+
+
+def _record(
+    deps: Deps,
+    payment: Payment,
+    refunds: tuple[ProviderRefund, ...] | None,
+    amount_refunded: int | None,
+    charge_reference: str,
+    cause: dict[str, Any],
+    reversed_parts: list[tuple[str, str]],
+) -> tuple[str, str | None]:
+    marketplace = deps.marketplace
+    order_id = str(payment.order_id)
+    recorded: list[str] = []
+    with deps.locks.order_refunds(order_id):
+        order = marketplace.get_order(order_id)
+        done = {refund["id"] for refund in order.refunds}
+        if refunds is None:
+            # Neither the event nor the provider lists the refunds: go by the cumulative total.
+            payment = marketplace.get_payment(str(payment.id))
+            if amount_refunded is None or amount_refunded <= payment.refunded_amount:
+                return "applied", "nothing new to record"
+            refunds = (
+                ProviderRefund(
+                    f"{charge_reference}:{amount_refunded}", amount_refunded - payment.refunded_amount, True
+                ),
+            )
+        live = [refund for refund in refunds if refund.live]
+        known = deps.records.refund_ids_for([refund.provider_reference for refund in live])
+        for refund in live:
+            provider_ref = refund.provider_reference
+            refund_id = known.get(provider_ref) or str(provider_refund_id(provider_ref))
+            if refund_id in done:
+                continue
+            try:
+                view = marketplace.refund_order(order_id, refund.amount, None, refund_id, cause)
+            except DomainError as exc:
+                return "unmatched", f"refund {provider_ref} of {refund.amount} cannot be recorded: {exc}"
+            origin = ORIGIN_TALLY if provider_ref in known else ORIGIN_PROVIDER
+            deps.records.remember_refund(
+                provider_ref, refund_id, order_id, str(payment.id), refund.amount, origin
+            )
+            done.add(refund_id)
+            recorded.append(provider_ref)
+            reversed_parts.extend((a["allocation_id"], refund_id) for a in view["allocations"])
+    if recorded:
+        return "applied", f"recorded {', '.join(recorded)}"
+    return "applied", "nothing new to record"
+
+
+def recover_paid_out(
+    deps: Deps, entries: list[tuple[str, str]], cause: dict[str, Any]
+) -> set[tuple[str, str]]:
+    """With payout reversals on (``STRIPE_REFUNDS_OF_PAID_OUT=reverse_transfer``): for each
+    (allocation id, refund id) whose payout part was already paid to the seller, reverse that part
+    of the payout and record it, so no settlement takes the negative adjustment. Anything short of a
+    recorded reversal leaves the adjustment carried to the seller's next settlement (the default),
+    and is logged. The refund itself is recorded already and stands whatever happens here.
+    Returns the entries recovered by a reversal recorded now."""
+    recovered: set[tuple[str, str]] = set()
+    if not (deps.policy.reverse_payouts_on_refund and deps.gateway.reverses_payouts):
+        return recovered
+    for allocation_id, refund_id in entries:
+        try:
+            if _reverse_payout(deps, allocation_id, refund_id, cause):
+                recovered.add((allocation_id, refund_id))
+        except Exception:
+            log.exception(
+                "transfer reversal for refund %s of allocation %s failed; carried as a negative adjustment",
+                refund_id,
+                allocation_id,
+            )
+    return recovered
+
+
+def _reverse_payout(deps: Deps, allocation_id: str, refund_id: str, cause: dict[str, Any]) -> bool:
+    """True when the reversal is recorded now."""
+    marketplace = deps.marketplace
+    candidate = marketplace.transfer_recovery(allocation_id, refund_id)
+    if candidate is None:
+        return False  # not settled, or not paid out by a transfer: nothing to take back
+    # Under the seller's settlement lock: no settlement can take the adjustment meanwhile.
+    with deps.locks.seller_settlement(candidate["seller_id"], timeout_seconds=120, wait_seconds=30):
+        candidate = marketplace.transfer_recovery(allocation_id, refund_id)
+        if candidate is None:
+            return False
+        key = str(transfer_reversal_id(refund_id, allocation_id))
+        try:
+            result = deps.gateway.reverse_payout(
+                provider_reference=candidate["transfer_reference"],
+                amount=candidate["amount"],
+                idempotency_key=key,
+                metadata={
+                    "refund_id": refund_id,
+                    "allocation_id": allocation_id,
+                    "settlement_id": candidate["settlement_id"],
+                },
+            )
+        except ProviderUnavailableError as exc:
+            log.warning(
+                "transfer reversal %s of %s (%s) not confirmed, provider unavailable (%s); refund %s of "
+                "allocation %s is carried as a negative adjustment",
+                key,
+                candidate["transfer_reference"],
+                candidate["amount"],
+                exc,
+                refund_id,
+                allocation_id,
+            )
+            return False
+        if not result.succeeded:
+            log.warning(
+                "transfer reversal %s of %s (%s) refused: %s; refund %s of allocation %s is carried as a "
+                "negative adjustment",
+                key,
+                candidate["transfer_reference"],
+                candidate["amount"],
+                result.failure_reason,
+                refund_id,
+                allocation_id,
+            )
+            return False
+        marketplace.record_transfer_reversal(
+            allocation_id,
+            refund_id,
+            candidate["settlement_id"],
+            candidate["amount"],
+            result.provider_reference or "",
+            cause,
+        )
+        return True
