@@ -6,7 +6,8 @@ from typing import Any
 
 from domain.order import Order
 from domain.payment import REQUIRES_ACTION, Payment
-from domain.settlement import Settlement
+from domain.seller_account import SellerAccount
+from domain.settlement import Settlement, SettlementRun
 from projections.queries import rfc3339
 
 
@@ -65,6 +66,26 @@ def order_view(order: Order, payment: Payment | None = None) -> dict[str, Any]:
 
 def session_view(session: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in session.items() if key != "expires_at_epoch"}
+
+
+def settlement_run_view(run: SettlementRun) -> dict[str, Any]:
+    return {
+        "id": str(run.id),
+        "status": run.status,
+        "period_start": run.period_start,
+        "period_end": run.period_end,
+        "settlement_ids": run.settlement_ids,
+        "error": run.error,
+    }
+
+
+def seller_account_view(account: SellerAccount) -> dict[str, Any]:
+    return {
+        "seller_id": account.seller_id,
+        "stripe_account_id": account.account_id,
+        "version": account.version,
+        "updated_at": rfc3339(account.modified_on),
+    }
 
 
 def settlement_document(settlement: Settlement) -> dict[str, Any]:

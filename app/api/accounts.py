@@ -8,21 +8,12 @@ from werkzeug.exceptions import NotFound
 
 from app.api import json_response
 from app.auth import SUBJECT_RE, check_subject, current_principal, require
-from app.presenters import rfc3339
+from app.presenters import seller_account_view
 from app.schemas import ProblemSchema, SellerAccountRequestSchema, SellerAccountSchema
 
 bp = Blueprint("accounts", __name__, url_prefix="/api", description="Sellers' payout accounts")
 
 PROVIDER = "stripe"
-
-
-def _view(account) -> dict:  # type: ignore[no-untyped-def]
-    return {
-        "seller_id": account.seller_id,
-        "stripe_account_id": account.account_id,
-        "version": account.version,
-        "updated_at": rfc3339(account.modified_on),
-    }
 
 
 @bp.route("/sellers/<seller_id>/account", methods=["PUT"])
@@ -47,7 +38,7 @@ def link_account(data, seller_id):
     account, _ = marketplace.link_seller_account(
         seller_id, PROVIDER, data["stripe_account_id"], current_principal().cause(g.request_id)
     )
-    return json_response(_view(account))
+    return json_response(seller_account_view(account))
 
 
 @bp.route("/sellers/<seller_id>/account")
@@ -65,4 +56,4 @@ def get_account(seller_id):
     account = current_app.extensions["tally"].marketplace.get_seller_account(seller_id)
     if account is None:
         raise NotFound(f"seller {seller_id} has no linked account")
-    return json_response(_view(account))
+    return json_response(seller_account_view(account))

@@ -9,7 +9,7 @@ from werkzeug.exceptions import NotFound
 from app.api import json_response
 from app.auth import check_subject, current_principal, require
 from app.commands import settlement, settlement_runs
-from app.presenters import settlement_document
+from app.presenters import settlement_document, settlement_run_view
 from app.schemas import (
     InvoiceListSchema,
     InvoiceSchema,
@@ -86,7 +86,7 @@ def request_run(data):
         container, start, end, current_principal().cause(g.request_id)
     )
     run = container.marketplace.get_settlement_run(run_id)
-    return json_response(_run_view(run), 202)
+    return json_response(settlement_run_view(run), 202)
 
 
 @bp.route("/settlements/runs/<run_id>")
@@ -95,18 +95,7 @@ def request_run(data):
 def get_run(run_id):
     """A settlement run's progress."""
     run = current_app.extensions["tally"].marketplace.get_settlement_run(run_id)
-    return json_response(_run_view(run))
-
-
-def _run_view(run) -> dict:  # type: ignore[no-untyped-def]
-    return {
-        "id": str(run.id),
-        "status": run.status,
-        "period_start": run.period_start,
-        "period_end": run.period_end,
-        "settlement_ids": run.settlement_ids,
-        "error": run.error,
-    }
+    return json_response(settlement_run_view(run))
 
 
 @bp.route("/sellers/<seller_id>/invoices")
