@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from redis import Redis
 from sqlalchemy.engine import Engine
@@ -31,6 +31,8 @@ from app.commands.verification import execute_verification
 from app.config import Settings
 from domain.ports import Mailer, PaymentGateway
 from domain.services import Marketplace
+
+T = TypeVar("T")
 
 _STAND_IN_SERVERS: dict[str, Any] = {}
 _STAND_IN_LOCK = threading.Lock()
@@ -59,9 +61,9 @@ class Container:
         self._built: dict[str, Any] = {}
         self._lock = threading.RLock()
 
-    def _get(self, name: str, factory: Callable[[], Any]) -> Any:
+    def _get(self, name: str, factory: Callable[[], T]) -> T:
         if name in self._overrides:
-            return self._overrides[name]
+            return cast(T, self._overrides[name])  # a test's fake, standing in for the adapter
         if self._pid != os.getpid():
             # Forked: drop (without closing) what the parent built; it belongs to the parent.
             with self._lock:
@@ -69,13 +71,13 @@ class Container:
                     self._built = {}
                     self._pid = os.getpid()
         try:
-            return self._built[name]
+            return cast(T, self._built[name])  # built by this factory earlier
         except KeyError:
             pass
         with self._lock:
             if name not in self._built:
                 self._built[name] = factory()
-            return self._built[name]
+            return cast(T, self._built[name])
 
     @property
     def engine(self) -> Engine:

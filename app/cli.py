@@ -149,7 +149,7 @@ def audit_verify_command() -> None:
             bar = bars[label] = click.progressbar(
                 length=lengths.get(label, head), label=f"{label:<12}", file=None
             )
-            bar.__enter__()  # type: ignore[attr-defined]
+            bar.__enter__()
         bar.update(n)  # type: ignore[attr-defined]
 
     report = verify(app_, container.engine, progress=progress)

@@ -95,7 +95,7 @@ class RedisCheckoutSessions:
             return 0
         pipe = self.redis.pipeline()
         for raw in stale:
-            session_id = raw.decode() if isinstance(raw, bytes) else raw
+            session_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             pipe.delete(keys.checkout_lock(self.prefix, session_id))
         pipe.zremrangebyscore(self._index, "-inf", cutoff)
         pipe.execute()

@@ -24,6 +24,8 @@ from domain.ports import (
 )
 
 if TYPE_CHECKING:  # pragma: nocover
+    from stripe.params import PaymentIntentCreateParams
+
     from app.config import Settings
 
 log = logging.getLogger(__name__)
@@ -112,10 +114,9 @@ class StripeGateway:
         import stripe
 
         self._stripe = stripe
-        base = {"api": api_base} if api_base else None
         self.client = stripe.StripeClient(
             api_key,
-            base_addresses=base,
+            base_addresses={"api": api_base} if api_base else {},
             max_network_retries=max_network_retries,
             http_client=stripe.RequestsClient(timeout=timeout),
         )
@@ -136,7 +137,7 @@ class StripeGateway:
         idempotency_key: str,
     ) -> ChargeResult:
         stripe = self._stripe
-        params = {
+        params: PaymentIntentCreateParams = {
             "amount": amount,
             "currency": currency.lower(),
             "payment_method": payment_method,

@@ -31,12 +31,12 @@ def queue_names(prefix: str) -> dict[str, str]:
     return {name: f"{prefix}-{name}" for name in QUEUES}
 
 
-def queue_report(redis: Redis, prefix: str) -> list[dict[str, object]]:
+def queue_report(redis: Redis, prefix: str) -> list[dict[str, Any]]:
     """Each queue's length and the jobs that kept failing (RQ's failed registry)."""
     from rq import Queue
     from rq.registry import FailedJobRegistry
 
-    report: list[dict[str, object]] = []
+    report: list[dict[str, Any]] = []
     for name in queue_names(prefix).values():
         queue = Queue(name, connection=redis)
         failed = FailedJobRegistry(queue=queue)

@@ -115,12 +115,6 @@ class JsonBodyParser(FlaskParser):
 Blueprint.ARGUMENTS_PARSER = JsonBodyParser()
 
 
-def json_response(data: object, status: int = 200) -> Response:
-    response = jsonify(data)
-    response.status_code = status
-    return response
-
-
 def init_app(app: Flask) -> Api:
     from app.api import accounts, audit, checkout, health, orders, sellers, webhooks
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import current_app, g
+from typing import Any
+
+from flask import Response, g
 from flask_smorest import Blueprint, abort
 from werkzeug.exceptions import NotFound
 
-from app.api import json_response
+from app.api.common import json_response, tally
 from app.auth import SUBJECT_RE, check_subject, current_principal, require
 from app.presenters import seller_account_view
 from app.schemas import ProblemSchema, SellerAccountRequestSchema, SellerAccountSchema
@@ -30,11 +32,11 @@ PROVIDER = "stripe"
         }
     ]
 )
-def link_account(data, seller_id):
+def link_account(data: dict[str, Any], seller_id: str) -> Response:
     """Link the seller to its Stripe connected account; its settlements are then paid by Transfer."""
     if not SUBJECT_RE.match(seller_id):
         abort(422, messages={"seller_id": ["1-64 characters of [A-Za-z0-9_.:-]"]})
-    marketplace = current_app.extensions["tally"].marketplace
+    marketplace = tally().marketplace
     account, _ = marketplace.link_seller_account(
         seller_id, PROVIDER, data["stripe_account_id"], current_principal().cause(g.request_id)
     )
@@ -50,10 +52,10 @@ def link_account(data, seller_id):
     content_type="application/problem+json",
     description="The seller has no linked account",
 )
-def get_account(seller_id):
+def get_account(seller_id: str) -> Response:
     """The seller's linked Stripe connected account."""
     check_subject("seller", seller_id)
-    account = current_app.extensions["tally"].marketplace.get_seller_account(seller_id)
+    account = tally().marketplace.get_seller_account(seller_id)
     if account is None:
         raise NotFound(f"seller {seller_id} has no linked account")
     return json_response(seller_account_view(account))

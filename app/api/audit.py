@@ -14,7 +14,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import NotFound
 
 from app import audit
-from app.api import json_response
+from app.api.common import json_response
 from app.auth import check_subject, current_principal, require
 from app.commands import verification
 from app.schemas import (

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from flask import current_app, g
+from typing import Any
+
+from flask import Response, g
 from flask_smorest import Blueprint
 
-from app.api import json_response
+from app.api.common import json_response, tally
 from app.auth import check_subject, current_principal, require
 from app.commands import checkout
 from app.presenters import order_view, payment_view, session_view
@@ -28,10 +30,10 @@ bp = Blueprint("checkout", __name__, url_prefix="/api/checkout", description="Ch
 @require("admin", "customer")
 @bp.arguments(CheckoutSessionRequestSchema())
 @bp.response(201, CheckoutSessionSchema)
-def create_session(data):
+def create_session(data: dict[str, Any]) -> Response:
     """Quote a cart per seller and open a checkout session."""
     check_subject("customer", data["customer_id"])
-    container = current_app.extensions["tally"]
+    container = tally()
     session = checkout.create_checkout_session(container, data)
     return json_response(session_view(session), 201)
 
@@ -40,9 +42,9 @@ def create_session(data):
 @require("admin", "auditor", "customer")
 @bp.response(200, CheckoutSessionSchema)
 @bp.alt_response(410, schema=ProblemSchema, description="The session has expired", content_type=PROBLEM)
-def get_session(session_id):
+def get_session(session_id: str) -> Response:
     """A checkout session (410 once expired)."""
-    container = current_app.extensions["tally"]
+    container = tally()
     session = container.sessions.get(session_id)
     check_subject("customer", session["customer_id"])
     return json_response(session_view(session))
@@ -66,15 +68,15 @@ def get_session(session_id):
 @bp.alt_response(
     503, schema=ProblemSchema, description="The payment provider is unavailable", content_type=PROBLEM
 )
-def confirm_session(data, session_id):
+def confirm_session(data: dict[str, Any], session_id: str) -> Response:
     """Take the payment; place the order and its allocations only if it succeeded."""
-    container = current_app.extensions["tally"]
+    container = tally()
     session = container.sessions.get(session_id)
     check_subject("customer", session["customer_id"])
     cause = current_principal().cause(g.request_id)
     outcome, payment, order = checkout.confirm_checkout(
         container, session_id, data["payment_method"], cause, session=session
     )
-    if outcome == "requires_action":
+    if outcome == "requires_action" or order is None:
         return json_response({"payment": payment_view(payment)}, 202)
     return json_response({"order": order_view(order, payment), "payment": payment_view(payment)}, 201)

@@ -6,7 +6,7 @@ from flask import current_app
 from flask_smorest import Blueprint
 from sqlalchemy import text
 
-from app.api import json_response
+from app.api.common import json_response
 from app.errors import problem
 from app.schemas import HealthSchema, NotReadyProblemSchema
 

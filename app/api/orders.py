@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from flask import current_app, g
+from typing import Any
+
+from flask import Response, g
 from flask_smorest import Blueprint
 
-from app.api import json_response
+from app.api.common import json_response, tally
 from app.auth import check_subject, current_principal, require
 from app.commands import refunds
 from app.presenters import order_view, payment_view
@@ -17,9 +19,9 @@ bp = Blueprint("orders", __name__, url_prefix="/api", description="Orders, payme
 @bp.route("/orders/<order_id>")
 @require("admin", "auditor", "customer")
 @bp.response(200, OrderSchema)
-def get_order(order_id):
+def get_order(order_id: str) -> Response:
     """An order with its per-seller allocations."""
-    marketplace = current_app.extensions["tally"].marketplace
+    marketplace = tally().marketplace
     order = marketplace.get_order(order_id)
     check_subject("customer", order.customer_id)
     return json_response(order_view(order, marketplace.get_payment(order.payment_id)))
@@ -28,9 +30,9 @@ def get_order(order_id):
 @bp.route("/payments/<payment_id>")
 @require("admin", "auditor", "customer")
 @bp.response(200, PaymentSchema)
-def get_payment(payment_id):
+def get_payment(payment_id: str) -> Response:
     """A payment attempt."""
-    payment = current_app.extensions["tally"].marketplace.get_payment(payment_id)
+    payment = tally().marketplace.get_payment(payment_id)
     check_subject("customer", payment.customer_id)
     return json_response(payment_view(payment))
 
@@ -39,9 +41,9 @@ def get_payment(payment_id):
 @require("admin")
 @bp.arguments(RefundRequestSchema())
 @bp.response(201, RefundSchema)
-def refund_order(data, order_id):
+def refund_order(data: dict[str, Any], order_id: str) -> Response:
     """Refund part or all of an order; fees are reversed at each allocation's own rate."""
-    container = current_app.extensions["tally"]
+    container = tally()
     refund = refunds.refund_order(
         container,
         order_id,

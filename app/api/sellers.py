@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import current_app, g
+from typing import Any
+
+from flask import Response, g
 from flask_smorest import Blueprint
 from werkzeug.exceptions import NotFound
 
-from app.api import json_response
+from app.api.common import json_response, tally
 from app.auth import check_subject, current_principal, require
 from app.commands import settlement, settlement_runs
 from app.presenters import settlement_document, settlement_run_view
@@ -26,35 +28,31 @@ from projections import queries
 bp = Blueprint("sellers", __name__, url_prefix="/api", description="Sellers, settlements and invoices")
 
 
-def _engine():  # type: ignore[no-untyped-def]
-    return current_app.extensions["tally"].engine
-
-
 @bp.route("/customers/<customer_id>/orders")
 @require("admin", "auditor", "customer")
 @bp.response(200, OrderListSchema)
-def list_customer_orders(customer_id):
+def list_customer_orders(customer_id: str) -> Response:
     """A customer's orders, newest first."""
     check_subject("customer", customer_id)
-    return json_response({"orders": queries.list_customer_orders(_engine(), customer_id)})
+    return json_response({"orders": queries.list_customer_orders(tally().engine, customer_id)})
 
 
 @bp.route("/sellers/<seller_id>/payouts")
 @require("admin", "auditor", "seller")
 @bp.response(200, PayoutsSchema)
-def get_payouts(seller_id):
+def get_payouts(seller_id: str) -> Response:
     """Unsettled allocations (net of refunds) and what the next settlement would pay per currency."""
     check_subject("seller", seller_id)
-    return json_response(queries.get_seller_payouts(_engine(), seller_id))
+    return json_response(queries.get_seller_payouts(tally().engine, seller_id))
 
 
 @bp.route("/sellers/<seller_id>/settlements")
 @require("admin", "auditor", "seller")
 @bp.response(200, SettlementListSchema)
-def list_settlements(seller_id):
+def list_settlements(seller_id: str) -> Response:
     """The seller's settlements, newest first."""
     check_subject("seller", seller_id)
-    return json_response({"settlements": queries.list_settlements(_engine(), seller_id)})
+    return json_response({"settlements": queries.list_settlements(tally().engine, seller_id)})
 
 
 @bp.route("/sellers/<seller_id>/settlements", methods=["POST"])
@@ -62,10 +60,10 @@ def list_settlements(seller_id):
 @bp.arguments(PeriodQuerySchema(), location="query")
 @bp.response(201, SettlementListSchema)
 @bp.alt_response(200, schema=SettlementListSchema, description="Nothing new to settle (or already settled)")
-def settle_seller(period, seller_id):
+def settle_seller(period: dict[str, Any], seller_id: str) -> Response:
     """Settle what the seller has unsettled up to the end of the period (idempotent)."""
     start, end = settlement.parse_period(period["period_start"].isoformat(), period["period_end"].isoformat())
-    container = current_app.extensions["tally"]
+    container = tally()
     settlements, created = settlement.settle_seller(
         container, seller_id, start, end, current_principal().cause(g.request_id)
     )
@@ -78,10 +76,10 @@ def settle_seller(period, seller_id):
 @require("admin")
 @bp.arguments(SettlementRunRequestSchema())
 @bp.response(202, SettlementRunSchema)
-def request_run(data):
+def request_run(data: dict[str, Any]) -> Response:
     """Settle every seller for a period in the background."""
     start, end = settlement.parse_period(data["period_start"].isoformat(), data["period_end"].isoformat())
-    container = current_app.extensions["tally"]
+    container = tally()
     run_id = settlement_runs.request_settlement_run(
         container, start, end, current_principal().cause(g.request_id)
     )
@@ -92,27 +90,27 @@ def request_run(data):
 @bp.route("/settlements/runs/<run_id>")
 @require("admin", "auditor")
 @bp.response(200, SettlementRunSchema)
-def get_run(run_id):
+def get_run(run_id: str) -> Response:
     """A settlement run's progress."""
-    run = current_app.extensions["tally"].marketplace.get_settlement_run(run_id)
+    run = tally().marketplace.get_settlement_run(run_id)
     return json_response(settlement_run_view(run))
 
 
 @bp.route("/sellers/<seller_id>/invoices")
 @require("admin", "auditor", "seller")
 @bp.response(200, InvoiceListSchema)
-def list_invoices(seller_id):
+def list_invoices(seller_id: str) -> Response:
     """The seller's invoices, highest number first."""
     check_subject("seller", seller_id)
-    return json_response({"invoices": queries.list_invoices(_engine(), seller_id)})
+    return json_response({"invoices": queries.list_invoices(tally().engine, seller_id)})
 
 
 @bp.route("/invoices/<invoice_id>")
 @require("admin", "auditor", "seller", "customer")
 @bp.response(200, InvoiceSchema)
-def get_invoice(invoice_id):
+def get_invoice(invoice_id: str) -> Response:
     """One invoice (one per order and seller)."""
-    invoice = queries.get_invoice(_engine(), invoice_id)
+    invoice = queries.get_invoice(tally().engine, invoice_id)
     if invoice is None:
         raise NotFound(f"no invoice {invoice_id}")
     principal = current_principal()
@@ -126,9 +124,9 @@ def get_invoice(invoice_id):
 @bp.route("/sellers/<seller_id>/notifications")
 @require("admin", "auditor", "seller")
 @bp.response(200, NotificationListSchema)
-def list_notifications(seller_id):
+def list_notifications(seller_id: str) -> Response:
     """What the seller was told, newest first."""
     check_subject("seller", seller_id)
-    container = current_app.extensions["tally"]
-    notifications = queries.list_notifications(_engine(), seller_id, container.outbox.sent_times())
+    container = tally()
+    notifications = queries.list_notifications(tally().engine, seller_id, container.outbox.sent_times())
     return json_response({"notifications": notifications})

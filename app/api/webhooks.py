@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import Response, request
 from flask_smorest import Blueprint
 from werkzeug.exceptions import BadRequest
 
 from app.adapters.payments import WebhookSignatureError, check_webhook
 from app.adapters.stripe_events import translate
-from app.api import json_response
+from app.api.common import json_response, tally
 from app.commands.provider_events import receive_provider_event
 from app.schemas import ProblemSchema, StripeEventSchema, WebhookAckSchema
 
@@ -36,9 +36,9 @@ bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks", description="Pr
         }
     ],
 )
-def stripe_webhook():
+def stripe_webhook() -> Response:
     """A Stripe event, signed with STRIPE_WEBHOOK_SECRET."""
-    container = current_app.extensions["tally"]
+    container = tally()
     body = request.get_data(cache=True)
     try:
         event = check_webhook(
