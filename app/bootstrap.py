@@ -19,7 +19,7 @@ from app.adapters.checkout_sessions import RedisCheckoutSessions
 from app.adapters.db import build_engine, ddl_lock, ensure_schema
 from app.adapters.locks import RedisLocks
 from app.adapters.mail import SmtpMailer
-from app.adapters.payments import build_gateway
+from app.adapters.providers import build_gateway
 from app.adapters.queue import InlineJobs, RqJobs
 from app.adapters.read_models import SqlAuditor, SqlReadModels
 from app.adapters.records import SqlRecords

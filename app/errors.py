@@ -10,7 +10,7 @@ from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from domain import errors as domain_errors
-from domain.ports import ProviderUnavailableError
+from domain.ports import ProviderConfigurationError, ProviderUnavailableError
 
 log = logging.getLogger("tally.errors")
 
@@ -154,6 +154,16 @@ def handle_provider_unavailable(error: ProviderUnavailableError):
     )
 
 
+def handle_provider_misconfigured(error: ProviderConfigurationError):
+    # Logged at ERROR by the adapter, with the provider's code; the client learns only whose it is.
+    return problem(
+        503,
+        "The payment provider refused tally's configuration (payment provider configuration); "
+        "an operator has to fix it. Nothing was charged.",
+        title="Payment provider configuration",
+    )
+
+
 def handle_unexpected(error: Exception):
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
@@ -166,4 +176,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(domain_errors.DomainError, handle_domain_error)
     app.register_error_handler(StoreConflict, handle_store_conflict)
     app.register_error_handler(ProviderUnavailableError, handle_provider_unavailable)
+    app.register_error_handler(ProviderConfigurationError, handle_provider_misconfigured)
     app.register_error_handler(Exception, handle_unexpected)

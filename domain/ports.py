@@ -32,6 +32,7 @@ class RefundResult:
     """The provider's record of a refund."""
 
     provider_reference: str
+    status: str = "succeeded"  # succeeded | pending (failed and canceled are refusals)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,20 @@ class ProviderRefund:
 
 
 class ProviderUnavailableError(Exception):
-    """The provider could not be reached or answered with a server error; safe to retry."""
+    """The provider could not be reached or answered with a server error; safe to retry.
+
+    ``nothing_done`` is True when the adapter looked the object up after the failure and the
+    provider holds none: the attempt can be given up and a new one made with a new key.
+    """
+
+    def __init__(self, message: str = "", *, nothing_done: bool = False) -> None:
+        super().__init__(message)
+        self.nothing_done = nothing_done
+
+
+class ProviderConfigurationError(Exception):
+    """The provider refused our credentials or our parameters: no customer's fault, no retry helps;
+    an operator must fix the configuration."""
 
 
 # ---- provider-neutral facts, translated from a provider's webhook by its adapter ----------
@@ -164,6 +178,17 @@ class PaymentGateway(Protocol):
     def refunds_of(self, provider_reference: str) -> list[ProviderRefund] | None:
         """Every refund of a payment at the provider, or None when this provider cannot list them."""
         ...
+
+    # Look-ups by our own ids, for after an unknown outcome (a timeout, a lost answer, a 5xx, a key
+    # the provider may have pruned): None when the provider holds no such object.
+
+    def find_payment(self, payment_id: str, since: datetime) -> ChargeResult | None: ...
+
+    def find_refund(self, provider_reference: str, refund_id: str) -> RefundResult | None: ...
+
+    def find_payout(self, settlement_id: str, transfer_group: str) -> PayoutResult | None: ...
+
+    def find_payout_reversal(self, payout_reference: str, idempotency_key: str) -> PayoutResult | None: ...
 
 
 class CheckoutSessions(Protocol):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from app.adapters.payments import MockGateway
+from app.adapters.providers.mock import MockGateway
 from app.commands.deps import Policy
 from domain.errors import CheckoutSessionNotFoundError, ConcurrentChangeError
 from domain.ports import (

@@ -30,6 +30,9 @@ def named_lock(
             pass
 
 
+REFUND_LOCK_SECONDS = 300
+
+
 class RedisLocks:
     """The Locks port on Redis."""
 
@@ -42,7 +45,8 @@ class RedisLocks:
             key = str(uuid.UUID(order_id))  # one spelling of the id, one lock
         except ValueError:
             key = order_id
-        return named_lock(self.redis, keys.refund_lock(self.prefix, key))
+        # Held across the provider's refund call: its timeout with the SDK's retries is ~95 s.
+        return named_lock(self.redis, keys.refund_lock(self.prefix, key), timeout_seconds=REFUND_LOCK_SECONDS)
 
     def seller_settlement(
         self, seller_id: str, timeout_seconds: int = 600, wait_seconds: float = 120

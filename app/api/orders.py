@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, g
+from flask import Response, g, request
 from flask_smorest import Blueprint
 
 from app.api.common import json_response, tally
 from app.auth import check_subject, current_principal, require
 from app.commands import refunds
+from app.idempotency import HEADER as IDEMPOTENCY_HEADER
 from app.presenters import order_view, payment_view
 from app.schemas import OrderSchema, PaymentSchema, RefundRequestSchema, RefundSchema
 
@@ -43,13 +44,15 @@ def get_payment(payment_id: str) -> Response:
 @bp.response(201, RefundSchema)
 def refund_order(data: dict[str, Any], order_id: str) -> Response:
     """Refund part or all of an order; fees are reversed at each allocation's own rate."""
-    container = tally()
+    principal = current_principal()
+    key = request.headers.get(IDEMPOTENCY_HEADER)
     refund = refunds.refund_order(
-        container,
+        tally(),
         order_id,
         data["amount"],
         data.get("seller_id"),
         data.get("reason"),
-        current_principal().cause(g.request_id),
+        principal.cause(g.request_id),
+        retry_key=f"{principal.key_id}/{key}" if key else None,
     )
     return json_response(refund, 201)

@@ -6,8 +6,8 @@ from flask import Response, request
 from flask_smorest import Blueprint
 from werkzeug.exceptions import BadRequest
 
-from app.adapters.payments import WebhookSignatureError, check_webhook
-from app.adapters.stripe_events import translate
+from app.adapters.providers.stripe_events import translate
+from app.adapters.providers.stripe_webhooks import WebhookSignatureError, check_webhook
 from app.api.common import json_response, tally
 from app.commands.provider_events import receive_provider_event
 from app.schemas import ProblemSchema, StripeEventSchema, WebhookAckSchema

@@ -12,7 +12,16 @@ from domain.errors import CheckoutConflictError, PaymentDeclinedError, PaymentNo
 from domain.ids import order_id_for_session
 from domain.order import Order
 from domain.payment import Payment
-from domain.ports import CHARGE_REQUIRES_ACTION, CHARGE_SUCCEEDED, ProviderUnavailableError
+from domain.ports import (
+    CHARGE_REQUIRES_ACTION,
+    CHARGE_SUCCEEDED,
+    ProviderConfigurationError,
+    ProviderUnavailableError,
+)
+
+# Why a payment failed without the customer's card saying no.
+PROVIDER_ERROR = "provider_error"  # the provider failed and holds no payment: a new attempt may follow
+PROVIDER_CONFIGURATION = "provider_configuration"  # the provider refused our configuration
 from domain.pricing import quote
 from projections.queries import rfc3339
 
@@ -85,9 +94,17 @@ def confirm_checkout(
                 transfer_group=str(order_id_for_session(session_id)),
                 idempotency_key=payment_id,
             )
-        except ProviderUnavailableError:
-            # The provider may have charged: the next confirm retries this payment with the
+        except ProviderUnavailableError as exc:
+            if exc.nothing_done:
+                # Looked up after the failure: the provider holds no payment (a stored 500 would
+                # answer every retry with this key for 24 h), so the next confirm starts afresh.
+                marketplace.record_failure(payment_id, None, PROVIDER_ERROR, cause, payment=payment)
+            # Else the provider may have charged: the next confirm retries this payment with the
             # same idempotency key instead of starting another (a webhook may settle it first).
+            sessions.save({**session, "payment_id": payment_id})
+            raise
+        except ProviderConfigurationError:
+            marketplace.record_failure(payment_id, None, PROVIDER_CONFIGURATION, cause, payment=payment)
             sessions.save({**session, "payment_id": payment_id})
             raise
         if result.provider_reference:

@@ -8,8 +8,8 @@ import uuid
 from typing import Any
 
 from app.commands.deps import Deps
+from domain import ids
 from domain.errors import DomainError
-from domain.ids import provider_refund_id, transfer_reversal_id
 from domain.payment import Payment
 from domain.ports import ProviderRefund, ProviderUnavailableError
 
@@ -26,23 +26,35 @@ def refund_order(
     seller_id: str | None,
     reason: str | None,
     cause: dict[str, Any],
+    retry_key: str | None = None,
 ) -> dict[str, Any]:
-    """Refund through the provider, then record the reversal on order, payment and allocations."""
+    """Refund through the provider, then record the reversal on order, payment and allocations.
+
+    ``retry_key`` is what the client retries with (its Idempotency-Key, scoped to its API key):
+    the refund id, and so the provider's idempotency key, derive from it, and a retry first looks
+    the refund up at the provider, so an unanswered call is never refunded twice, also after the
+    provider pruned the key. Without one, each call is a new refund.
+    """
     marketplace = deps.marketplace
     cause = {**cause, "reason": reason}
     # One refund of an order at a time: the provider must never refund what we cannot record.
     with deps.locks.order_refunds(order_id):
+        order = marketplace.get_order(order_id)
+        new_id = str(ids.refund_id(order.id, retry_key)) if retry_key else str(uuid.uuid4())
+        for recorded in order.refunds:
+            if recorded["id"] == new_id:  # recorded already; only the answer was lost
+                return marketplace.refund_view(order, recorded)
         order, _plan = marketplace.plan_refund(order_id, amount, seller_id)
         payment = marketplace.get_payment(order.payment_id)
-        refund_id = str(uuid.uuid4())
-        result = deps.gateway.refund(
-            provider_reference=payment.provider_reference or "", amount=amount, idempotency_key=refund_id
+        reference = payment.provider_reference or ""
+        result = (deps.gateway.find_refund(reference, new_id) if retry_key else None) or deps.gateway.refund(
+            provider_reference=reference, amount=amount, idempotency_key=new_id
         )
         # Before recording: the provider's echo (a refund webhook) then knows this refund is ours.
         deps.records.remember_refund(
-            result.provider_reference, refund_id, str(order.id), str(payment.id), amount, ORIGIN_TALLY
+            result.provider_reference, new_id, str(order.id), str(payment.id), amount, ORIGIN_TALLY
         )
-        refund = marketplace.refund_order(str(order.id), amount, seller_id, refund_id, cause)
+        refund = marketplace.refund_order(str(order.id), amount, seller_id, new_id, cause)
     parts = [(a["allocation_id"], refund["id"]) for a in refund["allocations"]]
     recovered = recover_paid_out(deps, parts, cause)
     for part in refund["allocations"]:
@@ -99,7 +111,7 @@ def _record(
         known = deps.records.refund_ids_for([refund.provider_reference for refund in live])
         for refund in live:
             provider_ref = refund.provider_reference
-            refund_id = known.get(provider_ref) or str(provider_refund_id(provider_ref))
+            refund_id = known.get(provider_ref) or str(ids.provider_refund_id(provider_ref))
             if refund_id in done:
                 continue
             try:
@@ -154,7 +166,7 @@ def _reverse_payout(deps: Deps, allocation_id: str, refund_id: str, cause: dict[
         candidate = marketplace.transfer_recovery(allocation_id, refund_id)
         if candidate is None:
             return False
-        key = str(transfer_reversal_id(refund_id, allocation_id))
+        key = str(ids.transfer_reversal_id(refund_id, allocation_id))
         try:
             result = deps.gateway.reverse_payout(
                 provider_reference=candidate["transfer_reference"],
@@ -167,7 +179,10 @@ def _reverse_payout(deps: Deps, allocation_id: str, refund_id: str, cause: dict[
                 },
             )
         except ProviderUnavailableError as exc:
-            log.warning(
+            # nothing_done: looked up, the provider holds no reversal, the adjustment is owed. Else
+            # we cannot tell yet; reconcile lists the transfer's reversals (metadata reversal_id).
+            log.log(
+                logging.WARNING if exc.nothing_done else logging.ERROR,
                 "transfer reversal %s of %s (%s) not confirmed, provider unavailable (%s); refund %s of "
                 "allocation %s is carried as a negative adjustment",
                 key,

@@ -8,9 +8,11 @@ from typing import Any
 
 from app.commands.deps import Deps
 from domain.errors import InvalidPeriodError
+from domain.ports import ProviderConfigurationError
 from domain.settlement import Settlement
 
 PENDING, PROCESSING, PAID, FAILED = "pending", "processing", "paid", "failed"
+PROVIDER_CONFIGURATION = "provider_configuration"
 
 
 def parse_period(period_start: str | None, period_end: str | None) -> tuple[date, date]:
@@ -47,9 +49,12 @@ def end_of(period_end: date) -> datetime:
 
 
 def _pay_out(deps: Deps, settlement: Settlement, cause: dict[str, Any]) -> Settlement:
-    """pending -> processing -> paid | failed; resumable (the payout is idempotent on the settlement id)."""
+    """pending -> processing -> paid | failed; resumable: the payout's idempotency key is the
+    settlement id, and a resumed settlement (one found processing: its payout call may have reached
+    the provider, maybe longer ago than the provider keeps keys) first looks its payout up."""
     marketplace = deps.marketplace
     sid = str(settlement.id)
+    resumed = settlement.status == PROCESSING
     if settlement.status == PENDING:
         settlement = marketplace.start_settlement_processing(sid, cause)
     if settlement.status != PROCESSING:
@@ -57,14 +62,18 @@ def _pay_out(deps: Deps, settlement: Settlement, cause: dict[str, Any]) -> Settl
     if settlement.total_payout_amount == 0:
         return marketplace.finish_settlement(sid, True, "nothing_to_pay", cause)
     account = marketplace.get_seller_account(settlement.seller_id)
-    result = deps.gateway.payout(
-        seller_id=settlement.seller_id,
-        amount=settlement.total_payout_amount,
-        currency=settlement.currency,
-        transfer_group=sid,
-        idempotency_key=sid,
-        destination=account.account_id if account is not None else None,
-    )
+    try:
+        result = (deps.gateway.find_payout(sid, sid) if resumed else None) or deps.gateway.payout(
+            seller_id=settlement.seller_id,
+            amount=settlement.total_payout_amount,
+            currency=settlement.currency,
+            transfer_group=sid,
+            idempotency_key=sid,
+            destination=account.account_id if account is not None else None,
+        )
+    except ProviderConfigurationError:
+        # Nothing was paid and no retry helps: the allocations become payable again.
+        return marketplace.finish_settlement(sid, False, PROVIDER_CONFIGURATION, cause)
     if result.succeeded:
         return marketplace.finish_settlement(sid, True, result.provider_reference or "", cause)
     return marketplace.finish_settlement(sid, False, result.failure_reason or "payout_failed", cause)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app import create_app
-from app.adapters.payments import MockGateway
+from app.adapters.providers.mock import MockGateway
 from app.bootstrap import Container
 from domain.ports import PayoutResult
 from tests.e2e.helpers import assert_problem, assert_validation_problem

@@ -25,7 +25,7 @@ DOMAIN_FORBIDDEN = (
     "projections",
     "workers",
 )
-STRIPE_ADAPTER = "app/adapters/payments.py"
+STRIPE_ADAPTER = "app/adapters/providers/stripe_gateway.py"
 
 
 def module_name(path: Path) -> str:
@@ -123,10 +123,10 @@ class TestDependencyDirection:
         files = imports_by_file("workers")
         assert violations(files, ("flask", "flask_smorest", "app.api")) == {}
 
-    def test_only_the_payments_adapter_imports_stripe(self) -> None:
+    def test_only_the_stripe_adapters_import_stripe(self) -> None:
         files = imports_by_file("domain", "app", "projections", "workers")
         importers = sorted(violations(files, ("stripe",)))
-        assert importers == [STRIPE_ADAPTER]
+        assert importers == [STRIPE_ADAPTER, "app/adapters/providers/stripe_webhooks.py"]
 
     def test_only_the_queue_adapter_and_workers_import_rq(self) -> None:
         files = imports_by_file("domain", "app", "projections", "workers")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.adapters.stripe_events import translate
+from app.adapters.providers.stripe_events import translate
 from domain.payment import DISPUTE_FUNDS_KEPT, DISPUTE_FUNDS_REINSTATED, DISPUTE_FUNDS_WITHDRAWN
 from domain.ports import (
     DisputeReported,

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from app import create_app
-from app.adapters.payments import StripeGateway
+from app.adapters.providers.stripe_gateway import StripeGateway
 from app.auth import create_key
 from app.bootstrap import Container
 from tests.e2e.helpers import assert_problem, confirm, create_session
@@ -120,6 +120,7 @@ def test_stripe_down_leaves_the_payment_pending_and_the_next_confirm_retries_tha
     client, customer, stub
 ):
     stub.fail_next("POST", "/v1/payment_intents", status=500, times=3)  # the call and both SDK retries
+    stub.fail_next("GET", "/v1/payment_intents", status=500, times=3)  # and the look-up after it
     session = create_session(client, customer)
     unavailable = assert_problem(confirm(client, customer, session["id"], "pm_card_visa"), 503)
     assert unavailable["status"] == 503 and stub.intents == {}
@@ -135,8 +136,42 @@ def test_stripe_down_leaves_the_payment_pending_and_the_next_confirm_retries_tha
     assert {a["idempotency_key"] for a in stub.posts("/v1/payment_intents")} == {payment_id}
 
 
+def test_a_stored_500_with_no_payment_intent_fails_the_attempt_so_the_next_confirm_starts_afresh(
+    client, customer, stub
+):
+    # Stripe answers the create with 500 (and would replay it for this key for 24 h), but the
+    # look-up by our payment id shows it holds no PaymentIntent: nothing was charged.
+    stub.fail_next("POST", "/v1/payment_intents", status=500, times=3)
+    session = create_session(client, customer)
+    assert_problem(confirm(client, customer, session["id"], "pm_card_visa"), 503)
+    assert stub.intents == {}
+    first_id = client.get(f"/api/checkout/sessions/{session['id']}", headers=customer).json["payment_id"]
+    first = client.get(f"/api/payments/{first_id}", headers=customer).json
+    assert (first["status"], first["failure_reason"]) == ("failed", "provider_error")
+
+    paid = confirm(client, customer, session["id"], "pm_card_mastercard")  # any card: nothing is in doubt
+    assert paid.status_code == 201, paid.get_data(as_text=True)
+    assert paid.json["payment"]["id"] != first_id
+    [intent] = stub.intents.values()
+    assert intent["metadata"]["payment_id"] == paid.json["payment"]["id"]
+    keys = [a["idempotency_key"] for a in stub.posts("/v1/payment_intents")]
+    assert set(keys) == {first_id, paid.json["payment"]["id"]}
+
+
+def test_a_charge_whose_answers_were_all_lost_is_adopted_from_the_look_up(client, customer, stub, container):
+    stub.drop_next("POST", "/v1/payment_intents", times=3)  # Stripe charges; every answer is lost
+    session = create_session(client, customer)
+    paid = confirm(client, customer, session["id"], "pm_card_visa")
+    assert paid.status_code == 201, paid.get_data(as_text=True)
+    [intent] = stub.intents.values()  # found by our payment id in its metadata, not created again
+    assert paid.json["payment"]["id"] == intent["metadata"]["payment_id"]
+    assert paid.json["payment"]["provider_reference"] == intent["id"]
+    assert len(events_named(container, "Order.Placed")) == 1
+
+
 def test_a_charge_whose_answers_were_all_lost_is_completed_by_its_webhook(client, customer, stub, container):
     stub.drop_next("POST", "/v1/payment_intents", times=3)
+    stub.fail_next("GET", "/v1/payment_intents", status=500, times=3)  # the look-up fails too
     session = create_session(client, customer)
     assert_problem(confirm(client, customer, session["id"], "pm_card_visa"), 503)
     [intent] = stub.intents.values()  # Stripe did charge: the payment is recorded, still pending

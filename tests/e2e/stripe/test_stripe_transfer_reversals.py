@@ -134,6 +134,7 @@ def test_a_refund_of_paid_out_money_reverses_the_transfer_instead_of_an_adjustme
         "refund_id": refund["id"],
         "allocation_id": part["allocation_id"],
         "settlement_id": paid_out["id"],
+        "reversal_id": request["idempotency_key"],  # what a look-up after a lost answer matches
     }
     assert stub.transfers[paid_out["provider_reference"]]["amount_reversed"] == 900
 
