@@ -18,12 +18,12 @@ from domain.ports import (
     ProviderConfigurationError,
     ProviderUnavailableError,
 )
+from domain.pricing import quote
+from projections.queries import rfc3339
 
 # Why a payment failed without the customer's card saying no.
 PROVIDER_ERROR = "provider_error"  # the provider failed and holds no payment: a new attempt may follow
 PROVIDER_CONFIGURATION = "provider_configuration"  # the provider refused our configuration
-from domain.pricing import quote
-from projections.queries import rfc3339
 
 SESSION_OPEN = "open"
 SESSION_AWAITING_ACTION = "awaiting_action"
