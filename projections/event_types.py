@@ -1,6 +1,7 @@
-"""The domain's event classes by qualified name ("Allocation.Refunded"), and a dispatch table
-keyed by them: ``@event`` makes the classes when the aggregate class is built, where a type
-checker cannot see them. A misspelt name fails at import, not by never matching."""
+"""The domain's event classes by qualified name ("Allocation.Refunded"), a dispatch table keyed
+by them, and what a dispute event moves: ``@event`` makes the classes when the aggregate class is
+built, where a type checker cannot see them. A misspelt name fails at import, not by never
+matching."""
 
 from __future__ import annotations
 
@@ -24,6 +25,21 @@ def event_class(qualname: str) -> type[Any]:
     aggregate, name = qualname.split(".")
     found: type[Any] = vars(AGGREGATES[aggregate])[name]
     return found
+
+
+DISPUTE_RESTORED = event_class("Allocation.DisputeRestored")
+
+
+def dispute_entry(event: Any) -> tuple[str, int, int, int]:
+    """(entry id, amount, fee, payout) a dispute event takes off an allocation (negative: gives back)."""
+    if type(event) is DISPUTE_RESTORED:
+        return (
+            event.restore_id,
+            -event.amount,
+            -event.platform_fee_restored_amount,
+            -event.payout_restored_amount,
+        )
+    return event.reversal_id, event.amount, event.platform_fee_reversed_amount, event.payout_reversed_amount
 
 
 class Dispatch(Generic[H]):

@@ -12,7 +12,7 @@ from uuid import UUID
 from sqlalchemy import select
 
 from projections.audit import GENESIS, payload
-from projections.event_types import event_class
+from projections.event_types import DISPUTE_RESTORED, dispute_entry, event_class
 from projections.queries import keyset_pages, rfc3339
 from projections.runner import PROJECTIONS, catch_up
 from projections.tables import allocations_view, audit_log
@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # pragma: nocover
 EVENT_PAGE = 1000
 REFUNDED = event_class("Allocation.Refunded")
 DISPUTE_REVERSED = event_class("Allocation.DisputeReversed")
-DISPUTE_RESTORED = event_class("Allocation.DisputeRestored")
 SETTLED = event_class("Allocation.Settled")
 DISPUTES = (DISPUTE_REVERSED, DISPUTE_RESTORED)
 REVERSALS = (REFUNDED, *DISPUTES)
@@ -124,18 +123,6 @@ def events_of(marketplace: Marketplace, stream_id: UUID) -> list[Any]:
     return [
         marketplace.mapper.to_domain_event(stored) for stored in marketplace.recorder.select_events(stream_id)
     ]
-
-
-def dispute_entry(event: Any) -> tuple[str, int, int, int]:
-    """(entry id, amount, fee, payout) a dispute event takes off an allocation (negative: gives back)."""
-    if isinstance(event, DISPUTE_RESTORED):
-        return (
-            event.restore_id,
-            -event.amount,
-            -event.platform_fee_restored_amount,
-            -event.payout_restored_amount,
-        )
-    return event.reversal_id, event.amount, event.platform_fee_reversed_amount, event.payout_reversed_amount
 
 
 class _Statement:

@@ -23,8 +23,7 @@ from app.audit.entries import (
     SettlementEntry,
 )
 from app.audit.report import Report
-from projections.event_types import Dispatch, event_class
-from projections.history import dispute_entry
+from projections.event_types import Dispatch, dispute_entry, event_class
 
 BPS = 10_000
 DISPUTE_REVERSED = event_class("Allocation.DisputeReversed")
