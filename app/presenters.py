@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from domain.order import Order
 from domain.payment import REQUIRES_ACTION, Payment
 from domain.seller_account import SellerAccount
 from domain.settlement import Settlement, SettlementRun
+from domain.verification import DONE, FAILED, Verification
 from projections.queries import rfc3339
 
 
@@ -105,4 +110,84 @@ def settlement_document(settlement: Settlement) -> dict[str, Any]:
         "failure_reason": settlement.failure_reason,
         "created_at": rfc3339(settlement.created_on),
         "processed_at": rfc3339(settlement.modified_on) if finished else None,
+    }
+
+
+AUDIT_EVENT_COLUMNS = [
+    "position",
+    "stream_id",
+    "stream_type",
+    "version",
+    "type",
+    "timestamp",
+    "actor_id",
+    "actor_role",
+    "request_id",
+    "reason",
+    "data",
+    "hash",
+]
+STATEMENT_COLUMNS = [
+    "kind",
+    "date",
+    "order_id",
+    "allocation_id",
+    "refund_id",
+    "gross_amount",
+    "platform_fee_amount",
+    "net_amount",
+    "running_total_amount",
+    "currency",
+]
+
+
+def audit_events_csv(pages: Iterable[list[dict[str, Any]]]) -> Iterator[str]:
+    """The audit log as CSV, a chunk per page of events (the header first, also for none)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def chunk() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate(0)
+        return text
+
+    writer.writerow(AUDIT_EVENT_COLUMNS)
+    yield chunk()
+    for events in pages:
+        for event in events:
+            row = {**event, "data": json.dumps(event["data"], sort_keys=True, separators=(",", ":"))}
+            writer.writerow(["" if row[column] is None else row[column] for column in AUDIT_EVENT_COLUMNS])
+        yield chunk()
+
+
+def statement_csv(statement: dict[str, Any]) -> str:
+    """A settlement statement's lines as CSV, each with the statement's currency."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(STATEMENT_COLUMNS)
+    for line in statement["lines"]:
+        writer.writerow(
+            [
+                statement["currency"] if c == "currency" else ("" if line[c] is None else line[c])
+                for c in STATEMENT_COLUMNS
+            ]
+        )
+    return buffer.getvalue()
+
+
+def verification_view(verification: Verification) -> dict[str, Any]:
+    """A verification's progress and, once done, its verdict."""
+    finished = verification.status in (DONE, FAILED)
+    return {
+        "id": str(verification.id),
+        "status": verification.status,
+        "ok": verification.ok,
+        "head_position": verification.head_position,
+        "head_hash": verification.head_hash,
+        "breaches": verification.breaches,
+        "checked": verification.checked,
+        "error": verification.error,
+        "requested_at": rfc3339(verification.created_on),
+        "finished_at": rfc3339(verification.modified_on) if finished else None,
     }

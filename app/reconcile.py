@@ -8,18 +8,18 @@ status differs, and provider events kept unmatched or failed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
 
 from app.adapters.tables import payment_references, provider_events, provider_refunds
 from app.audit import iter_notifications
-from domain.allocation import Allocation
-from domain.order import Order
-from domain.payment import Payment
-from domain.settlement import Settlement
+from domain.payment import FAILED, PENDING, REQUIRES_ACTION, SUCCEEDED
+from domain.settlement import PAID
+from projections.event_types import Dispatch
 
 if TYPE_CHECKING:  # pragma: nocover
     from app.bootstrap import Container
@@ -28,12 +28,12 @@ if TYPE_CHECKING:  # pragma: nocover
 MARGIN = timedelta(days=1)
 # What tally's payment outcome should be for each PaymentIntent status.
 EXPECTED_OUTCOME = {
-    "succeeded": "succeeded",
-    "requires_action": "requires_action",
-    "requires_confirmation": "requires_action",
-    "processing": "requires_action",
-    "requires_payment_method": "failed",
-    "canceled": "failed",
+    "succeeded": SUCCEEDED,
+    "requires_action": REQUIRES_ACTION,
+    "requires_confirmation": REQUIRES_ACTION,
+    "processing": REQUIRES_ACTION,
+    "requires_payment_method": FAILED,
+    "canceled": FAILED,
 }
 LIVE_REFUND_STATUSES = ("succeeded", "pending")
 
@@ -51,72 +51,129 @@ class Report:
         return not self.mismatches
 
 
+@runtime_checkable
+class ProviderRecords(Protocol):
+    """A gateway whose provider lists what it holds (Stripe does; the mock keeps nothing)."""
+
+    def list_payment_intents(self, created_gte: int) -> list[dict[str, Any]]: ...
+
+    def list_refunds(
+        self, created_gte: int | None = None, payment_intent: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def list_transfers(self, created_gte: int) -> list[dict[str, Any]]: ...
+
+
+Apply = Callable[["Records", Any, str], None]
+APPLY: Dispatch[Apply] = Dispatch()  # how each event type changes tally's side
+
+
+@dataclass(slots=True)
+class PaymentRecord:
+    amount: int
+    currency: str
+    provider: str
+    created: datetime
+    outcome: str = PENDING
+    reference: str | None = None
+
+
+@dataclass(slots=True)
+class RefundRecord:
+    amount: int
+    order_id: str
+    payment_id: str | None
+    at: datetime
+
+
+@dataclass(slots=True)
+class SettlementRecord:
+    seller_id: str
+    currency: str
+    amount: int
+    at: datetime
+    status: str = PENDING
+    reference: str | None = None
+    reversed: int = 0
+
+
 @dataclass
-class _Books:
-    payments: dict[str, dict[str, Any]] = field(default_factory=dict)
-    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
-    settlements: dict[str, dict[str, Any]] = field(default_factory=dict)
+class Records:
+    """tally's side: what each payment, refund and settlement came to, by tally's id."""
+
+    payments: dict[str, PaymentRecord] = field(default_factory=dict)
+    refunds: dict[str, RefundRecord] = field(default_factory=dict)
+    settlements: dict[str, SettlementRecord] = field(default_factory=dict)
     order_payment: dict[str, str] = field(default_factory=dict)
 
+    def fold(self, event: Any) -> None:
+        apply = APPLY.handlers.get(type(event))
+        if apply is not None:
+            apply(self, event, str(event.originator_id))
 
-def _fold(container: Container) -> _Books:
+    @APPLY.on("Payment.Initiated")
+    def _payment_initiated(self, event: Any, sid: str) -> None:
+        self.payments[sid] = PaymentRecord(event.amount, event.currency, event.provider, event.timestamp)
+
+    @APPLY.on("Payment.ActionRequired")
+    def _payment_action_required(self, event: Any, sid: str) -> None:
+        payment = self.payments[sid]
+        payment.outcome, payment.reference = REQUIRES_ACTION, event.provider_reference
+
+    @APPLY.on("Payment.Succeeded")
+    def _payment_succeeded(self, event: Any, sid: str) -> None:
+        payment = self.payments[sid]
+        payment.outcome, payment.reference = SUCCEEDED, event.provider_reference
+
+    @APPLY.on("Payment.Failed")
+    def _payment_failed(self, event: Any, sid: str) -> None:
+        payment = self.payments[sid]
+        payment.outcome, payment.reference = FAILED, event.provider_reference or payment.reference
+
+    @APPLY.on("Order.Placed")
+    def _order_placed(self, event: Any, sid: str) -> None:
+        self.order_payment[sid] = event.payment_id
+
+    @APPLY.on("Order.RefundRecorded")
+    def _refund_recorded(self, event: Any, sid: str) -> None:
+        self.refunds[event.refund_id] = RefundRecord(
+            event.amount, sid, self.order_payment.get(sid), event.timestamp
+        )
+
+    @APPLY.on("Settlement.Opened")
+    def _settlement_opened(self, event: Any, sid: str) -> None:
+        self.settlements[sid] = SettlementRecord(
+            event.seller_id, event.currency, event.total_payout_amount, event.timestamp
+        )
+
+    @APPLY.on("Settlement.Paid")
+    def _settlement_paid(self, event: Any, sid: str) -> None:
+        settlement = self.settlements[sid]
+        settlement.status, settlement.reference, settlement.at = (
+            PAID,
+            event.provider_reference,
+            event.timestamp,
+        )
+
+    @APPLY.on("Settlement.Failed")
+    def _settlement_failed(self, event: Any, sid: str) -> None:
+        settlement = self.settlements[sid]
+        settlement.status, settlement.at = FAILED, event.timestamp
+
+    @APPLY.on("Allocation.TransferReversed")
+    def _transfer_reversed(self, event: Any, sid: str) -> None:
+        self.settlements[event.settlement_id].reversed += event.amount
+
+
+def _records(container: Container) -> Records:
+    """Fold the log into :class:`Records`, decoding only the events it looks at."""
     app = container.marketplace
-    books = _Books()
+    records = Records()
+    topics = APPLY.topics()
     for notification in iter_notifications(app):
-        topic = notification.topic
-        if not (
-            ":Payment." in topic
-            or ":Order." in topic
-            or ":Settlement." in topic
-            or topic.endswith(":Allocation.TransferReversed")
-        ):
-            continue  # decode only what reconciliation looks at
-        event = app.mapper.to_domain_event(notification)
-        sid = str(event.originator_id)
-        if isinstance(event, Payment.Initiated):
-            books.payments[sid] = {
-                "amount": event.amount,
-                "currency": event.currency,
-                "provider": event.provider,
-                "outcome": "pending",
-                "reference": None,
-                "created": event.timestamp,
-            }
-        elif isinstance(event, Payment.ActionRequired):
-            books.payments[sid].update(outcome="requires_action", reference=event.provider_reference)
-        elif isinstance(event, Payment.Succeeded):
-            books.payments[sid].update(outcome="succeeded", reference=event.provider_reference)
-        elif isinstance(event, Payment.Failed):
-            payment = books.payments[sid]
-            payment.update(outcome="failed", reference=event.provider_reference or payment["reference"])
-        elif isinstance(event, Order.Placed):
-            books.order_payment[sid] = event.payment_id
-        elif isinstance(event, Order.RefundRecorded):
-            books.refunds[event.refund_id] = {
-                "amount": event.amount,
-                "order_id": sid,
-                "payment_id": books.order_payment.get(sid),
-                "at": event.timestamp,
-            }
-        elif isinstance(event, Settlement.Opened):
-            books.settlements[sid] = {
-                "seller_id": event.seller_id,
-                "currency": event.currency,
-                "amount": event.total_payout_amount,
-                "status": "pending",
-                "reference": None,
-                "at": event.timestamp,
-                "reversed": 0,
-            }
-        elif isinstance(event, Settlement.Paid):
-            books.settlements[sid].update(
-                status="paid", reference=event.provider_reference, at=event.timestamp
-            )
-        elif isinstance(event, Settlement.Failed):
-            books.settlements[sid].update(status="failed", at=event.timestamp)
-        elif isinstance(event, Allocation.TransferReversed):
-            books.settlements[event.settlement_id]["reversed"] += event.amount
-    return books
+        if notification.topic in topics:
+            records.fold(app.mapper.to_domain_event(notification))
+    return records
 
 
 def _epoch(moment: datetime) -> int:
@@ -132,7 +189,7 @@ def _metadata(obj: dict[str, Any], key: str) -> str | None:
 def reconcile(container: Container, since: datetime) -> Report:
     """Compare what the provider holds from ``since`` on with what tally recorded."""
     gateway = container.gateway
-    if not hasattr(gateway, "list_payment_intents"):
+    if not isinstance(gateway, ProviderRecords):
         raise ValueError(
             f"the {gateway.name} provider keeps no records to reconcile with (PAYMENT_PROVIDER=stripe)"
         )
@@ -142,7 +199,7 @@ def reconcile(container: Container, since: datetime) -> Report:
     intents = {pi["id"]: pi for pi in gateway.list_payment_intents(listed_from)}
     refunds = {re["id"]: re for re in gateway.list_refunds(created_gte=listed_from)}
     transfers = {tr["id"]: tr for tr in gateway.list_transfers(listed_from)}
-    books = _fold(container)
+    records = _records(container)
     with container.engine.connect() as conn:
         payment_of = dict(
             conn.execute(
@@ -164,9 +221,9 @@ def reconcile(container: Container, since: datetime) -> Report:
             )
             .order_by(provider_events.c.received_at)
         ).all()
-    _payments(report, books, intents, payment_of, start, since)
-    _refunds(report, books, refunds, refund_of, start, since)
-    _transfers(report, books, transfers, start, since)
+    _payments(report, records, intents, payment_of, start, since)
+    _refunds(report, records, refunds, refund_of, start, since)
+    _transfers(report, records, transfers, start, since)
     for row in review:
         report.mismatches.append(f"provider event {row.id} ({row.type}) is {row.state}: {row.detail}")
     report.checked.update(
@@ -180,7 +237,7 @@ def reconcile(container: Container, since: datetime) -> Report:
 
 def _payments(
     report: Report,
-    books: _Books,
+    records: Records,
     intents: dict[str, dict[str, Any]],
     payment_of: dict[str, str],
     start: int,
@@ -189,39 +246,41 @@ def _payments(
     seen: set[str] = set()
     for pi in intents.values():
         payment_id = payment_of.get(pi["id"]) or _metadata(pi, "payment_id")
-        payment = books.payments.get(payment_id or "")
-        if payment is not None:
-            seen.add(payment_id)  # type: ignore[arg-type]
+        payment = records.payments.get(payment_id or "")
+        if payment is not None and payment_id is not None:
+            seen.add(payment_id)
         if pi.get("created", 0) < start:
             continue
-        what = f"PaymentIntent {pi['id']} ({pi.get('status')}, {pi.get('amount')} {str(pi.get('currency')).upper()})"
+        currency = str(pi.get("currency")).upper()
+        what = f"PaymentIntent {pi['id']} ({pi.get('status')}, {pi.get('amount')} {currency})"
         if payment is None:
             report.mismatches.append(f"{what}: no payment in tally")
             continue
-        if pi.get("amount") != payment["amount"] or str(pi.get("currency")).upper() != payment["currency"]:
+        if pi.get("amount") != payment.amount or currency != payment.currency:
             report.mismatches.append(
-                f"{what}: amount differs, tally has {payment['amount']} {payment['currency']} for payment {payment_id}"
+                f"{what}: amount differs, tally has {payment.amount} {payment.currency} "
+                f"for payment {payment_id}"
             )
         expected = EXPECTED_OUTCOME.get(str(pi.get("status")))
-        if expected != payment["outcome"]:
+        if expected != payment.outcome:
             report.mismatches.append(
-                f"{what}: status differs, tally's payment {payment_id} is {payment['outcome']}"
+                f"{what}: status differs, tally's payment {payment_id} is {payment.outcome}"
             )
-    for payment_id, payment in books.payments.items():
-        if payment["provider"] != "stripe" or payment["created"] < since or payment_id in seen:
+    for payment_id, payment in records.payments.items():
+        if payment.provider != "stripe" or payment.created < since or payment_id in seen:
             continue
-        if payment["outcome"] == "pending" and payment["reference"] is None:
+        if payment.outcome == PENDING and payment.reference is None:
             report.notes.append(f"payment {payment_id} is pending and never reached Stripe (no money moved)")
             continue
         report.mismatches.append(
-            f"payment {payment_id} ({payment['outcome']}, {payment['amount']} {payment['currency']}, "
-            f"{payment['reference']}): missing at Stripe"
+            f"payment {payment_id} ({payment.outcome}, {payment.amount} {payment.currency}, "
+            f"{payment.reference}): missing at Stripe"
         )
 
 
 def _refunds(
     report: Report,
-    books: _Books,
+    records: Records,
     refunds: dict[str, dict[str, Any]],
     refund_of: dict[str, str],
     start: int,
@@ -230,10 +289,10 @@ def _refunds(
     seen: set[str] = set()
     for re in refunds.values():
         refund_id = refund_of.get(re["id"]) or _metadata(re, "refund_id")
-        refund = books.refunds.get(refund_id or "")
+        refund = records.refunds.get(refund_id or "")
         live = re.get("status") in LIVE_REFUND_STATUSES
-        if refund is not None:
-            seen.add(refund_id)  # type: ignore[arg-type]
+        if refund is not None and refund_id is not None:
+            seen.add(refund_id)
         if re.get("created", 0) < start:
             continue
         what = f"Refund {re['id']} ({re.get('status')}, {re.get('amount')}) of {re.get('payment_intent')}"
@@ -243,63 +302,59 @@ def _refunds(
             continue
         if not live:
             report.mismatches.append(f"{what}: failed at Stripe but tally recorded refund {refund_id}")
-        elif re.get("amount") != refund["amount"]:
-            report.mismatches.append(
-                f"{what}: amount differs, tally's refund {refund_id} is {refund['amount']}"
-            )
-    stripe_payments = {pid for pid, p in books.payments.items() if p["provider"] == "stripe"}
-    for refund_id, refund in books.refunds.items():
-        if refund["payment_id"] not in stripe_payments or refund["at"] < since or refund_id in seen:
+        elif re.get("amount") != refund.amount:
+            report.mismatches.append(f"{what}: amount differs, tally's refund {refund_id} is {refund.amount}")
+    stripe_payments = {pid for pid, p in records.payments.items() if p.provider == "stripe"}
+    for refund_id, refund in records.refunds.items():
+        if refund.payment_id not in stripe_payments or refund.at < since or refund_id in seen:
             continue
         report.mismatches.append(
-            f"refund {refund_id} ({refund['amount']}) of order {refund['order_id']}: missing at Stripe"
+            f"refund {refund_id} ({refund.amount}) of order {refund.order_id}: missing at Stripe"
         )
 
 
 def _transfers(
-    report: Report, books: _Books, transfers: dict[str, dict[str, Any]], start: int, since: datetime
+    report: Report, records: Records, transfers: dict[str, dict[str, Any]], start: int, since: datetime
 ) -> None:
-    by_reference = {s["reference"]: sid for sid, s in books.settlements.items() if s["reference"]}
+    by_reference = {s.reference: sid for sid, s in records.settlements.items() if s.reference}
     seen: set[str] = set()
     for tr in transfers.values():
         settlement_id = by_reference.get(tr["id"]) or _metadata(tr, "settlement_id")
-        settlement = books.settlements.get(settlement_id or "")
-        if settlement is not None:
-            seen.add(settlement_id)  # type: ignore[arg-type]
+        settlement = records.settlements.get(settlement_id or "")
+        if settlement is not None and settlement_id is not None:
+            seen.add(settlement_id)
         if tr.get("created", 0) < start:
             continue
-        what = f"Transfer {tr['id']} ({tr.get('amount')} {str(tr.get('currency')).upper()} to {tr.get('destination')})"
+        currency = str(tr.get("currency")).upper()
+        what = f"Transfer {tr['id']} ({tr.get('amount')} {currency} to {tr.get('destination')})"
         if settlement is None:
             report.mismatches.append(f"{what}: no settlement in tally")
             continue
-        if settlement["status"] != "paid" or settlement["reference"] != tr["id"]:
+        if settlement.status != PAID or settlement.reference != tr["id"]:
             report.mismatches.append(
-                f"{what}: status differs, tally's settlement {settlement_id} is {settlement['status']}"
+                f"{what}: status differs, tally's settlement {settlement_id} is {settlement.status}"
             )
-        if (
-            tr.get("amount") != settlement["amount"]
-            or str(tr.get("currency")).upper() != settlement["currency"]
-        ):
+        if tr.get("amount") != settlement.amount or str(tr.get("currency")).upper() != settlement.currency:
             report.mismatches.append(
                 f"{what}: amount differs, tally's settlement {settlement_id} is "
-                f"{settlement['amount']} {settlement['currency']}"
+                f"{settlement.amount} {settlement.currency}"
             )
-        if (tr.get("amount_reversed") or 0) != settlement["reversed"]:
+        if (tr.get("amount_reversed") or 0) != settlement.reversed:
             report.mismatches.append(
                 f"{what}: reversed at Stripe ({tr.get('amount_reversed') or 0}), "
-                f"tally recorded reversals of {settlement['reversed']}"
+                f"tally recorded reversals of {settlement.reversed}"
             )
-    for settlement_id, settlement in books.settlements.items():
+    for settlement_id, settlement in records.settlements.items():
         if (
-            settlement["status"] != "paid"
-            or settlement["at"] < since
+            settlement.status != PAID
+            or settlement.at < since
             or settlement_id in seen
-            or settlement["reference"] in (None, "nothing_to_pay")
+            or settlement.reference in (None, "nothing_to_pay")
         ):
             continue
         report.mismatches.append(
-            f"settlement {settlement_id} ({settlement['amount']} {settlement['currency']} to "
-            f"{settlement['seller_id']}, {settlement['reference']}): missing at Stripe"
+            f"settlement {settlement_id} ({settlement.amount} {settlement.currency} to "
+            f"{settlement.seller_id}, {settlement.reference}): missing at Stripe"
         )
 
 

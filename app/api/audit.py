@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
-from flask import Response, current_app, g, stream_with_context
+from flask import Response, g, stream_with_context
 from flask_smorest import Blueprint
-from sqlalchemy import select
+from marshmallow import Schema
 from werkzeug.exceptions import NotFound
 
-from app import audit
-from app.api.common import json_response
+from app import presenters
+from app.api.common import json_response, tally
+from app.audit import seller_balance
 from app.auth import check_subject, current_principal, require
 from app.commands import verification
+from app.presenters import audit_events_csv, verification_view
 from app.schemas import (
     AsOfQuerySchema,
     AuditEventsQuerySchema,
@@ -27,272 +28,152 @@ from app.schemas import (
     StatementSchema,
     VerificationSchema,
 )
-from projections.audit import GENESIS, payload
-from projections.queries import keyset_pages, rfc3339
-from projections.runner import PROJECTIONS, catch_up
-from projections.tables import allocations_view, audit_log
+from projections import history
 
 bp = Blueprint("audit", __name__, url_prefix="/api", description="Audit")
 
-CSV_COLUMNS = [
-    "position",
-    "stream_id",
-    "stream_type",
-    "version",
-    "type",
-    "timestamp",
-    "actor_id",
-    "actor_role",
-    "request_id",
-    "reason",
-    "data",
-    "hash",
-]
+# flask_smorest ships no type information: these give its decorators the type they have, so
+# the views below stay type-checked.
+View = Callable[..., Response]
+Decorator = Callable[[View], View]
 
 
-def _container():  # type: ignore[no-untyped-def]
-    return current_app.extensions["tally"]
+def route(rule: str, **options: Any) -> Decorator:
+    decorator: Decorator = bp.route(rule, **options)
+    return decorator
 
 
-def _catch_up_log() -> None:
-    container = _container()
-    catch_up(PROJECTIONS["audit_log"](), container.marketplace, container.engine)
+def arguments(schema: Schema, **options: Any) -> Decorator:
+    decorator: Decorator = bp.arguments(schema, **options)
+    return decorator
 
 
-def _event(row) -> dict:  # type: ignore[no-untyped-def]
-    data = payload(row.data)
-    cause = data.get("cause") or {}
-    return {
-        "position": row.position,
-        "stream_id": row.stream_id,
-        "stream_type": row.stream_type,
-        "version": row.version,
-        "type": row.type,
-        "timestamp": rfc3339(row.timestamp),
-        "data": data,
-        "actor_id": cause.get("actor_id"),
-        "actor_role": cause.get("actor_role"),
-        "request_id": cause.get("request_id"),
-        "reason": cause.get("reason"),
-        "hash": row.hash,
-    }
+def response(status: int, schema: type[Schema] | Schema | None = None, **options: Any) -> Decorator:
+    decorator: Decorator = bp.response(status, schema, **options)
+    return decorator
 
 
-@bp.route("/audit/events")
-@require("admin", "auditor")
-@bp.arguments(AuditEventsQuerySchema(), location="query")
-@bp.response(200, AuditEventsSchema)
-def list_events(query):
-    """Every event in commit order, with gap-free positions."""
-    _catch_up_log()
-    with _container().engine.connect() as conn:
-        rows = conn.execute(
-            select(audit_log)
-            .where(audit_log.c.position > query["after"])
-            .order_by(audit_log.c.position)
-            .limit(query["limit"])
-        ).all()
-    events = [_event(row) for row in rows]
-    return json_response(
-        {"events": events, "next_after": events[-1]["position"] if events else query["after"]}
-    )
-
-
-@bp.route("/audit/events.csv")
-@require("admin", "auditor")
-@bp.arguments(AuditEventsQuerySchema(), location="query")
-@bp.response(200, content_type="text/csv")
-def events_csv(query):
-    """The same log as CSV, streamed in constant memory (``limit`` is ignored: everything after ``after``)."""
-    _catch_up_log()
-    engine = _container().engine
-
-    def generate():  # type: ignore[no-untyped-def]
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        yield buffer.getvalue()  # the header, also for an empty log
-        buffer.seek(0)
-        buffer.truncate(0)
-
-        def page(statement):  # type: ignore[no-untyped-def]
-            with engine.connect() as conn:  # a connection per page: none is held while the client reads
-                return conn.execute(statement).all()
-
-        for rows in keyset_pages(page, select(audit_log), audit_log.c.position, query["after"], 1000):
-            for row in rows:
-                event = _event(row)
-                event["data"] = json.dumps(event["data"], sort_keys=True, separators=(",", ":"))
-                writer.writerow(
-                    [event[column] if event[column] is not None else "" for column in CSV_COLUMNS]
-                )
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate(0)
-
-    return Response(
-        stream_with_context(generate()),
-        mimetype="text/csv",
-        headers={"Content-Disposition": "attachment; filename=tally-events.csv"},
-    )
-
-
-@bp.route("/audit/head")
-@require("admin", "auditor")
-@bp.response(200, AuditHeadSchema)
-def head():
-    """The latest position and the hash chaining it to everything before: pin it, verify later."""
-    _catch_up_log()
-    with _container().engine.connect() as conn:
-        row = conn.execute(
-            select(audit_log.c.position, audit_log.c.hash).order_by(audit_log.c.position.desc()).limit(1)
-        ).first()
-    return json_response({"position": row.position if row else 0, "hash": row.hash if row else GENESIS})
-
-
-def _as_of(query) -> datetime | None:  # type: ignore[no-untyped-def]
+def _as_of(query: dict[str, Any]) -> datetime | None:
     as_of = query.get("as_of")
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
     return as_of
 
 
-@bp.route("/audit/streams/<stream_id>")
+@route("/audit/events")
 @require("admin", "auditor")
-@bp.arguments(AsOfQuerySchema(), location="query")
-@bp.response(200, AuditStreamSchema)
-def stream(query, stream_id):
+@arguments(AuditEventsQuerySchema(), location="query")
+@response(200, AuditEventsSchema)
+def list_events(query: dict[str, Any]) -> Response:
+    """Every event in commit order, with gap-free positions."""
+    container = tally()
+    return json_response(
+        history.list_audit_events(container.marketplace, container.engine, query["after"], query["limit"])
+    )
+
+
+@route("/audit/events.csv")
+@require("admin", "auditor")
+@arguments(AuditEventsQuerySchema(), location="query")
+@response(200, content_type="text/csv")
+def events_csv(query: dict[str, Any]) -> Response:
+    """The same log as CSV, streamed in constant memory (``limit`` is ignored: everything after ``after``)."""
+    container = tally()
+    pages = history.audit_event_pages(container.marketplace, container.engine, query["after"])
+    return Response(
+        stream_with_context(audit_events_csv(pages)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=tally-events.csv"},
+    )
+
+
+@route("/audit/head")
+@require("admin", "auditor")
+@response(200, AuditHeadSchema)
+def head() -> Response:
+    """The latest position and the hash chaining it to everything before: pin it, verify later."""
+    container = tally()
+    return json_response(history.audit_head(container.marketplace, container.engine))
+
+
+@route("/audit/streams/<stream_id>")
+@require("admin", "auditor")
+@arguments(AsOfQuerySchema(), location="query")
+@response(200, AuditStreamSchema)
+def stream(query: dict[str, Any], stream_id: str) -> Response:
     """Any aggregate as it stood at ``as_of`` (default: now), rebuilt from its events."""
     try:
         uid = UUID(stream_id)
     except ValueError:
         raise NotFound(f"no stream {stream_id}") from None
-    result = audit.stream_as_of(_container().marketplace, uid, _as_of(query))
+    result = history.stream_as_of(tally().marketplace, uid, _as_of(query))
     if result is None:
         raise NotFound(f"stream {stream_id} has no events by then")
     return json_response(result)
 
 
-@bp.route("/sellers/<seller_id>/balance")
+@route("/sellers/<seller_id>/balance")
 @require("admin", "auditor", "seller")
-@bp.arguments(AsOfQuerySchema(), location="query")
-@bp.response(200, BalanceAsOfSchema)
-def balance(query, seller_id):
+@arguments(AsOfQuerySchema(), location="query")
+@response(200, BalanceAsOfSchema)
+def balance(query: dict[str, Any], seller_id: str) -> Response:
     """The seller's pending payout per currency as it stood at ``as_of``, with what makes it up."""
     check_subject("seller", seller_id)
-    container = _container()
-    catch_up(PROJECTIONS["payouts"](), container.marketplace, container.engine)
-    with container.engine.connect() as conn:
-        ids = (
-            conn.execute(
-                select(allocations_view.c.allocation_id)
-                .where(allocations_view.c.seller_id == seller_id)
-                .order_by(allocations_view.c.created_at)
-            )
-            .scalars()
-            .all()
-        )
+    container = tally()
     as_of = _as_of(query) or datetime.now(UTC)
-    return json_response(audit.seller_balance(container.marketplace, list(ids), seller_id, as_of))
+    return json_response(seller_balance(container.marketplace, container.engine, seller_id, as_of))
 
 
-def _statement(seller_id: str, settlement_id: str) -> dict:
+def _statement(seller_id: str, settlement_id: str) -> dict[str, Any]:
     check_subject("seller", seller_id)
-    settlement = _container().marketplace.get_settlement(settlement_id)
-    if settlement is None or settlement.seller_id != seller_id:
+    document = history.settlement_statement(tally().marketplace, seller_id, settlement_id)
+    if document is None:
         raise NotFound(f"no settlement {settlement_id} for seller {seller_id}")
-    return audit.settlement_statement(_container().marketplace, settlement)
+    return document
 
 
-@bp.route("/sellers/<seller_id>/settlements/<settlement_id>/statement")
+@route("/sellers/<seller_id>/settlements/<settlement_id>/statement")
 @require("admin", "auditor", "seller")
-@bp.response(200, StatementSchema)
-def statement(seller_id, settlement_id):
+@response(200, StatementSchema)
+def statement(seller_id: str, settlement_id: str) -> Response:
     """Every order, refund and adjustment in a settlement with gross, fee, net and a running total."""
     return json_response(_statement(seller_id, settlement_id))
 
 
-STATEMENT_COLUMNS = [
-    "kind",
-    "date",
-    "order_id",
-    "allocation_id",
-    "refund_id",
-    "gross_amount",
-    "platform_fee_amount",
-    "net_amount",
-    "running_total_amount",
-    "currency",
-]
-
-
-@bp.route("/sellers/<seller_id>/settlements/<settlement_id>/statement.csv")
+@route("/sellers/<seller_id>/settlements/<settlement_id>/statement.csv")
 @require("admin", "auditor", "seller")
-@bp.response(200, content_type="text/csv")
-def statement_csv(seller_id, settlement_id):
+@response(200, content_type="text/csv")
+def statement_csv(seller_id: str, settlement_id: str) -> Response:
     """The statement as CSV."""
-    document = _statement(seller_id, settlement_id)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(STATEMENT_COLUMNS)
-    for line in document["lines"]:
-        writer.writerow(
-            [
-                document["currency"] if c == "currency" else ("" if line[c] is None else line[c])
-                for c in STATEMENT_COLUMNS
-            ]
-        )
-    return Response(buffer.getvalue(), mimetype="text/csv")
+    return Response(presenters.statement_csv(_statement(seller_id, settlement_id)), mimetype="text/csv")
 
 
-@bp.route("/audit/verifications", methods=["POST"])
+@route("/audit/verifications", methods=["POST"])
 @require("admin")
-@bp.response(202, VerificationSchema)
-def request_verification():  # type: ignore[no-untyped-def]
+@response(202, VerificationSchema)
+def request_verification() -> Response:
     """Verify the books (what `flask --app wsgi audit verify` checks) in the background; the
     verification shows the verdict when it is done. A worker also runs one every day."""
-    container = _container()
+    container = tally()
     verification_id = verification.request_verification(container, current_principal().cause(g.request_id))
-    return json_response(_verification_view(container.marketplace.get_verification(verification_id)), 202)
+    return json_response(verification_view(container.marketplace.get_verification(verification_id)), 202)
 
 
-@bp.route("/audit/verifications/latest")
+@route("/audit/verifications/latest")
 @require("admin", "auditor")
-@bp.response(200, VerificationSchema)
-def latest_verification():  # type: ignore[no-untyped-def]
+@response(200, VerificationSchema)
+def latest_verification() -> Response:
     """The most recent verification with a verdict (found in the global log)."""
-    _catch_up_log()
-    with _container().engine.connect() as conn:
-        stream_id = conn.execute(
-            select(audit_log.c.stream_id)
-            .where(audit_log.c.type == "Verification.Completed")
-            .order_by(audit_log.c.position.desc())
-            .limit(1)
-        ).scalar()
-    if stream_id is None:
+    container = tally()
+    verification = history.latest_verification(container.marketplace, container.engine)
+    if verification is None:
         raise NotFound("no verification has a verdict yet")
-    return json_response(_verification_view(_container().marketplace.get_verification(stream_id)))
+    return json_response(verification_view(verification))
 
 
-@bp.route("/audit/verifications/<verification_id>")
+@route("/audit/verifications/<verification_id>")
 @require("admin", "auditor")
-@bp.response(200, VerificationSchema)
-def get_verification(verification_id):  # type: ignore[no-untyped-def]
+@response(200, VerificationSchema)
+def get_verification(verification_id: str) -> Response:
     """A verification's progress and, once done, its verdict."""
-    return json_response(_verification_view(_container().marketplace.get_verification(verification_id)))
-
-
-def _verification_view(verification) -> dict:  # type: ignore[no-untyped-def]
-    finished = verification.status in ("done", "failed")
-    return {
-        "id": str(verification.id),
-        "status": verification.status,
-        "ok": verification.ok,
-        "head_position": verification.head_position,
-        "head_hash": verification.head_hash,
-        "breaches": verification.breaches,
-        "checked": verification.checked,
-        "error": verification.error,
-        "requested_at": rfc3339(verification.created_on),
-        "finished_at": rfc3339(verification.modified_on) if finished else None,
-    }
+    return json_response(verification_view(tally().marketplace.get_verification(verification_id)))

@@ -15,8 +15,8 @@ from sqlalchemy import select, text
 from app import audit
 from app.adapters import read_models
 from app.adapters.queue import InlineJobs
+from app.audit import ChainCheck, SqlChainCheck, iter_audit_rows, iter_notifications, limits
 from app.commands.verification import execute_verification
-from app.audit import ChainCheck, SqlChainCheck, iter_audit_rows, iter_notifications
 from projections.runner import PROJECTIONS, catch_up
 from projections.tables import projection_positions
 from tests.e2e.helpers import assert_problem, confirm, create_session, stripe_event, stripe_signature
@@ -336,7 +336,7 @@ def test_swapping_events_of_different_types_is_reported_not_a_crash(app, history
 
 
 def report_in_batches_of(container, monkeypatch, size: int) -> tuple[list[str], dict[str, int]]:
-    monkeypatch.setattr(audit, "REPLAY_BATCH", size)
+    monkeypatch.setattr(limits, "REPLAY_BATCH", size)
     found = audit.verify(container.marketplace, container.engine)
     return found.breaches, found.checked
 
@@ -404,7 +404,7 @@ def test_changing_a_read_model_row_is_detected(app, history, container, settings
 @both_backends
 @pytest.mark.parametrize("batch", [7, 10_000])
 def test_audit_settlement_recomputes_with_no_difference(app, history, batch, monkeypatch):
-    monkeypatch.setattr(audit, "REPLAY_BATCH", batch)  # 7: the books page out between batches
+    monkeypatch.setattr(limits, "REPLAY_BATCH", batch)  # 7: the books page out between batches
     runner = app.test_cli_runner()
     for settlement in [*history["first"], history["second"]]:
         result = runner.invoke(args=["audit", "settlement", settlement["id"]])
@@ -419,7 +419,7 @@ def test_audit_settlement_recomputes_with_no_difference(app, history, batch, mon
 def test_audit_settlement_shows_what_an_edited_history_would_have_paid(
     app, history, container, settings, monkeypatch
 ):
-    monkeypatch.setattr(audit, "REPLAY_BATCH", 7)
+    monkeypatch.setattr(limits, "REPLAY_BATCH", 7)
     [first] = [s for s in history["first"] if s["currency"] == "EUR"]
     [row] = [
         r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":4000' in r.state

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import update
 
 from app import auth, create_app
-from app.commands import checkout
 from app.adapters.tables import api_keys
 from app.bootstrap import Container
+from app.commands import checkout
 from tests.conftest import checkout_body
 from tests.e2e.helpers import (
     assert_problem,

@@ -13,9 +13,9 @@ from freezegun import freeze_time
 from freezegun.api import FakeDatetime
 
 from app import create_app
-from app.commands.settlement_runs import settle_previous_month
 from app.auth import create_key
 from app.bootstrap import Container
+from app.commands.settlement_runs import settle_previous_month
 from domain.services import Marketplace
 from tests.integration.read_side_helpers import (
     event_topics,

@@ -13,9 +13,9 @@ import pytest
 from freezegun import freeze_time
 
 from app import create_app
-from app.commands.notifications import deliver_notifications
 from app.adapters.checkout_sessions import REMEMBER_EXPIRED_SECONDS
 from app.bootstrap import Container
+from app.commands.notifications import deliver_notifications
 from projections.runner import PROJECTIONS, catch_up
 from tests.conftest import checkout_body
 from tests.e2e.helpers import assert_problem
