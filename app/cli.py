@@ -201,12 +201,23 @@ def audit_settlement_command(settlement_id: str) -> None:
     metavar="DATE",
     help="Start of the window, YYYY-MM-DD (UTC); default: the last 30 days.",
 )
-def reconcile_command(since: str | None) -> None:
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="First finish what is in flight (payments without an outcome, settlements not paid) from what the "
+    "provider holds, as the cron's janitor does every 15 minutes.",
+)
+def reconcile_command(since: str | None, repair: bool) -> None:
     """Compare Stripe's PaymentIntents, Refunds and Transfers with tally's records; exit 1 on any mismatch."""
+    from app.commands.janitor import repair_in_flight
     from app.reconcile import reconcile, window_start
     from domain.ports import ProviderUnavailableError
 
     container = current_app.extensions["tally"]
+    if repair:
+        repaired = repair_in_flight(container)
+        for line in repaired.lines() or ["nothing in flight"]:
+            click.echo(f"repair: {line}")
     try:
         start = window_start(since)
     except ValueError:

@@ -322,6 +322,14 @@ class ReadModels(Protocol):
 
     def sellers_with_unsettled(self, before: datetime) -> list[str]: ...
 
+    def payments_in_flight(self, before: datetime) -> list[str]:
+        """Payments started before ``before`` with neither success nor failure recorded."""
+        ...
+
+    def settlements_in_flight(self) -> list[str]:
+        """Settlements opened and not yet paid or failed."""
+        ...
+
 
 class Auditor(Protocol):
     """Replays the whole log against the read models and the hash chain (``audit verify``)."""

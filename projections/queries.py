@@ -7,13 +7,14 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Select, and_, desc, select
+from sqlalchemy import Column, Select, and_, case, desc, func, select
 from sqlalchemy.engine import Engine, Row
 
 from domain.order import order_document
 from projections.tables import (
     adjustments_view,
     allocations_view,
+    audit_log,
     invoices_view,
     notifications_view,
     orders_view,
@@ -281,3 +282,33 @@ def seller_currencies(engine: Engine, seller_id: str) -> list[str]:
                 .distinct()
             ).scalars()
         )
+
+
+def payments_in_flight(engine: Engine, before: datetime) -> list[str]:
+    """Payments started before ``before`` that have neither succeeded nor failed (from the audit log)."""
+    final = ("Payment.Succeeded", "Payment.Failed")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(audit_log.c.stream_id)
+            .where(audit_log.c.stream_type == "Payment")
+            .group_by(audit_log.c.stream_id)
+            .having(
+                and_(
+                    func.sum(case((audit_log.c.type.in_(final), 1), else_=0)) == 0,
+                    func.min(audit_log.c.timestamp) < before,
+                )
+            )
+            .order_by(func.min(audit_log.c.position))
+        ).scalars()
+        return list(rows)
+
+
+def settlements_in_flight(engine: Engine) -> list[str]:
+    """Settlements opened but not yet paid or failed."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(settlements_view.c.settlement_id)
+            .where(settlements_view.c.status.in_(("pending", "processing")))
+            .order_by(settlements_view.c.created_at)
+        ).scalars()
+        return list(rows)

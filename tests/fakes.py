@@ -14,6 +14,7 @@ from app.adapters.providers.mock import MockGateway
 from app.commands.deps import Policy
 from domain.errors import CheckoutSessionNotFoundError, ConcurrentChangeError
 from domain.ports import (
+    ChargeResult,
     MailMessage,
     MailNotSentError,
     PayoutResult,
@@ -36,6 +37,10 @@ class FakeGateway(MockGateway):
         self.unavailable: set[str] = set()  # call names that raise ProviderUnavailableError
         self.refused_payouts: str | None = None
         self.listed_refunds: dict[str, list[ProviderRefund]] = {}
+        # What the provider holds by our ids, for the look-ups after an unknown outcome.
+        self.held_payments: dict[str, ChargeResult] = {}
+        self.held_payouts: dict[str, PayoutResult] = {}
+        self.lookups_fail = False
 
     def _called(self, what: str, kwargs: dict[str, Any]) -> None:
         self.calls.append((what, kwargs))
@@ -62,6 +67,19 @@ class FakeGateway(MockGateway):
 
     def refunds_of(self, provider_reference: str) -> list[ProviderRefund] | None:
         return self.listed_refunds.get(provider_reference)
+
+    def _looked_up(self, what: str, key: str) -> None:
+        self.calls.append((what, {"key": key}))
+        if self.lookups_fail:
+            raise ProviderUnavailableError(what)
+
+    def find_payment(self, payment_id: str, since: datetime) -> ChargeResult | None:
+        self._looked_up("find_payment", payment_id)
+        return self.held_payments.get(payment_id)
+
+    def find_payout(self, settlement_id: str, transfer_group: str) -> PayoutResult | None:
+        self._looked_up("find_payout", settlement_id)
+        return self.held_payouts.get(settlement_id)
 
     def calls_to(self, what: str) -> list[dict[str, Any]]:
         return [kwargs for name, kwargs in self.calls if name == what]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from app.adapters import keys
-from app.commands import notifications, settlement_runs, verification
+from app.commands import janitor, notifications, settlement_runs, verification
 from projections.runner import PROJECTIONS, catch_up
 from workers.context import get_container
 
@@ -42,6 +42,11 @@ def verify_on_schedule() -> str:
 
 def settle_previous_month() -> list[str]:
     return settlement_runs.settle_previous_month(get_container())
+
+
+def repair_in_flight() -> list[str]:
+    """The janitor: finish payments and settlements left in flight, from what the provider holds."""
+    return janitor.repair_in_flight(get_container()).lines()
 
 
 def cleanup_expired_sessions() -> int:

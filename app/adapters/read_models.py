@@ -33,6 +33,14 @@ class SqlReadModels:
     def sellers_with_unsettled(self, before: datetime) -> list[str]:
         return queries.sellers_with_unsettled(self.engine, before)
 
+    def payments_in_flight(self, before: datetime) -> list[str]:
+        self.catch_up("audit_log")
+        return queries.payments_in_flight(self.engine, before)
+
+    def settlements_in_flight(self) -> list[str]:
+        self.catch_up("settlements")
+        return queries.settlements_in_flight(self.engine)
+
 
 class SqlAuditor:
     """``audit verify`` over the event store and the read models, after the audit log caught up."""

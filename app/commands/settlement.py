@@ -48,7 +48,7 @@ def end_of(period_end: date) -> datetime:
     return datetime.combine(period_end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
 
 
-def _pay_out(deps: Deps, settlement: Settlement, cause: dict[str, Any]) -> Settlement:
+def pay_out(deps: Deps, settlement: Settlement, cause: dict[str, Any]) -> Settlement:
     """pending -> processing -> paid | failed; resumable: the payout's idempotency key is the
     settlement id, and a resumed settlement (one found processing: its payout call may have reached
     the provider, maybe longer ago than the provider keeps keys) first looks its payout up."""
@@ -105,7 +105,7 @@ def settle_seller(
                 continue
             created = created or opened
             if settlement.status in (PENDING, PROCESSING):
-                settlement = _pay_out(deps, settlement, cause)
+                settlement = pay_out(deps, settlement, cause)
             results.append(settlement)
     if created:
         deps.jobs.projections_changed()
