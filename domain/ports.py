@@ -102,6 +102,21 @@ class RefundsReported:
 
 
 @dataclass(frozen=True)
+class RefundChanged:
+    """One refund's status changed at the provider (a pending refund succeeded, failed or was canceled)."""
+
+    refund_reference: str
+    provider_reference: str | None  # the payment's
+    payment_id: str | None
+    refund_id: str | None  # ours, when the provider echoes it back (metadata)
+    status: str  # succeeded | pending | failed | canceled
+    failure_reason: str | None
+
+
+REFUND_FAILED_STATUSES = ("failed", "canceled")
+
+
+@dataclass(frozen=True)
 class DisputeReported:
     """A dispute (chargeback or inquiry) opened, changed, withdrew or reinstated funds, or closed."""
 
@@ -120,7 +135,7 @@ class NotUsed:
     """An event type tally does not act on."""
 
 
-ProviderFact = PaymentSucceeded | PaymentFailed | RefundsReported | DisputeReported | NotUsed
+ProviderFact = PaymentSucceeded | PaymentFailed | RefundsReported | RefundChanged | DisputeReported | NotUsed
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.commands.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
 from app.commands.deps import Deps
-from app.commands.refunds import record_provider_refunds, recover_paid_out
+from app.commands.refunds import record_provider_refunds, recover_paid_out, refund_changed
 from domain import payment as payment_status
 from domain.cause import Cause
 from domain.errors import (
@@ -26,6 +26,7 @@ from domain.ports import (
     PaymentSucceeded,
     ProviderEvent,
     ProviderFact,
+    RefundChanged,
     RefundsReported,
 )
 
@@ -73,6 +74,8 @@ def _apply(deps: Deps, event: ProviderEvent) -> Outcome:
         return _failed(deps, fact, payment, cause)
     if isinstance(fact, RefundsReported):
         return _refunded(deps, fact, payment, cause)
+    if isinstance(fact, RefundChanged):
+        return refund_changed(deps, fact, payment, cause)
     return _disputed(deps, fact, payment, cause)
 
 

@@ -11,7 +11,7 @@ from app.commands.deps import Deps
 from domain import ids
 from domain.errors import DomainError
 from domain.payment import Payment
-from domain.ports import ProviderRefund, ProviderUnavailableError
+from domain.ports import REFUND_FAILED_STATUSES, ProviderRefund, ProviderUnavailableError, RefundChanged
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,36 @@ def refund_order(
             part["carried_as_adjustment"] = False
             part["recovered_by_transfer_reversal"] = True
     return refund
+
+
+def refund_changed(
+    deps: Deps, fact: RefundChanged, payment: Payment, cause: dict[str, Any]
+) -> tuple[str, str | None]:
+    """A refund that failed (or was canceled) after it was booked gives its booking back: the order,
+    the payment and each allocation (fee included) are as if it had not happened."""
+    if fact.status not in REFUND_FAILED_STATUSES:
+        return "applied", f"refund {fact.refund_reference} is {fact.status}; nothing to change"
+    refund_id = (
+        deps.records.refund_ids_for([fact.refund_reference]).get(fact.refund_reference) or fact.refund_id
+    )
+    if refund_id is None or payment.order_id is None:
+        return "unmatched", f"refund {fact.refund_reference} failed but tally booked no such refund"
+    reason = fact.failure_reason or fact.status
+    cause = {**cause, "reason": f"refund {fact.status} at the payment provider: {reason}"}
+    with deps.locks.order_refunds(payment.order_id):
+        try:
+            deps.marketplace.reverse_failed_refund(payment.order_id, refund_id, reason, cause)
+        except DomainError as exc:
+            return "unmatched", f"failed refund {fact.refund_reference} cannot be reversed: {exc}"
+    log.error(
+        "refund %s (%s) of order %s %s at the provider (%s): booking reversed, the customer got nothing",
+        refund_id,
+        fact.refund_reference,
+        payment.order_id,
+        fact.status,
+        reason,
+    )
+    return "applied", f"refund {refund_id} {fact.status}; booking reversed"
 
 
 def record_provider_refunds(

@@ -14,6 +14,7 @@ from domain.ports import (
     PaymentFailed,
     PaymentSucceeded,
     ProviderRefund,
+    RefundChanged,
     RefundsReported,
 )
 
@@ -104,3 +105,20 @@ def test_malformed_objects_become_facts_with_what_could_be_read() -> None:
 def test_the_raw_body_is_kept_as_received() -> None:
     event = translate(stripe_event("customer.created", {}), raw='{"id": "evt_1"}')
     assert event is not None and event.payload == '{"id": "evt_1"}'
+
+
+@pytest.mark.parametrize("kind", ["charge.refund.updated", "refund.updated", "refund.failed"])
+def test_a_refund_that_changed_names_the_refund_our_id_and_its_status(kind: str) -> None:
+    refund = {
+        "id": "re_1",
+        "object": "refund",
+        "payment_intent": "pi_1",
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+        "metadata": {"refund_id": "r-1"},
+    }
+    event = translate(stripe_event(kind, refund))
+    assert event is not None
+    assert event.fact == RefundChanged("re_1", "pi_1", None, "r-1", "failed", "expired_or_canceled_card")
+    unnamed = translate(stripe_event(kind, {"status": "failed"}))
+    assert unnamed is not None and unnamed.fact == NotUsed()

@@ -19,6 +19,7 @@ from domain.ports import (
     ProviderEvent,
     ProviderFact,
     ProviderRefund,
+    RefundChanged,
     RefundsReported,
 )
 
@@ -29,6 +30,8 @@ DISPUTE_EVENT_TYPES = (
     "charge.dispute.funds_withdrawn",
     "charge.dispute.funds_reinstated",
 )
+# The Refund object's own events; charge.refund.updated covers every payment method.
+REFUND_EVENT_TYPES = ("charge.refund.updated", "refund.updated", "refund.failed")
 CLOSED_DISPUTE_STATUSES = ("won", "lost", "warning_closed", "prevented")
 LIVE_REFUND_STATUSES = ("succeeded", "pending")
 
@@ -86,9 +89,26 @@ def _fact(kind: str, obj: dict[str, Any]) -> ProviderFact:
             _embedded_refunds(obj),
             _amount(obj.get("amount_refunded")),
         )
+    if kind in REFUND_EVENT_TYPES:
+        return _refund_changed(obj)
     if kind in DISPUTE_EVENT_TYPES:
         return _dispute(obj)
     return NotUsed()
+
+
+def _refund_changed(obj: dict[str, Any]) -> ProviderFact:
+    reference = _text(obj.get("id"))
+    if reference is None:
+        return NotUsed()
+    metadata = obj.get("metadata")
+    return RefundChanged(
+        refund_reference=reference,
+        provider_reference=_text(obj.get("payment_intent")),
+        payment_id=None,
+        refund_id=_text(metadata.get("refund_id")) if isinstance(metadata, dict) else None,
+        status=_text(obj.get("status"), 64) or "succeeded",
+        failure_reason=_text(obj.get("failure_reason"), 64),
+    )
 
 
 def refund_of(item: object) -> ProviderRefund | None:
