@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from domain.errors import InvalidCheckoutError
+
 CHARGE_SUCCEEDED = "succeeded"
 CHARGE_REQUIRES_ACTION = "requires_action"
 CHARGE_FAILED = "failed"
@@ -63,6 +65,26 @@ class ProviderUnavailableError(Exception):
     def __init__(self, message: str = "", *, nothing_done: bool = False) -> None:
         super().__init__(message)
         self.nothing_done = nothing_done
+
+
+@dataclass(frozen=True)
+class CurrencyRule:
+    """How a provider writes amounts of one currency, in tally's minor units (ISO 4217 exponents)."""
+
+    currency: str
+    scale: int = 1  # the provider's amount = tally's amount x scale (ISK: Stripe writes two decimals)
+    granularity: int = 1  # tally amounts the provider accepts are multiples of this (KWD at Stripe: 10)
+    minimum: int = 1  # the smallest charge
+
+
+class CurrencyNotChargeableError(InvalidCheckoutError):
+    """The configured provider cannot charge this currency or amount as quoted."""
+
+    field = "currency"
+
+    def __init__(self, message: str, field: str = "currency") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ProviderConfigurationError(Exception):
@@ -168,7 +190,9 @@ class PaymentGateway(Protocol):
         idempotency_key: str,
     ) -> ChargeResult: ...
 
-    def refund(self, *, provider_reference: str, amount: int, idempotency_key: str) -> RefundResult: ...
+    def refund(
+        self, *, provider_reference: str, amount: int, currency: str, idempotency_key: str
+    ) -> RefundResult: ...
 
     def payout(
         self,
@@ -184,7 +208,13 @@ class PaymentGateway(Protocol):
         ...
 
     def reverse_payout(
-        self, *, provider_reference: str, amount: int, idempotency_key: str, metadata: dict[str, str]
+        self,
+        *,
+        provider_reference: str,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: dict[str, str],
     ) -> PayoutResult:
         """Take ``amount`` of a payout back from the seller's account (only if ``reverses_payouts``);
         a refusal is a failed result, an unreachable provider ProviderUnavailableError."""
@@ -192,6 +222,10 @@ class PaymentGateway(Protocol):
 
     def refunds_of(self, provider_reference: str) -> list[ProviderRefund] | None:
         """Every refund of a payment at the provider, or None when this provider cannot list them."""
+        ...
+
+    def currency_rule(self, currency: str) -> CurrencyRule:
+        """How this provider writes the currency (raises CurrencyNotChargeableError if it cannot)."""
         ...
 
     # Look-ups by our own ids, for after an unknown outcome (a timeout, a lost answer, a 5xx, a key

@@ -454,7 +454,7 @@ class Marketplace(Application[UUID]):
 
     def transfer_recovery(self, allocation_id_: str, refund_id: str) -> dict[str, Any] | None:
         """What a reversal of the paid-out transfer would recover for ``refund_id`` on the allocation:
-        {allocation_id, seller_id, refund_id, settlement_id, amount, transfer_reference}; None when
+        {allocation_id, seller_id, refund_id, settlement_id, amount, currency, transfer_reference}; None when
         nothing is owed back or the settlement it adjusts was not paid by a transfer."""
         uid = _as_uuid(allocation_id_)
         if uid is None or uid not in self.repository:
@@ -478,6 +478,7 @@ class Marketplace(Application[UUID]):
             "refund_id": refund_id,
             "settlement_id": adjustment["settlement_id"],
             "amount": adjustment["amount"],
+            "currency": allocation.currency,
             "transfer_reference": settlement.provider_reference,
         }
 

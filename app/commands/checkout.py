@@ -15,6 +15,7 @@ from domain.payment import Payment
 from domain.ports import (
     CHARGE_REQUIRES_ACTION,
     CHARGE_SUCCEEDED,
+    CurrencyNotChargeableError,
     ProviderConfigurationError,
     ProviderUnavailableError,
 )
@@ -31,9 +32,17 @@ SESSION_COMPLETED = "completed"
 
 
 def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:
-    """Quote the cart per seller and keep it for the session's lifetime."""
+    """Quote the cart per seller and keep it for the session's lifetime; a currency or total the
+    configured provider cannot charge is refused here, before anyone tries to pay."""
     policy = deps.policy
+    rule = deps.gateway.currency_rule(data["currency"])
     priced = quote(data["currency"], data["items"], policy.platform_fee_bps)
+    if priced.total_amount < rule.minimum:
+        raise CurrencyNotChargeableError(
+            f"the payment provider charges at least {rule.minimum} {rule.currency} minor units; "
+            f"this cart totals {priced.total_amount}",
+            field="items",
+        )
     now = datetime.now(UTC)
     ttl = policy.checkout_session_ttl_seconds
     expires = now + timedelta(seconds=ttl)

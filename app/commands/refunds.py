@@ -48,7 +48,7 @@ def refund_order(
         payment = marketplace.get_payment(order.payment_id)
         reference = payment.provider_reference or ""
         result = (deps.gateway.find_refund(reference, new_id) if retry_key else None) or deps.gateway.refund(
-            provider_reference=reference, amount=amount, idempotency_key=new_id
+            provider_reference=reference, amount=amount, currency=payment.currency, idempotency_key=new_id
         )
         # Before recording: the provider's echo (a refund webhook) then knows this refund is ours.
         deps.records.remember_refund(
@@ -201,6 +201,7 @@ def _reverse_payout(deps: Deps, allocation_id: str, refund_id: str, cause: dict[
             result = deps.gateway.reverse_payout(
                 provider_reference=candidate["transfer_reference"],
                 amount=candidate["amount"],
+                currency=candidate["currency"],
                 idempotency_key=key,
                 metadata={
                     "refund_id": refund_id,

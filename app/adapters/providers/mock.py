@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+from app.adapters.providers.currencies import stripe_rule
 from domain.ports import (
     CHARGE_FAILED,
     CHARGE_REQUIRES_ACTION,
     CHARGE_SUCCEEDED,
     ChargeResult,
+    CurrencyRule,
     PayoutResult,
     ProviderRefund,
     RefundResult,
@@ -58,7 +60,9 @@ class MockGateway:
         reason = MOCK_DECLINES.get(payment_method, "invalid_payment_method")
         return ChargeResult(CHARGE_FAILED, reference, failure_reason=reason)
 
-    def refund(self, *, provider_reference: str, amount: int, idempotency_key: str) -> RefundResult:
+    def refund(
+        self, *, provider_reference: str, amount: int, currency: str, idempotency_key: str
+    ) -> RefundResult:
         return RefundResult(_token("re_", idempotency_key))
 
     def payout(
@@ -75,10 +79,20 @@ class MockGateway:
         return PayoutResult(True, _token("tr_", idempotency_key))
 
     def reverse_payout(
-        self, *, provider_reference: str, amount: int, idempotency_key: str, metadata: dict[str, str]
+        self,
+        *,
+        provider_reference: str,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: dict[str, str],
     ) -> PayoutResult:
         """The mock takes it back at once."""
         return PayoutResult(True, _token("trr_", idempotency_key))
+
+    def currency_rule(self, currency: str) -> CurrencyRule:
+        """Stripe's table, so what passes the mock passes Stripe."""
+        return stripe_rule(currency)
 
     def refunds_of(self, provider_reference: str) -> list[ProviderRefund] | None:
         """The mock keeps no list of refunds (and sends no webhooks that would need one)."""

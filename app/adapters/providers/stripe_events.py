@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from app.adapters.providers.currencies import from_provider, stripe_rule
 from domain import payment as payment_status
+from domain.errors import DomainError
 from domain.money import is_amount, is_positive_amount
 from domain.ports import (
     DisputeReported,
@@ -51,8 +53,17 @@ def _text(value: object, max_length: int = 255) -> str | None:
     return value if isinstance(value, str) and storable_text(value, max_length) else None
 
 
-def _amount(value: object) -> int | None:
-    return value if is_positive_amount(value) else None
+def _amount(value: object, obj: dict[str, Any]) -> int | None:
+    """A positive amount in tally's minor units (Stripe writes ISK with two more decimals), else None."""
+    if not is_positive_amount(value):
+        return None
+    currency = obj.get("currency")
+    if not isinstance(currency, str):
+        return value
+    try:
+        return from_provider(stripe_rule(currency.upper()), value)
+    except (DomainError, ValueError):  # a currency tally does not quote, or a fraction of a unit
+        return None
 
 
 def translate(event: dict[str, Any], raw: str | None = None) -> ProviderEvent | None:
@@ -87,7 +98,7 @@ def _fact(kind: str, obj: dict[str, Any]) -> ProviderFact:
             _payment_id(obj),
             _text(obj.get("id"), 200),
             _embedded_refunds(obj),
-            _amount(obj.get("amount_refunded")),
+            _amount(obj.get("amount_refunded"), obj),
         )
     if kind in REFUND_EVENT_TYPES:
         return _refund_changed(obj)
@@ -115,7 +126,7 @@ def refund_of(item: object) -> ProviderRefund | None:
     """One Stripe Refund object, or None if it is not one we can record."""
     if not isinstance(item, dict):
         return None
-    reference, amount = _text(item.get("id")), _amount(item.get("amount"))
+    reference, amount = _text(item.get("id")), _amount(item.get("amount"), item)
     if reference is None or amount is None:
         return None
     return ProviderRefund(reference, amount, item.get("status", "succeeded") in LIVE_REFUND_STATUSES)
@@ -143,7 +154,7 @@ def _dispute(obj: dict[str, Any]) -> DisputeReported:
         dispute_id=_text(obj.get("id")),
         provider_reference=_text(obj.get("payment_intent")),
         payment_id=_payment_id(obj),
-        amount=_amount(obj.get("amount")),
+        amount=_amount(obj.get("amount"), obj),
         reason=_text(obj.get("reason"), 64) or "general",
         status=status,
         funds=_dispute_funds(obj, status),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import stripe
 
+from app.adapters.providers.currencies import stripe_rule
 from app.adapters.providers.stripe_events import refunds_in
 from domain.errors import PaymentStateError
 from domain.ports import (
@@ -25,6 +26,7 @@ from domain.ports import (
     CHARGE_REQUIRES_ACTION,
     CHARGE_SUCCEEDED,
     ChargeResult,
+    CurrencyRule,
     PayoutResult,
     ProviderConfigurationError,
     ProviderRefund,
@@ -147,6 +149,9 @@ class StripeGateway:
         except MISCONFIGURED as exc:
             self._misconfigured("a list", exc)
 
+    def currency_rule(self, currency: str) -> CurrencyRule:
+        return stripe_rule(currency)
+
     # ---- payments ------------------------------------------------------------------------
 
     def charge(
@@ -162,7 +167,7 @@ class StripeGateway:
     ) -> ChargeResult:
         started = time.time()
         params: PaymentIntentCreateParams = {
-            "amount": amount,
+            "amount": amount * stripe_rule(currency).scale,
             "currency": currency.lower(),
             "payment_method": payment_method,
             "confirm": True,
@@ -202,12 +207,14 @@ class StripeGateway:
 
     # ---- refunds -------------------------------------------------------------------------
 
-    def refund(self, *, provider_reference: str, amount: int, idempotency_key: str) -> RefundResult:
+    def refund(
+        self, *, provider_reference: str, amount: int, currency: str, idempotency_key: str
+    ) -> RefundResult:
         try:
             refund = self.client.v1.refunds.create(
                 {
                     "payment_intent": provider_reference,
-                    "amount": amount,
+                    "amount": amount * stripe_rule(currency).scale,
                     "metadata": {"refund_id": idempotency_key},
                 },
                 options={"idempotency_key": idempotency_key},
@@ -261,7 +268,7 @@ class StripeGateway:
         try:
             transfer = self.client.v1.transfers.create(
                 {
-                    "amount": amount,
+                    "amount": amount * stripe_rule(currency).scale,
                     "currency": currency.lower(),
                     "destination": destination,
                     "transfer_group": transfer_group,
@@ -288,14 +295,23 @@ class StripeGateway:
         return None
 
     def reverse_payout(
-        self, *, provider_reference: str, amount: int, idempotency_key: str, metadata: dict[str, str]
+        self,
+        *,
+        provider_reference: str,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: dict[str, str],
     ) -> PayoutResult:
         """A Transfer Reversal of ``amount`` of the transfer ``provider_reference`` (the connected
         account pays it back); Stripe refusing it (e.g. the account's balance is short) is a failed result."""
         try:
             reversal = self.client.v1.transfers.reversals.create(
                 provider_reference,
-                {"amount": amount, "metadata": {**metadata, "reversal_id": idempotency_key}},
+                {
+                    "amount": amount * stripe_rule(currency).scale,
+                    "metadata": {**metadata, "reversal_id": idempotency_key},
+                },
                 options={"idempotency_key": idempotency_key},
             )
         except UNKNOWN_OUTCOME as exc:

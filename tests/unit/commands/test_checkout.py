@@ -8,7 +8,7 @@ import pytest
 
 from app.commands.checkout import confirm_checkout, create_checkout_session
 from domain.errors import CheckoutConflictError, PaymentDeclinedError
-from domain.ports import ProviderUnavailableError
+from domain.ports import CurrencyNotChargeableError, ProviderUnavailableError
 from tests.fakes import FakeDeps
 from tests.unit.conftest import ADDRESS, ITEMS, make_cause
 
@@ -87,3 +87,24 @@ def test_a_session_being_confirmed_elsewhere_is_refused(deps: FakeDeps) -> None:
     with deps.sessions.lock(session_id), pytest.raises(Exception, match="being confirmed by another request"):
         confirm_checkout(deps, session_id, "pm_card_visa", make_cause())
     assert deps.gateway.calls_to("charge") == []
+
+
+def cart(currency: str, unit_amount: int) -> dict[str, object]:
+    item = {"seller_id": "s-1", "sku": "x", "description": "X", "unit_amount": unit_amount, "quantity": 1}
+    return {"customer_id": "c-1", "currency": currency, "items": [item]}
+
+
+def test_a_quote_below_the_minimum_charge_is_refused_naming_the_rule(deps: FakeDeps) -> None:
+    with pytest.raises(
+        CurrencyNotChargeableError, match="at least 50 USD minor units; this cart totals 49"
+    ) as low:
+        create_checkout_session(deps, cart("USD", 49))
+    assert low.value.field == "items"
+    assert create_checkout_session(deps, cart("USD", 50))["total_amount"] == 50
+    assert deps.sessions.sessions and all(s["total_amount"] == 50 for s in deps.sessions.sessions.values())
+
+
+def test_a_quote_in_a_currency_the_provider_cannot_charge_is_refused(deps: FakeDeps) -> None:
+    with pytest.raises(CurrencyNotChargeableError, match="KWD"):
+        create_checkout_session(deps, cart("KWD", 5000))
+    assert deps.sessions.sessions == {}
