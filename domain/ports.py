@@ -17,13 +17,14 @@ from domain.errors import InvalidCheckoutError
 CHARGE_SUCCEEDED = "succeeded"
 CHARGE_REQUIRES_ACTION = "requires_action"
 CHARGE_FAILED = "failed"
+CHARGE_PROCESSING = "processing"  # taken, not yet final (some bank debits): a webhook settles it
 
 
 @dataclass(frozen=True)
 class ChargeResult:
     """What the provider said about a payment attempt."""
 
-    status: str  # CHARGE_SUCCEEDED | CHARGE_REQUIRES_ACTION | CHARGE_FAILED
+    status: str  # CHARGE_SUCCEEDED | CHARGE_REQUIRES_ACTION | CHARGE_PROCESSING | CHARGE_FAILED
     provider_reference: str | None
     client_secret: str | None = None
     failure_reason: str | None = None

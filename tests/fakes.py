@@ -41,6 +41,7 @@ class FakeGateway(MockGateway):
         self.held_payments: dict[str, ChargeResult] = {}
         self.held_payouts: dict[str, PayoutResult] = {}
         self.lookups_fail = False
+        self.next_charge: ChargeResult | None = None  # what the next charge answers instead
 
     def _called(self, what: str, kwargs: dict[str, Any]) -> None:
         self.calls.append((what, kwargs))
@@ -49,7 +50,8 @@ class FakeGateway(MockGateway):
 
     def charge(self, **kwargs: Any) -> Any:
         self._called("charge", kwargs)
-        return super().charge(**kwargs)
+        answer, self.next_charge = self.next_charge, None
+        return answer or super().charge(**kwargs)
 
     def refund(self, **kwargs: Any) -> Any:
         self._called("refund", kwargs)

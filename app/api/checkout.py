@@ -77,6 +77,6 @@ def confirm_session(data: dict[str, Any], session_id: str) -> Response:
     outcome, payment, order = checkout.confirm_checkout(
         container, session_id, data["payment_method"], cause, session=session
     )
-    if outcome == "requires_action" or order is None:
+    if outcome != "succeeded" or order is None:  # requires_action, or processing at the provider
         return json_response({"payment": payment_view(payment)}, 202)
     return json_response({"order": order_view(order, payment), "payment": payment_view(payment)}, 201)

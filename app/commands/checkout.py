@@ -13,6 +13,7 @@ from domain.ids import order_id_for_session
 from domain.order import Order
 from domain.payment import Payment
 from domain.ports import (
+    CHARGE_PROCESSING,
     CHARGE_REQUIRES_ACTION,
     CHARGE_SUCCEEDED,
     CurrencyNotChargeableError,
@@ -75,10 +76,11 @@ def confirm_checkout(
     payment_method: str,
     cause: dict[str, Any],
     session: dict[str, Any] | None = None,
-) -> tuple[Literal["succeeded", "requires_action"], Payment, Order | None]:
+) -> tuple[Literal["succeeded", "requires_action", "processing"], Payment, Order | None]:
     """Take the payment first; only a successful payment places the order and its allocations.
 
-    Returns ("succeeded", payment, order) or ("requires_action", payment, None); a decline
+    Returns ("succeeded", payment, order), or ("requires_action" | "processing", payment, None)
+    while the customer or the provider still has to act; a decline
     raises PaymentDeclinedError after the failed attempt is recorded. ``session`` is the
     caller's copy, used for an early refusal; the one read under the lock decides.
     """
@@ -136,6 +138,10 @@ def confirm_checkout(
             )
             sessions.save({**session, "status": SESSION_AWAITING_ACTION, "payment_id": payment_id})
             return "requires_action", payment, None
+        if result.status == CHARGE_PROCESSING:
+            # The provider has it and will tell (webhook): no other confirm meanwhile, no client secret.
+            sessions.save({**session, "status": SESSION_AWAITING_ACTION, "payment_id": payment_id})
+            return "processing", payment, None
         reason = result.failure_reason or "declined"
         marketplace.record_failure(payment_id, result.provider_reference, reason, cause, payment=payment)
         sessions.save({**session, "payment_id": payment_id})

@@ -23,7 +23,13 @@ from domain.errors import (
     ConcurrentChangeError,
 )
 from domain.payment import Payment
-from domain.ports import CHARGE_REQUIRES_ACTION, CHARGE_SUCCEEDED, ChargeResult, ProviderUnavailableError
+from domain.ports import (
+    CHARGE_PROCESSING,
+    CHARGE_REQUIRES_ACTION,
+    CHARGE_SUCCEEDED,
+    ChargeResult,
+    ProviderUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +84,8 @@ def _repair_payment(deps: Deps, payment_id: str, report: JanitorReport) -> None:
         report.failed.append(payment_id)
     elif found.status == CHARGE_SUCCEEDED:
         _complete(deps, payment, found, cause, report)
+    elif found.status == CHARGE_PROCESSING:  # the provider is still at it; its webhook will tell
+        report.awaiting_action.append(payment_id)
     elif found.status == CHARGE_REQUIRES_ACTION:
         if payment.outcome == payment_status.PENDING:
             marketplace.record_action_required(

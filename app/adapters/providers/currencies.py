@@ -17,7 +17,26 @@ from __future__ import annotations
 from domain.money import check_currency, minor_units
 from domain.ports import CurrencyNotChargeableError, CurrencyRule
 
-STRIPE_ZERO_DECIMAL = frozenset(["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"])
+STRIPE_ZERO_DECIMAL = frozenset(
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
+)
 STRIPE_TWO_DECIMAL_FOR_ISO_ZERO = frozenset({"ISK"})
 STRIPE_LAST_DIGIT_ZERO = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 STRIPE_MINIMUM_CHARGE = {  # in the currency's ISO minor units

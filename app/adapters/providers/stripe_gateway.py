@@ -23,6 +23,7 @@ from app.adapters.providers.stripe_events import refunds_in
 from domain.errors import PaymentStateError
 from domain.ports import (
     CHARGE_FAILED,
+    CHARGE_PROCESSING,
     CHARGE_REQUIRES_ACTION,
     CHARGE_SUCCEEDED,
     ChargeResult,
@@ -94,9 +95,10 @@ def charge_result(intent: dict[str, Any]) -> ChargeResult:
     status = intent.get("status")
     if status == "succeeded":
         return ChargeResult(CHARGE_SUCCEEDED, intent["id"])
-    if status in ("requires_action", "requires_source_action", "processing"):
-        # processing (some bank debits) resolves later by webhook, like 3-D Secure does
+    if status in ("requires_action", "requires_source_action"):
         return ChargeResult(CHARGE_REQUIRES_ACTION, intent["id"], client_secret=intent.get("client_secret"))
+    if status == "processing":  # nothing for the customer to do; a webhook says how it ends
+        return ChargeResult(CHARGE_PROCESSING, intent["id"])
     error = intent.get("last_payment_error") or {}
     reason = error.get("decline_code") or error.get("code") or status or "failed"
     return ChargeResult(CHARGE_FAILED, intent["id"], failure_reason=reason)

@@ -108,3 +108,19 @@ def test_a_quote_in_a_currency_the_provider_cannot_charge_is_refused(deps: FakeD
     with pytest.raises(CurrencyNotChargeableError, match="KWD"):
         create_checkout_session(deps, cart("KWD", 5000))
     assert deps.sessions.sessions == {}
+
+
+def test_a_payment_processing_at_the_provider_waits_for_its_webhook_without_a_client_secret(
+    deps: FakeDeps,
+) -> None:
+    from domain.ports import CHARGE_PROCESSING, ChargeResult
+
+    session_id = open_session(deps)
+    deps.gateway.next_charge = ChargeResult(CHARGE_PROCESSING, "pi_debit")
+    outcome, payment, order = confirm_checkout(deps, session_id, "pm_card_visa", make_cause())
+    assert outcome == "processing" and order is None
+    assert payment.outcome == "pending" and payment.client_secret is None
+    assert deps.sessions.get(session_id)["status"] == "awaiting_action"
+    assert deps.records.payment_id_for_reference("pi_debit") == str(payment.id)
+    with pytest.raises(CheckoutConflictError):
+        confirm_checkout(deps, session_id, "pm_card_visa", make_cause())

@@ -8,7 +8,14 @@ from app.commands.checkout import create_checkout_session
 from app.commands.janitor import repair_in_flight
 from app.commands.settlement import settle_seller
 from domain.payment import Payment
-from domain.ports import CHARGE_FAILED, CHARGE_REQUIRES_ACTION, CHARGE_SUCCEEDED, ChargeResult, PayoutResult
+from domain.ports import (
+    CHARGE_FAILED,
+    CHARGE_PROCESSING,
+    CHARGE_REQUIRES_ACTION,
+    CHARGE_SUCCEEDED,
+    ChargeResult,
+    PayoutResult,
+)
 from tests.fakes import FakeDeps
 from tests.unit.commands.test_checkout import CART
 from tests.unit.commands.test_refunds_and_provider_events import paid_order
@@ -90,3 +97,10 @@ def test_a_settlement_left_processing_adopts_the_transfer_the_provider_made(deps
     assert (settlement.status, settlement.provider_reference) == ("paid", "tr_made")
     assert len(deps.gateway.calls_to("payout")) == 1  # the lost one only: none made again
     assert deps.read_models.settlements_in_flight() == []
+
+
+def test_a_payment_still_processing_at_the_provider_is_left_to_its_webhook(deps: FakeDeps) -> None:
+    payment = crashed_payment(deps)
+    deps.gateway.held_payments[str(payment.id)] = ChargeResult(CHARGE_PROCESSING, "pi_p")
+    assert repair_in_flight(deps, now=LATER).awaiting_action == [str(payment.id)]
+    assert deps.marketplace.get_payment(str(payment.id)).outcome == "pending"
