@@ -36,7 +36,12 @@ from domain.ports import (
 )
 
 if TYPE_CHECKING:  # pragma: nocover
-    from stripe.params import PaymentIntentCreateParams
+    from stripe.params import (
+        PaymentIntentCreateParams,
+        RefundCreateParams,
+        TransferCreateParams,
+        TransferReversalCreateParams,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +109,16 @@ def charge_result(intent: dict[str, Any]) -> ChargeResult:
     return ChargeResult(CHARGE_FAILED, intent["id"], failure_reason=reason)
 
 
+def _paid(transfer_or_reversal: dict[str, Any]) -> PayoutResult:
+    return PayoutResult(True, transfer_or_reversal["id"])
+
+
+def _refused(what: str, exc: stripe.StripeError) -> PayoutResult:
+    reason = _error(exc).get("code") or type(exc).__name__
+    log.warning("stripe refused %s: %s", what, reason)
+    return PayoutResult(False, None, reason)
+
+
 class StripeGateway:
     """The PaymentGateway port on Stripe."""
 
@@ -132,14 +147,23 @@ class StripeGateway:
         )
         raise ProviderConfigurationError(f"{type(exc).__name__}: {code}") from None
 
-    def _unknown(self, what: str, exc: Exception, find: Callable[[], T | None]) -> T:
-        """After an unknown outcome: what the provider holds, else ProviderUnavailableError saying
-        whether it surely holds nothing (the look-up answered) or we still cannot tell."""
-        log.warning("stripe unavailable for %s (%s); looking it up", what, type(exc).__name__)
-        found = find()  # raises ProviderUnavailableError itself when Stripe cannot be asked
-        if found is None:
-            raise ProviderUnavailableError(type(exc).__name__, nothing_done=True) from None
-        return found
+    def _send(
+        self, what: str, create: Callable[[], Any], read: Callable[[Any], T], find: Callable[[], T | None]
+    ) -> T:
+        """One write: ``read`` of what ``create`` returns; after an unknown outcome, what ``find`` finds
+        at the provider, else ProviderUnavailableError saying whether it surely holds nothing (the
+        look-up answered) or we still cannot tell. Configuration errors are raised as such; every
+        other refusal is left to the caller."""
+        try:
+            return read(_plain(create()))
+        except UNKNOWN_OUTCOME as exc:
+            log.warning("stripe unavailable for %s (%s); looking it up", what, type(exc).__name__)
+            found = find()  # raises ProviderUnavailableError itself when Stripe cannot be asked
+            if found is None:
+                raise ProviderUnavailableError(type(exc).__name__, nothing_done=True) from None
+            return found
+        except MISCONFIGURED as exc:
+            self._misconfigured(what, exc)
 
     def _list(self, service: Any, params: dict[str, Any], *path: str) -> list[dict[str, Any]]:
         try:
@@ -177,9 +201,15 @@ class StripeGateway:
             "transfer_group": transfer_group,
             "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
         }
+        since = datetime.fromtimestamp(started - LOOKBACK_SECONDS)
         try:
-            intent = self.client.v1.payment_intents.create(
-                params, options={"idempotency_key": idempotency_key}
+            return self._send(
+                f"payment {payment_id}",
+                lambda: self.client.v1.payment_intents.create(
+                    params, options={"idempotency_key": idempotency_key}
+                ),
+                charge_result,
+                lambda: self.find_payment(payment_id, since),
             )
         except stripe.CardError as exc:
             error = _error(exc)
@@ -191,12 +221,6 @@ class StripeGateway:
             if not _about_the_payment_method(error):
                 self._misconfigured(f"payment {payment_id}", exc)
             return ChargeResult(CHARGE_FAILED, None, failure_reason=error.get("code") or "invalid_request")
-        except MISCONFIGURED as exc:
-            self._misconfigured(f"payment {payment_id}", exc)
-        except UNKNOWN_OUTCOME as exc:
-            since = datetime.fromtimestamp(started - LOOKBACK_SECONDS)
-            return self._unknown(f"payment {payment_id}", exc, lambda: self.find_payment(payment_id, since))
-        return charge_result(_plain(intent))
 
     def find_payment(self, payment_id: str, since: datetime) -> ChargeResult | None:
         """The PaymentIntent carrying our payment id in its metadata, created since ``since``
@@ -212,27 +236,21 @@ class StripeGateway:
     def refund(
         self, *, provider_reference: str, amount: int, currency: str, idempotency_key: str
     ) -> RefundResult:
+        params: RefundCreateParams = {
+            "payment_intent": provider_reference,
+            "amount": amount * stripe_rule(currency).scale,
+            "metadata": {"refund_id": idempotency_key},
+        }
         try:
-            refund = self.client.v1.refunds.create(
-                {
-                    "payment_intent": provider_reference,
-                    "amount": amount * stripe_rule(currency).scale,
-                    "metadata": {"refund_id": idempotency_key},
-                },
-                options={"idempotency_key": idempotency_key},
-            )
-        except UNKNOWN_OUTCOME as exc:
-            return self._unknown(
+            return self._send(
                 f"refund {idempotency_key}",
-                exc,
+                lambda: self.client.v1.refunds.create(params, options={"idempotency_key": idempotency_key}),
+                self._refund_result,
                 lambda: self.find_refund(provider_reference, idempotency_key),
             )
-        except MISCONFIGURED as exc:
-            self._misconfigured(f"refund {idempotency_key}", exc)
         except (stripe.InvalidRequestError, stripe.CardError) as exc:
             code = _error(exc).get("code") or "refused"
             raise PaymentStateError(f"the payment provider refused the refund: {code}") from None
-        return self._refund_result(_plain(refund))
 
     @staticmethod
     def _refund_result(refund: dict[str, Any]) -> RefundResult:
@@ -267,28 +285,22 @@ class StripeGateway:
         """A Transfer to the seller's connected account; no linked account is a failed payout."""
         if not destination:
             return PayoutResult(False, None, "no_connected_account")
+        params: TransferCreateParams = {
+            "amount": amount * stripe_rule(currency).scale,
+            "currency": currency.lower(),
+            "destination": destination,
+            "transfer_group": transfer_group,
+            "metadata": {"settlement_id": idempotency_key, "seller_id": seller_id},
+        }
         try:
-            transfer = self.client.v1.transfers.create(
-                {
-                    "amount": amount * stripe_rule(currency).scale,
-                    "currency": currency.lower(),
-                    "destination": destination,
-                    "transfer_group": transfer_group,
-                    "metadata": {"settlement_id": idempotency_key, "seller_id": seller_id},
-                },
-                options={"idempotency_key": idempotency_key},
+            return self._send(
+                f"transfer {idempotency_key}",
+                lambda: self.client.v1.transfers.create(params, options={"idempotency_key": idempotency_key}),
+                _paid,
+                lambda: self.find_payout(idempotency_key, transfer_group),
             )
-        except UNKNOWN_OUTCOME as exc:
-            return self._unknown(
-                f"transfer {idempotency_key}", exc, lambda: self.find_payout(idempotency_key, transfer_group)
-            )
-        except MISCONFIGURED as exc:
-            self._misconfigured(f"transfer {idempotency_key}", exc)
         except stripe.StripeError as exc:  # bad or restricted account, insufficient balance, ...
-            reason = _error(exc).get("code") or type(exc).__name__
-            log.warning("stripe refused transfer %s to %s: %s", idempotency_key, destination, reason)
-            return PayoutResult(False, None, reason)
-        return PayoutResult(True, _plain(transfer)["id"])
+            return _refused(f"transfer {idempotency_key} to {destination}", exc)
 
     def find_payout(self, settlement_id: str, transfer_group: str) -> PayoutResult | None:
         for transfer in self._list(self.client.v1.transfers, {"transfer_group": transfer_group}):
@@ -307,30 +319,21 @@ class StripeGateway:
     ) -> PayoutResult:
         """A Transfer Reversal of ``amount`` of the transfer ``provider_reference`` (the connected
         account pays it back); Stripe refusing it (e.g. the account's balance is short) is a failed result."""
+        params: TransferReversalCreateParams = {
+            "amount": amount * stripe_rule(currency).scale,
+            "metadata": {**metadata, "reversal_id": idempotency_key},
+        }
         try:
-            reversal = self.client.v1.transfers.reversals.create(
-                provider_reference,
-                {
-                    "amount": amount * stripe_rule(currency).scale,
-                    "metadata": {**metadata, "reversal_id": idempotency_key},
-                },
-                options={"idempotency_key": idempotency_key},
-            )
-        except UNKNOWN_OUTCOME as exc:
-            return self._unknown(
+            return self._send(
                 f"transfer reversal {idempotency_key}",
-                exc,
+                lambda: self.client.v1.transfers.reversals.create(
+                    provider_reference, params, options={"idempotency_key": idempotency_key}
+                ),
+                _paid,
                 lambda: self.find_payout_reversal(provider_reference, idempotency_key),
             )
-        except MISCONFIGURED as exc:
-            self._misconfigured(f"transfer reversal {idempotency_key}", exc)
-        except stripe.StripeError as exc:
-            reason = _error(exc).get("code") or type(exc).__name__
-            log.warning(
-                "stripe refused reversal %s of transfer %s: %s", idempotency_key, provider_reference, reason
-            )
-            return PayoutResult(False, None, reason)
-        return PayoutResult(True, _plain(reversal)["id"])
+        except stripe.StripeError as exc:  # e.g. the connected account's balance cannot cover it
+            return _refused(f"reversal {idempotency_key} of transfer {provider_reference}", exc)
 
     def find_payout_reversal(self, payout_reference: str, idempotency_key: str) -> PayoutResult | None:
         for reversal in self._list(self.client.v1.transfers.reversals, {}, payout_reference):
