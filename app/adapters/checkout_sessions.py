@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import LockError
 
 from app.adapters import keys
-from domain.errors import (
-    CheckoutSessionExpiredError,
-    CheckoutSessionNotFoundError,
-    ConcurrentChangeError,
-)
+from app.adapters.locks import named_lock
+from domain.errors import CheckoutSessionExpiredError, CheckoutSessionNotFoundError
 
 # Expired ids stay known (410) this long before the clean-up forgets them (then 404).
 REMEMBER_EXPIRED_SECONDS = 7 * 86_400
@@ -71,20 +66,14 @@ class RedisCheckoutSessions:
         """Overwrite a session read under its lock, keeping its expiry."""
         self.redis.set(self._key(session["id"]), json.dumps(session), keepttl=True)
 
-    @contextmanager
-    def lock(self, session_id: str, timeout_seconds: int = 120) -> Iterator[None]:
-        lock = self.redis.lock(
-            keys.checkout_lock(self.prefix, session_id), timeout=timeout_seconds, blocking=False
+    def lock(self, session_id: str, timeout_seconds: int = 120) -> AbstractContextManager[None]:
+        return named_lock(
+            self.redis,
+            keys.checkout_lock(self.prefix, session_id),
+            timeout_seconds,
+            wait_seconds=0,
+            busy="this checkout session is being confirmed by another request",
         )
-        if not lock.acquire():
-            raise ConcurrentChangeError("this checkout session is being confirmed by another request")
-        try:
-            yield
-        finally:
-            try:
-                lock.release()
-            except LockError:
-                pass
 
     def forget_expired(self, now: float | None = None) -> int:
         """Drop index entries (and stray locks) of sessions expired long ago; return how many."""

@@ -15,12 +15,13 @@ from domain.errors import ConcurrentChangeError
 
 @contextmanager
 def named_lock(
-    redis: Redis, name: str, timeout_seconds: int = 60, wait_seconds: float = 10
+    redis: Redis, name: str, timeout_seconds: int = 60, wait_seconds: float = 10, busy: str | None = None
 ) -> Iterator[None]:
-    """Hold ``name`` for the block; raise ConcurrentChangeError if it stays taken for ``wait_seconds``."""
-    lock = redis.lock(name, timeout=timeout_seconds, blocking=True, blocking_timeout=wait_seconds)
+    """Hold ``name`` for the block; raise ConcurrentChangeError (``busy`` its message) if it stays
+    taken for ``wait_seconds`` (0: refuse at once)."""
+    lock = redis.lock(name, timeout=timeout_seconds, blocking=wait_seconds > 0, blocking_timeout=wait_seconds)
     if not lock.acquire():
-        raise ConcurrentChangeError(f"{name} is busy, retry later")
+        raise ConcurrentChangeError(busy or f"{name} is busy, retry later")
     try:
         yield
     finally:
