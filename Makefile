@@ -1,4 +1,5 @@
 # Two commands: `make run` and `make test`. Everything else is set up on the way.
+# Also: `make unit` / `integration` / `e2e` (one speed of tests), `lint`, `typecheck`, `coverage`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB_THREADS ?= 8
 
-.PHONY: run test bench clean
+.PHONY: run test unit integration e2e lint typecheck coverage bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,31 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(BIN)/.installed
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(BIN)/.installed
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+e2e: $(BIN)/.installed
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+# Branch coverage of the four packages over the tests (PYTEST_ARGS narrows them), summed per package.
+# Only this process is measured: code run in child processes (the integration tests' workers) is not.
+coverage: $(BIN)/.installed
+	@mkdir -p var
+	$(BIN)/coverage run --data-file=var/.coverage --branch --source=app,domain,projections,workers \
+		-m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage json --data-file=var/.coverage -q -o var/coverage.json
+	$(BIN)/python tests/coverage_by_package.py var/coverage.json
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.checkout && $(BIN)/python -m bench.read_side

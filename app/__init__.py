@@ -7,7 +7,8 @@ import re
 import uuid
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
+from flask.json.provider import DefaultJSONProvider
 
 from app.bootstrap import Container, build
 from app.config import Settings
@@ -20,7 +21,7 @@ def _assign_request_id() -> None:
     g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
 
 
-def _echo_request_id(response):  # type: ignore[no-untyped-def]
+def _echo_request_id(response: Response) -> Response:
     request_id = getattr(g, "request_id", None)
     if request_id:
         response.headers["X-Request-Id"] = request_id
@@ -31,7 +32,7 @@ def _echo_request_id(response):  # type: ignore[no-untyped-def]
 _WRITES_NO_EVENTS = frozenset({"checkout.create_session"})
 
 
-def _trigger_read_side(response):  # type: ignore[no-untyped-def]
+def _trigger_read_side(response: Response) -> Response:
     """After a command recorded events, bring the read models up to date (queued, or inline)."""
     recorded = 200 <= response.status_code < 300 or response.status_code == 402  # a decline is recorded too
     if request.method in ("POST", "PUT") and recorded and request.endpoint not in _WRITES_NO_EVENTS:
@@ -40,6 +41,12 @@ def _trigger_read_side(response):  # type: ignore[no-untyped-def]
         except Exception:
             logging.getLogger("tally").exception("could not trigger the read side")
     return response
+
+
+class _UnsortedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, keeping keys in the order the presenters build them."""
+
+    sort_keys = False
 
 
 def create_app(
@@ -52,7 +59,7 @@ def create_app(
     settings = container.settings
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_content_length, JSON_SORT_KEYS=False)
-    app.json.sort_keys = False
+    app.json = _UnsortedJSONProvider(app)
     app.extensions["tally"] = container
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 

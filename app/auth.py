@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import wraps
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from flask import current_app, g, request
 from sqlalchemy import insert, select
@@ -90,6 +90,7 @@ def _lookup(engine: Engine, key_id: str) -> tuple[str, Principal | None]:
     cached = _cache.get(key_id)
     if cached is not None and cached[0] > now:
         return cached[1], cached[2]
+    entry: tuple[str, Principal | None]
     with engine.connect() as conn:
         row = conn.execute(
             select(api_keys.c.secret_hash, api_keys.c.role, api_keys.c.subject, api_keys.c.revoked_at).where(
@@ -139,12 +140,16 @@ def current_principal() -> Principal:
     return principal
 
 
-def require(*roles: str) -> Callable:
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def require(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Allow only these roles (auditors never write: give "auditor" to GETs only)."""
 
-    def decorator(view: Callable) -> Callable:
+    def decorator(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             principal = current_principal()
             if principal.role not in roles:
                 raise Forbidden(f"A {principal.role} key may not do this.")

@@ -81,7 +81,7 @@ class Settings:
             smtp_url=env.get("SMTP_URL") or None,
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
         )
-        settings.database  # validate early
+        _ = settings.database  # parse DATABASE_URL now: a bad one fails at start-up
         return settings
 
     def replace(self, **changes: Any) -> Settings:

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError as StoreConflict
-from flask import Flask, g, jsonify
+from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from domain import errors as domain_errors
@@ -51,7 +51,7 @@ def _slug(text: str) -> str:
 
 def problem(
     status: int, detail: str, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
-):
+) -> Response:
     """A problem+json response."""
     title = title or TITLES.get(status, "Error")
     body: dict[str, Any] = {
@@ -89,7 +89,7 @@ def _flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
-def handle_http_exception(error: HTTPException):
+def handle_http_exception(error: HTTPException) -> Response:
     status = error.code or 500
     data = getattr(error, "data", None) or {}
     headers: dict[str, str] = {}
@@ -127,12 +127,8 @@ def handle_http_exception(error: HTTPException):
     return problem(status, detail, title=TITLES.get(status, error.name), headers=headers)
 
 
-def handle_domain_error(error: domain_errors.DomainError):
-    for error_type, status in STATUS_FOR:
-        if isinstance(error, error_type):
-            break
-    else:  # pragma: nocover
-        status = 422
+def handle_domain_error(error: domain_errors.DomainError) -> Response:
+    status = next((status for error_type, status in STATUS_FOR if isinstance(error, error_type)), 422)
     if isinstance(error, domain_errors.PaymentDeclinedError):
         return problem(402, str(error), payment_id=error.payment_id, failure_reason=error.reason)
     if status == 422:
@@ -142,19 +138,19 @@ def handle_domain_error(error: domain_errors.DomainError):
     return problem(status, str(error))
 
 
-def handle_store_conflict(_error: StoreConflict):
+def handle_store_conflict(_error: StoreConflict) -> Response:
     return problem(
         409, "A concurrent change got there first; retry the request.", headers={"Retry-After": "1"}
     )
 
 
-def handle_provider_unavailable(error: ProviderUnavailableError):
+def handle_provider_unavailable(error: ProviderUnavailableError) -> Response:
     return problem(
         503, "The payment provider is unavailable; retry the request.", headers={"Retry-After": "5"}
     )
 
 
-def handle_provider_misconfigured(error: ProviderConfigurationError):
+def handle_provider_misconfigured(error: ProviderConfigurationError) -> Response:
     # Logged at ERROR by the adapter, with the provider's code; the client learns only whose it is.
     return problem(
         503,
@@ -164,7 +160,7 @@ def handle_provider_misconfigured(error: ProviderConfigurationError):
     )
 
 
-def handle_unexpected(error: Exception):
+def handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
     log.exception("unhandled error (request %s)", getattr(g, "request_id", "-"))

@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy import and_, delete, insert, select, update
@@ -18,6 +19,9 @@ from sqlalchemy.exc import IntegrityError
 
 from app.adapters.tables import idempotency_keys
 from app.errors import problem
+
+if TYPE_CHECKING:  # pragma: nocover
+    from sqlalchemy.engine import Row
 
 HEADER = "Idempotency-Key"
 WAIT_SECONDS = 30.0
@@ -35,7 +39,7 @@ def _request_hash() -> str:
     return digest.hexdigest()
 
 
-def _replay(row) -> Response:  # type: ignore[no-untyped-def]
+def _replay(row: Row[Any]) -> Response:
     response = Response(row.response_body, status=row.response_status)
     for name, value in json.loads(row.response_headers or "{}").items():
         response.headers[name] = value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from domain.money import CURRENCIES
@@ -10,7 +12,7 @@ from domain.pricing import MAX_TOTAL_AMOUNT
 SUBJECT = validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$", error="1-64 characters of [A-Za-z0-9_.:-]")
 
 
-def Amount(**kwargs) -> fields.Integer:
+def Amount(**kwargs: Any) -> fields.Integer:
     """An integer number of minor units (floats and strings are refused)."""
     return fields.Integer(strict=True, **kwargs)
 
@@ -55,7 +57,7 @@ class CheckoutSessionRequestSchema(StrictSchema):
     delivery_address = fields.Nested(AddressSchema)
 
     @validates_schema
-    def _total_within_cap(self, data: dict, **_kwargs) -> None:
+    def _total_within_cap(self, data: dict[str, Any], **_kwargs: Any) -> None:
         total = sum(item["unit_amount"] * item["quantity"] for item in data.get("items", []))
         if total > MAX_TOTAL_AMOUNT:
             raise ValidationError(f"The total may be at most {MAX_TOTAL_AMOUNT} minor units.", "items")
@@ -196,14 +198,14 @@ class RefundAllocationSchema(Schema):
     payout_reversed_amount = Amount(required=True)
     carried_as_adjustment = fields.Boolean(
         metadata={
-            "description": "the allocation was already settled: its payout part is taken from the seller's next "
-            "settlement as a negative adjustment"
+            "description": "the allocation was already settled: its payout part is taken from the "
+            "seller's next settlement as a negative adjustment"
         }
     )
     recovered_by_transfer_reversal = fields.Boolean(
         metadata={
-            "description": "instead, with STRIPE_REFUNDS_OF_PAID_OUT=reverse_transfer, that part was taken back "
-            "from the seller's transfer"
+            "description": "instead, with STRIPE_REFUNDS_OF_PAID_OUT=reverse_transfer, that part was "
+            "taken back from the seller's transfer"
         }
     )
 

@@ -6,17 +6,18 @@ sends them in bulk when the batch ends, in the transaction that also stores the 
 
 from __future__ import annotations
 
+import enum
 import gc
 import inspect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from operator import itemgetter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import orjson
 from eventsourcing.utils import get_topic
-from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 Key = tuple[Any, ...]
@@ -59,27 +60,28 @@ class RowWriter:
 
     def get(self, table: Table, key: Key) -> Row | None:
         row = self._in_hand(table, key)
-        if row is _MISSING:
+        if row is _Missing.MISSING:
             self.load(table, [key])
-            row = self._read[table][key]
-        return row  # type: ignore[return-value]
+            return self._read[table][key]
+        return row
 
     def load(self, table: Table, keys: Iterable[Key]) -> None:
         """Read the rows of ``keys`` not yet in hand with one SELECT (absent rows count as read)."""
-        wanted = list(dict.fromkeys(key for key in keys if self._in_hand(table, key) is _MISSING))
+        wanted = list(dict.fromkeys(key for key in keys if self._in_hand(table, key) is _Missing.MISSING))
         if not wanted:
             return
         columns = list(table.primary_key.columns)
         read = self._read.setdefault(table, {})
         for start in range(0, len(wanted), 1000):
             chunk = wanted[start : start + 1000]
+            where: ColumnElement[bool]
             if len(columns) == 1:
                 where = columns[0].in_([key[0] for key in chunk])
             else:
-                where = or_(*(and_(*(c == v for c, v in zip(columns, key))) for key in chunk))
-            found = {}
-            for row in self.conn.execute(select(table).where(where)).mappings():
-                found[tuple([row[name] for name in _key_names(table)])] = dict(row)
+                where = or_(*(and_(*(c == v for c, v in zip(columns, key, strict=True))) for key in chunk))
+            found: dict[Key, Row] = {}
+            for mapping in self.conn.execute(select(table).where(where)).mappings():
+                found[tuple([mapping[name] for name in _key_names(table)])] = dict(mapping)
             for key in chunk:
                 row = found.get(key)
                 if row is not None:
@@ -96,11 +98,11 @@ class RowWriter:
             read.update(values)
         self._updates.setdefault(table, {}).setdefault(key, {}).update(values)
 
-    def _in_hand(self, table: Table, key: Key) -> Row | object | None:
+    def _in_hand(self, table: Table, key: Key) -> Row | Literal[_Missing.MISSING] | None:
         added = self._added.get(table, {}).get(key)
         if added is not None:
             return added
-        return self._read.get(table, {}).get(key, _MISSING)
+        return self._read.get(table, {}).get(key, _Missing.MISSING)
 
     # -- everything else --------------------------------------------------------------------
 
@@ -124,6 +126,7 @@ class RowWriter:
         if not self._copy:
             self.conn.execute(insert(table), [{name: row.get(name) for name in columns} for row in rows])
             return
+        values: Iterable[Sequence[Any]]
         if len(columns) > 1 and all(len(row) == len(columns) for row in rows):
             values = map(itemgetter(*columns), rows)
         else:
@@ -133,7 +136,9 @@ class RowWriter:
             f"COPY {preparer.format_table(table)} ({', '.join(preparer.quote(c) for c in columns)}) "
             "FROM STDIN"
         )
-        cursor = self.conn.connection.driver_connection.cursor()
+        driver = self.conn.connection.driver_connection
+        assert driver is not None  # a connection in use always has its psycopg connection
+        cursor = driver.cursor()
         try:
             with cursor.copy(statement) as copy:
                 for row in values:
@@ -145,19 +150,22 @@ class RowWriter:
         key_columns = list(table.primary_key.columns)
         shapes: dict[tuple[str, ...], list[Row]] = {}
         for key, values in changes.items():
-            params = {f"key_{c.name}": v for c, v in zip(key_columns, key)}
+            params = {f"key_{c.name}": v for c, v in zip(key_columns, key, strict=True)}
             params.update(values)
             shapes.setdefault(tuple(sorted(values)), []).append(params)
-        for names, params in shapes.items():
+        for names, batch in shapes.items():
             statement = (
                 update(table)
                 .where(and_(*(c == bindparam(f"key_{c.name}") for c in key_columns)))
                 .values({name: bindparam(name) for name in names})
             )
-            self.conn.execute(statement, params)
+            self.conn.execute(statement, batch)
 
 
-_MISSING = object()
+class _Missing(enum.Enum):
+    """Not in hand yet (``None`` in hand means: read, and absent)."""
+
+    MISSING = enum.auto()
 
 
 @cache

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import json
 from functools import singledispatchmethod
+from typing import Any
 
 from domain.ids import name_id_text
-from domain.order import Order
 from projections.base import Projection, RowWriter, dumps
+from projections.event_types import event_class
 from projections.tables import invoice_counters, invoices_view
+
+PLACED = event_class("Order.Placed")
+REFUND_RECORDED = event_class("Order.RefundRecorded")
 
 
 def invoice_id(order_id: str, seller_id: str) -> str:
@@ -25,14 +29,15 @@ def invoice_id(order_id: str, seller_id: str) -> str:
 class InvoicesProjection(Projection):
     name = "invoices"
     tables = [invoices_view, invoice_counters]
-    event_classes = (Order.Placed, Order.RefundRecorded)
+    event_classes = (PLACED, REFUND_RECORDED)
 
-    def prepare(self, events: list[object], writer: RowWriter) -> None:
-        sellers, invoices = [], []
+    def prepare(self, events: list[Any], writer: RowWriter) -> None:
+        sellers: list[tuple[str]] = []
+        invoices: list[tuple[str]] = []
         for event in events:
-            if isinstance(event, Order.Placed):
+            if isinstance(event, PLACED):
                 sellers += [(seller["seller_id"],) for seller in event.sellers]
-            elif isinstance(event, Order.RefundRecorded):
+            elif isinstance(event, REFUND_RECORDED):
                 invoices += [
                     (invoice_id(str(event.originator_id), part["seller_id"]),) for part in event.allocations
                 ]
@@ -53,8 +58,8 @@ class InvoicesProjection(Projection):
         writer.update(invoice_counters, (seller_id,), last_number=number)
         return number
 
-    @process_event.register
-    def _placed(self, event: Order.Placed, writer: RowWriter, position: int) -> None:
+    @process_event.register(PLACED)
+    def _placed(self, event: Any, writer: RowWriter, position: int) -> None:
         order_id = str(event.originator_id)
         for seller in event.sellers:
             lines = [
@@ -101,8 +106,8 @@ class InvoicesProjection(Projection):
                 document=dumps(document),
             )
 
-    @process_event.register
-    def _refunded(self, event: Order.RefundRecorded, writer: RowWriter, position: int) -> None:
+    @process_event.register(REFUND_RECORDED)
+    def _refunded(self, event: Any, writer: RowWriter, position: int) -> None:
         order_id = str(event.originator_id)
         for part in event.allocations:
             key = invoice_id(order_id, part["seller_id"])

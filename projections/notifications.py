@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from functools import singledispatchmethod
+from typing import Any
+
+from eventsourcing.domain import Aggregate
 
 from domain.ids import name_id_text
-from domain.order import Order
-from domain.settlement import Settlement
 from projections.base import Projection, RowWriter, dumps
+from projections.event_types import event_class
 from projections.tables import notifications_view
 
+ORDER_PLACED = event_class("Order.Placed")
+ORDER_REFUND_RECORDED = event_class("Order.RefundRecorded")
+SETTLEMENT_PAID = event_class("Settlement.Paid")
 
-def notification_id(event: object, seller_id: str) -> str:
+
+def notification_id(event: Aggregate.Event, seller_id: str) -> str:
     """Derived from the event, so a rebuild gives every notification the same id."""
     return name_id_text(f"notification/{event.originator_id}/{event.originator_version}/{seller_id}")
 
@@ -19,13 +25,15 @@ def notification_id(event: object, seller_id: str) -> str:
 class NotificationsProjection(Projection):
     name = "notifications"
     tables = [notifications_view]
-    event_classes = (Order.Placed, Order.RefundRecorded, Settlement.Paid)
+    event_classes = (ORDER_PLACED, ORDER_REFUND_RECORDED, SETTLEMENT_PAID)
 
     @singledispatchmethod
     def process_event(self, event: object, writer: RowWriter, position: int) -> None:
         pass
 
-    def _notify(self, writer: RowWriter, event: object, seller_id: str, kind: str, data: dict) -> None:
+    def _notify(
+        self, writer: RowWriter, event: Aggregate.Event, seller_id: str, kind: str, data: dict[str, Any]
+    ) -> None:
         writer.add(
             notifications_view,
             notification_id=notification_id(event, seller_id),
@@ -35,8 +43,8 @@ class NotificationsProjection(Projection):
             data=dumps(data),
         )
 
-    @process_event.register
-    def _placed(self, event: Order.Placed, writer: RowWriter, position: int) -> None:
+    @process_event.register(ORDER_PLACED)
+    def _placed(self, event: Any, writer: RowWriter, position: int) -> None:
         for seller in event.sellers:
             self._notify(
                 writer,
@@ -55,8 +63,8 @@ class NotificationsProjection(Projection):
                 },
             )
 
-    @process_event.register
-    def _refunded(self, event: Order.RefundRecorded, writer: RowWriter, position: int) -> None:
+    @process_event.register(ORDER_REFUND_RECORDED)
+    def _refunded(self, event: Any, writer: RowWriter, position: int) -> None:
         for part in event.allocations:
             self._notify(
                 writer,
@@ -76,8 +84,8 @@ class NotificationsProjection(Projection):
                 },
             )
 
-    @process_event.register
-    def _paid(self, event: Settlement.Paid, writer: RowWriter, position: int) -> None:
+    @process_event.register(SETTLEMENT_PAID)
+    def _paid(self, event: Any, writer: RowWriter, position: int) -> None:
         self._notify(
             writer,
             event,

@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import json
 from functools import singledispatchmethod
+from typing import Any
 
-from domain.order import Order
 from projections.base import Projection, RowWriter, dumps
+from projections.event_types import event_class
 from projections.tables import orders_view
+
+PLACED = event_class("Order.Placed")
+REFUND_RECORDED = event_class("Order.RefundRecorded")
 
 
 class OrdersProjection(Projection):
     name = "orders"
     tables = [orders_view]
-    event_classes = (Order.Placed, Order.RefundRecorded)
+    event_classes = (PLACED, REFUND_RECORDED)
 
-    def prepare(self, events: list[object], writer: RowWriter) -> None:
-        refunded = [(str(e.originator_id),) for e in events if isinstance(e, Order.RefundRecorded)]
+    def prepare(self, events: list[Any], writer: RowWriter) -> None:
+        refunded = [(str(e.originator_id),) for e in events if isinstance(e, REFUND_RECORDED)]
         writer.load(orders_view, refunded)
 
     @singledispatchmethod
     def process_event(self, event: object, writer: RowWriter, position: int) -> None:
         pass
 
-    @process_event.register
-    def _placed(self, event: Order.Placed, writer: RowWriter, position: int) -> None:
+    @process_event.register(PLACED)
+    def _placed(self, event: Any, writer: RowWriter, position: int) -> None:
         state = {
             "placed": {
                 "id": str(event.originator_id),
@@ -49,8 +53,8 @@ class OrdersProjection(Projection):
             document=dumps(state),
         )
 
-    @process_event.register
-    def _refunded(self, event: Order.RefundRecorded, writer: RowWriter, position: int) -> None:
+    @process_event.register(REFUND_RECORDED)
+    def _refunded(self, event: Any, writer: RowWriter, position: int) -> None:
         order_id = str(event.originator_id)
         row = writer.get(orders_view, (order_id,))
         if row is None:

@@ -3,38 +3,48 @@
 from __future__ import annotations
 
 from functools import singledispatchmethod
+from typing import Any
 
 from sqlalchemy import and_, delete, update
 
 from domain.allocation import Allocation
 from projections.base import Projection, RowWriter
+from projections.event_types import DISPUTE_RESTORED, event_class
 from projections.tables import adjustments_view, allocations_view
+
+CREATED = event_class("Allocation.Created")
+REFUNDED = event_class("Allocation.Refunded")
+SETTLED = event_class("Allocation.Settled")
+ADJUSTMENT_SETTLED = event_class("Allocation.AdjustmentSettled")
+RELEASED = event_class("Allocation.Released")
+DISPUTE_REVERSED = event_class("Allocation.DisputeReversed")
+TRANSFER_REVERSED = event_class("Allocation.TransferReversed")
 
 
 class PayoutsProjection(Projection):
     name = "payouts"
     tables = [allocations_view, adjustments_view]
     event_classes = (
-        Allocation.Created,
-        Allocation.Refunded,
-        Allocation.Settled,
-        Allocation.AdjustmentSettled,
-        Allocation.Released,
-        Allocation.DisputeReversed,
-        Allocation.DisputeRestored,
-        Allocation.TransferReversed,
+        CREATED,
+        REFUNDED,
+        SETTLED,
+        ADJUSTMENT_SETTLED,
+        RELEASED,
+        DISPUTE_REVERSED,
+        DISPUTE_RESTORED,
+        TRANSFER_REVERSED,
     )
 
-    def prepare(self, events: list[object], writer: RowWriter) -> None:
-        changed = (Allocation.Refunded, Allocation.DisputeReversed, Allocation.DisputeRestored)
+    def prepare(self, events: list[Any], writer: RowWriter) -> None:
+        changed = (REFUNDED, DISPUTE_REVERSED, DISPUTE_RESTORED)
         writer.load(allocations_view, [(str(e.originator_id),) for e in events if isinstance(e, changed)])
 
     @singledispatchmethod
     def process_event(self, event: object, writer: RowWriter, position: int) -> None:
         pass
 
-    @process_event.register
-    def _created(self, event: Allocation.Created, writer: RowWriter, position: int) -> None:
+    @process_event.register(CREATED)
+    def _created(self, event: Any, writer: RowWriter, position: int) -> None:
         writer.add(
             allocations_view,
             allocation_id=str(event.originator_id),
@@ -53,8 +63,8 @@ class PayoutsProjection(Projection):
             created_at=event.timestamp,
         )
 
-    @process_event.register
-    def _refunded(self, event: Allocation.Refunded, writer: RowWriter, position: int) -> None:
+    @process_event.register(REFUNDED)
+    def _refunded(self, event: Any, writer: RowWriter, position: int) -> None:
         self._reverse(
             writer,
             event,
@@ -65,22 +75,20 @@ class PayoutsProjection(Projection):
             event.settled_by,
         )
 
-    @process_event.register
-    def _settled(self, event: Allocation.Settled, writer: RowWriter, position: int) -> None:
+    @process_event.register(SETTLED)
+    def _settled(self, event: Any, writer: RowWriter, position: int) -> None:
         writer.update(
             allocations_view, (str(event.originator_id),), status="settled", settlement_id=event.settlement_id
         )
 
-    @process_event.register
-    def _adjustment_settled(
-        self, event: Allocation.AdjustmentSettled, writer: RowWriter, position: int
-    ) -> None:
+    @process_event.register(ADJUSTMENT_SETTLED)
+    def _adjustment_settled(self, event: Any, writer: RowWriter, position: int) -> None:
         writer.update(
             adjustments_view, (str(event.originator_id), event.refund_id), settlement_id=event.settlement_id
         )
 
-    @process_event.register
-    def _released(self, event: Allocation.Released, writer: RowWriter, position: int) -> None:
+    @process_event.register(RELEASED)
+    def _released(self, event: Any, writer: RowWriter, position: int) -> None:
         allocation_id = str(event.originator_id)
         writer.execute(
             update(allocations_view)
@@ -111,10 +119,8 @@ class PayoutsProjection(Projection):
             )
         )
 
-    @process_event.register
-    def _transfer_reversed(
-        self, event: Allocation.TransferReversed, writer: RowWriter, position: int
-    ) -> None:
+    @process_event.register(TRANSFER_REVERSED)
+    def _transfer_reversed(self, event: Any, writer: RowWriter, position: int) -> None:
         """Recovered by reversing the paid-out transfer: no longer an adjustment owed by the seller."""
         writer.execute(
             delete(adjustments_view).where(
@@ -162,8 +168,8 @@ class PayoutsProjection(Projection):
                 created_at=event.timestamp,
             )
 
-    @process_event.register
-    def _dispute_reversed(self, event: Allocation.DisputeReversed, writer: RowWriter, position: int) -> None:
+    @process_event.register(DISPUTE_REVERSED)
+    def _dispute_reversed(self, event: Any, writer: RowWriter, position: int) -> None:
         self._reverse(
             writer,
             event,
@@ -174,8 +180,8 @@ class PayoutsProjection(Projection):
             event.settled_by,
         )
 
-    @process_event.register
-    def _dispute_restored(self, event: Allocation.DisputeRestored, writer: RowWriter, position: int) -> None:
+    @process_event.register(DISPUTE_RESTORED)
+    def _dispute_restored(self, event: Any, writer: RowWriter, position: int) -> None:
         self._reverse(
             writer,
             event,

@@ -219,7 +219,7 @@ def unsettled_for_seller(engine: Engine, seller_id: str, before: datetime) -> di
     """Candidates for settlement per currency: pending allocation ids and open adjustments."""
     out: dict[str, dict[str, list]] = {}
     with engine.connect() as conn:
-        for row in conn.execute(
+        for allocation in conn.execute(
             select(allocations_view.c.allocation_id, allocations_view.c.currency).where(
                 and_(
                     allocations_view.c.seller_id == seller_id,
@@ -228,10 +228,10 @@ def unsettled_for_seller(engine: Engine, seller_id: str, before: datetime) -> di
                 )
             )
         ):
-            out.setdefault(row.currency, {"allocations": [], "adjustments": []})["allocations"].append(
-                row.allocation_id
+            out.setdefault(allocation.currency, {"allocations": [], "adjustments": []})["allocations"].append(
+                allocation.allocation_id
             )
-        for row in conn.execute(
+        for adjustment in conn.execute(
             select(
                 adjustments_view.c.allocation_id, adjustments_view.c.refund_id, adjustments_view.c.currency
             ).where(
@@ -242,8 +242,8 @@ def unsettled_for_seller(engine: Engine, seller_id: str, before: datetime) -> di
                 )
             )
         ):
-            out.setdefault(row.currency, {"allocations": [], "adjustments": []})["adjustments"].append(
-                (row.allocation_id, row.refund_id)
+            out.setdefault(adjustment.currency, {"allocations": [], "adjustments": []})["adjustments"].append(
+                (adjustment.allocation_id, adjustment.refund_id)
             )
     return out
 

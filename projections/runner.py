@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from eventsourcing.domain import DomainEvent
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -31,6 +32,7 @@ from projections.tables import projection_positions
 
 if TYPE_CHECKING:  # pragma: nocover
     from eventsourcing.application import Application
+    from eventsourcing.persistence import Notification
 
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.name: cls
@@ -79,7 +81,7 @@ def _store_position(conn: Connection, name: str, position: int) -> None:
 
 def read_batches(
     app: Application, after: int, stop: int | None, batch_size: int, topics: Sequence[str] | None = None
-) -> Iterator[list[Any]]:
+) -> Iterator[Sequence[Notification]]:
     """The stored notifications after ``after`` up to ``stop`` (None: to the end), in log order,
     ``batch_size`` at a time."""
     start = after + 1
@@ -99,7 +101,7 @@ def apply_notifications(
     projection: Projection,
     app: Application,
     writer: RowWriter,
-    notifications: list[Any],
+    notifications: Sequence[Notification],
     stop: int | None = None,
     decoded: dict[int, Any] | None = None,
 ) -> int:
@@ -234,12 +236,13 @@ def status(app: Application, engine: Engine) -> list[dict[str, object]]:
         )
     now = datetime.now(UTC)
     rows = []
-    for name, cls in PROJECTIONS.items():
+    for name in PROJECTIONS:
         position = positions.get(name, 0)
         behind = app.recorder.select_notifications(start=position + 1, limit=1, stop=head)
         lag_seconds = 0.0
-        if behind:
-            lag_seconds = max(0.0, (now - app.mapper.to_domain_event(behind[0]).timestamp).total_seconds())
+        oldest = app.mapper.to_domain_event(behind[0]) if behind else None
+        if isinstance(oldest, DomainEvent):  # all of ours are; the library's protocol has no timestamp
+            lag_seconds = max(0.0, (now - oldest.timestamp).total_seconds())
         lag_events = sum(len(batch) for batch in read_batches(app, position, head, 1000)) if behind else 0
         rows.append(
             {

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 from functools import singledispatchmethod
+from typing import Any
 
 from domain.settlement import Settlement
 from projections.base import Projection, RowWriter
+from projections.event_types import event_class
 from projections.tables import settlements_view
+
+OPENED = event_class("Settlement.Opened")
+PROCESSING_STARTED = event_class("Settlement.ProcessingStarted")
+PAID = event_class("Settlement.Paid")
+FAILED = event_class("Settlement.Failed")
 
 
 class SettlementsProjection(Projection):
     name = "settlements"
     tables = [settlements_view]
-    event_classes = (Settlement.Opened, Settlement.ProcessingStarted, Settlement.Paid, Settlement.Failed)
+    event_classes = (OPENED, PROCESSING_STARTED, PAID, FAILED)
 
     @singledispatchmethod
     def process_event(self, event: object, writer: RowWriter, position: int) -> None:
         pass
 
-    @process_event.register
-    def _opened(self, event: Settlement.Opened, writer: RowWriter, position: int) -> None:
+    @process_event.register(OPENED)
+    def _opened(self, event: Any, writer: RowWriter, position: int) -> None:
         writer.add(
             settlements_view,
             settlement_id=str(event.originator_id),
@@ -40,12 +47,12 @@ class SettlementsProjection(Projection):
     def _set(self, event: Settlement.Event, writer: RowWriter, **values: object) -> None:
         writer.update(settlements_view, (str(event.originator_id),), **values)
 
-    @process_event.register
-    def _processing(self, event: Settlement.ProcessingStarted, writer: RowWriter, position: int) -> None:
+    @process_event.register(PROCESSING_STARTED)
+    def _processing(self, event: Any, writer: RowWriter, position: int) -> None:
         self._set(event, writer, status="processing")
 
-    @process_event.register
-    def _paid(self, event: Settlement.Paid, writer: RowWriter, position: int) -> None:
+    @process_event.register(PAID)
+    def _paid(self, event: Any, writer: RowWriter, position: int) -> None:
         self._set(
             event,
             writer,
@@ -54,6 +61,6 @@ class SettlementsProjection(Projection):
             processed_at=event.timestamp,
         )
 
-    @process_event.register
-    def _failed(self, event: Settlement.Failed, writer: RowWriter, position: int) -> None:
+    @process_event.register(FAILED)
+    def _failed(self, event: Any, writer: RowWriter, position: int) -> None:
         self._set(event, writer, status="failed", failure_reason=event.reason, processed_at=event.timestamp)

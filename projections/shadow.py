@@ -46,7 +46,11 @@ class Shadow:
         if self.postgres:
             self.conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {self._quote(self.schema)}"))
         for table in self.tables:
-            copy = table.to_metadata(metadata, schema=self.schema if self.postgres else None)
+            copy = (
+                table.to_metadata(metadata, schema=self.schema)
+                if self.postgres
+                else table.to_metadata(metadata)
+            )
             ddl = str(CreateTable(copy).compile(dialect=self.conn.dialect))
             if not self.postgres:
                 ddl = ddl.replace("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)

@@ -10,6 +10,9 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
 if TYPE_CHECKING:  # pragma: nocover
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
+
     from app.config import DatabaseConfig
 
 
@@ -22,14 +25,14 @@ def build_engine(db: DatabaseConfig) -> Engine:
         )
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
         return engine
-    connect_args = {}
+    connect_args: dict[str, str] = {}
     if db.schema:
         connect_args["options"] = f"-csearch_path={db.schema}"
     return create_engine(
@@ -68,6 +71,12 @@ def ddl_lock(engine: Engine) -> Iterator[None]:
         finally:
             conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": DDL_LOCK_KEY})
             conn.commit()
+
+
+def ping(engine: Engine) -> None:
+    """Raise unless the database answers a trivial query (readiness)."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 def ensure_schema(engine: Engine, schema: str | None) -> None:

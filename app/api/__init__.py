@@ -5,9 +5,10 @@ from __future__ import annotations
 import http
 import json
 import re
+from typing import Any
 
 from apispec import BasePlugin
-from flask import Flask, Response, jsonify
+from flask import Flask, Request
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint
 from flask_smorest.utils import prepare_response
@@ -41,13 +42,15 @@ class ProblemResponsesPlugin(BasePlugin):
     specific outcomes (402, 410, ...) are documented on their operations.
     """
 
-    def operation_helper(self, path=None, operations=None, **kwargs):  # type: ignore[no-untyped-def]
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         for method, operation in (operations or {}).items():
             if not isinstance(operation, dict):
                 continue
-            responses = operation.setdefault("responses", {})
+            responses: dict[int | str, Any] = operation.setdefault("responses", {})
 
-            def document(status: http.HTTPStatus) -> None:
+            def document(status: http.HTTPStatus, responses: dict[int | str, Any] = responses) -> None:
                 # flask-smorest keys responses by int, apispec by str: an explicit one wins.
                 if status.value not in responses and str(status.value) not in responses:
                     responses[str(status.value)] = status.name
@@ -74,7 +77,7 @@ class Api(SmorestApi):
 
     ERROR_SCHEMA = ProblemSchema
 
-    def _init_spec(self, *, extra_plugins=None, **kwargs):  # type: ignore[no-untyped-def]
+    def _init_spec(self, *, extra_plugins: list[BasePlugin] | None = None, **kwargs: Any) -> None:
         super()._init_spec(extra_plugins=[*(extra_plugins or ()), ProblemResponsesPlugin()], **kwargs)
 
     def _register_error_handlers(self) -> None:
@@ -82,7 +85,7 @@ class Api(SmorestApi):
 
     def _register_responses(self) -> None:
         for status in http.HTTPStatus:
-            response: dict = {"description": status.phrase}
+            response: dict[str, Any] = {"description": status.phrase}
             content_type = self.DEFAULT_RESPONSE_CONTENT_TYPE
             if status >= 400:
                 response["schema"] = self.ERROR_SCHEMA
@@ -98,7 +101,7 @@ class JsonBodyParser(FlaskParser):
     """Read a request body as JSON whatever its Content-Type (``curl -d`` sends form encoding):
     a body that is not JSON is then a 400, not a silently empty 422."""
 
-    def _raw_load_json(self, req):  # type: ignore[no-untyped-def]
+    def _raw_load_json(self, req: Request) -> Any:
         data = req.get_data(cache=True)
         if not data:
             return core.missing

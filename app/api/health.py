@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import Response
 from flask_smorest import Blueprint
-from sqlalchemy import text
 
-from app.api.common import json_response
+from app.adapters.db import ping
+from app.api.common import json_response, tally
 from app.errors import problem
 from app.schemas import HealthSchema, NotReadyProblemSchema
 
@@ -16,7 +16,7 @@ bp = Blueprint("health", __name__, url_prefix="/api", description="Health checks
 @bp.route("/healthz")
 @bp.response(200, HealthSchema)
 @bp.doc(security=[])
-def healthz():
+def healthz() -> Response:
     """The process is up."""
     return json_response({"status": "ok"})
 
@@ -30,14 +30,13 @@ def healthz():
     description="A dependency does not answer (a problem, with the checks)",
 )
 @bp.doc(security=[])
-def readyz():
+def readyz() -> Response:
     """The event store and Redis answer."""
-    container = current_app.extensions["tally"]
-    checks = {}
+    container = tally()
+    checks: dict[str, str] = {}
     try:
         container.marketplace.recorder.max_notification_id()
-        with container.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(container.engine)
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         checks["database"] = f"unavailable: {type(exc).__name__}"
