@@ -2,8 +2,12 @@
 
 An ``http.server`` on 127.0.0.1 (random port, in a thread) that the real SDK talks to through
 ``STRIPE_API_BASE``: form-encoded requests, JSON answers shaped like Stripe's, the
-``Idempotency-Key`` semantics (the same key and parameters replay the first response; the
-same key with other parameters is an ``idempotency_error``), the test payment methods, lists
+``Idempotency-Key`` semantics (one namespace of keys per account: the same key and parameters
+replay the first response; the same key with other parameters, or on another endpoint, is an
+``idempotency_error``; a request refused by validation saves nothing), the refusals Stripe makes
+for the parameters tally sends (``amount`` and ``currency`` required, no default currency, the
+minimum charge, ``confirm`` or nothing is charged, a ``return_url`` unless redirects are
+disallowed, ``payment_intent`` or ``charge`` on a refund), the test payment methods, lists
 with ``created[gte]`` / ``starting_after`` paging, refunds, transfers (an account id starting
 ``acct_fail`` is refused), transfer reversals (never more than the transfer has unreversed;
 ``refuse_reversals`` refuses them all) and disputes. It builds signed webhook events from its
@@ -42,9 +46,12 @@ DISPUTE_FEE = 1500
 class StripeError(Exception):
     """An error answer: HTTP status plus Stripe's error object."""
 
-    def __init__(self, status: int, type_: str, message: str, **fields: Any) -> None:
+    def __init__(
+        self, status: int, type_: str, message: str, *, validation: bool = False, **fields: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.validation = validation  # refused before the endpoint ran: no idempotent result is saved
         self.body = {"error": {"type": type_, "message": message, **fields}}
 
 
@@ -84,6 +91,50 @@ def _int(value: Any, name: str) -> int:
     return number
 
 
+def _required(params: dict[str, Any], name: str) -> Any:
+    """Stripe's answer to a missing required parameter (before the endpoint runs)."""
+    value = params.get(name)
+    if value in (None, ""):
+        raise StripeError(
+            400,
+            "invalid_request_error",
+            f"Missing required param: {name}.",
+            validation=True,
+            param=name,
+            code="parameter_missing",
+        )
+    return value
+
+
+def _currency(params: dict[str, Any]) -> str:
+    currency = _required(params, "currency")
+    if not re.fullmatch(r"[a-z]{3}", currency):
+        raise StripeError(
+            400,
+            "invalid_request_error",
+            f"Invalid currency: {currency}. Stripe currently supports these currencies: usd, eur, ...",
+            validation=True,
+            param="currency",
+            code="invalid_currency",
+        )
+    return currency
+
+
+# The smallest charge per currency, in minor units. The API reference (PaymentIntent ``amount``):
+# "The minimum amount is $0.50 US or equivalent in charge currency"; docs.stripe.com/currencies
+# lists each currency (GBP 0.30). Only these two were checked; any other currency is held to 50
+# minor units, a stand-in for "the equivalent of $0.50".
+MINIMUM_CHARGE = {"usd": 50, "gbp": 30}
+
+REDIRECTS_NEED_RETURN_URL = (
+    "A `return_url` must be specified because this Payment Intent is configured to automatically "
+    "accept the payment methods enabled in the Dashboard, some of which may require a full page "
+    "redirect to succeed. If you do not want to accept redirect-based payment methods, set "
+    "`automatic_payment_methods[enabled]` to `true` and `automatic_payment_methods[allow_redirects]` "
+    "to `never` when creating Setup Intents and Payment Intents."
+)
+
+
 class StripeStub:
     """Start with ``with StripeStub() as stub:``; point the SDK at ``stub.url``."""
 
@@ -100,7 +151,8 @@ class StripeStub:
         self.disputes: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
-        self._idempotent: dict[tuple[str, str], tuple[str, int, dict[str, Any]]] = {}
+        # one namespace of keys for the whole account, whatever the endpoint (as Stripe keeps them)
+        self._idempotent: dict[str, tuple[str, int, dict[str, Any]]] = {}
         self._seq = itertools.count(1)
         self._order: dict[str, int] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -210,17 +262,21 @@ class StripeStub:
         return get
 
     def _create_intent(self, params: dict[str, Any]) -> dict[str, Any]:
-        amount = _int(params.get("amount"), "amount")
-        if amount <= 0:
+        """Create, and with ``confirm=true`` also confirm: without it nothing is charged."""
+        amount = _int(_required(params, "amount"), "amount")
+        currency = _currency(params)
+        minimum = MINIMUM_CHARGE.get(currency, 50)
+        if amount < minimum:
             raise StripeError(
                 400,
                 "invalid_request_error",
-                "Amount must be at least 1",
+                f"Amount must be at least {minimum} {currency} (minor units)",
+                validation=True,
                 param="amount",
                 code="amount_too_small",
             )
         method = params.get("payment_method", "")
-        if method not in SUCCEEDS | REQUIRES_ACTION | set(DECLINES):
+        if method and method not in SUCCEEDS | REQUIRES_ACTION | set(DECLINES):
             raise StripeError(
                 400,
                 "invalid_request_error",
@@ -228,18 +284,37 @@ class StripeStub:
                 code="resource_missing",
                 param="payment_method",
             )
+        confirm = params.get("confirm") == "true"
+        automatic = params.get("automatic_payment_methods")
+        automatic = automatic if isinstance(automatic, dict) else {}
+        # Since API version 2023-08-16 automatic_payment_methods is on by default, redirects allowed.
+        redirects_possible = (
+            "payment_method_types" not in params
+            and automatic.get("enabled", "true") == "true"
+            and automatic.get("allow_redirects", "always") != "never"
+        )
+        if confirm and redirects_possible and not params.get("return_url"):
+            raise StripeError(400, "invalid_request_error", REDIRECTS_NEED_RETURN_URL, validation=True)
+        if confirm and not method:
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "You cannot confirm this PaymentIntent because it's missing a payment method.",
+                code="payment_intent_unexpected_state",
+            )
         intent_id = self._id("pi")
         intent = {
             "id": intent_id,
             "object": "payment_intent",
             "amount": amount,
             "amount_received": 0,
-            "currency": params.get("currency", "usd"),
-            "status": "requires_confirmation",
+            "currency": currency,
+            "status": "requires_confirmation" if method else "requires_payment_method",
             "client_secret": f"{intent_id}_secret_{secrets.token_hex(12)}",
             "metadata": params.get("metadata", {}),
             "transfer_group": params.get("transfer_group"),
-            "payment_method": method,
+            "payment_method": method or None,
+            "automatic_payment_methods": {"enabled": True, **automatic} if automatic else None,
             "created": int(time.time()),
             "latest_charge": None,
             "last_payment_error": None,
@@ -247,6 +322,8 @@ class StripeStub:
             "livemode": False,
         }
         self.intents[intent_id] = intent
+        if not confirm:
+            return copy.deepcopy(intent)
         if method in SUCCEEDS:
             self._succeed(intent)
         elif method in REQUIRES_ACTION:
@@ -295,6 +372,14 @@ class StripeStub:
         intent.update(status="succeeded", amount_received=intent["amount"], next_action=None)
 
     def _intent_for(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("payment_intent") and not params.get("charge"):
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "One of the following params should be provided for this request: payment_intent or charge.",
+                validation=True,
+                code="parameter_missing",
+            )
         intent_id = params.get("payment_intent")
         if not intent_id and params.get("charge") in self.charges:
             intent_id = self.charges[params["charge"]]["payment_intent"]
@@ -357,8 +442,9 @@ class StripeStub:
         )
 
     def _create_transfer(self, params: dict[str, Any]) -> dict[str, Any]:
-        amount = _int(params.get("amount"), "amount")
-        destination = params.get("destination", "")
+        amount = _int(_required(params, "amount"), "amount")
+        currency = _currency(params)
+        destination = _required(params, "destination")
         if not destination.startswith("acct_"):
             raise StripeError(
                 400,
@@ -382,7 +468,7 @@ class StripeStub:
             "object": "transfer",
             "amount": amount,
             "amount_reversed": 0,
-            "currency": params.get("currency", "usd"),
+            "currency": currency,
             "destination": destination,
             "transfer_group": params.get("transfer_group"),
             "metadata": params.get("metadata", {}),
@@ -628,30 +714,48 @@ class StripeStub:
     def _process(
         self, method: str, path: str, params: dict[str, Any], key: str | None
     ) -> tuple[int, dict[str, Any], bool]:
-        fingerprint = json.dumps([path, params], sort_keys=True)
+        fingerprint = json.dumps([method, path, params], sort_keys=True)
         with self.lock:
             if method == "POST" and key:
-                stored = self._idempotent.get((path, key))
+                stored = self._idempotent.get(key)
                 if stored is not None:
+                    first_path = json.loads(stored[0])[1]
+                    if first_path != path:
+                        return (
+                            400,
+                            {
+                                "error": {
+                                    "type": "idempotency_error",
+                                    "message": "Keys for idempotent requests can only be used for the same "
+                                    f"endpoint they were first used for ('{path}' vs '{first_path}'). Try "
+                                    f"using a key other than '{key}' if you meant to execute a different "
+                                    "request.",
+                                }
+                            },
+                            False,
+                        )
                     if stored[0] != fingerprint:
                         return (
                             400,
                             {
                                 "error": {
                                     "type": "idempotency_error",
-                                    "message": "Keys for idempotent requests can only be used with the same parameters "
-                                    "they were first used with.",
+                                    "message": "Keys for idempotent requests can only be used with the same "
+                                    "parameters they were first used with. Try using a key other than "
+                                    f"'{key}' if you meant to execute a different request.",
                                 }
                             },
                             False,
                         )
                     return stored[1], copy.deepcopy(stored[2]), True
+            saved = True
             try:
                 status, answer = self.handle(method, path, params)
             except StripeError as error:
                 status, answer = error.status, error.body
-            if method == "POST" and key:
-                self._idempotent[(path, key)] = (fingerprint, status, copy.deepcopy(answer))
+                saved = not error.validation  # refused before the endpoint began: nothing saved
+            if method == "POST" and key and saved:
+                self._idempotent[key] = (fingerprint, status, copy.deepcopy(answer))
             return status, answer, False
 
     # ---- what tests look at ---------------------------------------------------------------------

@@ -71,6 +71,7 @@ def test_a_settlement_pays_out_by_transfer_to_the_linked_account(client, admin, 
     assert transfer["transfer_group"] == settlement["id"] == transfer["metadata"]["settlement_id"]
     [request] = stub.posts("/v1/transfers")
     assert request["idempotency_key"] == settlement["id"]
+    assert request["params"]["currency"] == "usd"  # sent by us: Stripe has no default currency
 
     assert settle(client, admin, "s-1", PERIOD_A)["status"] == "paid"  # re-run: no second transfer
     assert len(stub.posts("/v1/transfers")) == 1

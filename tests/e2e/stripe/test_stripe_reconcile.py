@@ -67,8 +67,16 @@ def test_reconcile_is_clean_when_stripe_and_tally_agree(app, stub, books):
 def test_reconcile_reports_every_planted_mismatch(app, client, stub, books):
     paid = books["placed"]["payment"]["provider_reference"]
     stub.intents[paid]["amount"] += 1  # amounts differ
-    foreign = stub.handle(
-        "POST", "/v1/payment_intents", {"amount": "1200", "currency": "usd", "payment_method": "pm_card_visa"}
+    foreign = stub.handle(  # a payment someone else took on the same account
+        "POST",
+        "/v1/payment_intents",
+        {
+            "amount": "1200",
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": "true",
+            "automatic_payment_methods": {"enabled": "true", "allow_redirects": "never"},
+        },
     )[1]
     assert (
         stub.deliver(client, stub.event("payment_intent.succeeded", foreign)).json["outcome"] == "unmatched"
