@@ -208,7 +208,7 @@ def test_csv_export_and_head_hash(client, container, settings, admin, make_key):
     assert reader.fieldnames is not None and set(CSV_REQUIRED) <= set(reader.fieldnames), reader.fieldnames
     rows = list(reader)
     assert len(rows) == len(events)
-    for row, event in zip(rows, events):
+    for row, event in zip(rows, events, strict=True):
         assert int(row["position"]) == event["position"]
         assert int(row["version"]) == event["version"]
         for column in ("stream_id", "stream_type", "type", "timestamp"):
@@ -271,7 +271,7 @@ def test_stream_and_balance_as_of(client, container, admin, make_key):
 
     before = client.get(f"/api/audit/streams/{order_id}?as_of={rfc3339(t_placed)}", headers=auditor)
     assert before.status_code == 200, before.get_data(as_text=True)
-    assert before.json["stream_id"] == order_id and before.json["stream_type"] == "Order"
+    assert before.json["stream_type"] == "Order" and before.json["state"]["customer_id"] == "c-1"
     assert before.json["version"] == 1 and len(before.json["events"]) == 1
     assert before.json["state"]["status"] == "paid"
     assert before.json["state"]["refunded_amount"] == 0
@@ -297,7 +297,6 @@ def test_stream_and_balance_as_of(client, container, admin, make_key):
         query = f"?as_of={rfc3339(at)}" if at else ""
         response = client.get(f"/api/sellers/s-1/balance{query}", headers=headers)
         assert response.status_code == 200, response.get_data(as_text=True)
-        assert response.json["seller_id"] == "s-1"
         return response.json
 
     at_placed = balance(t_placed)
@@ -324,7 +323,9 @@ def test_stream_and_balance_as_of(client, container, admin, make_key):
     catch_up_all(container)
     payouts = client.get("/api/sellers/s-1/payouts", headers=seller).json
     assert sorted(payouts["balances"], key=lambda b: b["currency"]) == current["balances"]
-    assert eur["order"]["currency"] == "EUR"
+    assert [(e["order_id"], e["payout_amount"]) for e in current["entries"] if e["kind"] == "allocation"] == [
+        (eur["order"]["id"], 900)
+    ]
     # Before anything happened: nothing.
     assert balance(t_placed - timedelta(hours=1))["balances"] == []
 
@@ -390,7 +391,7 @@ def test_settlement_statements_json_and_csv(client, container, admin, make_key):
         } <= set(reader.fieldnames)
         rows = list(reader)
         assert len(rows) == len(lines)
-        for row, line in zip(rows, lines):
+        for row, line in zip(rows, lines, strict=True):
             assert row["kind"] == line["kind"] and row["order_id"] == line["order_id"]
             for column in ("gross_amount", "platform_fee_amount", "net_amount", "running_total_amount"):
                 assert int(row[column]) == line[column]

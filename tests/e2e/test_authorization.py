@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import checkout_body
 from tests.e2e.helpers import assert_problem, confirm, create_session, event_count, place_order
+from tests.integration.read_side_helpers import run_worker_burst
 
 pytestmark = pytest.mark.e2e
 
@@ -144,7 +145,10 @@ def test_refund_admin_only(client, keys, world, container):
 # ---- the auditor writes nothing at all --------------------------------------------------------
 
 
-def test_auditor_reads_everything_and_every_post_is_403(client, keys, world, container):
+def test_auditor_reads_everything_and_every_write_route_is_403(app, client, keys, world, container):
+    """Every route with a method other than GET, taken from the app's own url_map (so a new
+    one is covered the day it is added), refuses an auditor key with and without an
+    Idempotency-Key, and nothing is written."""
     auditor = keys["auditor"]
     for url in (
         f"/api/checkout/sessions/{world['open_session']['id']}",
@@ -154,17 +158,46 @@ def test_auditor_reads_everything_and_every_post_is_403(client, keys, world, con
         f"/api/payments/{world['failed_payment_id']}",
     ):
         assert client.get(url, headers=auditor).status_code == 200, url
+    values = {
+        "session_id": world["open_session"]["id"],
+        "order_id": world["order"]["id"],
+        "seller_id": "s-1",
+        "customer_id": "c-2",
+    }
+    bodies = {
+        "checkout.create_session": checkout_body("c-2"),
+        "checkout.confirm_session": {"payment_method": "pm_card_visa"},
+        "orders.refund_order": {"amount": 1},
+        "accounts.link_account": {"stripe_account_id": "acct_1Auditor"},
+        "sellers.request_run": {"period_start": "2026-01-01", "period_end": "2026-01-31"},
+    }
+    # The Stripe webhook is authenticated by Stripe's signature, not by an API key.
+    signed_not_keyed = {"webhooks.stripe_webhook"}
     before = event_count(container)
-    for url, body in (
-        ("/api/checkout/sessions", checkout_body("c-2")),
-        (f"/api/checkout/sessions/{world['open_session']['id']}/confirm", {"payment_method": "pm_card_visa"}),
-        (f"/api/orders/{world['order']['id']}/refunds", {"amount": 1}),
-    ):
-        assert_problem(client.post(url, json=body, headers=auditor), 403)
-        assert_problem(
-            client.post(url, json=body, headers={**auditor, "Idempotency-Key": "auditor-" + url}), 403
-        )
+    tried = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in signed_not_keyed:
+            continue
+        for method in sorted(rule.methods - {"GET", "HEAD", "OPTIONS"}):
+            url = rule.build({name: values.get(name, "x") for name in rule.arguments}, append_unknown=False)[
+                1
+            ]
+            query = "?period_start=2026-01-01&period_end=2026-01-31" if "settlements" in url else ""
+            body = bodies.get(rule.endpoint, {})
+            for headers in (auditor, {**auditor, "Idempotency-Key": f"auditor-{method}-{url}"}):
+                response = client.open(url + query, method=method, json=body, headers=headers)
+                assert_problem(response, 403)
+            tried.add(f"{method} {rule.rule}")
+    assert {
+        "POST /api/checkout/sessions",
+        "POST /api/orders/<order_id>/refunds",
+        "PUT /api/sellers/<seller_id>/account",
+        "POST /api/sellers/<seller_id>/settlements",
+        "POST /api/settlements/runs",
+        "POST /api/audit/verifications",
+    } <= tried, tried
     assert event_count(container) == before
+    assert_problem(client.get("/api/sellers/s-1/account", headers=keys["admin"]), 404)  # never linked
 
 
 # ---- the admin does everything -----------------------------------------------------------------
@@ -191,15 +224,24 @@ def test_admin_does_everything(client, keys, world):
 # ---- GET /customers/{id}/orders and the sellers' own reads ------------------------------------
 
 
-def test_customer_order_list_isolation(client, keys, world):
+def test_customer_order_list_isolation(client, keys, world, container):
+    """With the read models brought up to date by a real worker, each customer's list holds
+    exactly its own orders (c-1's one, c-2's one); no key reads another customer's list."""
+    mine = place_order(client, keys["c-1"], checkout_body("c-1"))["order"]
+    run_worker_burst(container)
+
     assert_problem(client.get("/api/customers/c-2/orders", headers=keys["c-1"]), 403)
+    assert_problem(client.get("/api/customers/c-1/orders", headers=keys["c-2"]), 403)
     for who in ("s-1", "s-2"):
-        assert_problem(client.get("/api/customers/c-2/orders", headers=keys[who]), 403)
-    for who in ("c-2", "auditor", "admin"):
-        response = client.get("/api/customers/c-2/orders", headers=keys[who])
-        assert response.status_code == 200, who
-        assert isinstance(response.json["orders"], list)
-    assert client.get("/api/customers/c-1/orders", headers=keys["c-1"]).status_code == 200
+        for customer in ("c-1", "c-2"):
+            assert_problem(client.get(f"/api/customers/{customer}/orders", headers=keys[who]), 403)
+    for customer, order in (("c-1", mine), ("c-2", world["order"])):
+        for who in (customer, "auditor", "admin"):
+            response = client.get(f"/api/customers/{customer}/orders", headers=keys[who])
+            assert response.status_code == 200, (who, response.get_data(as_text=True))
+            listed = response.json["orders"]
+            assert [o["id"] for o in listed] == [order["id"]], (customer, who, listed)
+            assert {o["customer_id"] for o in listed} == {customer}
 
 
 def test_sellers_read_only_their_own_payouts(client, keys):

@@ -131,10 +131,32 @@ def test_only_a_hash_of_the_secret_is_stored(app, container):
         for column, value in row.items():
             text = str(value)
             assert key not in text and secret not in text, column
-    # The output says the key is shown once, and the key appears only on its last line.
+
+
+@both_backends
+def test_a_key_is_shown_once_and_nowhere_again(app, client, container, caplog):
+    """The key is printed once, on the last line, with a warning that it will not be shown again;
+    afterwards no keys command, log record, stored row or audit event gives the secret back."""
+    caplog.set_level("DEBUG")
     result = _create(app, "--role", "auditor")
+    assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert all(lines[-1] not in line for line in lines[:-1])
+    key_id, secret = KEY_RE.match(lines[-1]).groups()
+    assert all(secret not in line for line in lines[:-1])
+    assert "not shown again" in result.output and key_id in result.output
+
+    from app.cli import keys as keys_group
+
+    for name in keys_group.commands:
+        for args in ([name], [name, key_id], [name, "--help"]):
+            assert secret not in app.test_cli_runner().invoke(args=["keys", *args]).output, args
+    assert secret not in caplog.text
+    assert all(secret not in str(value) for row in _rows(container) for value in row.values())
+    admin = _create(app, "--role", "admin").output.strip().splitlines()[-1]
+    events = client.get("/api/audit/events?limit=1000", headers=_bearer(admin))
+    assert events.status_code == 200 and secret not in events.get_data(as_text=True)
+    # The key still works: shown once, stored as a hash, usable for ever after.
+    assert client.get("/api/audit/head", headers=_bearer(lines[-1])).status_code == 200
 
 
 def test_the_documented_command_line_works(tmp_path: Path):

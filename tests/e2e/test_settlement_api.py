@@ -63,10 +63,19 @@ def test_settles_one_settlement_per_currency_and_reruns_settle_nothing_twice(
     assert by_currency["USD"]["allocation_count"] == 2
     assert by_currency["EUR"]["total_payout_amount"] == payout_of(4000)
     assert by_currency["EUR"]["allocation_count"] == 1
+    # Each settlement took exactly s-1's allocations of the orders in its currency (not s-2's,
+    # not the other currency's): its statement lists those orders and ends at the amount paid.
+    expected_orders = {"USD": sorted(o["order"]["id"] for o in usd), "EUR": [eur["order"]["id"]]}
+    s1_gross = {"USD": 2500, "EUR": 4000}  # s-2's part of the USD orders is 700
     for s in settlements:
-        assert s["seller_id"] == "s-1" and s["status"] == "paid"
-        assert (s["period_start"], s["period_end"]) == PERIOD_A
-        assert s["processed_at"] is not None
+        assert s["status"] == "paid" and s["processed_at"] is not None
+        statement = client.get(f"/api/sellers/s-1/settlements/{s['id']}/statement", headers=seller)
+        assert statement.status_code == 200, statement.get_data(as_text=True)
+        lines = statement.json["lines"]
+        assert sorted(line["order_id"] for line in lines) == expected_orders[s["currency"]]
+        assert {line["gross_amount"] for line in lines} == {s1_gross[s["currency"]]}
+        assert lines[-1]["running_total_amount"] == s["total_payout_amount"]
+        assert_problem(client.get(f"/api/sellers/s-2/settlements/{s['id']}/statement", headers=admin), 404)
 
     events_before = head(container)
     again = settle(client, admin, "s-1", PERIOD_A)
@@ -95,7 +104,6 @@ def test_settles_one_settlement_per_currency_and_reruns_settle_nothing_twice(
         n["kind"] for n in client.get("/api/sellers/s-1/notifications", headers=seller).json["notifications"]
     ]
     assert kinds.count("settlement_paid") == 2
-    assert eur["order"]["currency"] == "EUR"
 
 
 @pytest.mark.parametrize(

@@ -131,7 +131,20 @@ def test_monthly_cron_job_settles_the_previous_month_once(frozen):
     # November's order is untouched and pending.
     pending = client.get("/api/sellers/s-1/payouts", headers=admin).json["pending"]
     assert [p["order_id"] for p in pending] == [november["order"]["id"]]
-    assert september["order"]["id"] != last_minute["order"]["id"]
+    # Which orders each settlement took: September's leftover and the 23:59 order are in,
+    # November's is not.
+    taken = {}
+    for seller_id, listed in (("s-1", s1), ("s-2", s2)):
+        for s in listed:
+            url = f"/api/sellers/{seller_id}/settlements/{s['id']}/statement"
+            taken[(seller_id, s["currency"])] = sorted(
+                line["order_id"] for line in client.get(url, headers=admin).json["lines"]
+            )
+    assert taken == {
+        ("s-1", "USD"): sorted([september["order"]["id"], october[0]["order"]["id"]]),
+        ("s-1", "EUR"): [october[1]["order"]["id"]],
+        ("s-2", "USD"): sorted([october[0]["order"]["id"], last_minute["order"]["id"]]),
+    }
 
 
 def test_monthly_handler_with_an_explicit_day(frozen):
