@@ -9,9 +9,12 @@ failure and on Ctrl-C / SIGTERM). Every measured step runs in a fresh subprocess
 
 (a) BENCH_EVENTS events of history (2-seller checkouts, every 20th partly refunded) recorded
     straight through the Marketplace (bench.datagen: 100 checkouts per save). Then
-    (1) the raw read rate: the whole notification log read in id order
-        (recorder.select_notifications, batches of BENCH_READ_BATCH) and decoded
-        (mapper.to_domain_event); measured before and after (2)-(b), the mean is the baseline;
+    (1) the raw read rate: the whole notification log read in id order and decoded
+        (mapper.to_domain_event); measured before and after (2)-(b), the mean is the baseline.
+        At parity with the phases it judges: the same reader (projections.runner.read_batches),
+        the largest batch any phase reads with (rebuild's and verify's, taken from their code)
+        and the garbage collector paused as they pause it (projections.base.paused_gc); each
+        ratio is printed with both sides' settings and flagged if they differ;
     (2) a full rebuild of every read model (projections.runner.rebuild over all of PROJECTIONS,
         audit_log included, as `flask projections rebuild` runs it): events in the log / wall
         time; target >= 0.25 x (1).
@@ -25,7 +28,8 @@ failure and on Ctrl-C / SIGTERM). Every measured step runs in a fresh subprocess
 
 Settings (environment):
   BENCH_EVENTS=200000        events of history for (a) and (b)
-  BENCH_READ_BATCH=1000      notifications per select in the raw read
+  BENCH_READ_BATCH=          notifications per select in the raw read (default: the phases' largest)
+  BENCH_READ_GC=paused       "on" leaves the collector running in the raw read (not at parity)
   BENCH_ALLOCATIONS=100000   BENCH_SELLERS=1000   the main settlement size (d)
   BENCH_SETTLE_SIZES=        extra "allocations/sellers,..." for (d); default: A/10 over S/10 and A/5 over S;
                              "none": the main size only
@@ -68,7 +72,12 @@ from bench.procs import stop_groups
 @dataclass(frozen=True)
 class Config:
     events: int = field(default_factory=lambda: _env_int("BENCH_EVENTS", 200_000))
-    read_batch: int = field(default_factory=lambda: _env_int("BENCH_READ_BATCH", 1000))
+    read_batch: int = field(
+        default_factory=lambda: _env_int("BENCH_READ_BATCH", max(phase_batches().values()))
+    )
+    read_gc_paused: bool = field(
+        default_factory=lambda: os.environ.get("BENCH_READ_GC", "paused").strip().lower() != "on"
+    )
     allocations: int = field(default_factory=lambda: _env_int("BENCH_ALLOCATIONS", 100_000))
     sellers: int = field(default_factory=lambda: _env_int("BENCH_SELLERS", 1000))
     extra_sizes: str = field(default_factory=lambda: os.environ.get("BENCH_SETTLE_SIZES", "").strip())
@@ -97,6 +106,13 @@ class Config:
             sizes.append((self.allocations // 10, max(2, self.sellers // 10)))
             sizes.append((self.allocations // 5, self.sellers))
         return sizes
+
+
+def phase_batches() -> dict[str, int]:
+    """The batch size each judged phase reads the log with, from the code that reads it."""
+    from bench.read_side_phases import _batch_sizes
+
+    return _batch_sizes()
 
 
 # ---- subprocess phases ----------------------------------------------------------------------
@@ -152,7 +168,7 @@ class Phases:
             if line.startswith("RESULT "):
                 result = json.loads(line[len("RESULT ") :])
                 continue
-            tail = (tail + [line])[-30:]
+            tail = [*tail, line][-30:]
             say(line if line.startswith("    ") else f"    | {line}")
         code = self.proc.wait()
         self.proc = None
@@ -223,7 +239,8 @@ def run_ab(config: Config, phases: Phases, cleanup: Cleanup, results: Results) -
     say(f"\n(a)/(b) {config.events:,} events of history")
     env, schema = fresh_env(config, cleanup, "history")
     say(
-        "  generating (Marketplace, 100 checkouts per save; the first 50 via start_payment/complete_payment) ..."
+        "  generating (Marketplace, 100 checkouts per save; "
+        "the first 50 via start_payment/complete_payment) ..."
     )
     results.generated = phases.run(
         "generate",
@@ -241,19 +258,25 @@ def run_ab(config: Config, phases: Phases, cleanup: Cleanup, results: Results) -
         f"  {events:,} events stored: "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(results.generated["topics"].items()))
     )
-    say(f"\n(a1) raw read + decode of the notification log, run 1 (batches of {config.read_batch})")
-    raw = phases.run("raw_read", env, {"batch": config.read_batch}, "1")
+    raw_args = {"batch": config.read_batch, "gc_paused": config.read_gc_paused}
+    say(
+        f"\n(a1) raw read + decode of the notification log, run 1 ({settings_text(raw_args)}; "
+        f"the phases: {', '.join(f'{k} batch {v:,}' for k, v in phase_batches().items())})"
+    )
+    raw = phases.run("raw_read", env, raw_args, "1")
     results.raw.append(raw)
     say(
         f"  -> {raw['events']:,} events in {raw['seconds']:.2f} s = {raw['rate']:,.0f} events/s "
         f"(decode {raw['decode_seconds'] / raw['seconds']:.0%} of it)"
     )
     say(
-        "\n(a2) full rebuild of every read model (projections.runner.rebuild: one pass, shadow tables swapped in)"
+        "\n(a2) full rebuild of every read model "
+        "(projections.runner.rebuild: one pass, shadow tables swapped in)"
     )
     results.rebuild = phases.run("rebuild", env, {"events": events})
     say(
-        f"  -> {events:,} log events in {results.rebuild['seconds']:.1f} s = {results.rebuild['rate']:,.0f} events/s"
+        f"  -> {events:,} log events in {results.rebuild['seconds']:.1f} s = "
+        f"{results.rebuild['rate']:,.0f} events/s"
     )
     say("\n(b) app.audit.verify(marketplace, engine)")
     results.verify = phases.run("verify", env, {"events": events})
@@ -264,7 +287,7 @@ def run_ab(config: Config, phases: Phases, cleanup: Cleanup, results: Results) -
         f"{'OK' if v['ok'] else str(v['breaches']) + ' BREACHES'}"
     )
     say("\n(a1) raw read + decode of the notification log, run 2")
-    raw = phases.run("raw_read", env, {"batch": config.read_batch}, "2")
+    raw = phases.run("raw_read", env, raw_args, "2")
     results.raw.append(raw)
     say(f"  -> {raw['events']:,} events in {raw['seconds']:.2f} s = {raw['rate']:,.0f} events/s")
     drop_once(config.database_url, schema)
@@ -301,12 +324,28 @@ def run_d(config: Config, phases: Phases, cleanup: Cleanup, results: Results) ->
         say(
             f"  -> {settled['allocations_settled']:,} allocations in {settled['settlements']:,} settlements, "
             f"{settled['seconds']:.1f} s = {settled['rate']:,.0f} allocations/s, "
-            f"peak RSS {mib(settled['memory']['VmHWM'])} (before settle_all {mib(settled['memory_before']['VmRSS'])})"
+            f"peak RSS {mib(settled['memory']['VmHWM'])} "
+            f"(before settle_all {mib(settled['memory_before']['VmRSS'])})"
         )
         drop_once(config.database_url, schema)
 
 
 # ---- report -------------------------------------------------------------------------------------
+
+
+def settings_text(result: dict[str, Any]) -> str:
+    return f"batch {result['batch']:,}, GC {'paused' if result['gc_paused'] else 'on'}"
+
+
+def parity(raw: list[dict[str, Any]], phase: dict[str, Any]) -> str:
+    """The baseline's settings beside the phase's; NOT AT PARITY when the baseline reads with
+    smaller batches or with the collector on (a handicap that flatters the ratio)."""
+    base = raw[0]
+    fair = all(r["batch"] >= phase["batch"] and (r["gc_paused"] or not phase["gc_paused"]) for r in raw)
+    return (
+        f"baseline {settings_text(base)} vs this {settings_text(phase)}"
+        f"{'' if fair else ': NOT AT PARITY, the ratio is flattered'}"
+    )
 
 
 def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
@@ -326,8 +365,9 @@ def report(config: Config, command: str, results: Results, started: float, load:
     if results.generated is not None:
         g = results.generated
         say(
-            f"history: {g['events']:,} events = {g['checkouts']:,} two-seller checkouts ({g['real_checkouts']} via "
-            f"start_payment/complete_payment) + {g['refunds']:,} refunds, written in {g['seconds']:.1f} s"
+            f"history: {g['events']:,} events = {g['checkouts']:,} two-seller checkouts "
+            f"({g['real_checkouts']} via start_payment/complete_payment) + {g['refunds']:,} refunds, "
+            f"written in {g['seconds']:.1f} s"
         )
         if g["shape_problems"]:
             say(f"  WARNING: generated events differ in shape from the service's: {g['shape_problems']}")
@@ -335,25 +375,31 @@ def report(config: Config, command: str, results: Results, started: float, load:
         runs = " / ".join(f"{r['rate']:,.0f}" for r in results.raw)
         spread = (max(r["rate"] for r in results.raw) - min(r["rate"] for r in results.raw)) / raw_rate
         say(
-            f"(a1) raw read + decode          {raw_rate:>10,.0f} events/s   (runs {runs}; spread {spread:.0%}; "
-            f"batches of {config.read_batch}; peak RSS {mib(results.raw[0]['memory']['VmHWM'])})"
+            f"(a1) raw read + decode          {raw_rate:>10,.0f} events/s   "
+            f"(runs {runs}; spread {spread:.0%}; "
+            f"{settings_text(results.raw[0])}; peak RSS {mib(results.raw[0]['memory']['VmHWM'])})"
         )
     if results.rebuild is not None and raw_rate:
         rb = results.rebuild
         ratio = rb["rate"] / raw_rate
         say(
             f"(a2) full rebuild, all 6 models {rb['rate']:>10,.0f} events/s   ({rb['seconds']:.1f} s)  "
-            f"ratio {ratio:.3f}  target >= {config.rebuild_target:.2f}: {verdict(ratio, config.rebuild_target)}"
+            f"ratio {ratio:.3f}  target >= {config.rebuild_target:.2f}: "
+            f"{verdict(ratio, config.rebuild_target)}"
         )
+        say(f"       {parity(results.raw, rb)}")
     if results.verify is not None and raw_rate:
         v = results.verify
         ratio = v["rate"] / raw_rate
         say(
             f"(b)  audit verify               {v['rate']:>10,.0f} events/s   ({v['seconds']:.1f} s)  "
-            f"ratio {ratio:.3f}  target >= {config.verify_target:.2f}: {verdict(ratio, config.verify_target)}"
+            f"ratio {ratio:.3f}  target >= {config.verify_target:.2f}: "
+            f"{verdict(ratio, config.verify_target)}"
         )
+        say(f"       {parity(results.raw, v)}")
         say(
-            f"       peak RSS {mib(v['memory']['VmHWM'])} (process at start {mib(v['memory_before']['VmRSS'])}); "
+            f"       peak RSS {mib(v['memory']['VmHWM'])} "
+            f"(process at start {mib(v['memory_before']['VmRSS'])}); "
             f"result {'OK' if v['ok'] else str(v['breaches']) + ' breaches'}; steps: "
             + ", ".join(f"{k} {s:.1f} s" for k, s in v["steps"].items())
         )
@@ -373,22 +419,25 @@ def report(config: Config, command: str, results: Results, started: float, load:
         for s in results.settle:
             if s["allocations_settled"] != s["size"][0]:
                 say(
-                    f"     WARNING: {s['size'][0]:,} allocations generated, {s['allocations_settled']:,} settled"
+                    f"     WARNING: {s['size'][0]:,} allocations generated, "
+                    f"{s['allocations_settled']:,} settled"
                 )
         main = results.settle[0]
         growth = [(s["memory"]["VmHWM"] - s["memory_before"]["VmRSS"]) for s in results.settle]
         say(
             "     peak RSS growth during settle_all: "
             + ", ".join(
-                f"{s['size'][0]:,}/{s['size'][1]:,}: +{mib(d)}" for s, d in zip(results.settle, growth)
+                f"{s['size'][0]:,}/{s['size'][1]:,}: +{mib(d)}"
+                for s, d in zip(results.settle, growth, strict=True)
             )
         )
         if len(results.settle) > 1:
             peaks = [s["memory"]["VmHWM"] for s in results.settle]
+            sizes = [s["size"][0] for s in results.settle]
             spread = (max(peaks) - min(peaks)) / min(peaks)
             say(
                 f"     peak RSS across sizes varies by {spread:.0%} while allocations vary "
-                f"{max(s['size'][0] for s in results.settle) / min(s['size'][0] for s in results.settle):.0f}x: "
+                f"{max(sizes) / min(sizes):.0f}x: "
                 f"{'flat' if spread < 0.15 else 'NOT flat'} (flat: within 15 %)"
             )
         say(

@@ -9,6 +9,7 @@ Phases: generate, raw_read, rebuild, verify, settle.
 
 from __future__ import annotations
 
+import gc
 import json
 import resource
 import sys
@@ -38,8 +39,8 @@ def _container() -> Any:
     from app.config import Settings
 
     container = Container(Settings.from_env())
-    container.engine
-    container.marketplace
+    container.engine  # noqa: B018 (connect outside any timing)
+    container.marketplace  # noqa: B018
     return container
 
 
@@ -97,7 +98,8 @@ def phase_generate(args: dict[str, Any]) -> dict[str, Any]:
     )
     say(
         f"    generated {g.checkouts:,} checkouts ({g.real_checkouts} via start_payment/complete_payment), "
-        f"{g.refunds:,} refunds, {g.events:,} events in {g.seconds:.1f} s = {g.events / g.seconds:,.0f} events/s"
+        f"{g.refunds:,} refunds, {g.events:,} events in {g.seconds:.1f} s = "
+        f"{g.events / g.seconds:,.0f} events/s"
     )
     shape_problems = compare_shapes(container.marketplace) if g.real_checkouts else []
     for problem in shape_problems:
@@ -110,7 +112,8 @@ def phase_generate(args: dict[str, Any]) -> dict[str, Any]:
         say(f"    catch-up {name}: {applied:,} events in {caught_up[name]['seconds']:.1f} s")
     analyzed = _analyze(container)
     say(
-        f"    ANALYZE {analyzed} tables (autovacuum is off on this machine; in production it keeps statistics)"
+        f"    ANALYZE {analyzed} tables (autovacuum is off on this machine; "
+        "in production it keeps statistics)"
     )
     counts = _count_events(container)
     head = container.marketplace.recorder.max_notification_id() or 0
@@ -131,25 +134,34 @@ def phase_generate(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def phase_raw_read(args: dict[str, Any]) -> dict[str, Any]:
-    """Read the whole notification log in id order, in batches, and decode every event."""
+    """Read the whole notification log in id order and decode every event: the baseline the
+    rebuild and verify phases are judged against, so it reads the way they do (the same reader,
+    projections.runner.read_batches, up to the same head) with the same handicaps: ``batch``
+    notifications per select and, with ``gc_paused``, the collector paused by the same
+    projections.base.paused_gc."""
+    from contextlib import nullcontext
+
+    from projections.base import paused_gc
+    from projections.runner import read_batches
+
     container = _container()
     app = container.marketplace
-    batch_size = args.get("batch", 1000)
+    batch_size = args["batch"]
+    gc_paused = args.get("gc_paused", True)
     app.recorder.select_notifications(start=1, limit=1)  # connect (and prepare) outside the timing
+    head = app.recorder.max_notification_id() or 0
     t0 = time.perf_counter()
     decode = 0.0
     count = 0
-    start = 1
-    while True:
-        batch = app.recorder.select_notifications(start=start, limit=batch_size)
-        d0 = time.perf_counter()
-        for notification in batch:
-            app.mapper.to_domain_event(notification)
-        decode += time.perf_counter() - d0
-        count += len(batch)
-        if len(batch) < batch_size:
-            break
-        start = batch[-1].id + 1
+    gc_seen: set[bool] = set()
+    with paused_gc() if gc_paused else nullcontext():
+        for batch in read_batches(app, 0, head, batch_size):
+            gc_seen.add(gc.isenabled())
+            d0 = time.perf_counter()
+            for notification in batch:
+                app.mapper.to_domain_event(notification)
+            decode += time.perf_counter() - d0
+            count += len(batch)
     seconds = time.perf_counter() - t0
     container.close()
     return {
@@ -158,8 +170,19 @@ def phase_raw_read(args: dict[str, Any]) -> dict[str, Any]:
         "decode_seconds": decode,
         "rate": count / seconds,
         "batch": batch_size,
+        "gc_paused": gc_seen == {False},
         "memory": memory(),
     }
+
+
+def _batch_sizes() -> dict[str, int]:
+    """The batch size each judged phase reads the log with (from the code that reads it)."""
+    import inspect
+
+    from app.audit import REPLAY_BATCH
+    from projections.runner import rebuild
+
+    return {"rebuild": inspect.signature(rebuild).parameters["batch_size"].default, "verify": REPLAY_BATCH}
 
 
 def phase_rebuild(args: dict[str, Any]) -> dict[str, Any]:
@@ -171,15 +194,25 @@ def phase_rebuild(args: dict[str, Any]) -> dict[str, Any]:
     app, engine = container.marketplace, container.engine
     total_events = args["events"]
     app.recorder.select_notifications(start=1, limit=1)  # connect outside the timing, as raw_read does
+    gc_seen: set[bool] = set()
     t0 = time.perf_counter()
-    read = rebuild([cls() for cls in PROJECTIONS.values()], app, engine)
+    read = rebuild(
+        [cls() for cls in PROJECTIONS.values()], app, engine, progress=lambda n: gc_seen.add(gc.isenabled())
+    )
     seconds = time.perf_counter() - t0
     say(
         f"    rebuild of {', '.join(PROJECTIONS)}: {read:,} events read once in {seconds:.1f} s "
         f"({total_events / seconds:,.0f} log events/s)"
     )
     container.close()
-    return {"seconds": seconds, "rate": total_events / seconds, "read": read, "memory": memory()}
+    return {
+        "seconds": seconds,
+        "rate": total_events / seconds,
+        "read": read,
+        "batch": _batch_sizes()["rebuild"],
+        "gc_paused": gc_seen == {False},
+        "memory": memory(),
+    }
 
 
 def phase_verify(args: dict[str, Any]) -> dict[str, Any]:
@@ -194,8 +227,11 @@ def phase_verify(args: dict[str, Any]) -> dict[str, Any]:
         say(f"    (audit log caught up first: {applied} events)")
     before = memory()
     marks: dict[str, list[float]] = {}
+    gc_seen: set[bool] = set()
 
     def progress(label: str, n: int) -> None:
+        if label == "replay":
+            gc_seen.add(gc.isenabled())
         now = time.perf_counter()
         mark = marks.get(label)
         if mark is None:
@@ -226,6 +262,8 @@ def phase_verify(args: dict[str, Any]) -> dict[str, Any]:
         "first_breaches": report.breaches[:5],
         "checked": report.checked,
         "steps": steps,
+        "batch": _batch_sizes()["verify"],
+        "gc_paused": gc_seen == {False},
         "memory_before": before,
         "memory": after,
     }
