@@ -49,7 +49,8 @@ coverage: $(BIN)/.installed
 	$(BIN)/python tests/coverage_by_package.py var/coverage.json
 
 bench: $(BIN)/.installed
-	$(BIN)/python -m bench.checkout && $(BIN)/python -m bench.read_side
+	@# both parts run; the target fails if either missed a target or failed
+	$(BIN)/python -m bench.checkout; checkout=$$?; $(BIN)/python -m bench.read_side && exit $$checkout
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis
