@@ -270,7 +270,7 @@ def phase_verify(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def phase_settle(args: dict[str, Any]) -> dict[str, Any]:
-    """app.commands.settlement.settle_all over everything unsettled up to today (the read models are caught up)."""
+    """app.commands.settlement.settle_all over everything unsettled up to today (read models caught up)."""
     from app.commands.settlement import settle_all
 
     container = _container()
