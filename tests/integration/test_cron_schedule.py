@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import pytest
 from freezegun import freeze_time
 
-from app import create_app
 from app.adapters.queue import queue_names
 from app.bootstrap import Container
 
@@ -88,10 +87,20 @@ def test_each_job_fires_on_its_schedule_and_not_between(container):
 
 
 def test_the_cron_command_runs_this_scheduler(container, monkeypatch):
+    """`flask cron` is the flask.commands entry point workers.cli:cron_command, which runs
+    workers.worker.run_cron (build_cron, then start) on the container."""
+    from importlib.metadata import entry_points
+
+    from click.testing import CliRunner
+
+    import workers.cli
     import workers.worker
 
+    [cron] = [e for e in entry_points(group="flask.commands") if e.name == "cron"]
+    assert cron.value == "workers.cli:cron_command" and cron.load() is workers.cli.cron_command
     ran = []
+    monkeypatch.setattr(workers.cli, "get_container", lambda: container)
     monkeypatch.setattr(workers.worker, "run_cron", ran.append)
-    result = create_app(container=container).test_cli_runner().invoke(args=["cron"])
+    result = CliRunner().invoke(workers.cli.cron_command)
     assert result.exit_code == 0, result.output
     assert ran == [container]
