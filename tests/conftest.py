@@ -136,7 +136,9 @@ def _drop_schema(url: str, schema: str) -> None:
 
 
 @pytest.fixture
-def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Settings]]:
+def make_settings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Settings]]:
     """Settings for a backend: "pg" (real PostgreSQL + Redis) or "sqlite" (embedded default)."""
     schemas: list[tuple[str, str]] = []
     prefixes: list[tuple[str, str]] = []
@@ -156,7 +158,9 @@ def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
             prefixes.append((redis, settings.key_prefix))
         elif backend == "sqlite":
             settings = Settings(
-                database_url=f"sqlite:///{tmp_path / f'tally-{token}.db'}", key_prefix=f"t{token}"
+                # not tmp_path: a pytest.exit while pg/redis are set up would break its teardown
+                database_url=f"sqlite:///{tmp_path_factory.mktemp('sqlite') / f'tally-{token}.db'}",
+                key_prefix=f"t{token}",
             )
         else:  # pragma: nocover
             raise ValueError(backend)
