@@ -179,7 +179,7 @@ def _batch_sizes() -> dict[str, int]:
     """The batch size each judged phase reads the log with (from the code that reads it)."""
     import inspect
 
-    from app.audit import REPLAY_BATCH
+    from app.audit.limits import REPLAY_BATCH
     from projections.runner import rebuild
 
     return {"rebuild": inspect.signature(rebuild).parameters["batch_size"].default, "verify": REPLAY_BATCH}

@@ -1,6 +1,7 @@
 """The one scheduler (`flask --app wsgi cron`) registers what README's Commands table promises:
-the read-model catch-up every 30 s, the session clean-up hourly, the previous month's settlement
-on the 1st at 02:00 and `audit verify` daily at 03:30 (host local time), each on its queue; and it
+the read-model catch-up every 30 s, the session clean-up hourly, the in-flight janitor every 15
+minutes, the previous month's settlement on the 1st at 02:00 and `audit verify` daily at 03:30
+(host local time), each on its queue; and it
 fires them then, not otherwise (walked through a day and a month boundary under frozen time)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 CATCH_UP = "workers.jobs.catch_up_all"
 CLEAN_UP = "workers.jobs.cleanup_expired_sessions"
+JANITOR = "workers.jobs.repair_in_flight"
 MONTHLY = "workers.jobs.settle_previous_month"
 DAILY = "workers.jobs.verify_on_schedule"
 NOTIFY = "workers.jobs.deliver_notifications"
@@ -45,6 +47,7 @@ def test_the_scheduler_registers_each_documented_job_on_its_queue(container, mak
     assert registered(build_cron(container)) == {
         CATCH_UP: (names["projections"], 30, None),
         CLEAN_UP: (names["projections"], None, "17 * * * *"),
+        JANITOR: (names["settlements"], None, "*/15 * * * *"),
         MONTHLY: (names["settlements"], None, "0 2 1 * *"),
         DAILY: (names["audit"], None, "30 3 * * *"),
     }
@@ -68,20 +71,22 @@ def test_each_job_fires_on_its_schedule_and_not_between(container):
         ("2026-10-31 23:00:00", {CATCH_UP}),  # the safety net runs at once
         ("2026-10-31 23:00:29", set()),
         ("2026-10-31 23:00:30", {CATCH_UP}),  # every 30 s
+        ("2026-10-31 23:14:59", {CATCH_UP}),
+        ("2026-10-31 23:15:00", {JANITOR}),  # every 15 minutes
         ("2026-10-31 23:16:59", {CATCH_UP}),
         ("2026-10-31 23:17:00", {CLEAN_UP}),  # hourly, at minute 17
         ("2026-10-31 23:17:30", {CATCH_UP}),
-        ("2026-11-01 00:16:59", {CATCH_UP}),
+        ("2026-11-01 00:16:59", {CATCH_UP, JANITOR}),  # 23:30's janitor, late
         ("2026-11-01 00:17:00", {CLEAN_UP}),
-        ("2026-11-01 01:59:59", {CATCH_UP, CLEAN_UP}),  # 01:17's clean-up, late
-        ("2026-11-01 02:00:00", {MONTHLY}),  # the 1st at 02:00
-        ("2026-11-01 03:29:59", {CATCH_UP, CLEAN_UP}),
-        ("2026-11-01 03:30:00", {DAILY}),  # daily at 03:30
+        ("2026-11-01 01:59:59", {CATCH_UP, CLEAN_UP, JANITOR}),  # 01:17's clean-up, late
+        ("2026-11-01 02:00:00", {MONTHLY, JANITOR}),  # the 1st at 02:00
+        ("2026-11-01 03:29:59", {CATCH_UP, CLEAN_UP, JANITOR}),
+        ("2026-11-01 03:30:00", {DAILY, JANITOR}),  # daily at 03:30
         ("2026-11-01 03:31:00", {CATCH_UP}),
-        ("2026-11-02 01:59:59", {CATCH_UP, CLEAN_UP}),  # no settlement on the 2nd
-        ("2026-11-02 02:00:01", set()),
-        ("2026-11-02 03:30:00", {CATCH_UP, CLEAN_UP, DAILY}),
-        ("2026-12-01 02:00:00", {CATCH_UP, CLEAN_UP, DAILY, MONTHLY}),
+        ("2026-11-02 01:59:59", {CATCH_UP, CLEAN_UP, JANITOR}),  # no settlement on the 2nd
+        ("2026-11-02 02:00:01", {JANITOR}),
+        ("2026-11-02 03:30:00", {CATCH_UP, CLEAN_UP, DAILY, JANITOR}),
+        ("2026-12-01 02:00:00", {CATCH_UP, CLEAN_UP, DAILY, JANITOR, MONTHLY}),
     ]
     assert [(at, tick(at)) for at, _ in steps] == steps
 

@@ -72,7 +72,14 @@ def test_a_payment_intent_missing_a_parameter_we_rely_on_charges_nothing(
         assert response.status_code == 201, response.get_data(as_text=True)
         assert len(charged) == 1
     else:
-        assert response.status_code == 402, (dropped, response.status_code, response.get_data(as_text=True))
+        # Stripe's refusal of a request we built wrong is a provider-configuration 503; an intent
+        # left unconfirmed is a failed payment (402). Either way nothing is charged.
+        expected = 402 if dropped == "confirm" else 503
+        assert response.status_code == expected, (
+            dropped,
+            response.status_code,
+            response.get_data(as_text=True),
+        )
         assert charged == []
 
 

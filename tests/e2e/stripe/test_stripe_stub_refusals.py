@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from tests.e2e.helpers import assert_problem, confirm, create_session
+from tests.conftest import checkout_body
+from tests.e2e.helpers import assert_problem
 
 pytestmark = pytest.mark.e2e
 
@@ -109,9 +110,9 @@ def test_a_request_refused_by_validation_saves_no_idempotent_result(sdk, stub):
     assert retried.currency == "usd" and len(stub.transfers) == 1
 
 
-def test_a_checkout_below_stripes_minimum_is_declined_and_places_no_order(client, customer, stub):
+def test_a_checkout_below_stripes_minimum_is_refused_before_stripe_is_asked(client, customer, stub):
+    """The stub refuses 49 cents (above); tally's quote knows the same minimum and refuses first."""
     item = {"seller_id": "s-1", "sku": "pin", "description": "Pin", "unit_amount": 49, "quantity": 1}
-    session = create_session(client, customer, items=[item])
-    declined = assert_problem(confirm(client, customer, session["id"], "pm_card_visa"), 402)
-    assert declined["failure_reason"] == "amount_too_small"
-    assert stub.charges == {}
+    response = client.post("/api/checkout/sessions", json=checkout_body(items=[item]), headers=customer)
+    assert_problem(response, 422)
+    assert stub.requests == []
