@@ -208,7 +208,7 @@ def test_csv_export_and_head_hash(client, container, settings, admin, make_key):
     assert reader.fieldnames is not None and set(CSV_REQUIRED) <= set(reader.fieldnames), reader.fieldnames
     rows = list(reader)
     assert len(rows) == len(events)
-    for row, event in zip(rows, events):
+    for row, event in zip(rows, events, strict=True):
         assert int(row["position"]) == event["position"]
         assert int(row["version"]) == event["version"]
         for column in ("stream_id", "stream_type", "type", "timestamp"):
@@ -390,7 +390,7 @@ def test_settlement_statements_json_and_csv(client, container, admin, make_key):
         } <= set(reader.fieldnames)
         rows = list(reader)
         assert len(rows) == len(lines)
-        for row, line in zip(rows, lines):
+        for row, line in zip(rows, lines, strict=True):
             assert row["kind"] == line["kind"] and row["order_id"] == line["order_id"]
             for column in ("gross_amount", "platform_fee_amount", "net_amount", "running_total_amount"):
                 assert int(row[column]) == line[column]
