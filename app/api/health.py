@@ -43,7 +43,7 @@ def readyz() -> Response:
     try:
         container.redis.ping()
         checks["redis"] = "ok"
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     if all(value == "ok" for value in checks.values()):
         return json_response({"status": "ok", "checks": checks})

@@ -134,7 +134,8 @@ def stored(container, settings, topic_suffix: str) -> list[Any]:
     with container.engine.connect() as conn:
         return conn.execute(
             text(
-                f"SELECT notification_id, originator_id, originator_version, topic, convert_from(state, 'UTF8') AS state "
+                "SELECT notification_id, originator_id, originator_version, topic, "
+                "convert_from(state, 'UTF8') AS state "
                 f"FROM {events_table(settings)} WHERE topic LIKE :t ORDER BY notification_id"
             ),
             {"t": f"%{topic_suffix}"},
@@ -199,8 +200,9 @@ def test_editing_a_stored_event_is_detected(app, history, container, settings):
     with container.engine.begin() as conn:
         changed = conn.execute(
             text(
-                f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
-                f":old, :new), 'UTF8') WHERE notification_id = :n"
+                f"UPDATE {events_table(settings)} "
+                "SET state = convert_to(replace(convert_from(state, 'UTF8'), :old, :new), 'UTF8') "
+                "WHERE notification_id = :n"
             ),
             {"n": row.notification_id, "old": '"subtotal_amount":2500', "new": '"subtotal_amount":2600'},
         )
@@ -252,8 +254,9 @@ def test_amounts_no_column_can_hold_are_reported_not_a_crash(app, history, conta
         ):
             conn.execute(
                 text(
-                    f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
-                    f":old, :new), 'UTF8') WHERE notification_id = :n"
+                    f"UPDATE {events_table(settings)} "
+                    "SET state = convert_to(replace(convert_from(state, 'UTF8'), :old, :new), 'UTF8') "
+                    "WHERE notification_id = :n"
                 ),
                 {"n": row.notification_id, "old": old, "new": new},
             )
@@ -305,15 +308,18 @@ def test_swapping_two_stored_events_is_detected(app, history, container, setting
     with container.engine.begin() as conn:
         conn.execute(
             text(
-                f"UPDATE {events_table(settings)} AS e SET state = o.state FROM {events_table(settings)} AS o "
+                f"UPDATE {events_table(settings)} AS e SET state = o.state "
+                f"FROM {events_table(settings)} AS o "
                 f"WHERE (e.notification_id, o.notification_id) IN ((:a, :b), (:b, :a))"
             ),
             {"a": a.notification_id, "b": b.notification_id},
         )
     assert_breach(
         app,
-        f"event {a.originator_id} v{a.originator_version} (Allocation.Refunded) was changed in the event store",
-        f"event {b.originator_id} v{b.originator_version} (Allocation.Refunded) was changed in the event store",
+        f"event {a.originator_id} v{a.originator_version} (Allocation.Refunded) "
+        "was changed in the event store",
+        f"event {b.originator_id} v{b.originator_version} (Allocation.Refunded) "
+        "was changed in the event store",
     )
 
 
@@ -323,7 +329,8 @@ def test_swapping_events_of_different_types_is_reported_not_a_crash(app, history
     with container.engine.begin() as conn:
         conn.execute(
             text(
-                f"UPDATE {events_table(settings)} AS e SET state = o.state FROM {events_table(settings)} AS o "
+                f"UPDATE {events_table(settings)} AS e SET state = o.state "
+                f"FROM {events_table(settings)} AS o "
                 f"WHERE (e.notification_id, o.notification_id) IN ((:a, :b), (:b, :a))"
             ),
             {"a": placed.notification_id, "b": refunded.notification_id},
@@ -357,8 +364,9 @@ def test_a_breach_only_the_whole_history_shows_is_found_in_small_batches(
     with container.engine.begin() as conn:  # the order's refund no longer nets out with its allocations'
         conn.execute(
             text(
-                f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
-                f":old, :new), 'UTF8') WHERE notification_id = :n"
+                f"UPDATE {events_table(settings)} "
+                "SET state = convert_to(replace(convert_from(state, 'UTF8'), :old, :new), 'UTF8') "
+                "WHERE notification_id = :n"
             ),
             {"n": row.notification_id, "old": '"amount":', "new": '"amount":1'},
         )
@@ -379,8 +387,8 @@ def test_removing_an_audit_log_row_or_editing_a_link_is_detected(app, history, c
         assert edited == 1
     assert_breach(
         app,
-        f"event {gone.stream_id} v{gone.version} (notification {gone.notification_id}) is in the store but not in "
-        f"the audit log: inserted after the fact",
+        f"event {gone.stream_id} v{gone.version} (notification {gone.notification_id}) "
+        "is in the store but not in the audit log: inserted after the fact",
         "audit log position 5 is missing (next is 6)",
         "position 6: previous hash does not chain to position 5",
         "position 9: previous hash does not chain to position 8",
@@ -392,8 +400,10 @@ def test_changing_a_read_model_row_is_detected(app, history, container, settings
     with container.engine.begin() as conn:
         changed = conn.execute(
             text(
-                f'UPDATE "{settings.database_schema}".allocations_view SET payout_amount = payout_amount + 1 '
-                f'WHERE allocation_id = (SELECT min(allocation_id) FROM "{settings.database_schema}".allocations_view)'
+                f'UPDATE "{settings.database_schema}".allocations_view '
+                "SET payout_amount = payout_amount + 1 "
+                "WHERE allocation_id = "
+                f'(SELECT min(allocation_id) FROM "{settings.database_schema}".allocations_view)'
             )
         )
         assert changed.rowcount == 1
@@ -427,8 +437,9 @@ def test_audit_settlement_shows_what_an_edited_history_would_have_paid(
     with container.engine.begin() as conn:  # the EUR allocation settled first: its payout, 3600, now 3601
         conn.execute(
             text(
-                f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
-                f":old, :new), 'UTF8') WHERE notification_id = :n"
+                f"UPDATE {events_table(settings)} "
+                "SET state = convert_to(replace(convert_from(state, 'UTF8'), :old, :new), 'UTF8') "
+                "WHERE notification_id = :n"
             ),
             {"n": row.notification_id, "old": '"payout_amount":3600', "new": '"payout_amount":3601'},
         )
@@ -511,8 +522,9 @@ def test_a_verification_through_the_api_names_a_breach(client, history, containe
     with container.engine.begin() as conn:
         conn.execute(
             text(
-                f"UPDATE {events_table(settings)} SET state = convert_to(replace(convert_from(state, 'UTF8'), "
-                f":old, :new), 'UTF8') WHERE notification_id = :n"
+                f"UPDATE {events_table(settings)} "
+                "SET state = convert_to(replace(convert_from(state, 'UTF8'), :old, :new), 'UTF8') "
+                "WHERE notification_id = :n"
             ),
             {"n": row.notification_id, "old": '"subtotal_amount":2500', "new": '"subtotal_amount":2600'},
         )

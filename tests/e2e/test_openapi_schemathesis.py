@@ -32,12 +32,14 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
 import pytest
 import schemathesis
+from flask import Flask
+from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -311,7 +313,7 @@ def fuzz_container(fuzz_settings: Settings) -> Iterator[Container]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(fuzz_container: Container):  # type: ignore[no-untyped-def]
+def fuzz_app(fuzz_container: Container) -> Iterator[Flask]:
     app = create_app(container=fuzz_container)
     app.config.update(TESTING=False, PROPAGATE_EXCEPTIONS=False)  # a crash is a 500, as in production
     previous, TARGET.app = TARGET.app, app
@@ -418,8 +420,13 @@ def test_every_documented_outcome_conforms(fuzz_app, fuzz_settings, admin_header
     """The outcomes random input rarely reaches, each checked against the document."""
     client = fuzz_app.test_client()
 
-    def check(  # type: ignore[no-untyped-def]
-        method: str, path: str, status: int, client=client, checks=CONFORMANCE, **kwargs: Any
+    def check(
+        method: str,
+        path: str,
+        status: int,
+        client: FlaskClient = client,
+        checks: list[Callable[..., Any]] = CONFORMANCE,
+        **kwargs: Any,
     ) -> Any:
         response = client.open(path, method=method, headers=admin_headers, **kwargs)
         assert response.status_code == status, (path, response.status_code, response.get_data(as_text=True))

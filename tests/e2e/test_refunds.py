@@ -64,7 +64,7 @@ class Ledger:
     def apply(self, refund: dict, amount: int, seller_id: str | None = None) -> None:
         ids = [seller_id] if seller_id else list(self.sellers)
         weights = [self.remaining(i) for i in ids]
-        parts = dict(zip(ids, [amount] if seller_id else largest_remainder(amount, weights)))
+        parts = dict(zip(ids, [amount] if seller_id else largest_remainder(amount, weights), strict=True))
         got = {a["seller_id"]: a for a in refund["allocations"]}
         assert {i for i, p in parts.items() if p > 0} == set(got), (parts, got)
         assert sum(a["amount"] for a in refund["allocations"]) == amount == refund["amount"]

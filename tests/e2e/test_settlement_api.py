@@ -4,6 +4,7 @@ idempotent re-runs, carried negative adjustments, failed payouts, background run
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ class FailingPayoutGateway(MockGateway):
         self.fail = True
         self.payouts: list[dict] = []
 
-    def payout(self, **kwargs) -> PayoutResult:  # type: ignore[override]
+    def payout(self, **kwargs: Any) -> PayoutResult:  # type: ignore[override]  # records any keywords the port passes
         self.payouts.append(kwargs)
         if self.fail:
             return PayoutResult(False, None, "account_closed")

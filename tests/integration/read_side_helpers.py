@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date, datetime
 from pathlib import Path
@@ -135,27 +136,25 @@ def python_child(settings: Settings, script: str, **extra: str) -> subprocess.Po
     )
 
 
-def flask_worker(settings: Settings, *args: str) -> subprocess.Popen:
-    """`.venv/bin/flask --app wsgi worker …` as a child process; its log goes to a temporary file
-    (a pipe nobody reads would fill up and block it), readable with `worker_log(process)`."""
-    import tempfile
+class LoggedProcess(subprocess.Popen[str]):
+    """A child process whose output goes to a temporary file (a pipe nobody reads would fill up
+    and block it), readable with `worker_log(process)`."""
 
-    log = tempfile.TemporaryFile(mode="w+")
-    process = subprocess.Popen(
-        [str(FLASK), "--app", "wsgi", "worker", *args],
-        cwd=str(ROOT),
-        env=child_env(settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
+    def __init__(self, args: list[str], **kwargs: Any) -> None:
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - open as long as the process lives
+        super().__init__(args, stdout=self.log, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def flask_worker(settings: Settings, *args: str) -> LoggedProcess:
+    """`.venv/bin/flask --app wsgi worker …` as a child process, its log in a temporary file."""
+    return LoggedProcess(
+        [str(FLASK), "--app", "wsgi", "worker", *args], cwd=str(ROOT), env=child_env(settings)
     )
-    process.log = log  # type: ignore[attr-defined]
-    return process
 
 
-def worker_log(process: subprocess.Popen) -> str:
-    process.log.seek(0)  # type: ignore[attr-defined]
-    return process.log.read()[-5000:]  # type: ignore[attr-defined]
+def worker_log(process: LoggedProcess) -> str:
+    process.log.seek(0)
+    return process.log.read()[-5000:]
 
 
 def order_for(client, headers, customer_id: str, items: list[dict], currency: str = "USD") -> dict[str, Any]:

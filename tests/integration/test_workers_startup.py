@@ -46,7 +46,9 @@ def test_processes_starting_together_all_build_their_container(settings, contain
                 child.kill()
                 child.wait(10)
     failures = [
-        err.strip().splitlines()[-1] for child, (_, err) in zip(children, results) if child.returncode
+        err.strip().splitlines()[-1]
+        for child, (_, err) in zip(children, results, strict=True)
+        if child.returncode
     ]
     assert failures == [], failures
     assert [out.strip() for out, _ in results] == ["0"] * len(children)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import sys
+import tomllib
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatch
 from itertools import pairwise
@@ -52,6 +53,8 @@ API_VIEWS = ("app/api/*",)
 STORAGE = ("sqlalchemy", "projections.tables", "app.adapters.tables")
 RQ_HOMES = ("app/adapters/queue.py", "workers/*")
 STRIPE_HOMES = ("app/adapters/payments.py", "app/adapters/providers/*")
+# What command handlers reach only through ports: the web, SQL, Redis, the queue, the provider.
+INFRASTRUCTURE = (*WEB, "sqlalchemy", "redis", "rq", "stripe")
 
 Imports = dict[str, int]  # imported dotted name -> first line importing it
 
@@ -307,6 +310,31 @@ class TestTheRulesCanFail:
             "app/commands/refunds.py:9 imports workers.jobs"
         ]
         assert confined(files, ("flask_smorest",), ()) == []  # a prefix of a name is not a match
+        commands = {
+            "app/commands/checkout.py": {"domain.ports": 3, "redis": 4},
+            "app/commands/settlement.py": {"sqlalchemy": 2, "sqlalchemy.select": 2, "rq.Queue": 8},
+            "app/adapters/queue.py": {"rq": 1},
+        }
+        assert confined(commands, INFRASTRUCTURE, ("app/adapters/*",)) == [
+            "app/commands/checkout.py:4 imports redis",
+            "app/commands/settlement.py:2 imports sqlalchemy.select",
+            "app/commands/settlement.py:8 imports rq.Queue",
+        ]
+
+    def test_a_cycle_through_type_checking_imports_is_found(self, tmp_path: Path) -> None:
+        root = _tree(
+            tmp_path,
+            {
+                "pkg/__init__.py": "",
+                "pkg/ports.py": (
+                    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.adapter import A\n"
+                ),
+                "pkg/adapter.py": "from pkg import ports\n",
+            },
+        )
+        assert import_cycles(module_graph("pkg", root=root)) == [
+            "pkg.adapter:1 -> pkg.ports:3 -> pkg.adapter"
+        ]
 
     def test_a_cycle_through_a_lazy_import_is_found_and_spelt_out(self, tmp_path: Path) -> None:
         root = _tree(
@@ -377,11 +405,34 @@ class TestDependencyDirection:
         found = confined(files, WEB, DELIVERY)
         assert found == [], "the web framework outside the delivery modules:" + _explain(found)
 
+    def test_every_delivery_module_does_import_flask(self) -> None:
+        """DELIVERY lists exactly the modules that speak HTTP: shrink it when one stops."""
+        files = import_lines_by_file(*PACKAGES, top_level=TOP_LEVEL_MODULES)
+        delivery = [rel for rel in files if any(fnmatch(rel, pattern) for pattern in DELIVERY)]
+        assert "app/idempotency.py" in delivery
+        assert [rel for rel in delivery if not violations({rel: files[rel]}, WEB)] == []
+
     def test_nothing_imports_workers(self) -> None:
         """Jobs are enqueued by dotted path; the worker commands are Flask CLI entry points."""
         files = import_lines_by_file(*PACKAGES, top_level=TOP_LEVEL_MODULES)
         found = confined(files, ("workers",), ("workers/*",))
         assert found == [], "workers imported from outside:" + _explain(found)
+
+    def test_the_worker_commands_are_entry_points_into_workers_that_exist(self) -> None:
+        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+        targets = pyproject["project"]["entry-points"]["flask.commands"].values()
+        assert targets
+        for target in targets:
+            module, _, name = target.partition(":")
+            tree = ast.parse((ROOT / f"{module.replace('.', '/')}.py").read_text(encoding="utf-8"))
+            defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+            assert module.startswith("workers.") and name in defined, target
+
+    def test_commands_import_neither_flask_sqlalchemy_redis_rq_nor_stripe(self) -> None:
+        files = import_lines_by_file("app/commands")
+        found = confined(files, INFRASTRUCTURE, ())
+        assert found == [], "infrastructure in a command handler (put it behind a port):" + _explain(found)
+        assert "app/commands/checkout.py" in files
 
     def test_api_views_import_neither_sqlalchemy_nor_tables(self) -> None:
         files = import_lines_by_file(*PACKAGES)

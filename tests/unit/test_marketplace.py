@@ -286,7 +286,7 @@ class TestRefundOrder:
                 result = marketplace.refund_order(str(order.id), amount, None, f"r-{step}", cause)
                 got = {a["seller_id"]: a["amount"] for a in result["allocations"]}
                 assert got == {f"s-{i}": part for i, part in enumerate(expected) if part > 0}
-                assert all(part <= left_ for part, left_ in zip(expected, lefts))
+                assert all(part <= left_ for part, left_ in zip(expected, lefts, strict=True))
                 step += 1
             for i, seller in enumerate(order.sellers):
                 allocation = allocation_of(marketplace, order, f"s-{i}")

@@ -32,7 +32,7 @@ class TestMoney:
     @pytest.mark.parametrize("amount", [1.0, 12.5, 0.0, float("nan")])
     def test_money_refuses_float_amounts(self, amount: float) -> None:
         with pytest.raises(InvalidAmountError):
-            Money(amount, "USD")  # type: ignore[arg-type]
+            Money(amount, "USD")  # type: ignore[arg-type]  # wrong on purpose: refused
 
     @pytest.mark.parametrize("amount", [True, False])
     def test_money_refuses_bool_amounts(self, amount: bool) -> None:
@@ -42,7 +42,7 @@ class TestMoney:
     @pytest.mark.parametrize("amount", ["100", None])
     def test_money_refuses_amounts_that_are_not_integers(self, amount: object) -> None:
         with pytest.raises(InvalidAmountError):
-            Money(amount, "USD")  # type: ignore[arg-type]
+            Money(amount, "USD")  # type: ignore[arg-type]  # wrong on purpose: refused
 
     def test_money_accepts_integer_minor_units(self) -> None:
         money = Money(1250, "USD")
@@ -51,7 +51,7 @@ class TestMoney:
     @pytest.mark.parametrize("currency", ["ABC", "usd", "US", "", "XXX", None])
     def test_money_refuses_unknown_currencies(self, currency: object) -> None:
         with pytest.raises(UnknownCurrencyError):
-            Money(100, currency)  # type: ignore[arg-type]
+            Money(100, currency)  # type: ignore[arg-type]  # wrong on purpose: refused
 
     def test_adding_and_subtracting_same_currency_stays_exact(self) -> None:
         assert Money(1250, "USD") + Money(1, "USD") == Money(1251, "USD")
@@ -75,7 +75,7 @@ class TestMoney:
     @pytest.mark.parametrize("other", [1, 1.5, "1"])
     def test_combining_money_with_a_bare_number_is_refused(self, other: object) -> None:
         with pytest.raises(TypeError):
-            Money(100, "USD") + other  # type: ignore[operator]
+            Money(100, "USD") + other  # type: ignore[operator]  # wrong on purpose: refused
 
     def test_comparison_within_a_currency_orders_by_amount(self) -> None:
         assert Money(1, "USD") < Money(2, "USD")
@@ -147,7 +147,7 @@ class TestSplitFee:
     @pytest.mark.parametrize(("subtotal", "fee_bps"), [(100.0, 100), (100, 100.0), (True, 100), (100, True)])
     def test_floats_and_bools_are_refused(self, subtotal: object, fee_bps: object) -> None:
         with pytest.raises(InvalidAmountError):
-            split_fee(subtotal, fee_bps)  # type: ignore[arg-type]
+            split_fee(subtotal, fee_bps)  # type: ignore[arg-type]  # wrong on purpose: refused
 
 
 class TestProrate:
@@ -191,7 +191,7 @@ class TestSplitProportionally:
     @given(total=amounts, weights=weights_lists.filter(lambda ws: sum(ws) > 0))
     def test_each_part_is_within_one_cent_of_its_exact_share(self, total: int, weights: list[int]) -> None:
         weight_sum = sum(weights)
-        for part, weight in zip(split_proportionally(total, weights), weights):
+        for part, weight in zip(split_proportionally(total, weights), weights, strict=True):
             exact = Fraction(total * weight, weight_sum)
             assert exact - 1 < part < exact + 1
             if weight == 0:
@@ -205,7 +205,7 @@ class TestSplitProportionally:
         total = data.draw(st.integers(min_value=0, max_value=sum(weights)))
         parts = split_proportionally(total, weights)
         assert sum(parts) == total
-        assert all(0 <= part <= weight for part, weight in zip(parts, weights))
+        assert all(0 <= part <= weight for part, weight in zip(parts, weights, strict=True))
 
     def test_leftover_cents_go_to_the_largest_remainders_earlier_parts_first_on_ties(self) -> None:
         assert split_proportionally(100, [1, 1, 1]) == [34, 33, 33]
@@ -224,4 +224,4 @@ class TestSplitProportionally:
     )
     def test_negative_or_non_integer_inputs_are_refused(self, total: object, weights: list[object]) -> None:
         with pytest.raises(InvalidAmountError):
-            split_proportionally(total, weights)  # type: ignore[arg-type]
+            split_proportionally(total, weights)  # type: ignore[arg-type]  # wrong on purpose: refused
