@@ -9,7 +9,14 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import AllocationStateError, RefundExceedsRemainingError
 from domain.ids import allocation_id
-from domain.money import prorate
+from domain.money import is_positive_amount, prorate
+
+# Where an allocation's payout is: still owed to the seller, or taken by a settlement.
+PENDING = "pending"
+SETTLED = "settled"
+# A refund entry's status: a refund recorded as done may later fail at the provider.
+REFUND_SUCCEEDED = "succeeded"
+REFUND_FAILED = "failed"
 
 
 class Allocation(Aggregate):
@@ -57,25 +64,55 @@ class Allocation(Aggregate):
         return self.subtotal_amount - self.refunded_amount - self.disputed_amount
 
     @property
+    def net_reversed_amount(self) -> int:
+        """What is gone from this allocation: refunds plus dispute withdrawals, net of
+        reinstatements and failed refunds. The fee rule is stated on this amount."""
+        return self.refunded_amount + self.disputed_amount
+
+    @property
     def is_settled(self) -> bool:
         return self.settlement_id is not None
+
+    @property
+    def status(self) -> str:
+        """Whether this allocation's payout is still owed (``pending``) or taken by a settlement."""
+        return SETTLED if self.is_settled else PENDING
+
+    def fee_reversed_at(self, net_reversed: int) -> int:
+        """The fee rule: the platform fee reversed once ``net_reversed`` of the subtotal is gone,
+        ``round-half-up(fee * net_reversed / subtotal)``, rounded once on the cumulative amount."""
+        if self.subtotal_amount == 0:
+            return 0
+        return prorate(self.platform_fee_amount, net_reversed, self.subtotal_amount)
 
     def reversal_for(self, amount: int) -> tuple[int, int]:
         """(fee reversed, payout reversed) for refunding ``amount`` more.
 
-        The fee is rounded once on the cumulative refunded amount, so all refunds
-        together reverse exactly ``fee * refunded / subtotal`` (the whole fee when
-        everything is refunded), at this allocation's own rate.
+        Whatever came before (refunds, disputes withdrawn or reinstated, failed refunds), the fee
+        reversed afterwards is what the rule gives for the new net amount, at this allocation's
+        own rate; the payout takes the rest, so the two always sum to ``amount``.
         """
-        if amount <= 0 or amount > self.refundable_amount:
+        if not is_positive_amount(amount) or amount > self.refundable_amount:
             raise RefundExceedsRemainingError(
                 f"refund of {amount} exceeds the {self.refundable_amount} left to refund "
                 f"for seller {self.seller_id}"
             )
-        cumulative = self.refunded_amount + self.disputed_amount + amount
-        fee_total = prorate(self.platform_fee_amount, cumulative, self.subtotal_amount)
+        fee_total = self.fee_reversed_at(self.net_reversed_amount + amount)
         fee_reversed = fee_total - self.platform_fee_reversed_amount
         return fee_reversed, amount - fee_reversed
+
+    def restoration_for(self, amount: int) -> tuple[int, int]:
+        """(fee restored, payout restored) when ``amount`` of what is gone comes back (a won
+        dispute, a refund that failed): the fee reversed goes back to what the rule gives for
+        the smaller net amount, which need not be what the returning part itself reversed."""
+        if not is_positive_amount(amount) or amount > self.net_reversed_amount:
+            raise AllocationStateError(
+                f"cannot give back {amount}: only {self.net_reversed_amount} is refunded or withdrawn"
+            )
+        fee_restored = self.platform_fee_reversed_amount - self.fee_reversed_at(
+            self.net_reversed_amount - amount
+        )
+        return fee_restored, amount - fee_restored
 
     def refund(self, refund_id: str, amount: int, cause: dict[str, Any]) -> dict[str, Any]:
         fee_reversed, payout_reversed = self.reversal_for(amount)
@@ -263,17 +300,20 @@ class Allocation(Aggregate):
         }
 
     def restore_dispute(self, dispute_id: str, restore_id: str, cause: dict[str, Any]) -> None:
-        """A won dispute gave the money back: undo exactly what its reversal took (once settled,
-        as a positive adjustment owed to the seller by the next settlement)."""
+        """A won dispute gave the money back: the amount its reversal took comes back, and the fee
+        reversed returns to what the rule gives for what is still refunded or withdrawn (so the
+        fee and payout given back need not mirror the reversal's, when refunds came in between).
+        Once settled, the payout given back is a positive adjustment owed by the next settlement."""
         reversal = self.dispute_reversals.get(dispute_id)
         if reversal is None or reversal["restored"]:
             raise AllocationStateError(f"no reversal of dispute {dispute_id} to restore on this allocation")
+        fee_restored, payout_restored = self.restoration_for(reversal["amount"])
         self._dispute_restored(
             dispute_id,
             restore_id,
             reversal["amount"],
-            reversal["platform_fee_reversed_amount"],
-            reversal["payout_reversed_amount"],
+            fee_restored,
+            payout_restored,
             self.settlement_id,
             cause,
         )

@@ -317,3 +317,25 @@ class TestFrozenTime:
         assert stored.created_on == instant
         assert type(stored.created_on) is datetime
         assert frozen_marketplace.get_payment(payment.id).modified_on == instant
+
+
+class TestTheFeeRuleWithDisputes:
+    """Fee reversed = round-half-up(fee x (net refunded + net dispute-withdrawn) / subtotal)."""
+
+    def test_a_won_dispute_between_refunds_leaves_the_fee_the_rule_gives_for_what_was_refunded(
+        self, marketplace: Marketplace, cause: dict
+    ) -> None:
+        items = [{"seller_id": "s-1", "sku": "x", "description": "", "unit_amount": 10, "quantity": 1}]
+        payment, order = place_order(marketplace, make_session(items, fee_bps=1000), cause)
+        assert order.platform_fee_amount == 1
+        pid = str(payment.id)
+
+        marketplace.refund_order(str(order.id), 4, None, "r-1", cause)  # net 4: 0.4 -> 0
+        marketplace.record_dispute(pid, "dp_1", 1, "fraudulent", "needs_response", "withdrawn", False, cause)
+        marketplace.refund_order(str(order.id), 1, None, "r-2", cause)  # net 6: 0.6 -> 1
+        marketplace.record_dispute(pid, "dp_1", 1, "fraudulent", "won", "reinstated", True, cause)
+
+        allocation = allocation_of(marketplace, order, "s-1")
+        assert (allocation.refunded_amount, allocation.disputed_amount) == (5, 0)
+        assert allocation.platform_fee_reversed_amount == 1  # 1 x 5/10 = 0.5, rounded half up
+        assert allocation.payout_reversed_amount == 4
