@@ -10,13 +10,11 @@ from eventsourcing.domain import Aggregate, event
 from domain.errors import AllocationStateError, RefundExceedsRemainingError
 from domain.ids import allocation_id
 from domain.money import is_positive_amount, prorate
+from domain.order import REFUND_FAILED, REFUND_SUCCEEDED
 
 # Where an allocation's payout is: still owed to the seller, or taken by a settlement.
 PENDING = "pending"
 SETTLED = "settled"
-# A refund entry's status: a refund recorded as done may later fail at the provider.
-REFUND_SUCCEEDED = "succeeded"
-REFUND_FAILED = "failed"
 
 
 class Allocation(Aggregate):
@@ -58,6 +56,7 @@ class Allocation(Aggregate):
         self.refunds: list[dict[str, Any]] = []
         self.disputed_amount = 0
         self.dispute_reversals: dict[str, dict[str, Any]] = {}
+        self.failed_refund_ids: list[str] = []
 
     @property
     def refundable_amount(self) -> int:
@@ -148,6 +147,79 @@ class Allocation(Aggregate):
                 "platform_fee_reversed_amount": platform_fee_reversed_amount,
                 "payout_reversed_amount": payout_reversed_amount,
                 "adjustment_of": settled_by,
+            }
+        )
+
+    def fail_refund(self, refund_id: str, failure_id: str, cause: dict[str, Any]) -> dict[str, Any]:
+        """The provider failed ``refund_id`` after it was recorded: its amount is no longer refunded.
+
+        The fee reversed goes back to what the rule gives for what stays refunded or withdrawn
+        (the refund's own fee reversal when nothing came after it); the payout reversed goes back
+        by the rest. Once settled, that payout is a positive adjustment (entry ``failure_id``)
+        owed to the seller by the next settlement, offsetting any negative adjustment the refund
+        carried. Returns what was given back, shaped like :meth:`refund`'s reversal.
+        """
+        refund = self.refund_entry(refund_id)
+        if refund is None:
+            raise AllocationStateError(f"no refund {refund_id} on this allocation")
+        if refund_id in self.failed_refund_ids:
+            raise AllocationStateError(f"refund {refund_id} already failed on this allocation")
+        amount = refund["amount"]
+        fee_restored, payout_restored = self.restoration_for(amount)
+        self._refund_failed(
+            refund_id, failure_id, amount, fee_restored, payout_restored, self.settlement_id, cause
+        )
+        return {
+            "seller_id": self.seller_id,
+            "allocation_id": str(self.id),
+            "amount": amount,
+            "platform_fee_restored_amount": fee_restored,
+            "payout_restored_amount": payout_restored,
+            "carried_as_adjustment": self.is_settled,
+        }
+
+    def refund_entry(self, refund_id: str) -> dict[str, Any] | None:
+        """The refund ``refund_id`` as this allocation booked it (not a dispute's or a failure's
+        entry), if any."""
+        return next(
+            (
+                r
+                for r in self.refunds
+                if r["refund_id"] == refund_id and "dispute_id" not in r and "failure_of" not in r
+            ),
+            None,
+        )
+
+    def refund_status(self, refund_id: str) -> str | None:
+        """``succeeded`` or ``failed`` for a refund this allocation booked, else None."""
+        if self.refund_entry(refund_id) is None:
+            return None
+        return REFUND_FAILED if refund_id in self.failed_refund_ids else REFUND_SUCCEEDED
+
+    @event("RefundFailed")
+    def _refund_failed(
+        self,
+        refund_id: str,
+        failure_id: str,
+        amount: int,
+        platform_fee_restored_amount: int,
+        payout_restored_amount: int,
+        settled_by: str | None,
+        cause: dict[str, Any],
+    ) -> None:
+        self.refunded_amount -= amount
+        self.platform_fee_reversed_amount -= platform_fee_restored_amount
+        self.payout_reversed_amount -= payout_restored_amount
+        self.failed_refund_ids.append(refund_id)
+        # Kept like a won dispute's entry, negative: once settled, owed to the seller.
+        self.refunds.append(
+            {
+                "refund_id": failure_id,
+                "amount": -amount,
+                "platform_fee_reversed_amount": -platform_fee_restored_amount,
+                "payout_reversed_amount": -payout_restored_amount,
+                "adjustment_of": settled_by,
+                "failure_of": refund_id,
             }
         )
 

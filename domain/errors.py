@@ -51,6 +51,12 @@ class OrderNotFoundError(NotFoundError):
     """No order with this id."""
 
 
+class RefundNotFoundError(NotFoundError):
+    """The order has no refund with this id."""
+
+    field = "refund_id"
+
+
 class SettlementRunNotFoundError(NotFoundError):
     """No settlement run with this id."""
 
@@ -82,6 +88,10 @@ class RefundExceedsRemainingError(DomainError):
     """A refund asks for more than is left to refund."""
 
     field = "amount"
+
+
+class RefundStateError(DomainError):
+    """The refund cannot make this transition (it has already failed)."""
 
 
 class InvalidRefundError(DomainError):

@@ -44,6 +44,11 @@ def provider_refund_id(provider_reference: str) -> UUID:
     return uuid5(NAMESPACE, f"provider-refund/{provider_reference}")
 
 
+def refund_failure_id(refund_id: str, allocation_id: str) -> UUID:
+    """What gives one allocation back its part of a refund that failed at the provider."""
+    return uuid5(NAMESPACE, f"refund-failure/{refund_id}/{allocation_id}")
+
+
 def dispute_reversal_id(dispute_id: str, allocation_id: str) -> UUID:
     """The reversal of one allocation when a dispute withdraws the funds."""
     return uuid5(NAMESPACE, f"dispute-reversal/{dispute_id}/{allocation_id}")

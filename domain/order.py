@@ -7,12 +7,16 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import RefundExceedsRemainingError
+from domain.errors import RefundExceedsRemainingError, RefundNotFoundError, RefundStateError
 from domain.ids import order_id_for_session
 
+# An order's status.
 PAID = "paid"
 PARTIALLY_REFUNDED = "partially_refunded"
 REFUNDED = "refunded"
+# A refund's status: recorded as done, or failed at the provider afterwards (no longer counts).
+REFUND_SUCCEEDED = "succeeded"
+REFUND_FAILED = "failed"
 
 
 class Order(Aggregate):
@@ -48,9 +52,7 @@ class Order(Aggregate):
 
     @property
     def status(self) -> str:
-        if self.refunded_amount == 0:
-            return PAID
-        return REFUNDED if self.refunded_amount >= self.total_amount else PARTIALLY_REFUNDED
+        return order_status(self.refunded_amount, self.total_amount)
 
     @property
     def refundable_amount(self) -> int:
@@ -96,21 +98,67 @@ class Order(Aggregate):
     ) -> None:
         self.refunded_amount += amount
         self.refunds.append(
-            {"id": refund_id, "amount": amount, "allocations": allocations, "reason": cause.get("reason")}
+            {
+                "id": refund_id,
+                "amount": amount,
+                "allocations": allocations,
+                "reason": cause.get("reason"),
+                "status": REFUND_SUCCEEDED,
+            }
         )
+
+    def refund(self, refund_id: str) -> dict[str, Any]:
+        """The refund ``refund_id`` of this order (``status`` succeeded or failed)."""
+        for refund in self.refunds:
+            if refund["id"] == refund_id:
+                return refund
+        raise RefundNotFoundError(f"order {self.id} has no refund {refund_id}")
+
+    def fail_refund(
+        self, refund_id: str, allocations: list[dict[str, Any]], reason: str, cause: dict[str, Any]
+    ) -> None:
+        """The provider failed a refund recorded as done: its amount no longer counts as refunded.
+        ``allocations``: what each allocation gave back (:meth:`Allocation.fail_refund`)."""
+        refund = self.refund(refund_id)
+        if refund["status"] == REFUND_FAILED:
+            raise RefundStateError(f"refund {refund_id} has already failed")
+        if sum(a["amount"] for a in allocations) != refund["amount"]:
+            raise RefundStateError("what the allocations give back does not sum to the refund")
+        self._refund_failed(refund_id, refund["amount"], self.currency, allocations, reason, cause)
+
+    @event("RefundFailed")
+    def _refund_failed(
+        self,
+        refund_id: str,
+        amount: int,
+        currency: str,
+        allocations: list[dict[str, Any]],
+        reason: str,
+        cause: dict[str, Any],
+    ) -> None:
+        self.refunded_amount -= amount
+        refund = self.refund(refund_id)
+        refund["status"] = REFUND_FAILED
+        refund["failure_reason"] = reason
+
+
+def order_status(refunded_amount: int, total_amount: int) -> str:
+    """``paid``, ``partially_refunded`` or ``refunded``, by how much of the total is refunded."""
+    if refunded_amount == 0:
+        return PAID
+    return REFUNDED if refunded_amount >= total_amount else PARTIALLY_REFUNDED
 
 
 def order_document(placed: dict[str, Any], refunds: list[dict[str, Any]]) -> dict[str, Any]:
-    """An order's public shape from its Placed facts and its refunds (shared with the read model)."""
-    refunded = sum(r["amount"] for r in refunds)
+    """An order's public shape from its Placed facts and its refunds (shared with the read model).
+    A refund without a ``status`` succeeded; a failed one no longer counts."""
+    counted = [r for r in refunds if r.get("status", REFUND_SUCCEEDED) != REFUND_FAILED]
+    refunded = sum(r["amount"] for r in counted)
     by_seller: dict[str, int] = {}
-    for refund in refunds:
+    for refund in counted:
         for part in refund["allocations"]:
             by_seller[part["seller_id"]] = by_seller.get(part["seller_id"], 0) + part["amount"]
-    if refunded == 0:
-        status = PAID
-    else:
-        status = REFUNDED if refunded >= placed["total_amount"] else PARTIALLY_REFUNDED
+    status = order_status(refunded, placed["total_amount"])
     return {
         "id": placed["id"],
         "customer_id": placed["customer_id"],

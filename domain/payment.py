@@ -7,6 +7,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import PaymentStateError, RefundExceedsRemainingError
+from domain.money import is_amount, is_positive_amount
 
 PENDING = "pending"
 REQUIRES_ACTION = "requires_action"
@@ -14,6 +15,8 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 PARTIALLY_REFUNDED = "partially_refunded"
 REFUNDED = "refunded"
+# Succeeded after another payment had placed the session's order: the money must go back.
+ORPHANED = "orphaned"
 
 # Where a dispute's funds are: still with the platform, taken back by the provider, given back.
 DISPUTE_FUNDS_KEPT = "kept"
@@ -49,18 +52,26 @@ class Payment(Aggregate):
         self.outcome = PENDING
         self.refunded_amount = 0
         self.refund_ids: list[str] = []
+        self.failed_refund_ids: list[str] = []
         self.order_id: str | None = None
         self.disputes: dict[str, dict[str, Any]] = {}
 
     @property
     def status(self) -> str:
-        if self.outcome != SUCCEEDED or self.refunded_amount == 0:
+        if self.outcome not in (SUCCEEDED, ORPHANED) or self.refunded_amount == 0:
             return self.outcome
         return REFUNDED if self.refunded_amount >= self.amount else PARTIALLY_REFUNDED
 
     @property
     def is_final(self) -> bool:
-        return self.outcome in (SUCCEEDED, FAILED)
+        """Nothing the provider reports later fails it (a success after a failure is another story:
+        see :meth:`succeed_after_failure`)."""
+        return self.outcome in (SUCCEEDED, FAILED, ORPHANED)
+
+    @property
+    def needs_refund(self) -> bool:
+        """The customer was charged for an order another payment placed, and has no refund yet."""
+        return self.outcome == ORPHANED and self.refunded_amount == 0
 
     def require_action(self, provider_reference: str, client_secret: str, cause: dict[str, Any]) -> None:
         if self.outcome != PENDING:
@@ -84,6 +95,39 @@ class Payment(Aggregate):
         self.client_secret = None
         self.order_id = order_id
         self.outcome = SUCCEEDED
+
+    def succeed_after_failure(self, provider_reference: str, order_id: str, cause: dict[str, Any]) -> None:
+        """The provider reports success after a failure (3-D Secure failed once, then passed on the
+        same payment intent): the same ``Succeeded`` fact, after the ``Failed`` one in the log."""
+        if self.outcome != FAILED:
+            raise PaymentStateError(f"payment is {self.outcome}, not failed")
+        self._succeeded(provider_reference, order_id, cause)
+
+    def orphan(self, provider_reference: str, placed_order_id: str, cause: dict[str, Any]) -> None:
+        """The provider took the money, but another payment already placed the session's order
+        ``placed_order_id``: this one succeeded without an order and must be refunded."""
+        if self.outcome not in (PENDING, REQUIRES_ACTION, FAILED):
+            raise PaymentStateError(f"payment is {self.outcome}, cannot succeed without an order")
+        self._orphaned(provider_reference, placed_order_id, cause)
+
+    @event("Orphaned")
+    def _orphaned(self, provider_reference: str, placed_order_id: str, cause: dict[str, Any]) -> None:
+        self.provider_reference = provider_reference
+        self.client_secret = None
+        self.outcome = ORPHANED
+
+    def refund_orphan(self, refund_id: str, provider_reference: str, cause: dict[str, Any]) -> None:
+        """The whole amount of an orphaned payment went back to the customer."""
+        if not self.needs_refund:
+            raise PaymentStateError(f"payment is {self.status}, nothing to refund without an order")
+        self._orphan_refunded(refund_id, self.amount, provider_reference, cause)
+
+    @event("OrphanRefunded")
+    def _orphan_refunded(
+        self, refund_id: str, amount: int, provider_reference: str, cause: dict[str, Any]
+    ) -> None:
+        self.refunded_amount += amount
+        self.refund_ids.append(refund_id)
 
     def fail(self, provider_reference: str | None, reason: str, cause: dict[str, Any]) -> None:
         if self.outcome not in (PENDING, REQUIRES_ACTION):
@@ -109,6 +153,21 @@ class Payment(Aggregate):
         self.refunded_amount += amount
         self.refund_ids.append(refund_id)
 
+    def fail_refund(self, refund_id: str, amount: int, cause: dict[str, Any]) -> None:
+        """A refund recorded as done failed at the provider: its ``amount`` is no longer refunded."""
+        if refund_id not in self.refund_ids or refund_id in self.failed_refund_ids:
+            raise PaymentStateError(f"no refund {refund_id} on this payment that could fail")
+        if not is_positive_amount(amount) or amount > self.refunded_amount:
+            raise PaymentStateError(
+                f"a failed refund of {amount} exceeds the {self.refunded_amount} refunded"
+            )
+        self._refund_failed(refund_id, amount, cause)
+
+    @event("RefundFailed")
+    def _refund_failed(self, refund_id: str, amount: int, cause: dict[str, Any]) -> None:
+        self.refunded_amount -= amount
+        self.failed_refund_ids.append(refund_id)
+
     # ---- disputes (chargebacks): recorded from the provider's webhooks -------------------
 
     @property
@@ -125,7 +184,7 @@ class Payment(Aggregate):
             raise PaymentStateError(f"payment is {self.outcome}, cannot be disputed")
         if dispute_id in self.disputes:
             raise PaymentStateError(f"dispute {dispute_id} is already recorded")
-        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= self.amount:
+        if not is_positive_amount(amount) or amount > self.amount:
             raise PaymentStateError(f"dispute amount {amount} is not within the payment's {self.amount}")
         self._disputed(dispute_id, amount, self.currency, reason, status, cause)
 
@@ -157,7 +216,7 @@ class Payment(Aggregate):
         dispute = self._open(dispute_id)
         if dispute["funds"] != DISPUTE_FUNDS_KEPT:
             raise PaymentStateError(f"dispute {dispute_id} funds are already {dispute['funds']}")
-        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= dispute["amount"]:
+        if not is_amount(amount) or not 0 <= amount <= dispute["amount"]:
             raise PaymentStateError(f"cannot withdraw {amount} for a dispute of {dispute['amount']}")
         self._dispute_funds_withdrawn(dispute_id, amount, cause)
 

@@ -12,9 +12,11 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import retry
 
+from domain import order as order_status
 from domain import payment as payment_status
 from domain.allocation import Allocation
 from domain.errors import (
+    AllocationStateError,
     CheckoutConflictError,
     InvalidRefundError,
     OrderNotFoundError,
@@ -30,6 +32,7 @@ from domain.ids import (
     dispute_restore_id,
     dispute_reversal_id,
     order_id_for_session,
+    refund_failure_id,
     seller_account_id,
     settlement_id,
 )
@@ -194,13 +197,26 @@ class Marketplace(Application[UUID]):
         self, payment: Payment, provider_reference: str, cause: dict[str, Any], check_order: bool
     ) -> tuple[Payment, Order]:
         if payment.outcome == payment_status.SUCCEEDED:
-            return payment, self.get_order(payment.order_id)
+            return payment, self.get_order(self._order_id_of(payment))
         if payment.outcome == payment_status.FAILED:
             raise PaymentStateError("payment already failed")
-        checkout = payment.checkout
-        order_id = order_id_for_session(checkout["session_id"])
+        order_id = order_id_for_session(payment.checkout["session_id"])
         if check_order and order_id in self.repository:
             raise CheckoutConflictError("this checkout session already placed an order")
+        return self._place_order(payment, provider_reference, cause)
+
+    @staticmethod
+    def _order_id_of(payment: Payment) -> str:
+        if payment.order_id is None:  # pragma: nocover - a succeeded payment always placed one
+            raise PaymentStateError(f"payment {payment.id} placed no order")
+        return payment.order_id
+
+    def _place_order(
+        self, payment: Payment, provider_reference: str, cause: dict[str, Any]
+    ) -> tuple[Payment, Order]:
+        """Succeed the payment and place its order and allocations in one atomic save."""
+        checkout = payment.checkout
+        order_id = order_id_for_session(checkout["session_id"])
         sellers = []
         allocations = []
         for seller in checkout["sellers"]:
@@ -240,9 +256,59 @@ class Marketplace(Application[UUID]):
             delivery_address=checkout["delivery_address"],
             cause=cause,
         )
-        payment.succeed(provider_reference, str(order.id), cause)
+        if payment.outcome == payment_status.FAILED:
+            payment.succeed_after_failure(provider_reference, str(order.id), cause)
+        else:
+            payment.succeed(provider_reference, str(order.id), cause)
         self.save(payment, order, *allocations)
         return payment, order
+
+    def complete_late_payment(
+        self, payment_id: str, provider_reference: str, cause: dict[str, Any]
+    ) -> tuple[Payment, Order | None]:
+        """The provider reports a success, possibly after this payment was failed (a 3-D Secure
+        attempt that failed, then passed on the same payment intent).
+
+        If the checkout session has no order yet, the payment succeeds (``Payment.Succeeded``,
+        after its ``Payment.Failed`` in the log) and places the order and allocations in one
+        atomic save, exactly as :meth:`complete_payment`; returns (payment, order). If another
+        payment already placed the session's order, the payment is recorded as succeeded without
+        an order (``Payment.Orphaned``, status ``orphaned``) and (payment, None) is returned: the
+        caller refunds the whole amount at the provider, then calls :meth:`record_orphan_refund`.
+        Redelivery returns the same answer and records nothing more.
+        """
+
+        def command(attempt: int) -> tuple[Payment, Order | None]:
+            payment = self.get_payment(payment_id)
+            if payment.outcome == payment_status.SUCCEEDED:
+                return payment, self.get_order(self._order_id_of(payment))
+            if payment.outcome == payment_status.ORPHANED:
+                return payment, None
+            order_id = order_id_for_session(payment.checkout["session_id"])
+            if order_id in self.repository:
+                payment.orphan(provider_reference, str(order_id), cause)
+                self.save(payment)
+                return payment, None
+            return self._place_order(payment, provider_reference, cause)
+
+        return self._with_retry(command)
+
+    def record_orphan_refund(
+        self, payment_id: str, refund_id: str, provider_reference: str, cause: dict[str, Any]
+    ) -> Payment:
+        """Record that the whole amount of an orphaned payment (see :meth:`complete_late_payment`)
+        went back to the customer (``Payment.OrphanRefunded``; status ``refunded``). Recording the
+        same ``refund_id`` again changes nothing; any other payment is a PaymentStateError."""
+
+        def command(attempt: int) -> Payment:
+            payment = self.get_payment(payment_id)
+            if payment.outcome == payment_status.ORPHANED and refund_id in payment.refund_ids:
+                return payment
+            payment.refund_orphan(refund_id, provider_reference, cause)
+            self.save(payment)
+            return payment
+
+        return self._with_retry(command)
 
     # ---- refunds -----------------------------------------------------------------
 
@@ -297,12 +363,53 @@ class Marketplace(Application[UUID]):
         self.save(order, payment, *(allocation for allocation, _ in plan))
         return self.refund_view(order, order.refunds[-1])
 
+    def reverse_failed_refund(
+        self, order_id: str, refund_id: str, reason: str, cause: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A refund recorded as done failed at the provider: undo its booking in one atomic save.
+
+        Each allocation gives back the refund's part (``Allocation.RefundFailed``: amount, fee and
+        payout, the fee back to what the rule gives for what stays refunded; once settled, a
+        positive adjustment owed to the seller), the order (``Order.RefundFailed``; the refund's
+        status becomes ``failed``) and the payment (``Payment.RefundFailed``) no longer count it.
+        Returns the refund as :meth:`refund_view` shows it. A refund that already failed changes
+        nothing; a refund id the order does not have is a RefundNotFoundError.
+        """
+
+        def command(attempt: int) -> dict[str, Any]:
+            order = self.get_order(order_id)
+            refund = order.refund(refund_id)
+            if refund["status"] == order_status.REFUND_FAILED:
+                return self.refund_view(order, refund)
+            allocations = [self._allocation(part["allocation_id"]) for part in refund["allocations"]]
+            given_back = [
+                allocation.fail_refund(
+                    refund_id, str(refund_failure_id(refund_id, str(allocation.id))), cause
+                )
+                for allocation in allocations
+            ]
+            order.fail_refund(refund_id, given_back, reason, cause)
+            payment = self.get_payment(order.payment_id)
+            payment.fail_refund(refund_id, refund["amount"], cause)
+            self.save(order, payment, *allocations)
+            return self.refund_view(order, order.refund(refund_id))
+
+        return self._with_retry(command)
+
+    def _allocation(self, allocation_id_: str | UUID) -> Allocation:
+        allocation = self._find(allocation_id_, Allocation)
+        if allocation is None:
+            raise AllocationStateError(f"no allocation {allocation_id_}")
+        return allocation
+
     @staticmethod
     def refund_view(order: Order, refund: dict[str, Any]) -> dict[str, Any]:
+        """A refund as the API shows it; ``status`` is ``succeeded`` or (after the provider failed
+        it) ``failed``."""
         return {
             "id": refund["id"],
             "order_id": str(order.id),
-            "status": "succeeded",
+            "status": refund.get("status", order_status.REFUND_SUCCEEDED),
             "amount": refund["amount"],
             "currency": order.currency,
             "reason": refund.get("reason"),
