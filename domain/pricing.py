@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.errors import InvalidCheckoutError
-from domain.money import check_currency, split_fee
+from domain.money import check_currency, is_positive_amount, split_fee
 
 MAX_TOTAL_AMOUNT = 99_999_999  # Stripe's cap for most currencies, in minor units
 
@@ -64,9 +64,9 @@ def quote(currency: str, items: Iterable[Mapping[str, Any]], fee_bps: int) -> Qu
     by_seller: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         unit_amount, quantity = item["unit_amount"], item["quantity"]
-        if not isinstance(unit_amount, int) or isinstance(unit_amount, bool) or unit_amount <= 0:
+        if not is_positive_amount(unit_amount):
             raise InvalidCheckoutError("unit_amount must be a positive integer")
-        if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity <= 0:
+        if not is_positive_amount(quantity):  # a count, held to the same rule
             raise InvalidCheckoutError("quantity must be a positive integer")
         line = {
             "sku": item["sku"],

@@ -14,6 +14,7 @@ from eventsourcing.utils import retry
 
 from domain import order as order_status
 from domain import payment as payment_status
+from domain import settlement as settlement_status
 from domain.allocation import Allocation
 from domain.errors import (
     AllocationStateError,
@@ -36,7 +37,7 @@ from domain.ids import (
     seller_account_id,
     settlement_id,
 )
-from domain.money import split_proportionally
+from domain.money import is_positive_amount, split_proportionally
 from domain.order import Order
 from domain.payment import Payment
 from domain.seller_account import SellerAccount
@@ -317,7 +318,7 @@ class Marketplace(Application[UUID]):
     ) -> tuple[Order, list[tuple[Allocation, int]]]:
         """Check a refund and work out how much comes off each allocation."""
         order = self.get_order(order_id)
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        if not is_positive_amount(amount):
             raise InvalidRefundError("refund amount must be a positive integer")
         allocations = [self.repository.get(UUID(s["allocation_id"])) for s in order.sellers]
         if seller_id is not None:
@@ -575,7 +576,7 @@ class Marketplace(Application[UUID]):
         settlement = self.get_settlement(adjustment["settlement_id"])
         if (
             settlement is None
-            or settlement.status != "paid"
+            or settlement.status != settlement_status.PAID
             or settlement.provider_reference in (None, "", "nothing_to_pay")
         ):
             return None
@@ -601,7 +602,7 @@ class Marketplace(Application[UUID]):
     ) -> Allocation:
         """Record that the refund's paid-out part was recovered by reversing the settlement's transfer."""
         settlement = self.get_settlement(settlement_id_)
-        if settlement is None or settlement.status != "paid":
+        if settlement is None or settlement.status != settlement_status.PAID:
             raise SettlementStateError(
                 f"settlement {settlement_id_} was not paid out: no transfer to reverse"
             )
@@ -675,14 +676,17 @@ class Marketplace(Application[UUID]):
     @_retry_on_conflict
     def record_run_started(self, run_id: str, seller_count: int) -> None:
         run = self.get_settlement_run(run_id)
-        if run.status in ("queued", "failed"):  # a failed run is retried from the start
+        if run.status in (
+            settlement_status.RUN_QUEUED,
+            settlement_status.RUN_FAILED,
+        ):  # a failed run is retried from the start
             run.start(seller_count)
             self.save(run)
 
     @_retry_on_conflict
     def record_run_finished(self, run_id: str, settlement_ids: list[str], error: str | None) -> SettlementRun:
         run = self.get_settlement_run(run_id)
-        if run.status != "running":
+        if run.status != settlement_status.RUN_RUNNING:
             return run
         if error is None:
             run.complete(settlement_ids)

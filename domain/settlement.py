@@ -10,10 +10,17 @@ from eventsourcing.domain import Aggregate, event
 from domain.errors import SettlementStateError
 from domain.ids import settlement_id
 
+# A settlement's status: opened, its payout under way, then paid or failed (and released).
 PENDING = "pending"
 PROCESSING = "processing"
 PAID = "paid"
 FAILED = "failed"
+
+# A settlement run's status: queued, running, then done or failed (a failed run is retried).
+RUN_QUEUED = "queued"
+RUN_RUNNING = "running"
+RUN_DONE = "done"
+RUN_FAILED = "failed"
 
 
 class Settlement(Aggregate):
@@ -93,21 +100,21 @@ class SettlementRun(Aggregate):
     def __init__(self, period_start: str, period_end: str, cause: dict[str, Any]) -> None:
         self.period_start = period_start
         self.period_end = period_end
-        self.status = "queued"
+        self.status = RUN_QUEUED
         self.settlement_ids: list[str] = []
         self.error: str | None = None
 
     @event("Started")
     def start(self, seller_count: int) -> None:
-        self.status = "running"
+        self.status = RUN_RUNNING
         self.seller_count = seller_count
 
     @event("Completed")
     def complete(self, settlement_ids: list[str]) -> None:
-        self.status = "done"
+        self.status = RUN_DONE
         self.settlement_ids = list(settlement_ids)
 
     @event("Failed")
     def fail(self, error: str) -> None:
-        self.status = "failed"
+        self.status = RUN_FAILED
         self.error = error

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, update
 
+from domain import allocation as allocation_status
 from domain.allocation import Allocation
 from projections.base import Projection, RowWriter
 from projections.event_types import DISPUTE_RESTORED, event_class
@@ -58,7 +59,7 @@ class PayoutsProjection(Projection):
             refunded_amount=0,
             platform_fee_reversed_amount=0,
             payout_reversed_amount=0,
-            status="pending",
+            status=allocation_status.PENDING,
             settlement_id=None,
             created_at=event.timestamp,
         )
@@ -78,7 +79,10 @@ class PayoutsProjection(Projection):
     @process_event.register(SETTLED)
     def _settled(self, event: Any, writer: RowWriter, position: int) -> None:
         writer.update(
-            allocations_view, (str(event.originator_id),), status="settled", settlement_id=event.settlement_id
+            allocations_view,
+            (str(event.originator_id),),
+            status=allocation_status.SETTLED,
+            settlement_id=event.settlement_id,
         )
 
     @process_event.register(ADJUSTMENT_SETTLED)
@@ -98,7 +102,7 @@ class PayoutsProjection(Projection):
                     allocations_view.c.settlement_id == event.settlement_id,
                 )
             )
-            .values(status="pending", settlement_id=None)
+            .values(status=allocation_status.PENDING, settlement_id=None)
         )
         writer.execute(
             update(adjustments_view)

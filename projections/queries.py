@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Column, Select, and_, case, desc, func, select
 from sqlalchemy.engine import Engine, Row
 
+from domain.allocation import PENDING
 from domain.order import order_document
 from projections.tables import (
     adjustments_view,
@@ -91,7 +92,7 @@ def get_seller_payouts(engine: Engine, seller_id: str) -> dict[str, Any]:
     with engine.connect() as conn:
         pending = conn.execute(
             select(allocations_view)
-            .where(and_(allocations_view.c.seller_id == seller_id, allocations_view.c.status == "pending"))
+            .where(and_(allocations_view.c.seller_id == seller_id, allocations_view.c.status == PENDING))
             .order_by(allocations_view.c.created_at, allocations_view.c.allocation_id)
         ).all()
         adjustments = conn.execute(
@@ -223,7 +224,7 @@ def unsettled_for_seller(engine: Engine, seller_id: str, before: datetime) -> di
             select(allocations_view.c.allocation_id, allocations_view.c.currency).where(
                 and_(
                     allocations_view.c.seller_id == seller_id,
-                    allocations_view.c.status == "pending",
+                    allocations_view.c.status == PENDING,
                     allocations_view.c.created_at < before,
                 )
             )
@@ -253,7 +254,7 @@ def sellers_with_unsettled(engine: Engine, before: datetime) -> list[str]:
         a = (
             conn.execute(
                 select(allocations_view.c.seller_id)
-                .where(and_(allocations_view.c.status == "pending", allocations_view.c.created_at < before))
+                .where(and_(allocations_view.c.status == PENDING, allocations_view.c.created_at < before))
                 .distinct()
             )
             .scalars()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import singledispatchmethod
 from typing import Any
 
+from domain import settlement as settlement_status
 from domain.settlement import Settlement
 from projections.base import Projection, RowWriter
 from projections.event_types import event_class
@@ -37,7 +38,7 @@ class SettlementsProjection(Projection):
             total_payout_amount=event.total_payout_amount,
             allocation_count=len(event.allocations),
             adjustment_count=len(event.adjustments),
-            status="pending",
+            status=settlement_status.PENDING,
             provider_reference=None,
             failure_reason=None,
             created_at=event.timestamp,
@@ -49,18 +50,24 @@ class SettlementsProjection(Projection):
 
     @process_event.register(PROCESSING_STARTED)
     def _processing(self, event: Any, writer: RowWriter, position: int) -> None:
-        self._set(event, writer, status="processing")
+        self._set(event, writer, status=settlement_status.PROCESSING)
 
     @process_event.register(PAID)
     def _paid(self, event: Any, writer: RowWriter, position: int) -> None:
         self._set(
             event,
             writer,
-            status="paid",
+            status=settlement_status.PAID,
             provider_reference=event.provider_reference,
             processed_at=event.timestamp,
         )
 
     @process_event.register(FAILED)
     def _failed(self, event: Any, writer: RowWriter, position: int) -> None:
-        self._set(event, writer, status="failed", failure_reason=event.reason, processed_at=event.timestamp)
+        self._set(
+            event,
+            writer,
+            status=settlement_status.FAILED,
+            failure_reason=event.reason,
+            processed_at=event.timestamp,
+        )
