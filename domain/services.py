@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from functools import wraps
 from random import random
 from time import sleep
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import retry
 
 from domain import order as order_status
 from domain import payment as payment_status
@@ -45,9 +46,32 @@ from domain.settlement import Settlement, SettlementRun
 from domain.verification import FAILED, QUEUED, RUNNING, Verification
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _MAX_ATTEMPTS = 30
-_retry_on_conflict = retry(IntegrityError, max_attempts=_MAX_ATTEMPTS, wait=0.01)
+
+
+def _pause(attempt: int) -> None:
+    """Wait a little (jittered) before the next attempt; re-raise after the last."""
+    if attempt == _MAX_ATTEMPTS - 1:
+        raise
+    sleep(0.01 * (1 + random()))
+
+
+def _retry_on_conflict(method: Callable[P, T]) -> Callable[P, T]:
+    """Run ``method`` again, from its reads, when its save conflicts with a concurrent one
+    (an IntegrityError), up to ``_MAX_ATTEMPTS`` times; keeps the method's signature for callers."""
+
+    @wraps(method)
+    def retrying(*args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt in range(_MAX_ATTEMPTS):
+            try:
+                return method(*args, **kwargs)
+            except IntegrityError:
+                _pause(attempt)
+        raise AssertionError("unreachable")  # pragma: nocover
+
+    return retrying
 
 
 def _as_uuid(value: str | UUID) -> UUID | None:
@@ -72,7 +96,7 @@ class Marketplace(Application[UUID]):
         if uid is None:
             return None
         try:
-            aggregate = self.repository.get(uid)
+            aggregate: object = self.repository.get(uid)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, kind) else None
@@ -126,15 +150,23 @@ class Marketplace(Application[UUID]):
             return given
         return self.get_payment(payment_id)
 
-    def _with_retry(self, command: Any) -> Any:
+    @staticmethod
+    def _with_retry(command: Callable[[int], T]) -> T:
+        """``command(attempt)``, again after a conflicting save (it re-reads when ``attempt > 0``)."""
         for attempt in range(_MAX_ATTEMPTS):
             try:
                 return command(attempt)
             except IntegrityError:
-                if attempt == _MAX_ATTEMPTS - 1:
-                    raise
-                sleep(0.01 * (1 + random()))
+                _pause(attempt)
         raise AssertionError("unreachable")  # pragma: nocover
+
+    def _allocation(self, allocation_id_: str | UUID) -> Allocation:
+        """The allocation with this id (AggregateNotFoundError if there is none, as ever)."""
+        uid = allocation_id_ if isinstance(allocation_id_, UUID) else UUID(allocation_id_)
+        aggregate: object = self.repository.get(uid)
+        if not isinstance(aggregate, Allocation):
+            raise AllocationStateError(f"{allocation_id_} is not an allocation")
+        return aggregate
 
     def record_action_required(
         self,
@@ -320,7 +352,7 @@ class Marketplace(Application[UUID]):
         order = self.get_order(order_id)
         if not is_positive_amount(amount):
             raise InvalidRefundError("refund amount must be a positive integer")
-        allocations = [self.repository.get(UUID(s["allocation_id"])) for s in order.sellers]
+        allocations = [self._allocation(s["allocation_id"]) for s in order.sellers]
         if seller_id is not None:
             targets = [a for a in allocations if a.seller_id == seller_id]
             if not targets:
@@ -340,7 +372,7 @@ class Marketplace(Application[UUID]):
         if amount > sum(left):  # disputes withdrew the rest
             raise RefundExceedsRemainingError(f"refund of {amount} exceeds the {sum(left)} left to refund")
         parts = split_proportionally(amount, left)
-        return order, [(a, part) for a, part in zip(allocations, parts) if part > 0]
+        return order, [(a, part) for a, part in zip(allocations, parts, strict=True) if part > 0]
 
     @_retry_on_conflict
     def refund_order(
@@ -397,12 +429,6 @@ class Marketplace(Application[UUID]):
 
         return self._with_retry(command)
 
-    def _allocation(self, allocation_id_: str | UUID) -> Allocation:
-        allocation = self._find(allocation_id_, Allocation)
-        if allocation is None:
-            raise AllocationStateError(f"no allocation {allocation_id_}")
-        return allocation
-
     @staticmethod
     def refund_view(order: Order, refund: dict[str, Any]) -> dict[str, Any]:
         """A refund as the API shows it; ``status`` is ``succeeded`` or (after the provider failed
@@ -431,7 +457,7 @@ class Marketplace(Application[UUID]):
 
     @_retry_on_conflict
     def settle_allocation(self, allocation_id_: str, settlement_id: str, cause: dict[str, Any]) -> Allocation:
-        allocation = self.repository.get(UUID(allocation_id_))
+        allocation = self._allocation(allocation_id_)
         allocation.settle(settlement_id, cause)
         self.save(allocation)
         return allocation
@@ -465,7 +491,7 @@ class Marketplace(Application[UUID]):
         touched: dict[str, Allocation] = {}
         taken: list[dict[str, Any]] = []
         for aid in allocation_ids:
-            allocation = self.repository.get(UUID(aid))
+            allocation = self._allocation(aid)
             if (
                 allocation.is_settled
                 or allocation.seller_id != seller_id
@@ -483,7 +509,7 @@ class Marketplace(Application[UUID]):
             )
         adjustments: list[dict[str, Any]] = []
         for aid, refund_id in adjustment_refs:
-            allocation = touched.get(aid) or self.repository.get(UUID(aid))
+            allocation = touched.get(aid) or self._allocation(aid)
             refund = next((r for r in allocation.unsettled_adjustments if r["refund_id"] == refund_id), None)
             if refund is None or allocation.seller_id != seller_id or allocation.currency != currency:
                 continue
@@ -552,7 +578,7 @@ class Marketplace(Application[UUID]):
         for item in [*settlement.allocations, *settlement.adjustments]:
             aid = item["allocation_id"]
             if aid not in released:
-                allocation = self.repository.get(UUID(aid))
+                allocation = self._allocation(aid)
                 allocation.release(sid, cause)
                 released[aid] = allocation
         self.save(settlement, *released.values())
@@ -564,11 +590,8 @@ class Marketplace(Application[UUID]):
         """What a reversal of the paid-out transfer would recover for ``refund_id`` on the allocation:
         {allocation_id, seller_id, refund_id, settlement_id, amount, currency, transfer_reference}; None when
         nothing is owed back or the settlement it adjusts was not paid by a transfer."""
-        uid = _as_uuid(allocation_id_)
-        if uid is None or uid not in self.repository:
-            return None
-        allocation = self.repository.get(uid)
-        if not isinstance(allocation, Allocation):
+        allocation = self._find(allocation_id_, Allocation)
+        if allocation is None:
             return None
         adjustment = allocation.recoverable_adjustment(refund_id)
         if adjustment is None:
@@ -606,7 +629,7 @@ class Marketplace(Application[UUID]):
             raise SettlementStateError(
                 f"settlement {settlement_id_} was not paid out: no transfer to reverse"
             )
-        allocation = self.repository.get(UUID(allocation_id_))
+        allocation = self._allocation(allocation_id_)
         allocation.reverse_transfer(refund_id, settlement_id_, amount, provider_reference, cause)
         self.save(allocation)
         return allocation
@@ -738,7 +761,7 @@ class Marketplace(Application[UUID]):
                 withdrawn = min(dispute["amount"], sum(left))
                 payment.withdraw_dispute_funds(dispute_id, withdrawn, cause)
                 parts = split_proportionally(withdrawn, left) if withdrawn else [0] * len(allocations)
-                for allocation, part in zip(allocations, parts):
+                for allocation, part in zip(allocations, parts, strict=True):
                     if part > 0:
                         reversal = str(dispute_reversal_id(dispute_id, str(allocation.id)))
                         allocation.reverse_for_dispute(dispute_id, reversal, part, cause)
@@ -758,8 +781,8 @@ class Marketplace(Application[UUID]):
         return self._with_retry(command)
 
     def _allocations_of(self, payment: Payment) -> list[Allocation]:
-        order = self.get_order(payment.order_id)
-        return [self.repository.get(UUID(s["allocation_id"])) for s in order.sellers]
+        order = self.get_order(self._order_id_of(payment))
+        return [self._allocation(s["allocation_id"]) for s in order.sellers]
 
     # ---- sellers' payout accounts ---------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -196,7 +195,7 @@ class RefundsDisputesAndSettlements(RuleBasedStateMachine):
             assert allocation.platform_fee_reversed_amount + allocation.payout_reversed_amount == net
             assert 0 <= allocation.refundable_amount <= subtotal
             assert 0 <= allocation.payout_reversed_amount <= allocation.payout_amount
-            assert 0 <= allocation.disputed_amount
+            assert allocation.disputed_amount >= 0
 
     @invariant()
     def order_payment_and_allocations_agree_to_the_unit(self) -> None:
