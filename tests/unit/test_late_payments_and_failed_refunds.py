@@ -282,3 +282,20 @@ class TestARefundThatFailsLater:
         payment = marketplace.get_payment(payment.id)
         with pytest.raises(PaymentStateError):
             payment.fail_refund("r-1", 501, cause)
+
+
+class TestTheOrderOfAFailedRefund:
+    def test_an_order_refuses_to_fail_a_refund_twice_or_with_parts_that_do_not_sum_to_it(
+        self, marketplace: Marketplace, placed: tuple[Payment, Order], cause: dict
+    ) -> None:
+        from domain.errors import RefundStateError
+
+        _, order = placed
+        marketplace.refund_order(str(order.id), 500, "s-1", "r-1", cause)
+        stored = marketplace.get_order(order.id)
+        with pytest.raises(RefundStateError):
+            stored.fail_refund("r-1", [{"amount": 499}], "failed", cause)
+        stored.fail_refund("r-1", [{"amount": 500}], "failed", cause)
+        with pytest.raises(RefundStateError):
+            stored.fail_refund("r-1", [{"amount": 500}], "failed", cause)
+        assert (stored.refunded_amount, stored.status) == (0, "paid")
