@@ -51,10 +51,8 @@ P = ParamSpec("P")
 _MAX_ATTEMPTS = 30
 
 
-def _pause(attempt: int) -> None:
-    """Wait a little (jittered) before the next attempt; re-raise after the last."""
-    if attempt == _MAX_ATTEMPTS - 1:
-        raise
+def _pause() -> None:
+    """Wait a little, jittered, before the next attempt after a conflict."""
     sleep(0.01 * (1 + random()))
 
 
@@ -68,7 +66,9 @@ def _retry_on_conflict(method: Callable[P, T]) -> Callable[P, T]:
             try:
                 return method(*args, **kwargs)
             except IntegrityError:
-                _pause(attempt)
+                if attempt == _MAX_ATTEMPTS - 1:
+                    raise
+                _pause()
         raise AssertionError("unreachable")  # pragma: nocover
 
     return retrying
@@ -157,7 +157,9 @@ class Marketplace(Application[UUID]):
             try:
                 return command(attempt)
             except IntegrityError:
-                _pause(attempt)
+                if attempt == _MAX_ATTEMPTS - 1:
+                    raise
+                _pause()
         raise AssertionError("unreachable")  # pragma: nocover
 
     def _allocation(self, allocation_id_: str | UUID) -> Allocation:
@@ -735,8 +737,10 @@ class Marketplace(Application[UUID]):
 
         ``funds`` is where the provider says the money is (kept, withdrawn, reinstated).
         Withdrawn funds are reversed on the allocations as a refund would reverse them
-        (in proportion to what each has left); reinstated funds restore exactly that. A
-        closed dispute changes no more. Redeliveries and stale reports change nothing.
+        (in proportion to what each has left); reinstated funds give each allocation back the
+        amount withdrawn from it, the fee reversed going back to what the fee rule gives for what
+        stays refunded or withdrawn. A closed dispute changes no more. Redeliveries and stale
+        reports change nothing.
         """
         rank = {
             payment_status.DISPUTE_FUNDS_KEPT: 0,
