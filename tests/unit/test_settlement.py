@@ -277,6 +277,7 @@ class TestTransferReversals:
             "refund_id": "r-1",
             "settlement_id": sid,
             "amount": 450,
+            "currency": "USD",
             "transfer_reference": "tr_1",
         }
         before = last_position(marketplace)
