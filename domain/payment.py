@@ -236,6 +236,19 @@ class Payment(Aggregate):
     def _dispute_funds_reinstated(self, dispute_id: str, amount: int, cause: dict[str, Any]) -> None:
         self.disputes[dispute_id]["funds"] = DISPUTE_FUNDS_REINSTATED
 
+    def update_dispute_status(self, dispute_id: str, status: str, cause: dict[str, Any]) -> bool:
+        """The provider moved an open dispute to ``status`` (e.g. ``needs_response`` to
+        ``under_review``); returns whether anything changed."""
+        dispute = self._open(dispute_id)
+        if dispute["status"] == status:
+            return False
+        self._dispute_status_changed(dispute_id, status, cause)
+        return True
+
+    @event("DisputeStatusChanged")
+    def _dispute_status_changed(self, dispute_id: str, status: str, cause: dict[str, Any]) -> None:
+        self.disputes[dispute_id]["status"] = status
+
     def close_dispute(self, dispute_id: str, status: str, cause: dict[str, Any]) -> None:
         self._open(dispute_id)
         self._dispute_closed(dispute_id, status, cause)

@@ -779,6 +779,8 @@ class Marketplace(Application[UUID]):
                         changed[allocation.id] = allocation
             if closed:
                 payment.close_dispute(dispute_id, status, cause)
+            elif rank[funds] >= rank[dispute["funds"]]:  # a report behind on the funds is stale
+                payment.update_dispute_status(dispute_id, status, cause)
             self.save(payment, *changed.values())
             return payment
 

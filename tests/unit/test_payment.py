@@ -235,3 +235,22 @@ class TestRecordDispute:
         payment, _ = placed
         with pytest.raises(ValueError, match="funds"):
             marketplace.record_dispute(str(payment.id), "dp_1", 100, "general", "x", "lost", False, cause)
+
+
+class TestDisputeStatus:
+    def test_an_open_dispute_records_each_new_status_the_provider_reports_once(
+        self, marketplace: Marketplace, placed: tuple[Payment, Order], cause: dict
+    ) -> None:
+        payment, _ = placed
+        pid = str(payment.id)
+        marketplace.record_dispute(
+            pid, "dp_1", 100, "general", "warning_needs_response", "kept", False, cause
+        )
+        before = last_position(marketplace)
+
+        marketplace.record_dispute(pid, "dp_1", 100, "general", "warning_under_review", "kept", False, cause)
+        marketplace.record_dispute(pid, "dp_1", 100, "general", "warning_under_review", "kept", False, cause)
+
+        (event,) = recorded_events(marketplace, after=before)
+        assert type(event).__qualname__ == "Payment.DisputeStatusChanged"
+        assert marketplace.get_payment(pid).disputes["dp_1"]["status"] == "warning_under_review"
