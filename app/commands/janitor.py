@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.commands.checkout import PROVIDER_ERROR, SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
 from app.commands.deps import Deps
+from app.commands.late_payments import settle_late_success
 from app.commands.settlement import PENDING, PROCESSING, pay_out
 from domain import payment as payment_status
 from domain.cause import Cause
@@ -109,14 +110,9 @@ def _complete(
     try:
         _, order = deps.marketplace.complete_payment(payment_id, reference, dict(cause))
     except CheckoutConflictError:
-        # The session was paid by another payment: this money must go back (logged for an operator).
-        log.error(
-            "janitor: payment %s succeeded at the provider (%s) but its session has another order; "
-            "it needs a refund",
-            payment_id,
-            reference,
-        )
-        report.unresolved.append(payment_id)
+        # The session was paid by another payment: this money goes back in full.
+        settle_late_success(deps, payment, reference, dict(cause))
+        report.completed.append(payment_id)
         return
     if reference:
         deps.records.remember_payment_reference(reference, payment_id)

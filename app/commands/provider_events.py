@@ -7,6 +7,7 @@ from typing import Any
 
 from app.commands.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
 from app.commands.deps import Deps
+from app.commands.late_payments import settle_late_success
 from app.commands.refunds import record_provider_refunds, recover_paid_out, refund_changed
 from domain import payment as payment_status
 from domain.cause import Cause
@@ -92,9 +93,9 @@ def _payment_for(deps: Deps, reference: str | None, payment_id: str | None) -> P
 
 
 def _succeeded(deps: Deps, fact: PaymentSucceeded, payment: Payment, cause: dict[str, Any]) -> Outcome:
-    if payment.outcome == payment_status.FAILED:
-        return UNMATCHED, "payment already failed; succeeded event kept for review"
     reference = fact.provider_reference or payment.provider_reference
+    if payment.outcome == payment_status.FAILED:
+        return APPLIED, settle_late_success(deps, payment, reference or "", cause)
     try:
         _, order = deps.marketplace.complete_payment(str(payment.id), reference or "", cause)
     except CheckoutConflictError:

@@ -96,12 +96,34 @@ def test_a_failure_after_authentication_reopens_the_session(deps: FakeDeps) -> N
     assert deps.sessions.get(session_id)["status"] == "open"
 
 
-def test_a_success_after_a_failure_is_kept_for_review(deps: FakeDeps) -> None:
+def test_a_success_after_a_failure_places_the_order_when_nothing_else_paid_for_the_cart(
+    deps: FakeDeps,
+) -> None:
     _, payment, _ = paid_order(deps, "pm_card_authenticationRequired")
     receive_provider_event(deps, event(PaymentFailed(payment.provider_reference, None, "x"), "evt_1"))
     outcome = receive_provider_event(deps, event(PaymentSucceeded(payment.provider_reference, None), "evt_2"))
-    assert outcome == "unmatched"
-    assert not deps.marketplace.order_exists_for_session(payment.session_id)
+    assert outcome == "applied"
+    assert deps.marketplace.order_exists_for_session(payment.session_id)
+    assert deps.marketplace.get_payment(str(payment.id)).order_id is not None
+    assert deps.sessions.get(payment.session_id)["status"] == "completed"
+    assert deps.gateway.calls_to("refund") == []
+
+
+def test_a_success_after_a_failure_is_refunded_when_another_payment_placed_the_order(deps: FakeDeps) -> None:
+    session_id, late, _ = paid_order(deps, "pm_card_authenticationRequired")
+    receive_provider_event(deps, event(PaymentFailed(late.provider_reference, None, "x"), "evt_1"))
+    _, other, order = confirm_checkout(
+        deps, session_id, "pm_card_visa", make_cause()
+    )  # paid with another card
+    assert order is not None
+    outcome = receive_provider_event(deps, event(PaymentSucceeded(late.provider_reference, None), "evt_2"))
+    assert outcome == "applied"
+    [refund] = deps.gateway.calls_to("refund")
+    assert (refund["amount"], refund["provider_reference"]) == (late.amount, late.provider_reference)
+    assert deps.marketplace.get_payment(str(late.id)).status == "refunded"
+    assert deps.marketplace.get_order(str(order.id)).payment_id == str(other.id)  # the order is untouched
+    receive_provider_event(deps, event(PaymentSucceeded(late.provider_reference, None), "evt_3"))  # again
+    assert len(deps.gateway.calls_to("refund")) == 1
 
 
 def test_a_dashboard_refund_is_recorded_once_and_our_own_echo_not_again(deps: FakeDeps) -> None:
