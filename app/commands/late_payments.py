@@ -40,7 +40,10 @@ def settle_late_success(deps: Deps, payment: Payment, provider_reference: str, c
     refund_id = orphan_refund_id(payment_id)
     reference = provider_reference or payment.provider_reference or ""
     result = deps.gateway.find_refund(reference, refund_id) or deps.gateway.refund(
-        provider_reference=reference, amount=payment.amount, idempotency_key=refund_id
+        provider_reference=reference,
+        amount=payment.amount,
+        currency=payment.currency,
+        idempotency_key=refund_id,
     )
     marketplace.record_orphan_refund(payment_id, refund_id, result.provider_reference, cause)
     log.warning(

@@ -78,7 +78,7 @@ def test_an_inquiry_is_recorded_through_every_warning_status_and_moves_no_money(
     seen = books.deliver("charge.dispute.created", inquiry, status="warning_needs_response")
     assert (seen["status"], seen["funds"], seen["closed"]) == ("warning_needs_response", "kept", False)
     seen = books.deliver("charge.dispute.updated", inquiry, status="warning_under_review")
-    assert (seen["funds"], seen["closed"]) == ("kept", False)  # its status: see the xfail below
+    assert (seen["status"], seen["funds"], seen["closed"]) == ("warning_under_review", "kept", False)
     assert books.owed() == OWED
     seen = books.deliver("charge.dispute.closed", inquiry, status="warning_closed")
     assert (seen["status"], seen["funds"], seen["closed"]) == ("warning_closed", "kept", True)
@@ -102,7 +102,7 @@ def test_a_chargeback_withdraws_once_moves_to_under_review_and_a_won_one_reinsta
     )
     assert seen["funds"] == "withdrawn" and books.reversals() == (2, 0)  # not withdrawn twice
     seen = books.deliver("charge.dispute.updated", dispute, status="under_review")
-    assert (seen["funds"], seen["closed"]) == ("withdrawn", False)  # its status: see the xfail below
+    assert (seen["status"], seen["funds"], seen["closed"]) == ("under_review", "withdrawn", False)
     seen = books.deliver(
         "charge.dispute.funds_reinstated",
         dispute,
@@ -148,12 +148,6 @@ def test_a_partial_chargeback_withdraws_pro_rata_at_each_sellers_fee_rate(books,
     assert books.owed() == {"s-1": 2250 - (556 - 56), "s-2": 1799 - (444 - 44)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: charge.dispute.updated is applied, but Marketplace.record_dispute only sets a "
-    "dispute's status when it opens or closes, so GET /payments/{id} keeps showing the first status "
-    "(needs the domain to record a status change; left to the domain owners)",
-)
 @pytest.mark.parametrize(
     ("first", "then", "funds"),
     [("warning_needs_response", "warning_under_review", []), ("needs_response", "under_review", None)],
