@@ -272,6 +272,13 @@ def _payments(
         if payment.outcome == PENDING and payment.reference is None:
             report.notes.append(f"payment {payment_id} is pending and never reached Stripe (no money moved)")
             continue
+        if payment.outcome == FAILED and payment.reference is None:
+            # Failed without a PaymentIntent: a look-up found none (provider_error), or Stripe refused
+            # our configuration before creating one.
+            report.notes.append(
+                f"payment {payment_id} failed before Stripe held a PaymentIntent (no money moved)"
+            )
+            continue
         report.mismatches.append(
             f"payment {payment_id} ({payment.outcome}, {payment.amount} {payment.currency}, "
             f"{payment.reference}): missing at Stripe"

@@ -1,4 +1,5 @@
-"""Fast history for the read-side benchmarks: checkouts (and refunds) recorded straight through the Marketplace.
+"""Fast history for the read-side benchmarks: checkouts (and refunds) recorded straight through
+the Marketplace.
 
 Each checkout is built as ``app.commands.checkout.create_checkout_session`` builds a session (priced by
 ``domain.pricing.quote``), then recorded as ``Marketplace.start_payment`` and
@@ -140,7 +141,7 @@ def refund(
     refund_id = str(uuid.uuid4())
     left = [a.refundable_amount for a in allocations]
     parts = split_proportionally(amount, left)
-    plan = [(a, part) for a, part in zip(allocations, parts) if part > 0]
+    plan = [(a, part) for a, part in zip(allocations, parts, strict=True) if part > 0]
     reversals = [allocation.refund(refund_id, part, cause) for allocation, part in plan]
     order.record_refund(refund_id, amount, reversals, cause)
     payment.record_refund(refund_id, amount, cause)

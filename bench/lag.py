@@ -64,7 +64,7 @@ class Workers:
         return [p.pid for p in self.procs]
 
     def check_alive(self) -> None:
-        for proc, log in zip(self.procs, self.logs):
+        for proc, log in zip(self.procs, self.logs, strict=True):
             if proc.poll() is not None:
                 raise RuntimeError(
                     f"worker pid {proc.pid} exited with {proc.returncode}\n{self.log_tail(log)}"
@@ -165,8 +165,7 @@ class LagSampler:
         from projections.runner import PROJECTIONS
 
         self.container = Container(Settings.from_env(env))
-        self.container.engine
-        self.container.marketplace
+        _ = (self.container.engine, self.container.marketplace)  # create the tables now, not mid-measure
         self.names = list(PROJECTIONS)
         self.interval = interval
         self.result = LagResult(interval, self.names)
@@ -204,7 +203,7 @@ class LagSampler:
         return lags, backlog
 
     def caught_up(self) -> bool:
-        lags, backlog = self.sample()
+        _, backlog = self.sample()
         return all(v == 0 for v in backlog.values())
 
     def wait_caught_up(self, timeout: float, alive: Any = None) -> float:
@@ -216,7 +215,7 @@ class LagSampler:
             if alive is not None:
                 alive()
             if time.monotonic() - t0 > timeout:
-                lags, backlog = self.sample()
+                _, backlog = self.sample()
                 raise RuntimeError(f"read models not caught up after {timeout:.0f} s: backlog {backlog}")
             time.sleep(0.05)
 

@@ -174,7 +174,9 @@ class ProviderEvent:
 
 
 class PaymentGateway(Protocol):
-    """Takes and returns customers' money; every write is idempotent on ``idempotency_key``."""
+    """Takes and returns customers' money; every write is idempotent on ``idempotency_key`` and
+    carries tally's own id of the object (``payment_id``, ``refund_id``, ``settlement_id``,
+    ``reversal_id``) where the look-ups find it; a later attempt may use another key."""
 
     name: str
     reverses_payouts: bool  # whether reverse_payout can take a payout back
@@ -192,7 +194,7 @@ class PaymentGateway(Protocol):
     ) -> ChargeResult: ...
 
     def refund(
-        self, *, provider_reference: str, amount: int, currency: str, idempotency_key: str
+        self, *, provider_reference: str, amount: int, currency: str, refund_id: str, idempotency_key: str
     ) -> RefundResult: ...
 
     def payout(
@@ -202,6 +204,7 @@ class PaymentGateway(Protocol):
         amount: int,
         currency: str,
         transfer_group: str,
+        settlement_id: str,
         idempotency_key: str,
         destination: str | None = None,
     ) -> PayoutResult:
@@ -214,6 +217,7 @@ class PaymentGateway(Protocol):
         provider_reference: str,
         amount: int,
         currency: str,
+        reversal_id: str,
         idempotency_key: str,
         metadata: dict[str, str],
     ) -> PayoutResult:
@@ -238,7 +242,7 @@ class PaymentGateway(Protocol):
 
     def find_payout(self, settlement_id: str, transfer_group: str) -> PayoutResult | None: ...
 
-    def find_payout_reversal(self, payout_reference: str, idempotency_key: str) -> PayoutResult | None: ...
+    def find_payout_reversal(self, payout_reference: str, reversal_id: str) -> PayoutResult | None: ...
 
 
 class CheckoutSessions(Protocol):
@@ -312,6 +316,10 @@ class ProviderRecords(Protocol):
 
     def refund_ids_for(self, provider_references: list[str]) -> dict[str, str]: ...
 
+    def count_attempt(self, name: str) -> int:
+        """Record one more attempt of the provider write ``name``; returns its number (1 for the first)."""
+        ...
+
 
 @dataclass(frozen=True)
 class PendingNotification:
@@ -378,6 +386,10 @@ class ReadModels(Protocol):
 
     def settlements_in_flight(self) -> list[str]:
         """Settlements opened and not yet paid or failed."""
+        ...
+
+    def carried_adjustments(self) -> list[tuple[str, str]]:
+        """(allocation id, refund id) of negative adjustments no settlement has taken yet."""
         ...
 
 

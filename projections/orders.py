@@ -6,21 +6,24 @@ import json
 from functools import singledispatchmethod
 from typing import Any
 
+from domain import order as order_refund
 from projections.base import Projection, RowWriter, dumps
 from projections.event_types import event_class
 from projections.tables import orders_view
 
 PLACED = event_class("Order.Placed")
 REFUND_RECORDED = event_class("Order.RefundRecorded")
+REFUND_FAILED = event_class("Order.RefundFailed")
 
 
 class OrdersProjection(Projection):
     name = "orders"
     tables = [orders_view]
-    event_classes = (PLACED, REFUND_RECORDED)
+    event_classes = (PLACED, REFUND_RECORDED, REFUND_FAILED)
 
     def prepare(self, events: list[Any], writer: RowWriter) -> None:
-        refunded = [(str(e.originator_id),) for e in events if isinstance(e, REFUND_RECORDED)]
+        changed = (REFUND_RECORDED, REFUND_FAILED)
+        refunded = [(str(e.originator_id),) for e in events if isinstance(e, changed)]
         writer.load(orders_view, refunded)
 
     @singledispatchmethod
@@ -53,13 +56,29 @@ class OrdersProjection(Projection):
             document=dumps(state),
         )
 
-    @process_event.register(REFUND_RECORDED)
-    def _refunded(self, event: Any, writer: RowWriter, position: int) -> None:
-        order_id = str(event.originator_id)
+    @staticmethod
+    def _state(writer: RowWriter, order_id: str) -> dict[str, Any]:
         row = writer.get(orders_view, (order_id,))
         if row is None:
             raise LookupError(f"refund of order {order_id}, which was never placed")
-        state = json.loads(row["document"])
+        state: dict[str, Any] = json.loads(row["document"])
+        return state
+
+    @process_event.register(REFUND_FAILED)
+    def _refund_failed(self, event: Any, writer: RowWriter, position: int) -> None:
+        """The provider failed the refund: it stays listed, no longer counted (order_document)."""
+        order_id = str(event.originator_id)
+        state = self._state(writer, order_id)
+        for refund in state["refunds"]:
+            if refund["id"] == event.refund_id:
+                refund["status"] = order_refund.REFUND_FAILED
+                refund["failure_reason"] = event.reason
+        writer.update(orders_view, (order_id,), document=dumps(state))
+
+    @process_event.register(REFUND_RECORDED)
+    def _refunded(self, event: Any, writer: RowWriter, position: int) -> None:
+        order_id = str(event.originator_id)
+        state = self._state(writer, order_id)
         state["refunds"].append(
             {
                 "id": event.refund_id,

@@ -20,6 +20,7 @@ ADJUSTMENT_SETTLED = event_class("Allocation.AdjustmentSettled")
 RELEASED = event_class("Allocation.Released")
 DISPUTE_REVERSED = event_class("Allocation.DisputeReversed")
 TRANSFER_REVERSED = event_class("Allocation.TransferReversed")
+REFUND_FAILED = event_class("Allocation.RefundFailed")
 
 
 class PayoutsProjection(Projection):
@@ -34,10 +35,11 @@ class PayoutsProjection(Projection):
         DISPUTE_REVERSED,
         DISPUTE_RESTORED,
         TRANSFER_REVERSED,
+        REFUND_FAILED,
     )
 
     def prepare(self, events: list[Any], writer: RowWriter) -> None:
-        changed = (REFUNDED, DISPUTE_REVERSED, DISPUTE_RESTORED)
+        changed = (REFUNDED, DISPUTE_REVERSED, DISPUTE_RESTORED, REFUND_FAILED)
         writer.load(allocations_view, [(str(e.originator_id),) for e in events if isinstance(e, changed)])
 
     @singledispatchmethod
@@ -181,6 +183,19 @@ class PayoutsProjection(Projection):
             event.amount,
             event.platform_fee_reversed_amount,
             event.payout_reversed_amount,
+            event.settled_by,
+        )
+
+    @process_event.register(REFUND_FAILED)
+    def _refund_failed(self, event: Any, writer: RowWriter, position: int) -> None:
+        """A refund the provider failed gives back what it took (owed to the seller once settled)."""
+        self._reverse(
+            writer,
+            event,
+            event.failure_id,
+            -event.amount,
+            -event.platform_fee_restored_amount,
+            -event.payout_restored_amount,
             event.settled_by,
         )
 

@@ -304,6 +304,17 @@ def payments_in_flight(engine: Engine, before: datetime) -> list[str]:
         return list(rows)
 
 
+def carried_adjustments(engine: Engine) -> list[tuple[str, str]]:
+    """Negative adjustments (money a seller owes back) that no settlement has taken yet."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(adjustments_view.c.allocation_id, adjustments_view.c.refund_id)
+            .where(and_(adjustments_view.c.settlement_id.is_(None), adjustments_view.c.amount < 0))
+            .order_by(adjustments_view.c.created_at)
+        ).all()
+    return [(row.allocation_id, row.refund_id) for row in rows]
+
+
 def settlements_in_flight(engine: Engine) -> list[str]:
     """Settlements opened but not yet paid or failed."""
     with engine.connect() as conn:

@@ -183,6 +183,7 @@ class InMemoryRecords:
         self.refunds: dict[str, dict[str, Any]] = {}
         self.notifications: list[PendingNotification] = []
         self.deliveries: dict[str, tuple[str, datetime | None]] = {}
+        self.attempts: dict[str, int] = {}
 
     def remember_payment_reference(self, provider_reference: str, payment_id: str) -> None:
         self.references.setdefault(provider_reference, payment_id)
@@ -222,6 +223,10 @@ class InMemoryRecords:
 
     def refund_ids_for(self, provider_references: list[str]) -> dict[str, str]:
         return {ref: self.refunds[ref]["refund_id"] for ref in provider_references if ref in self.refunds}
+
+    def count_attempt(self, name: str) -> int:
+        self.attempts[name] = self.attempts.get(name, 0) + 1
+        return self.attempts[name]
 
     def unsent(self, limit: int) -> list[PendingNotification]:
         return [n for n in self.notifications if n.notification_id not in self.deliveries][:limit]

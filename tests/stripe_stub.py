@@ -153,6 +153,8 @@ class StripeStub:
         self.faults: list[Fault] = []
         # one namespace of keys for the whole account, whatever the endpoint (as Stripe keeps them)
         self._idempotent: dict[str, tuple[str, int, dict[str, Any]]] = {}
+        self._key_saved_at: dict[str, float] = {}
+        self.clock = time.time  # the stub's own clock, for key pruning (tests move it)
         self._seq = itertools.count(1)
         self._order: dict[str, int] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -183,6 +185,34 @@ class StripeStub:
     def drop_next(self, method: str, path: str, times: int = 1) -> None:
         """Do the next matching request, then close the connection without answering (a timeout)."""
         self.faults.append(Fault(method, path, "drop", times))
+
+    def fail_stored_next(self, method: str, path: str, status: int = 500, times: int = 1) -> None:
+        """Answer the next matching requests with a 5xx after the endpoint began executing: nothing is
+        done, and the 500 is saved under the request's idempotency key and replayed for it (Stripe:
+        "Retries with the same key return the saved response, including 500 errors")."""
+        self.faults.append(Fault(method, path, "fail_stored", times, status=status))
+
+    def prune_keys(self, older_than_seconds: float = 24 * 3600) -> int:
+        """Forget idempotency keys at least this old, as Stripe may after 24 hours ("We generate a new
+        request if a key is reused after the original is pruned"); returns how many."""
+        with self.lock:
+            cutoff = self.clock() - older_than_seconds
+            old = [key for key, at in self._key_saved_at.items() if at <= cutoff]
+            for key in old:
+                del self._idempotent[key], self._key_saved_at[key]
+            return len(old)
+
+    def fail_refund(self, refund_id: str, reason: str = "expired_or_canceled_card") -> dict[str, Any]:
+        """A refund that was pending (or succeeded) fails later: its amount goes back to the charge
+        (Refund object: status failed, failure_reason; charge.amount_refunded drops)."""
+        with self.lock:
+            refund = self.refunds[refund_id]
+            refund["status"], refund["failure_reason"] = "failed", reason
+            charge = self.charges.get(refund.get("charge") or "")
+            if charge is not None:
+                charge["amount_refunded"] -= refund["amount"]
+                charge["refunded"] = False
+            return copy.deepcopy(refund)
 
     def delay_next(self, method: str, path: str, seconds: float, times: int = 1) -> None:
         """Do the next matching request, then answer only after ``seconds``."""
@@ -237,7 +267,8 @@ class StripeStub:
             ("GET", r"/v1/refunds", self._list_refunds),
             ("GET", r"/v1/refunds/(re_\w+)", self._get(self.refunds, "refund")),
             ("POST", r"/v1/transfers", self._create_transfer),
-            ("GET", r"/v1/transfers", lambda p: self._list("/v1/transfers", self.transfers, p)),
+            ("GET", r"/v1/transfers", self._list_transfers),
+            ("GET", r"/v1/transfers/(tr_\w+)/reversals", self._list_transfer_reversals),
             ("GET", r"/v1/transfers/(tr_\w+)", self._get(self.transfers, "transfer")),
             ("POST", r"/v1/transfers/(tr_\w+)/reversals", self._create_transfer_reversal),
         ]
@@ -440,6 +471,28 @@ class StripeStub:
             params,
             lambda r: intent_id is None or r["payment_intent"] == intent_id,
         )
+
+    def _list_transfers(self, params: dict[str, Any]) -> dict[str, Any]:
+        """GET /v1/transfers filters by transfer_group and destination (API reference, List all transfers)."""
+        group, destination = params.get("transfer_group"), params.get("destination")
+        return self._list(
+            "/v1/transfers",
+            self.transfers,
+            params,
+            lambda t: (
+                (group is None or t["transfer_group"] == group)
+                and (destination is None or t["destination"] == destination)
+            ),
+        )
+
+    def _list_transfer_reversals(self, params: dict[str, Any], transfer_id: str) -> dict[str, Any]:
+        """GET /v1/transfers/{id}/reversals: the reversals of one transfer."""
+        if transfer_id not in self.transfers:
+            raise StripeError(
+                404, "invalid_request_error", f"No such transfer: '{transfer_id}'", code="resource_missing"
+            )
+        path = f"/v1/transfers/{transfer_id}/reversals"
+        return self._list(path, self.transfer_reversals, params, lambda r: r["transfer"] == transfer_id)
 
     def _create_transfer(self, params: dict[str, Any]) -> dict[str, Any]:
         amount = _int(_required(params, "amount"), "amount")
@@ -683,7 +736,8 @@ class StripeStub:
                 if fault is not None and fault.kind == "fail":
                     self._answer(fault.status, {"error": {"type": "api_error", "message": "Stub failure"}})
                     return
-                status, answer, replayed = stub._process(method, parts.path, params, key)
+                stored = fault.status if fault is not None and fault.kind == "fail_stored" else None
+                status, answer, replayed = stub._process(method, parts.path, params, key, stored)
                 if fault is not None and fault.kind == "drop":
                     self.close_connection = True
                     try:
@@ -712,7 +766,12 @@ class StripeStub:
         return Handler
 
     def _process(
-        self, method: str, path: str, params: dict[str, Any], key: str | None
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        key: str | None,
+        stored_failure: int | None = None,
     ) -> tuple[int, dict[str, Any], bool]:
         fingerprint = json.dumps([method, path, params], sort_keys=True)
         with self.lock:
@@ -749,13 +808,17 @@ class StripeStub:
                         )
                     return stored[1], copy.deepcopy(stored[2]), True
             saved = True
-            try:
-                status, answer = self.handle(method, path, params)
-            except StripeError as error:
-                status, answer = error.status, error.body
-                saved = not error.validation  # refused before the endpoint began: nothing saved
+            if stored_failure is not None:  # the endpoint began, then failed: saved, nothing done
+                status, answer = stored_failure, {"error": {"type": "api_error", "message": "Stub failure"}}
+            else:
+                try:
+                    status, answer = self.handle(method, path, params)
+                except StripeError as error:
+                    status, answer = error.status, error.body
+                    saved = not error.validation  # refused before the endpoint began: nothing saved
             if method == "POST" and key and saved:
                 self._idempotent[key] = (fingerprint, status, copy.deepcopy(answer))
+                self._key_saved_at[key] = self.clock()
             return status, answer, False
 
     # ---- what tests look at ---------------------------------------------------------------------

@@ -37,6 +37,10 @@ class SqlReadModels:
         self.catch_up("audit_log")
         return queries.payments_in_flight(self.engine, before)
 
+    def carried_adjustments(self) -> list[tuple[str, str]]:
+        self.catch_up("payouts")
+        return queries.carried_adjustments(self.engine)
+
     def settlements_in_flight(self) -> list[str]:
         self.catch_up("settlements")
         return queries.settlements_in_flight(self.engine)

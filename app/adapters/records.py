@@ -10,7 +10,13 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.adapters.tables import notification_deliveries, payment_references, provider_events, provider_refunds
+from app.adapters.tables import (
+    notification_deliveries,
+    payment_references,
+    provider_attempts,
+    provider_events,
+    provider_refunds,
+)
 from domain.ports import PendingNotification, ProviderEvent
 from projections.tables import notifications_view
 
@@ -140,6 +146,29 @@ class SqlRecords:
                 )
             ).all()
         return {row.provider_reference: row.refund_id for row in rows}
+
+    def count_attempt(self, name: str) -> int:
+        with self.engine.begin() as conn:
+            counted = conn.execute(
+                update(provider_attempts)
+                .where(provider_attempts.c.name == name)
+                .values(attempts=provider_attempts.c.attempts + 1)
+            ).rowcount
+            if counted == 0:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(provider_attempts).values(name=name, attempts=1))
+                    return 1
+                except IntegrityError:  # a racing first attempt inserted it: count this one on top
+                    conn.execute(
+                        update(provider_attempts)
+                        .where(provider_attempts.c.name == name)
+                        .values(attempts=provider_attempts.c.attempts + 1)
+                    )
+            attempts: int = conn.execute(
+                select(provider_attempts.c.attempts).where(provider_attempts.c.name == name)
+            ).scalar_one()
+        return attempts
 
     # ---- NotificationOutbox --------------------------------------------------------------
 

@@ -89,3 +89,13 @@ provider_refunds = Table(
     Column("origin", String(16), nullable=False),  # tally | provider
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# How many times each provider write (a refund, a transfer, a reversal, by tally's id) was
+# attempted: counted before each call, so an attempt after one the provider answered with a
+# saved 5xx uses a key of its own (every attempt after the first looks the object up first).
+provider_attempts = Table(
+    "provider_attempts",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("attempts", Integer, nullable=False),
+)

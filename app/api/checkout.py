@@ -62,7 +62,8 @@ def get_session(session_id: str) -> Response:
     409,
     schema=ProblemSchema,
     content_type=PROBLEM,
-    description="Already completed, a payment awaits action, or the Idempotency-Key was used with another body",
+    description="Already completed, a payment awaits action, "
+    "or the Idempotency-Key was used with another body",
 )
 @bp.alt_response(410, schema=ProblemSchema, description="The session has expired", content_type=PROBLEM)
 @bp.alt_response(

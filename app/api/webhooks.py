@@ -32,7 +32,8 @@ bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks", description="Pr
             "name": "Stripe-Signature",
             "required": True,
             "schema": {"type": "string"},
-            "description": "t=<unix time>,v1=<hex HMAC-SHA256 of '<t>.<raw body>' with STRIPE_WEBHOOK_SECRET>",
+            "description": "t=<unix time>,v1=<hex HMAC-SHA256 of '<t>.<raw body>' "
+            "with STRIPE_WEBHOOK_SECRET>",
         }
     ],
 )

@@ -113,6 +113,13 @@ class Books:
         if payment.refunded > payment.amount:
             _breach(report, f"payment {sid}: refunded more than was captured")
 
+    @FOLDS.on("Payment.RefundFailed")
+    def _payment_refund_failed(self, event: Any, sid: str, report: Report | None) -> None:
+        payment = self.payments[sid]
+        payment.refunded -= event.amount
+        if payment.refunded < 0:
+            _breach(report, f"payment {sid}: refund {event.refund_id} failed for more than was refunded")
+
     @FOLDS.on("Order.Placed")
     def _order_placed(self, event: Any, sid: str, report: Report | None) -> None:
         self.orders[sid] = OrderEntry(event.total_amount, event.payment_id)
@@ -132,6 +139,15 @@ class Books:
             _breach(report, f"order {sid}: refund {event.refund_id} reversals do not sum to the refund")
         if order.refunded > order.total:
             _breach(report, f"order {sid}: refunded more than its total")
+
+    @FOLDS.on("Order.RefundFailed")
+    def _order_refund_failed(self, event: Any, sid: str, report: Report | None) -> None:
+        order = self.orders[sid]
+        order.refunded -= event.amount
+        if sum(a["amount"] for a in event.allocations) != event.amount:
+            _breach(report, f"order {sid}: failed refund {event.refund_id} parts do not sum to the refund")
+        if order.refunded < 0:
+            _breach(report, f"order {sid}: refund {event.refund_id} failed for more than was refunded")
 
     # ---- allocations: created, refunded, disputed ---------------------------------------------
 
@@ -201,6 +217,32 @@ class Books:
         a.payout_reversed += payout
         if event.settled_by:
             a.adjustments[entry_id] = Adjustment(-payout, event.settled_by)
+
+    @FOLDS.on("Allocation.RefundFailed")
+    def _allocation_refund_failed(self, event: Any, sid: str, report: Report | None) -> None:
+        # The provider failed a recorded refund: its amount is refunded no more, and the fee stays
+        # what the rule gives for what remains refunded or withdrawn (restated here, not the domain's).
+        a = self.allocations[sid]
+        a.refunded -= event.amount
+        a.refunds -= event.amount
+        fee, payout = event.platform_fee_restored_amount, event.payout_restored_amount
+        if a.refunded < 0:
+            _breach(report, f"allocation {sid}: refund {event.refund_id} failed for more than was refunded")
+        expected = rule_fee_reversed(a.fee, a.refunded, a.subtotal)
+        if a.fee_reversed - fee != expected:
+            _breach(
+                report,
+                f"allocation {sid}: failed refund {event.refund_id} leaves fee reversed "
+                f"{a.fee_reversed - fee} where the rule gives {expected}",
+            )
+        if fee + payout != event.amount:
+            _breach(
+                report, f"allocation {sid}: failed refund {event.refund_id} fee + payout given back != amount"
+            )
+        a.fee_reversed -= fee
+        a.payout_reversed -= payout
+        if event.settled_by:
+            a.adjustments[event.failure_id] = Adjustment(payout, event.settled_by)
 
     # ---- allocations: settled, adjusted, recovered, released ----------------------------------
 

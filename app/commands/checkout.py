@@ -23,6 +23,9 @@ from domain.ports import (
 from domain.pricing import quote
 from projections.queries import rfc3339
 
+# A payment's provider object is created right after the payment is recorded; allow for clock skew.
+LOOKUP_SKEW = timedelta(minutes=5)
+
 # Why a payment failed without the customer's card saying no.
 PROVIDER_ERROR = "provider_error"  # the provider failed and holds no payment: a new attempt may follow
 PROVIDER_CONFIGURATION = "provider_configuration"  # the provider refused our configuration
@@ -91,12 +94,18 @@ def confirm_checkout(
         _check_confirmable(session)
         if marketplace.order_exists_for_session(session_id):
             raise CheckoutConflictError("this checkout session is already completed")
-        payment = _unanswered_payment(deps, session, payment_method) or marketplace.start_payment(
-            session, payment_method, gateway.name, cause
-        )
+        unanswered = _unanswered_payment(deps, session, payment_method)
+        payment = unanswered or marketplace.start_payment(session, payment_method, gateway.name, cause)
         payment_id = str(payment.id)
+        if unanswered is None:
+            # Before the call: if this process dies after the provider acted, the next confirm
+            # finds this payment (and looks it up) instead of charging a second one.
+            session = {**session, "payment_id": payment_id}
+            sessions.save(session)
         try:
-            result = gateway.charge(
+            # A retry of an unanswered payment looks it up first: its key may be pruned by now.
+            found = gateway.find_payment(payment_id, payment.created_on - LOOKUP_SKEW) if unanswered else None
+            result = found or gateway.charge(
                 payment_id=payment_id,
                 amount=payment.amount,
                 currency=payment.currency,

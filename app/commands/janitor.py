@@ -11,9 +11,16 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from app.commands.checkout import PROVIDER_ERROR, SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
+from app.commands.checkout import (
+    LOOKUP_SKEW,
+    PROVIDER_ERROR,
+    SESSION_AWAITING_ACTION,
+    SESSION_COMPLETED,
+    SESSION_OPEN,
+)
 from app.commands.deps import Deps
 from app.commands.late_payments import settle_late_success
+from app.commands.refunds import recover_paid_out
 from app.commands.settlement import PENDING, PROCESSING, pay_out
 from domain import payment as payment_status
 from domain.cause import Cause
@@ -36,8 +43,6 @@ log = logging.getLogger(__name__)
 
 # A payment younger than this may still be in its confirm request (or waiting for 3-D Secure).
 SETTLE_TIME = timedelta(minutes=15)
-# A PaymentIntent is created right after its payment is recorded; allow for clock skew.
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -48,6 +53,7 @@ class JanitorReport:
     failed: list[str] = field(default_factory=list)
     awaiting_action: list[str] = field(default_factory=list)
     settled: list[str] = field(default_factory=list)
+    reversed: list[str] = field(default_factory=list)  # allocation/refund recovered by a payout reversal
     unresolved: list[str] = field(default_factory=list)  # the provider could not be asked, or it conflicts
 
     def lines(self) -> list[str]:
@@ -62,6 +68,14 @@ def repair_in_flight(deps: Deps, now: datetime | None = None) -> JanitorReport:
         _repair_payment(deps, payment_id, report)
     for settlement_id in deps.read_models.settlements_in_flight():
         _repair_settlement(deps, settlement_id, report)
+    if deps.policy.reverse_payouts_on_refund and deps.gateway.reverses_payouts:
+        # Refunds of paid-out money whose reversal was refused, unanswered or lost: try again,
+        # looking first for the one a lost answer may have made.
+        cause = Cause.system(
+            "janitor:reversals", "refund of paid-out money carried as an adjustment"
+        ).to_dict()
+        carried = deps.read_models.carried_adjustments()
+        report.reversed.extend(f"{a}/{r}" for a, r in recover_paid_out(deps, carried, cause, resumed=True))
     for line in report.lines():
         log.info("janitor %s", line)
     return report
@@ -74,7 +88,7 @@ def _repair_payment(deps: Deps, payment_id: str, report: JanitorReport) -> None:
         return
     cause = Cause.system(f"janitor:payment:{payment_id}", "payment left in flight").to_dict()
     try:
-        found = deps.gateway.find_payment(payment_id, payment.created_on - CLOCK_SKEW)
+        found = deps.gateway.find_payment(payment_id, payment.created_on - LOOKUP_SKEW)
     except ProviderUnavailableError:
         report.unresolved.append(payment_id)
         return

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from app.commands.attempts import attempt
 from app.commands.checkout import SESSION_COMPLETED
 from app.commands.deps import Deps
 from domain.errors import CheckoutSessionExpiredError, CheckoutSessionNotFoundError
@@ -37,13 +38,17 @@ def settle_late_success(deps: Deps, payment: Payment, provider_reference: str, c
         except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
             pass  # the order stands regardless
         return f"order {order.id} placed by a success after a failure"
+    if not payment.needs_refund:  # a redelivery: refunded already
+        return "refunded in full already: the session was paid by another payment"
     refund_id = orphan_refund_id(payment_id)
     reference = provider_reference or payment.provider_reference or ""
-    result = deps.gateway.find_refund(reference, refund_id) or deps.gateway.refund(
+    key, retried = attempt(deps, "refund", refund_id)
+    result = (deps.gateway.find_refund(reference, refund_id) if retried else None) or deps.gateway.refund(
         provider_reference=reference,
         amount=payment.amount,
         currency=payment.currency,
-        idempotency_key=refund_id,
+        refund_id=refund_id,
+        idempotency_key=key,
     )
     marketplace.record_orphan_refund(payment_id, refund_id, result.provider_reference, cause)
     log.warning(

@@ -94,7 +94,7 @@ def _payment_for(deps: Deps, reference: str | None, payment_id: str | None) -> P
 
 def _succeeded(deps: Deps, fact: PaymentSucceeded, payment: Payment, cause: dict[str, Any]) -> Outcome:
     reference = fact.provider_reference or payment.provider_reference
-    if payment.outcome == payment_status.FAILED:
+    if payment.outcome in (payment_status.FAILED, payment_status.ORPHANED):  # also a redelivery
         return APPLIED, settle_late_success(deps, payment, reference or "", cause)
     try:
         _, order = deps.marketplace.complete_payment(str(payment.id), reference or "", cause)

@@ -7,6 +7,7 @@ import logging
 import uuid
 from typing import Any
 
+from app.commands.attempts import attempt
 from app.commands.deps import Deps
 from domain import ids
 from domain.errors import DomainError
@@ -47,8 +48,13 @@ def refund_order(
         order, _plan = marketplace.plan_refund(order_id, amount, seller_id)
         payment = marketplace.get_payment(order.payment_id)
         reference = payment.provider_reference or ""
-        result = (deps.gateway.find_refund(reference, new_id) if retry_key else None) or deps.gateway.refund(
-            provider_reference=reference, amount=amount, currency=payment.currency, idempotency_key=new_id
+        key, retried = attempt(deps, "refund", new_id)
+        result = (deps.gateway.find_refund(reference, new_id) if retried else None) or deps.gateway.refund(
+            provider_reference=reference,
+            amount=amount,
+            currency=payment.currency,
+            refund_id=new_id,
+            idempotency_key=key,
         )
         # Before recording: the provider's echo (a refund webhook) then knows this refund is ours.
         deps.records.remember_refund(
@@ -161,20 +167,22 @@ def _record(
 
 
 def recover_paid_out(
-    deps: Deps, entries: list[tuple[str, str]], cause: dict[str, Any]
+    deps: Deps, entries: list[tuple[str, str]], cause: dict[str, Any], resumed: bool = False
 ) -> set[tuple[str, str]]:
     """With payout reversals on (``STRIPE_REFUNDS_OF_PAID_OUT=reverse_transfer``): for each
     (allocation id, refund id) whose payout part was already paid to the seller, reverse that part
     of the payout and record it, so no settlement takes the negative adjustment. Anything short of a
     recorded reversal leaves the adjustment carried to the seller's next settlement (the default),
     and is logged. The refund itself is recorded already and stands whatever happens here.
-    Returns the entries recovered by a reversal recorded now."""
+    Returns the entries recovered by a reversal recorded now. ``resumed`` (the janitor, later): the
+    reversal may have been made already, maybe longer ago than the provider keeps keys, so it is
+    looked up first."""
     recovered: set[tuple[str, str]] = set()
     if not (deps.policy.reverse_payouts_on_refund and deps.gateway.reverses_payouts):
         return recovered
     for allocation_id, refund_id in entries:
         try:
-            if _reverse_payout(deps, allocation_id, refund_id, cause):
+            if _reverse_payout(deps, allocation_id, refund_id, cause, resumed):
                 recovered.add((allocation_id, refund_id))
         except Exception:
             log.exception(
@@ -185,7 +193,9 @@ def recover_paid_out(
     return recovered
 
 
-def _reverse_payout(deps: Deps, allocation_id: str, refund_id: str, cause: dict[str, Any]) -> bool:
+def _reverse_payout(
+    deps: Deps, allocation_id: str, refund_id: str, cause: dict[str, Any], resumed: bool = False
+) -> bool:
     """True when the reversal is recorded now."""
     marketplace = deps.marketplace
     candidate = marketplace.transfer_recovery(allocation_id, refund_id)
@@ -196,12 +206,16 @@ def _reverse_payout(deps: Deps, allocation_id: str, refund_id: str, cause: dict[
         candidate = marketplace.transfer_recovery(allocation_id, refund_id)
         if candidate is None:
             return False
-        key = str(ids.transfer_reversal_id(refund_id, allocation_id))
+        reversal_id = str(ids.transfer_reversal_id(refund_id, allocation_id))
+        transfer = candidate["transfer_reference"]
+        key, retried = attempt(deps, "reversal", reversal_id)
         try:
-            result = deps.gateway.reverse_payout(
-                provider_reference=candidate["transfer_reference"],
+            found = deps.gateway.find_payout_reversal(transfer, reversal_id) if resumed or retried else None
+            result = found or deps.gateway.reverse_payout(
+                provider_reference=transfer,
                 amount=candidate["amount"],
                 currency=candidate["currency"],
+                reversal_id=reversal_id,
                 idempotency_key=key,
                 metadata={
                     "refund_id": refund_id,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from app.commands.attempts import attempt
 from app.commands.deps import Deps
 from domain.errors import InvalidPeriodError
 from domain.ports import ProviderConfigurationError
@@ -62,13 +63,16 @@ def pay_out(deps: Deps, settlement: Settlement, cause: dict[str, Any]) -> Settle
     if settlement.total_payout_amount == 0:
         return marketplace.finish_settlement(sid, True, "nothing_to_pay", cause)
     account = marketplace.get_seller_account(settlement.seller_id)
+    key, retried = attempt(deps, "payout", sid)
     try:
-        result = (deps.gateway.find_payout(sid, sid) if resumed else None) or deps.gateway.payout(
+        found = deps.gateway.find_payout(sid, sid) if resumed or retried else None
+        result = found or deps.gateway.payout(
             seller_id=settlement.seller_id,
             amount=settlement.total_payout_amount,
             currency=settlement.currency,
             transfer_group=sid,
-            idempotency_key=sid,
+            settlement_id=sid,
+            idempotency_key=key,
             destination=account.account_id if account is not None else None,
         )
     except ProviderConfigurationError:

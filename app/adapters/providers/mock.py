@@ -61,7 +61,7 @@ class MockGateway:
         return ChargeResult(CHARGE_FAILED, reference, failure_reason=reason)
 
     def refund(
-        self, *, provider_reference: str, amount: int, currency: str, idempotency_key: str
+        self, *, provider_reference: str, amount: int, currency: str, refund_id: str, idempotency_key: str
     ) -> RefundResult:
         return RefundResult(_token("re_", idempotency_key))
 
@@ -72,6 +72,7 @@ class MockGateway:
         amount: int,
         currency: str,
         transfer_group: str,
+        settlement_id: str,
         idempotency_key: str,
         destination: str | None = None,
     ) -> PayoutResult:
@@ -84,6 +85,7 @@ class MockGateway:
         provider_reference: str,
         amount: int,
         currency: str,
+        reversal_id: str,
         idempotency_key: str,
         metadata: dict[str, str],
     ) -> PayoutResult:
@@ -109,5 +111,5 @@ class MockGateway:
     def find_payout(self, settlement_id: str, transfer_group: str) -> PayoutResult | None:
         return None
 
-    def find_payout_reversal(self, payout_reference: str, idempotency_key: str) -> PayoutResult | None:
+    def find_payout_reversal(self, payout_reference: str, reversal_id: str) -> PayoutResult | None:
         return None

@@ -234,19 +234,19 @@ class StripeGateway:
     # ---- refunds -------------------------------------------------------------------------
 
     def refund(
-        self, *, provider_reference: str, amount: int, currency: str, idempotency_key: str
+        self, *, provider_reference: str, amount: int, currency: str, refund_id: str, idempotency_key: str
     ) -> RefundResult:
         params: RefundCreateParams = {
             "payment_intent": provider_reference,
             "amount": amount * stripe_rule(currency).scale,
-            "metadata": {"refund_id": idempotency_key},
+            "metadata": {"refund_id": refund_id},
         }
         try:
             return self._send(
                 f"refund {idempotency_key}",
                 lambda: self.client.v1.refunds.create(params, options={"idempotency_key": idempotency_key}),
                 self._refund_result,
-                lambda: self.find_refund(provider_reference, idempotency_key),
+                lambda: self.find_refund(provider_reference, refund_id),
             )
         except (stripe.InvalidRequestError, stripe.CardError) as exc:
             code = _error(exc).get("code") or "refused"
@@ -279,6 +279,7 @@ class StripeGateway:
         amount: int,
         currency: str,
         transfer_group: str,
+        settlement_id: str,
         idempotency_key: str,
         destination: str | None = None,
     ) -> PayoutResult:
@@ -290,14 +291,14 @@ class StripeGateway:
             "currency": currency.lower(),
             "destination": destination,
             "transfer_group": transfer_group,
-            "metadata": {"settlement_id": idempotency_key, "seller_id": seller_id},
+            "metadata": {"settlement_id": settlement_id, "seller_id": seller_id},
         }
         try:
             return self._send(
                 f"transfer {idempotency_key}",
                 lambda: self.client.v1.transfers.create(params, options={"idempotency_key": idempotency_key}),
                 _paid,
-                lambda: self.find_payout(idempotency_key, transfer_group),
+                lambda: self.find_payout(settlement_id, transfer_group),
             )
         except stripe.StripeError as exc:  # bad or restricted account, insufficient balance, ...
             return _refused(f"transfer {idempotency_key} to {destination}", exc)
@@ -314,6 +315,7 @@ class StripeGateway:
         provider_reference: str,
         amount: int,
         currency: str,
+        reversal_id: str,
         idempotency_key: str,
         metadata: dict[str, str],
     ) -> PayoutResult:
@@ -321,7 +323,7 @@ class StripeGateway:
         account pays it back); Stripe refusing it (e.g. the account's balance is short) is a failed result."""
         params: TransferReversalCreateParams = {
             "amount": amount * stripe_rule(currency).scale,
-            "metadata": {**metadata, "reversal_id": idempotency_key},
+            "metadata": {**metadata, "reversal_id": reversal_id},
         }
         try:
             return self._send(
@@ -330,14 +332,14 @@ class StripeGateway:
                     provider_reference, params, options={"idempotency_key": idempotency_key}
                 ),
                 _paid,
-                lambda: self.find_payout_reversal(provider_reference, idempotency_key),
+                lambda: self.find_payout_reversal(provider_reference, reversal_id),
             )
         except stripe.StripeError as exc:  # e.g. the connected account's balance cannot cover it
             return _refused(f"reversal {idempotency_key} of transfer {provider_reference}", exc)
 
-    def find_payout_reversal(self, payout_reference: str, idempotency_key: str) -> PayoutResult | None:
+    def find_payout_reversal(self, payout_reference: str, reversal_id: str) -> PayoutResult | None:
         for reversal in self._list(self.client.v1.transfers.reversals, {}, payout_reference):
-            if _metadata(reversal, "reversal_id") == idempotency_key:
+            if _metadata(reversal, "reversal_id") == reversal_id:
                 return PayoutResult(True, reversal["id"])
         return None
 
