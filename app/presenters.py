@@ -8,8 +8,9 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from domain import settlement as settlement_status
 from domain.order import Order
-from domain.payment import REQUIRES_ACTION, Payment
+from domain.payment import PENDING, REQUIRES_ACTION, Payment
 from domain.seller_account import SellerAccount
 from domain.settlement import Settlement, SettlementRun
 from domain.verification import DONE, FAILED, Verification
@@ -19,7 +20,7 @@ from projections.queries import rfc3339
 def payment_view(payment: Payment) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": str(payment.id),
-        "status": payment.status if payment.status != "pending" else "processing",
+        "status": payment.status if payment.status != PENDING else "processing",
         "amount": payment.amount,
         "refunded_amount": payment.refunded_amount,
         "currency": payment.currency,
@@ -95,7 +96,7 @@ def seller_account_view(account: SellerAccount) -> dict[str, Any]:
 
 def settlement_document(settlement: Settlement) -> dict[str, Any]:
     """A settlement as the write model has it (the answer of a settle command)."""
-    finished = settlement.status in ("paid", "failed")
+    finished = settlement.status in (settlement_status.PAID, settlement_status.FAILED)
     return {
         "id": str(settlement.id),
         "seller_id": settlement.seller_id,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
 
+from app.adapters.providers.stripe_events import LIVE_REFUND_STATUSES
 from app.adapters.tables import payment_references, provider_events, provider_refunds
 from app.audit import iter_notifications
 from domain.payment import FAILED, PENDING, REQUIRES_ACTION, SUCCEEDED
@@ -35,7 +36,6 @@ EXPECTED_OUTCOME = {
     "requires_payment_method": FAILED,
     "canceled": FAILED,
 }
-LIVE_REFUND_STATUSES = ("succeeded", "pending")
 
 
 @dataclass

@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from domain.checkout import SESSION_STATUSES
 from domain.money import CURRENCIES
 from domain.pricing import MAX_TOTAL_AMOUNT
 
@@ -99,7 +100,7 @@ class SellerQuoteSchema(Schema):
 
 class CheckoutSessionSchema(Schema):
     id = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["open", "awaiting_action", "completed"]))
+    status = fields.String(required=True, validate=validate.OneOf(SESSION_STATUSES))
     customer_id = fields.String(required=True)
     currency = fields.String(required=True)
     created_at = fields.String(required=True)

@@ -15,6 +15,7 @@ from redis import Redis
 
 from app.adapters import keys
 from app.adapters.locks import named_lock
+from domain.checkout import SESSION_COMPLETED
 from domain.errors import CheckoutSessionExpiredError, CheckoutSessionNotFoundError
 
 # Expired ids stay known (410) this long before the clean-up forgets them (then 404).
@@ -51,7 +52,7 @@ class RedisCheckoutSessions:
         session = json.loads(raw)
         if (
             session.get("expires_at_epoch", float("inf")) <= time.time()
-            and session.get("status") != "completed"
+            and session.get("status") != SESSION_COMPLETED
         ):
             raise CheckoutSessionExpiredError(f"checkout session {session_id} has expired")
         return session

@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.audit.entries import (
-    FAILED,
     PAID,
-    SUCCEEDED,
     Adjustment,
     AllocationEntry,
     OrderEntry,
@@ -23,6 +21,7 @@ from app.audit.entries import (
     SettlementEntry,
 )
 from app.audit.report import Report
+from domain.payment import FAILED, SUCCEEDED
 from projections.event_types import Dispatch, dispute_entry, event_class
 
 BPS = 10_000

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"  # a payment's outcome
+from domain.payment import PENDING  # a payment's outcome
+
 PAID = "Paid"  # a settlement's status once its Paid event is folded (the event's name)
 
 

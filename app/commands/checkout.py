@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from app.commands.deps import Deps
 from domain import payment as payment_status
+from domain.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
 from domain.errors import CheckoutConflictError, PaymentDeclinedError, PaymentNotFoundError
 from domain.ids import order_id_for_session
 from domain.order import Order
@@ -29,10 +30,6 @@ LOOKUP_SKEW = timedelta(minutes=5)
 # Why a payment failed without the customer's card saying no.
 PROVIDER_ERROR = "provider_error"  # the provider failed and holds no payment: a new attempt may follow
 PROVIDER_CONFIGURATION = "provider_configuration"  # the provider refused our configuration
-
-SESSION_OPEN = "open"
-SESSION_AWAITING_ACTION = "awaiting_action"
-SESSION_COMPLETED = "completed"
 
 
 def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:

@@ -11,19 +11,14 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from app.commands.checkout import (
-    LOOKUP_SKEW,
-    PROVIDER_ERROR,
-    SESSION_AWAITING_ACTION,
-    SESSION_COMPLETED,
-    SESSION_OPEN,
-)
+from app.commands.checkout import LOOKUP_SKEW, PROVIDER_ERROR
 from app.commands.deps import Deps
 from app.commands.late_payments import settle_late_success
 from app.commands.refunds import recover_paid_out
-from app.commands.settlement import PENDING, PROCESSING, pay_out
+from app.commands.settlement import pay_out
 from domain import payment as payment_status
 from domain.cause import Cause
+from domain.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
 from domain.errors import (
     CheckoutConflictError,
     CheckoutSessionExpiredError,
@@ -38,6 +33,7 @@ from domain.ports import (
     ChargeResult,
     ProviderUnavailableError,
 )
+from domain.settlement import PENDING, PROCESSING
 
 log = logging.getLogger(__name__)
 

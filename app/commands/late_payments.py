@@ -8,8 +8,8 @@ import logging
 from typing import Any
 
 from app.commands.attempts import attempt
-from app.commands.checkout import SESSION_COMPLETED
 from app.commands.deps import Deps
+from domain.checkout import SESSION_COMPLETED
 from domain.errors import CheckoutSessionExpiredError, CheckoutSessionNotFoundError
 from domain.ids import name_id_text
 from domain.payment import Payment

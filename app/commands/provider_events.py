@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from app.commands.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
 from app.commands.deps import Deps
 from app.commands.late_payments import settle_late_success
 from app.commands.refunds import record_provider_refunds, recover_paid_out, refund_changed
 from domain import payment as payment_status
 from domain.cause import Cause
+from domain.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
 from domain.errors import (
     CheckoutConflictError,
     CheckoutSessionExpiredError,

@@ -10,9 +10,8 @@ from app.commands.attempts import attempt
 from app.commands.deps import Deps
 from domain.errors import InvalidPeriodError
 from domain.ports import ProviderConfigurationError
-from domain.settlement import Settlement
+from domain.settlement import PENDING, PROCESSING, Settlement
 
-PENDING, PROCESSING, PAID, FAILED = "pending", "processing", "paid", "failed"
 PROVIDER_CONFIGURATION = "provider_configuration"
 
 

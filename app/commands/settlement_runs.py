@@ -9,10 +9,9 @@ from typing import Any
 from app.commands.deps import Deps
 from app.commands.settlement import parse_period, previous_month, sellers_due, settle_all, settle_seller
 from domain.cause import Cause
+from domain.settlement import RUN_DONE
 
 log = logging.getLogger(__name__)
-
-RUN_DONE = "done"
 
 
 def request_settlement_run(deps: Deps, period_start: date, period_end: date, cause: dict[str, Any]) -> str:
