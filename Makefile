@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB_THREADS ?= 8
+TEST_WORKERS ?= 3
 
 .PHONY: run test unit integration e2e lint typecheck coverage bench clean
 
@@ -20,8 +21,9 @@ run: $(BIN)/.installed
 	$(BIN)/flask --app wsgi db init
 	$(BIN)/gunicorn --workers 1 --threads $(WEB_THREADS) --bind $(HOST):$(PORT) --access-logfile - wsgi:app
 
+# Every test has its own PostgreSQL schema and Redis prefix, so they run in parallel (pytest-xdist).
 test: $(BIN)/.installed
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
