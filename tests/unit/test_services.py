@@ -187,7 +187,7 @@ class TestConflicts:
             raise IntegrityError("conflict")
 
         monkeypatch.setattr(marketplace, "save", always_conflicting)
-        monkeypatch.setattr("domain.services.sleep", lambda seconds: None)
+        monkeypatch.setattr("domain.marketplace.base.sleep", lambda seconds: None)
 
         with pytest.raises(IntegrityError):
             marketplace.refund_order(str(order.id), 100, None, "r-1", cause)  # the decorator's loop

@@ -1,0 +1,209 @@
+"""Checkout, payments, orders and refunds: requests and responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from app.schemas.common import SUBJECT, Amount, StrictSchema
+from domain.checkout import SESSION_STATUSES
+from domain.money import CURRENCIES
+from domain.pricing import MAX_TOTAL_AMOUNT
+
+# ---- requests ------------------------------------------------------------------------
+
+
+class AddressSchema(StrictSchema):
+    line1 = fields.String(required=True, validate=validate.Length(1, 200))
+    line2 = fields.String(validate=validate.Length(0, 200))
+    city = fields.String(required=True, validate=validate.Length(1, 100))
+    state = fields.String(validate=validate.Length(0, 100))
+    postal_code = fields.String(required=True, validate=validate.Length(1, 20))
+    country = fields.String(
+        required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="ISO 3166-1 alpha-2 code")
+    )
+
+
+class ItemSchema(StrictSchema):
+    seller_id = fields.String(required=True, validate=SUBJECT)
+    sku = fields.String(required=True, validate=validate.Length(1, 64))
+    description = fields.String(load_default="", validate=validate.Length(0, 500))
+    unit_amount = Amount(required=True, validate=validate.Range(min=1, max=MAX_TOTAL_AMOUNT))
+    quantity = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=1_000_000))
+
+
+class CheckoutSessionRequestSchema(StrictSchema):
+    customer_id = fields.String(required=True, validate=SUBJECT)
+    currency = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            sorted(CURRENCIES), error="Unknown ISO 4217 currency code (use upper case, e.g. USD)."
+        ),
+        metadata={"description": "ISO 4217, upper case", "example": "USD"},
+    )
+    items = fields.List(fields.Nested(ItemSchema), required=True, validate=validate.Length(1, 100))
+    delivery_address = fields.Nested(AddressSchema)
+
+    @validates_schema
+    def _total_within_cap(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        total = sum(item["unit_amount"] * item["quantity"] for item in data.get("items", []))
+        if total > MAX_TOTAL_AMOUNT:
+            raise ValidationError(f"The total may be at most {MAX_TOTAL_AMOUNT} minor units.", "items")
+
+
+class ConfirmRequestSchema(StrictSchema):
+    payment_method = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^pm_[A-Za-z0-9_]{1,250}$", error="a payment method id (pm_…)"),
+        metadata={"example": "pm_card_visa"},
+    )
+
+
+class RefundRequestSchema(StrictSchema):
+    amount = Amount(required=True, validate=validate.Range(min=1, error="Must be a positive amount."))
+    seller_id = fields.String(validate=SUBJECT)
+    reason = fields.String(validate=validate.Length(0, 500))
+
+
+# ---- responses -----------------------------------------------------------------------
+
+
+class LineItemSchema(Schema):
+    sku = fields.String(required=True)
+    description = fields.String(required=True)
+    unit_amount = Amount(required=True)
+    quantity = fields.Integer(required=True)
+    total_amount = Amount(required=True)
+
+
+class SellerQuoteSchema(Schema):
+    seller_id = fields.String(required=True)
+    subtotal_amount = Amount(required=True)
+    fee_bps = fields.Integer(required=True)
+    platform_fee_amount = Amount(required=True)
+    payout_amount = Amount(required=True)
+    items = fields.List(fields.Nested(LineItemSchema), required=True)
+
+
+class CheckoutSessionSchema(Schema):
+    id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(SESSION_STATUSES))
+    customer_id = fields.String(required=True)
+    currency = fields.String(required=True)
+    created_at = fields.String(required=True)
+    expires_at = fields.String(required=True)
+    total_amount = Amount(required=True)
+    platform_fee_amount = Amount(required=True)
+    sellers = fields.List(fields.Nested(SellerQuoteSchema), required=True)
+    delivery_address = fields.Nested(AddressSchema, allow_none=True)
+    order_id = fields.String(allow_none=True)
+    payment_id = fields.String(allow_none=True)
+
+
+class DisputeSchema(Schema):
+    id = fields.String(required=True, metadata={"example": "dp_1Nx..."})
+    amount = Amount(required=True)
+    currency = fields.String(required=True)
+    reason = fields.String(required=True)
+    status = fields.String(
+        required=True, metadata={"description": "Stripe's dispute status (won, lost, ...)"}
+    )
+    funds = fields.String(
+        required=True,
+        validate=validate.OneOf(["kept", "withdrawn", "reinstated"]),
+        metadata={
+            "description": "kept: no money left the platform; withdrawn: reversed on the allocations; "
+            "reinstated: won back and restored"
+        },
+    )
+    withdrawn_amount = Amount(required=True)
+    closed = fields.Boolean(required=True)
+
+
+class PaymentSchema(Schema):
+    id = fields.String(required=True)
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            ["requires_action", "succeeded", "failed", "partially_refunded", "refunded", "processing"]
+        ),
+    )
+    amount = Amount(required=True)
+    refunded_amount = Amount()
+    currency = fields.String(required=True)
+    provider = fields.String(required=True)
+    provider_reference = fields.String(allow_none=True, required=True)
+    failure_reason = fields.String(allow_none=True, required=True)
+    client_secret = fields.String()
+    customer_id = fields.String()
+    checkout_session_id = fields.String()
+    order_id = fields.String(allow_none=True)
+    created_at = fields.String()
+    disputed_amount = Amount(metadata={"description": "Withdrawn by disputes and not reinstated"})
+    disputes = fields.List(fields.Nested(DisputeSchema))
+
+
+class OrderSellerSchema(SellerQuoteSchema):
+    allocation_id = fields.String(required=True)
+    refunded_amount = Amount(required=True)
+
+
+class OrderSchema(Schema):
+    id = fields.String(required=True)
+    customer_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["paid", "partially_refunded", "refunded"]))
+    currency = fields.String(required=True)
+    total_amount = Amount(required=True)
+    platform_fee_amount = Amount()
+    refunded_amount = Amount(required=True)
+    payment_id = fields.String(required=True)
+    checkout_session_id = fields.String()
+    created_at = fields.String(required=True)
+    delivery_address = fields.Dict(allow_none=True)
+    sellers = fields.List(fields.Nested(OrderSellerSchema), required=True)
+    disputed_amount = Amount(metadata={"description": "Withdrawn by disputes and not reinstated"})
+    disputes = fields.List(fields.Nested(DisputeSchema))
+
+
+class ConfirmedSchema(Schema):
+    order = fields.Nested(OrderSchema, required=True)
+    payment = fields.Nested(PaymentSchema, required=True)
+
+
+class ActionRequiredPaymentSchema(PaymentSchema):
+    client_secret = fields.String(required=True)
+
+
+class ActionRequiredSchema(Schema):
+    payment = fields.Nested(ActionRequiredPaymentSchema, required=True)
+
+
+class RefundAllocationSchema(Schema):
+    seller_id = fields.String(required=True)
+    allocation_id = fields.String(required=True)
+    amount = Amount(required=True)
+    platform_fee_reversed_amount = Amount(required=True)
+    payout_reversed_amount = Amount(required=True)
+    carried_as_adjustment = fields.Boolean(
+        metadata={
+            "description": "the allocation was already settled: its payout part is taken from the "
+            "seller's next settlement as a negative adjustment"
+        }
+    )
+    recovered_by_transfer_reversal = fields.Boolean(
+        metadata={
+            "description": "instead, with STRIPE_REFUNDS_OF_PAID_OUT=reverse_transfer, that part was "
+            "taken back from the seller's transfer"
+        }
+    )
+
+
+class RefundSchema(Schema):
+    id = fields.String(required=True)
+    order_id = fields.String(required=True)
+    status = fields.String(required=True)
+    amount = Amount(required=True)
+    currency = fields.String(required=True)
+    reason = fields.String(allow_none=True)
+    allocations = fields.List(fields.Nested(RefundAllocationSchema), required=True)

@@ -1,0 +1,1 @@
+"""The Marketplace application, one module per kind of transaction (see domain.services)."""

@@ -1,0 +1,217 @@
+"""Checkout: a payment first, then its order and allocations in one save."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain import payment as payment_status
+from domain.allocation import Allocation
+from domain.errors import (
+    CheckoutConflictError,
+    PaymentStateError,
+)
+from domain.ids import (
+    order_id_for_session,
+)
+from domain.marketplace.base import MarketplaceBase
+from domain.order import Order
+from domain.payment import Payment
+
+
+class CheckoutTransactions(MarketplaceBase):
+    """Checkout: a payment first, then its order and allocations in one save."""
+
+    def start_payment(
+        self, session: dict[str, Any], payment_method: str, provider: str, cause: dict[str, Any]
+    ) -> Payment:
+        """Record a payment attempt before the provider is asked, so no charge is ever unrecorded."""
+        checkout = {
+            "session_id": session["id"],
+            "customer_id": session["customer_id"],
+            "currency": session["currency"],
+            "total_amount": session["total_amount"],
+            "platform_fee_amount": session["platform_fee_amount"],
+            "sellers": session["sellers"],
+            "delivery_address": session.get("delivery_address") or {},
+        }
+        payment = Payment(
+            session_id=session["id"],
+            customer_id=session["customer_id"],
+            currency=session["currency"],
+            amount=session["total_amount"],
+            payment_method=payment_method,
+            provider=provider,
+            checkout=checkout,
+            cause=cause,
+        )
+        self.save(payment)
+        return payment
+
+    def record_action_required(
+        self,
+        payment_id: str,
+        provider_reference: str,
+        client_secret: str,
+        cause: dict[str, Any],
+        payment: Payment | None = None,
+    ) -> Payment:
+        def command(attempt: int) -> Payment:
+            current = self._current(payment_id, payment, attempt)
+            current.require_action(provider_reference, client_secret, cause)
+            self.save(current)
+            return current
+
+        return self._with_retry(command)
+
+    def record_failure(
+        self,
+        payment_id: str,
+        provider_reference: str | None,
+        reason: str,
+        cause: dict[str, Any],
+        payment: Payment | None = None,
+    ) -> Payment:
+        """Fail a pending payment; a late failure of a finished payment changes nothing."""
+
+        def command(attempt: int) -> Payment:
+            current = self._current(payment_id, payment, attempt)
+            if current.is_final:
+                return current
+            current.fail(provider_reference, reason, cause)
+            self.save(current)
+            return current
+
+        return self._with_retry(command)
+
+    def complete_payment(
+        self,
+        payment_id: str,
+        provider_reference: str,
+        cause: dict[str, Any],
+        payment: Payment | None = None,
+    ) -> tuple[Payment, Order]:
+        """Mark the payment succeeded and place its order and allocations in one atomic save.
+
+        Completing an already completed payment returns what it placed (webhook redelivery).
+        A caller that passes the ``payment`` it just saved (and has checked that the session
+        placed no order yet) saves a read; after any conflict everything is reloaded.
+        """
+
+        def command(attempt: int) -> tuple[Payment, Order]:
+            current = self._current(payment_id, payment, attempt)
+            return self._complete(
+                current, provider_reference, cause, check_order=payment is None or attempt > 0
+            )
+
+        return self._with_retry(command)
+
+    def _complete(
+        self, payment: Payment, provider_reference: str, cause: dict[str, Any], check_order: bool
+    ) -> tuple[Payment, Order]:
+        if payment.outcome == payment_status.SUCCEEDED:
+            return payment, self.get_order(self._order_id_of(payment))
+        if payment.outcome == payment_status.FAILED:
+            raise PaymentStateError("payment already failed")
+        order_id = order_id_for_session(payment.checkout["session_id"])
+        if check_order and order_id in self.repository:
+            raise CheckoutConflictError("this checkout session already placed an order")
+        return self._place_order(payment, provider_reference, cause)
+
+    def _place_order(
+        self, payment: Payment, provider_reference: str, cause: dict[str, Any]
+    ) -> tuple[Payment, Order]:
+        """Succeed the payment and place its order and allocations in one atomic save."""
+        checkout = payment.checkout
+        order_id = order_id_for_session(checkout["session_id"])
+        sellers = []
+        allocations = []
+        for seller in checkout["sellers"]:
+            alloc = Allocation(
+                order_id=str(order_id),
+                seller_id=seller["seller_id"],
+                customer_id=checkout["customer_id"],
+                payment_id=str(payment.id),
+                currency=checkout["currency"],
+                subtotal_amount=seller["subtotal_amount"],
+                fee_bps=seller["fee_bps"],
+                platform_fee_amount=seller["platform_fee_amount"],
+                payout_amount=seller["payout_amount"],
+                items=seller["items"],
+                cause=cause,
+            )
+            allocations.append(alloc)
+            sellers.append(
+                {
+                    "seller_id": seller["seller_id"],
+                    "allocation_id": str(alloc.id),
+                    "subtotal_amount": seller["subtotal_amount"],
+                    "fee_bps": seller["fee_bps"],
+                    "platform_fee_amount": seller["platform_fee_amount"],
+                    "payout_amount": seller["payout_amount"],
+                    "items": seller["items"],
+                }
+            )
+        order = Order(
+            session_id=checkout["session_id"],
+            customer_id=checkout["customer_id"],
+            currency=checkout["currency"],
+            total_amount=checkout["total_amount"],
+            platform_fee_amount=checkout["platform_fee_amount"],
+            payment_id=str(payment.id),
+            sellers=sellers,
+            delivery_address=checkout["delivery_address"],
+            cause=cause,
+        )
+        if payment.outcome == payment_status.FAILED:
+            payment.succeed_after_failure(provider_reference, str(order.id), cause)
+        else:
+            payment.succeed(provider_reference, str(order.id), cause)
+        self.save(payment, order, *allocations)
+        return payment, order
+
+    def complete_late_payment(
+        self, payment_id: str, provider_reference: str, cause: dict[str, Any]
+    ) -> tuple[Payment, Order | None]:
+        """The provider reports a success, possibly after this payment was failed (a 3-D Secure
+        attempt that failed, then passed on the same payment intent).
+
+        If the checkout session has no order yet, the payment succeeds (``Payment.Succeeded``,
+        after its ``Payment.Failed`` in the log) and places the order and allocations in one
+        atomic save, exactly as :meth:`complete_payment`; returns (payment, order). If another
+        payment already placed the session's order, the payment is recorded as succeeded without
+        an order (``Payment.Orphaned``, status ``orphaned``) and (payment, None) is returned: the
+        caller refunds the whole amount at the provider, then calls :meth:`record_orphan_refund`.
+        Redelivery returns the same answer and records nothing more.
+        """
+
+        def command(attempt: int) -> tuple[Payment, Order | None]:
+            payment = self.get_payment(payment_id)
+            if payment.outcome == payment_status.SUCCEEDED:
+                return payment, self.get_order(self._order_id_of(payment))
+            if payment.outcome == payment_status.ORPHANED:
+                return payment, None
+            order_id = order_id_for_session(payment.checkout["session_id"])
+            if order_id in self.repository:
+                payment.orphan(provider_reference, str(order_id), cause)
+                self.save(payment)
+                return payment, None
+            return self._place_order(payment, provider_reference, cause)
+
+        return self._with_retry(command)
+
+    def record_orphan_refund(
+        self, payment_id: str, refund_id: str, provider_reference: str, cause: dict[str, Any]
+    ) -> Payment:
+        """Record that the whole amount of an orphaned payment (see :meth:`complete_late_payment`)
+        went back to the customer (``Payment.OrphanRefunded``; status ``refunded``). Recording the
+        same ``refund_id`` again changes nothing; any other payment is a PaymentStateError."""
+
+        def command(attempt: int) -> Payment:
+            payment = self.get_payment(payment_id)
+            if payment.outcome == payment_status.ORPHANED and refund_id in payment.refund_ids:
+                return payment
+            payment.refund_orphan(refund_id, provider_reference, cause)
+            self.save(payment)
+            return payment
+
+        return self._with_retry(command)

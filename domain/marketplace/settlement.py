@@ -1,0 +1,224 @@
+"""Settlements, their runs, and payouts taken back by transfer reversals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from domain import settlement as settlement_status
+from domain.allocation import Allocation
+from domain.errors import (
+    SettlementStateError,
+)
+from domain.ids import (
+    settlement_id,
+)
+from domain.marketplace.base import MarketplaceBase, _retry_on_conflict
+from domain.settlement import Settlement, SettlementRun
+
+
+class SettlementTransactions(MarketplaceBase):
+    """Settlements, their runs, and payouts taken back by transfer reversals."""
+
+    @_retry_on_conflict
+    def settle_allocation(self, allocation_id_: str, settlement_id: str, cause: dict[str, Any]) -> Allocation:
+        allocation = self._allocation(allocation_id_)
+        allocation.settle(settlement_id, cause)
+        self.save(allocation)
+        return allocation
+
+    @_retry_on_conflict
+    def open_settlement(
+        self,
+        seller_id: str,
+        currency: str,
+        period_start: str,
+        period_end: str,
+        before: datetime,
+        allocation_ids: list[str],
+        adjustment_refs: list[tuple[str, str]],
+        cause: dict[str, Any],
+    ) -> tuple[Settlement | None, bool]:
+        """Open the settlement of (seller, currency, period) over what is still unsettled.
+
+        Returns (settlement, opened_now). Re-running returns the existing settlement and
+        settles nothing twice: the id is deterministic and every allocation refuses a
+        second settlement. Negative adjustments are taken only while the total stays
+        non-negative; otherwise they are carried on to a later settlement.
+        """
+        sid = settlement_id(seller_id, currency, period_start, period_end)
+        existing = self.get_settlement(sid)
+        if existing is not None:
+            return existing, False
+        touched: dict[str, Allocation] = {}
+        taken: list[dict[str, Any]] = []
+        for aid in allocation_ids:
+            allocation = self._allocation(aid)
+            if (
+                allocation.is_settled
+                or allocation.seller_id != seller_id
+                or allocation.currency != currency
+                or allocation.created_on >= before
+            ):
+                continue
+            touched[aid] = allocation
+            taken.append(
+                {
+                    "allocation_id": aid,
+                    "order_id": allocation.order_id,
+                    "payout_amount": allocation.payout_amount - allocation.payout_reversed_amount,
+                }
+            )
+        adjustments: list[dict[str, Any]] = []
+        for aid, refund_id in adjustment_refs:
+            allocation = touched.get(aid) or self._allocation(aid)
+            refund = next((r for r in allocation.unsettled_adjustments if r["refund_id"] == refund_id), None)
+            if refund is None or allocation.seller_id != seller_id or allocation.currency != currency:
+                continue
+            adjustments.append(
+                {
+                    "allocation_id": aid,
+                    "refund_id": refund_id,
+                    "order_id": allocation.order_id,
+                    "amount": -refund["payout_reversed_amount"],
+                }
+            )
+            touched.setdefault(aid, allocation)
+        total = sum(a["payout_amount"] for a in taken) + sum(a["amount"] for a in adjustments)
+        if total < 0:  # the seller would owe us: carry the adjustments forward instead
+            adjustments = []
+            total = sum(a["payout_amount"] for a in taken)
+        if not taken and not adjustments:
+            return None, False
+        settlement = Settlement(
+            seller_id=seller_id,
+            currency=currency,
+            period_start=period_start,
+            period_end=period_end,
+            allocations=taken,
+            adjustments=adjustments,
+            total_payout_amount=total,
+            cause=cause,
+        )
+        sid_str = str(settlement.id)
+        changed = {}
+        for item in taken:
+            allocation = touched[item["allocation_id"]]
+            allocation.settle(sid_str, cause)
+            changed[item["allocation_id"]] = allocation
+        for item in adjustments:
+            allocation = touched[item["allocation_id"]]
+            allocation.settle_adjustment(item["refund_id"], sid_str, cause)
+            changed[item["allocation_id"]] = allocation
+        self.save(settlement, *changed.values())
+        return settlement, True
+
+    @_retry_on_conflict
+    def start_settlement_processing(self, settlement_id_: str, cause: dict[str, Any]) -> Settlement:
+        settlement = self.get_settlement(settlement_id_)
+        if settlement is None:
+            raise SettlementStateError(f"no settlement {settlement_id_}")
+        settlement.start_processing(cause)
+        self.save(settlement)
+        return settlement
+
+    @_retry_on_conflict
+    def finish_settlement(
+        self, settlement_id_: str, succeeded: bool, reference_or_reason: str, cause: dict[str, Any]
+    ) -> Settlement:
+        """Record the payout's outcome; a failed payout makes its allocations payable again."""
+        settlement = self.get_settlement(settlement_id_)
+        if settlement is None:
+            raise SettlementStateError(f"no settlement {settlement_id_}")
+        if succeeded:
+            settlement.mark_paid(reference_or_reason, cause)
+            self.save(settlement)
+            return settlement
+        settlement.mark_failed(reference_or_reason, cause)
+        released = {}
+        sid = str(settlement.id)
+        for item in [*settlement.allocations, *settlement.adjustments]:
+            aid = item["allocation_id"]
+            if aid not in released:
+                allocation = self._allocation(aid)
+                allocation.release(sid, cause)
+                released[aid] = allocation
+        self.save(settlement, *released.values())
+        return settlement
+
+    def transfer_recovery(self, allocation_id_: str, refund_id: str) -> dict[str, Any] | None:
+        """What a reversal of the paid-out transfer would recover for ``refund_id`` on the allocation:
+        {allocation_id, seller_id, refund_id, settlement_id, amount, currency, transfer_reference}; None when
+        nothing is owed back or the settlement it adjusts was not paid by a transfer."""
+        allocation = self._find(allocation_id_, Allocation)
+        if allocation is None:
+            return None
+        adjustment = allocation.recoverable_adjustment(refund_id)
+        if adjustment is None:
+            return None
+        settlement = self.get_settlement(adjustment["settlement_id"])
+        if (
+            settlement is None
+            or settlement.status != settlement_status.PAID
+            or settlement.provider_reference in (None, "", "nothing_to_pay")
+        ):
+            return None
+        return {
+            "allocation_id": str(allocation.id),
+            "seller_id": allocation.seller_id,
+            "refund_id": refund_id,
+            "settlement_id": adjustment["settlement_id"],
+            "amount": adjustment["amount"],
+            "currency": allocation.currency,
+            "transfer_reference": settlement.provider_reference,
+        }
+
+    @_retry_on_conflict
+    def record_transfer_reversal(
+        self,
+        allocation_id_: str,
+        refund_id: str,
+        settlement_id_: str,
+        amount: int,
+        provider_reference: str,
+        cause: dict[str, Any],
+    ) -> Allocation:
+        """Record that the refund's paid-out part was recovered by reversing the settlement's transfer."""
+        settlement = self.get_settlement(settlement_id_)
+        if settlement is None or settlement.status != settlement_status.PAID:
+            raise SettlementStateError(
+                f"settlement {settlement_id_} was not paid out: no transfer to reverse"
+            )
+        allocation = self._allocation(allocation_id_)
+        allocation.reverse_transfer(refund_id, settlement_id_, amount, provider_reference, cause)
+        self.save(allocation)
+        return allocation
+
+    def request_settlement_run(
+        self, period_start: str, period_end: str, cause: dict[str, Any]
+    ) -> SettlementRun:
+        run = SettlementRun(period_start=period_start, period_end=period_end, cause=cause)
+        self.save(run)
+        return run
+
+    @_retry_on_conflict
+    def record_run_started(self, run_id: str, seller_count: int) -> None:
+        run = self.get_settlement_run(run_id)
+        if run.status in (
+            settlement_status.RUN_QUEUED,
+            settlement_status.RUN_FAILED,
+        ):  # a failed run is retried from the start
+            run.start(seller_count)
+            self.save(run)
+
+    @_retry_on_conflict
+    def record_run_finished(self, run_id: str, settlement_ids: list[str], error: str | None) -> SettlementRun:
+        run = self.get_settlement_run(run_id)
+        if run.status != settlement_status.RUN_RUNNING:
+            return run
+        if error is None:
+            run.complete(settlement_ids)
+        else:
+            run.fail(error)
+        self.save(run)
+        return run
