@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.allocation import Allocation
+from domain.marketplace.checkout import order_for
 from domain.money import split_proportionally
 from domain.order import Order
 from domain.payment import Payment
@@ -89,47 +90,7 @@ def build_checkout(session: dict[str, Any], cause: dict[str, Any]) -> tuple[Paym
         checkout=checkout,
         cause=cause,
     )
-    from domain.ids import order_id_for_session
-
-    order_id = order_id_for_session(checkout["session_id"])
-    sellers, allocations = [], []
-    for seller in checkout["sellers"]:
-        alloc = Allocation(
-            order_id=str(order_id),
-            seller_id=seller["seller_id"],
-            customer_id=checkout["customer_id"],
-            payment_id=str(payment.id),
-            currency=checkout["currency"],
-            subtotal_amount=seller["subtotal_amount"],
-            fee_bps=seller["fee_bps"],
-            platform_fee_amount=seller["platform_fee_amount"],
-            payout_amount=seller["payout_amount"],
-            items=seller["items"],
-            cause=cause,
-        )
-        allocations.append(alloc)
-        sellers.append(
-            {
-                "seller_id": seller["seller_id"],
-                "allocation_id": str(alloc.id),
-                "subtotal_amount": seller["subtotal_amount"],
-                "fee_bps": seller["fee_bps"],
-                "platform_fee_amount": seller["platform_fee_amount"],
-                "payout_amount": seller["payout_amount"],
-                "items": seller["items"],
-            }
-        )
-    order = Order(
-        session_id=checkout["session_id"],
-        customer_id=checkout["customer_id"],
-        currency=checkout["currency"],
-        total_amount=checkout["total_amount"],
-        platform_fee_amount=checkout["platform_fee_amount"],
-        payment_id=str(payment.id),
-        sellers=sellers,
-        delivery_address=checkout["delivery_address"],
-        cause=cause,
-    )
+    order, allocations = order_for(payment, cause)
     payment.succeed("pi_bench_" + uuid.uuid4().hex[:20], str(order.id), cause)
     return payment, order, allocations
 

@@ -121,47 +121,7 @@ class CheckoutTransactions(MarketplaceBase):
         self, payment: Payment, provider_reference: str, cause: dict[str, Any]
     ) -> tuple[Payment, Order]:
         """Succeed the payment and place its order and allocations in one atomic save."""
-        checkout = payment.checkout
-        order_id = order_id_for_session(checkout["session_id"])
-        sellers = []
-        allocations = []
-        for seller in checkout["sellers"]:
-            alloc = Allocation(
-                order_id=str(order_id),
-                seller_id=seller["seller_id"],
-                customer_id=checkout["customer_id"],
-                payment_id=str(payment.id),
-                currency=checkout["currency"],
-                subtotal_amount=seller["subtotal_amount"],
-                fee_bps=seller["fee_bps"],
-                platform_fee_amount=seller["platform_fee_amount"],
-                payout_amount=seller["payout_amount"],
-                items=seller["items"],
-                cause=cause,
-            )
-            allocations.append(alloc)
-            sellers.append(
-                {
-                    "seller_id": seller["seller_id"],
-                    "allocation_id": str(alloc.id),
-                    "subtotal_amount": seller["subtotal_amount"],
-                    "fee_bps": seller["fee_bps"],
-                    "platform_fee_amount": seller["platform_fee_amount"],
-                    "payout_amount": seller["payout_amount"],
-                    "items": seller["items"],
-                }
-            )
-        order = Order(
-            session_id=checkout["session_id"],
-            customer_id=checkout["customer_id"],
-            currency=checkout["currency"],
-            total_amount=checkout["total_amount"],
-            platform_fee_amount=checkout["platform_fee_amount"],
-            payment_id=str(payment.id),
-            sellers=sellers,
-            delivery_address=checkout["delivery_address"],
-            cause=cause,
-        )
+        order, allocations = order_for(payment, cause)
         if payment.outcome == payment_status.FAILED:
             payment.succeed_after_failure(provider_reference, str(order.id), cause)
         else:
@@ -215,3 +175,50 @@ class CheckoutTransactions(MarketplaceBase):
             return payment
 
         return self._with_retry(command)
+
+
+def order_for(payment: Payment, cause: dict[str, Any]) -> tuple[Order, list[Allocation]]:
+    """The order and per-seller allocations a paid checkout places (not saved; the caller saves
+    them with the payment's success, in one atomic save)."""
+    checkout = payment.checkout
+    order_id = order_id_for_session(checkout["session_id"])
+    sellers = []
+    allocations = []
+    for seller in checkout["sellers"]:
+        alloc = Allocation(
+            order_id=str(order_id),
+            seller_id=seller["seller_id"],
+            customer_id=checkout["customer_id"],
+            payment_id=str(payment.id),
+            currency=checkout["currency"],
+            subtotal_amount=seller["subtotal_amount"],
+            fee_bps=seller["fee_bps"],
+            platform_fee_amount=seller["platform_fee_amount"],
+            payout_amount=seller["payout_amount"],
+            items=seller["items"],
+            cause=cause,
+        )
+        allocations.append(alloc)
+        sellers.append(
+            {
+                "seller_id": seller["seller_id"],
+                "allocation_id": str(alloc.id),
+                "subtotal_amount": seller["subtotal_amount"],
+                "fee_bps": seller["fee_bps"],
+                "platform_fee_amount": seller["platform_fee_amount"],
+                "payout_amount": seller["payout_amount"],
+                "items": seller["items"],
+            }
+        )
+    order = Order(
+        session_id=checkout["session_id"],
+        customer_id=checkout["customer_id"],
+        currency=checkout["currency"],
+        total_amount=checkout["total_amount"],
+        platform_fee_amount=checkout["platform_fee_amount"],
+        payment_id=str(payment.id),
+        sellers=sellers,
+        delivery_address=checkout["delivery_address"],
+        cause=cause,
+    )
+    return order, allocations
