@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from app.auth import ROLES, create_key
+
+if TYPE_CHECKING:  # pragma: nocover
+    from click._termui_impl import ProgressBar
 
 keys = AppGroup("keys", help="Manage API keys.")
 db = AppGroup("db", help="Prepare the database.")
@@ -139,22 +144,22 @@ def audit_verify_command() -> None:
         "replay": head,
         "compare": sum(len(cls.tables) for name, cls in PROJECTIONS.items() if name != "audit_log"),
     }
-    bars: dict[str, object] = {}
+    bars: dict[str, ProgressBar[int]] = {}
 
     def progress(label: str, n: int) -> None:
         bar = bars.get(label)
         if bar is None:
             for other in bars.values():
-                other.render_finish()  # type: ignore[attr-defined]
+                other.render_finish()
             bar = bars[label] = click.progressbar(
                 length=lengths.get(label, head), label=f"{label:<12}", file=None
             )
             bar.__enter__()
-        bar.update(n)  # type: ignore[attr-defined]
+        bar.update(n)
 
     report = verify(app_, container.engine, progress=progress)
     for bar in bars.values():
-        bar.__exit__(None, None, None)  # type: ignore[attr-defined]
+        bar.__exit__(None, None, None)
     for what, count in report.checked.items():
         click.echo(f"checked {count:>10} {what}")
     if report.ok:
