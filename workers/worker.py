@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rq import Queue, SimpleWorker, Worker
 from rq.cron import CronScheduler
 
+from app.adapters import keys
 from app.adapters.queue import queue_names
 from workers import jobs
 from workers.context import install
@@ -35,7 +36,7 @@ def run_worker(
 def build_cron(container: Container) -> CronScheduler:
     """The one scheduler: safety-net catch-up, hourly clean-up, monthly settlement, daily verification."""
     names = queue_names(container.settings.key_prefix)
-    cron = CronScheduler(connection=container.redis, name=f"{container.settings.key_prefix}-cron")
+    cron = CronScheduler(connection=container.redis, name=keys.cron_scheduler(container.settings.key_prefix))
     cron.register(jobs.catch_up_all, names["projections"], interval=30, job_timeout=3600)
     cron.register(jobs.cleanup_expired_sessions, names["projections"], cron="17 * * * *")
     cron.register(jobs.repair_in_flight, names["settlements"], cron="*/15 * * * *", job_timeout=3600)

@@ -31,3 +31,8 @@ def projection_pending(prefix: str, projection: str) -> str:
 def notifications_pending(prefix: str) -> str:
     """Set while a delivery of notifications is queued and not yet started."""
     return f"{prefix}:notifications-pending"
+
+
+def cron_scheduler(prefix: str) -> str:
+    """The one RQ cron scheduler's name (its registry keys are derived from it by RQ)."""
+    return f"{prefix}-cron"
