@@ -9,7 +9,13 @@ from typing import Any, Literal
 from app.commands.deps import Deps
 from domain import payment as payment_status
 from domain.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
-from domain.errors import CheckoutConflictError, PaymentDeclinedError, PaymentNotFoundError
+from domain.errors import (
+    CheckoutConflictError,
+    CheckoutSessionExpiredError,
+    CheckoutSessionNotFoundError,
+    PaymentDeclinedError,
+    PaymentNotFoundError,
+)
 from domain.ids import order_id_for_session
 from domain.order import Order
 from domain.payment import Payment
@@ -96,7 +102,8 @@ def confirm_checkout(
         payment_id = str(payment.id)
         if unanswered is None:
             # Before the call: if this process dies after the provider acted, the next confirm
-            # finds this payment (and looks it up) instead of charging a second one.
+            # finds this payment (and looks it up) instead of charging a second one. From here on
+            # the stored session names this payment.
             session = {**session, "payment_id": payment_id}
             sessions.save(session)
         try:
@@ -118,11 +125,9 @@ def confirm_checkout(
                 marketplace.record_failure(payment_id, None, PROVIDER_ERROR, cause, payment=payment)
             # Else the provider may have charged: the next confirm retries this payment with the
             # same idempotency key instead of starting another (a webhook may settle it first).
-            sessions.save({**session, "payment_id": payment_id})
             raise
         except ProviderConfigurationError:
             marketplace.record_failure(payment_id, None, PROVIDER_CONFIGURATION, cause, payment=payment)
-            sessions.save({**session, "payment_id": payment_id})
             raise
         if result.provider_reference:
             deps.records.remember_payment_reference(result.provider_reference, payment_id)
@@ -130,9 +135,7 @@ def confirm_checkout(
             payment, order = marketplace.complete_payment(
                 payment_id, result.provider_reference or "", cause, payment=payment
             )
-            sessions.save(
-                {**session, "status": SESSION_COMPLETED, "order_id": str(order.id), "payment_id": payment_id}
-            )
+            sessions.save({**session, "status": SESSION_COMPLETED, "order_id": str(order.id)})
             return "succeeded", payment, order
         if result.status == CHARGE_REQUIRES_ACTION:
             payment = marketplace.record_action_required(
@@ -142,15 +145,14 @@ def confirm_checkout(
                 cause,
                 payment=payment,
             )
-            sessions.save({**session, "status": SESSION_AWAITING_ACTION, "payment_id": payment_id})
+            sessions.save({**session, "status": SESSION_AWAITING_ACTION})
             return "requires_action", payment, None
         if result.status == CHARGE_PROCESSING:
             # The provider has it and will tell (webhook): no other confirm meanwhile, no client secret.
-            sessions.save({**session, "status": SESSION_AWAITING_ACTION, "payment_id": payment_id})
+            sessions.save({**session, "status": SESSION_AWAITING_ACTION})
             return "processing", payment, None
         reason = result.failure_reason or "declined"
         marketplace.record_failure(payment_id, result.provider_reference, reason, cause, payment=payment)
-        sessions.save({**session, "payment_id": payment_id})
         raise PaymentDeclinedError(payment_id, reason)
 
 
@@ -170,3 +172,23 @@ def _unanswered_payment(deps: Deps, session: dict[str, Any], payment_method: str
             "retry it with the same payment method"
         )
     return payment
+
+
+def mark_session_paid(deps: Deps, payment: Payment, order: Order) -> None:
+    """The session's order is placed after its confirm (by a webhook, the janitor, a late success)."""
+    try:
+        deps.sessions.update(
+            payment.session_id, status=SESSION_COMPLETED, order_id=str(order.id), payment_id=str(payment.id)
+        )
+    except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
+        pass  # the session expired meanwhile; the order stands regardless
+
+
+def reopen_session(deps: Deps, payment: Payment) -> None:
+    """A session waiting on this payment (which failed) may be paid again."""
+    try:
+        session = deps.sessions.get(payment.session_id)
+    except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
+        return
+    if session["status"] == SESSION_AWAITING_ACTION and session.get("payment_id") == str(payment.id):
+        deps.sessions.update(payment.session_id, status=SESSION_OPEN)

@@ -11,14 +11,14 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from app.commands.checkout import LOOKUP_SKEW, PROVIDER_ERROR
+from app.commands.checkout import LOOKUP_SKEW, PROVIDER_ERROR, mark_session_paid, reopen_session
 from app.commands.deps import Deps
 from app.commands.late_payments import settle_late_success
 from app.commands.refunds import recover_paid_out
 from app.commands.settlement import pay_out
 from domain import payment as payment_status
 from domain.cause import Cause
-from domain.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
+from domain.checkout import SESSION_AWAITING_ACTION
 from domain.errors import (
     CheckoutConflictError,
     CheckoutSessionExpiredError,
@@ -91,7 +91,7 @@ def _repair_payment(deps: Deps, payment_id: str, report: JanitorReport) -> None:
     if found is None:
         # Nothing at the provider: the call never reached it (or its stored error stands).
         marketplace.record_failure(payment_id, None, PROVIDER_ERROR, cause)
-        _reopen(deps, payment)
+        reopen_session(deps, payment)
         report.failed.append(payment_id)
     elif found.status == CHARGE_SUCCEEDED:
         _complete(deps, payment, found, cause, report)
@@ -102,13 +102,18 @@ def _repair_payment(deps: Deps, payment_id: str, report: JanitorReport) -> None:
             marketplace.record_action_required(
                 payment_id, found.provider_reference or "", found.client_secret or "", cause
             )
-            _set_session(deps, payment, status=SESSION_AWAITING_ACTION, payment_id=payment_id)
+            try:
+                deps.sessions.update(
+                    payment.session_id, status=SESSION_AWAITING_ACTION, payment_id=payment_id
+                )
+            except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
+                pass  # expired meanwhile; the payment waits for its customer regardless
         report.awaiting_action.append(payment_id)
     else:
         marketplace.record_failure(
             payment_id, found.provider_reference, found.failure_reason or "failed", cause
         )
-        _reopen(deps, payment)
+        reopen_session(deps, payment)
         report.failed.append(payment_id)
 
 
@@ -126,25 +131,8 @@ def _complete(
         return
     if reference:
         deps.records.remember_payment_reference(reference, payment_id)
-    _set_session(deps, payment, status=SESSION_COMPLETED, order_id=str(order.id), payment_id=payment_id)
+    mark_session_paid(deps, payment, order)
     report.completed.append(payment_id)
-
-
-def _reopen(deps: Deps, payment: Payment) -> None:
-    """A session waiting on this payment's customer action may be paid again."""
-    try:
-        session = deps.sessions.get(payment.session_id)
-    except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
-        return
-    if session["status"] == SESSION_AWAITING_ACTION and session.get("payment_id") == str(payment.id):
-        deps.sessions.update(payment.session_id, status=SESSION_OPEN)
-
-
-def _set_session(deps: Deps, payment: Payment, **changes: str) -> None:
-    try:
-        deps.sessions.update(payment.session_id, **changes)
-    except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
-        pass  # expired meanwhile; the payment and order stand regardless
 
 
 def _repair_settlement(deps: Deps, settlement_id: str, report: JanitorReport) -> None:

@@ -8,9 +8,8 @@ import logging
 from typing import Any
 
 from app.commands.attempts import attempt
+from app.commands.checkout import mark_session_paid
 from app.commands.deps import Deps
-from domain.checkout import SESSION_COMPLETED
-from domain.errors import CheckoutSessionExpiredError, CheckoutSessionNotFoundError
 from domain.ids import name_id_text
 from domain.payment import Payment
 
@@ -31,12 +30,7 @@ def settle_late_success(deps: Deps, payment: Payment, provider_reference: str, c
     if provider_reference:
         deps.records.remember_payment_reference(provider_reference, payment_id)
     if order is not None:
-        try:
-            deps.sessions.update(
-                payment.session_id, status=SESSION_COMPLETED, order_id=str(order.id), payment_id=payment_id
-            )
-        except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
-            pass  # the order stands regardless
+        mark_session_paid(deps, payment, order)
         return f"order {order.id} placed by a success after a failure"
     if not payment.needs_refund:  # a redelivery: refunded already
         return "refunded in full already: the session was paid by another payment"

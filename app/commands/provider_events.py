@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from app.commands.checkout import mark_session_paid, reopen_session
 from app.commands.deps import Deps
 from app.commands.late_payments import settle_late_success
 from app.commands.refunds import record_provider_refunds, recover_paid_out, refund_changed
 from domain import payment as payment_status
 from domain.cause import Cause
-from domain.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
 from domain.errors import (
     CheckoutConflictError,
-    CheckoutSessionExpiredError,
-    CheckoutSessionNotFoundError,
     DomainError,
     PaymentNotFoundError,
 )
@@ -102,12 +100,7 @@ def _succeeded(deps: Deps, fact: PaymentSucceeded, payment: Payment, cause: dict
         return UNMATCHED, "checkout already placed an order with another payment"
     if reference:
         deps.records.remember_payment_reference(reference, str(payment.id))
-    try:
-        deps.sessions.update(
-            payment.session_id, status=SESSION_COMPLETED, order_id=str(order.id), payment_id=str(payment.id)
-        )
-    except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
-        pass  # the session expired meanwhile; the order stands regardless
+    mark_session_paid(deps, payment, order)
     return APPLIED, None
 
 
@@ -116,11 +109,7 @@ def _failed(deps: Deps, fact: PaymentFailed, payment: Payment, cause: dict[str, 
         return APPLIED, f"payment already {payment.outcome}; late failure changes nothing"
     reference = fact.provider_reference or payment.provider_reference
     deps.marketplace.record_failure(str(payment.id), reference, fact.reason, cause)
-    try:
-        if deps.sessions.get(payment.session_id)["status"] == SESSION_AWAITING_ACTION:
-            deps.sessions.update(payment.session_id, status=SESSION_OPEN)
-    except (CheckoutSessionExpiredError, CheckoutSessionNotFoundError):
-        pass
+    reopen_session(deps, payment)
     return APPLIED, None
 
 
