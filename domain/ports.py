@@ -151,6 +151,7 @@ class DisputeReported:
     status: str
     funds: str  # domain.payment.DISPUTE_FUNDS_*
     closed: bool
+    appealed: bool = False  # a lost dispute the merchant appealed: it is open again
 
 
 @dataclass(frozen=True)
