@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import click
@@ -9,6 +10,9 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from app.auth import ROLES, create_key
+from app.exit_codes import COULD_NOT_RUN, FINDING, guard
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: nocover
     from click._termui_impl import ProgressBar
@@ -41,10 +45,8 @@ def init_db_command() -> None:
 
 
 def init_app(app: Flask) -> None:
-    app.cli.add_command(keys)
-    app.cli.add_command(db)
-    init_read_side(app)
-    app.cli.add_command(reconcile_command)
+    for command in (keys, db, projections_group, settle_command, audit_group, reconcile_command):
+        app.cli.add_command(guard(command))
 
 
 # ---- read side, workers, settlement -------------------------------------------------
@@ -75,10 +77,16 @@ def projections_status_command() -> None:
 
 @projections_group.command("rebuild")
 @click.argument("name", required=False)
-def projections_rebuild_command(name: str | None) -> None:
+@click.option(
+    "--accept-new-chain",
+    is_flag=True,
+    help="Replace the audit log's stored hash chain even where the recomputed one differs.",
+)
+def projections_rebuild_command(name: str | None, accept_new_chain: bool) -> None:
     """Rebuild one read model (or all, in one pass over the log) into fresh tables and swap them in;
-    readers see the old rows until it commits."""
-    from projections.runner import PROJECTIONS, rebuild
+    readers see the old rows until it commits. The audit log's hash chain is never replaced by a
+    different one unless --accept-new-chain (exit 1, nothing changed)."""
+    from projections.runner import PROJECTIONS, ChainRewriteRefused, rebuild
 
     container = current_app.extensions["tally"]
     if name is not None and name not in PROJECTIONS:
@@ -86,9 +94,17 @@ def projections_rebuild_command(name: str | None) -> None:
     head = container.marketplace.recorder.max_notification_id() or 0
     names = [name] if name else list(PROJECTIONS)
     with click.progressbar(length=head, label=f"rebuilding {', '.join(names)}") as bar:
-        read = rebuild(
-            [PROJECTIONS[n]() for n in names], container.marketplace, container.engine, progress=bar.update
-        )
+        try:
+            read = rebuild(
+                [PROJECTIONS[n]() for n in names],
+                container.marketplace,
+                container.engine,
+                progress=bar.update,
+                accept_new_chain=accept_new_chain,
+            )
+        except ChainRewriteRefused as exc:
+            click.echo(f"\nrefused: {exc}", err=True)
+            raise SystemExit(1) from None
     for rebuilt in names:
         click.echo(f"{rebuilt}: rebuilt from {read} events")
 
@@ -114,17 +130,23 @@ def settle_command(period: str) -> None:
     }
     sellers = sellers_due(container, end)
     ids: list[str] = []
+    unpaid: list[str] = []
     with click.progressbar(sellers, label=f"settling {start} .. {end}") as bar:
         for seller_id in bar:
             settlements, _ = settle_seller(container, seller_id, start, end, cause)
             ids.extend(str(s.id) for s in settlements)
+            unpaid.extend(
+                f"{s.id} ({s.seller_id}, {s.total_payout_amount} {s.currency}): "
+                f"{s.status} {s.failure_reason or ''}".rstrip()
+                for s in settlements
+                if s.status != "paid"
+            )
     click.echo(f"{len(sellers)} sellers, {len(ids)} settlements")
-
-
-def init_read_side(app: Flask) -> None:
-    app.cli.add_command(projections_group)
-    app.cli.add_command(settle_command)
-    app.cli.add_command(audit_group)
+    if unpaid:
+        for line in unpaid:
+            log.error("settlement not paid: %s", line)
+            click.echo(f"NOT PAID: {line}", err=True)
+        raise SystemExit(FINDING)
 
 
 audit_group = AppGroup("audit", help="Replay the books and check them.")
@@ -168,7 +190,8 @@ def audit_verify_command() -> None:
     click.echo(f"BREACH: {len(report.breaches)} problem(s) found:", err=True)
     for breach in report.breaches:
         click.echo(f"  - {breach}", err=True)
-    raise SystemExit(1)
+    log.error("audit verify found %d breach(es); the first: %s", len(report.breaches), report.breaches[0])
+    raise SystemExit(FINDING)
 
 
 @audit_group.command("settlement")
@@ -232,8 +255,8 @@ def reconcile_command(since: str | None, repair: bool) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except ProviderUnavailableError as exc:
-        click.echo(f"Stripe is unavailable ({exc}); nothing was compared.", err=True)
-        raise SystemExit(2) from None
+        click.echo(f"could not run: Stripe is unavailable ({exc}); nothing was compared.", err=True)
+        raise SystemExit(COULD_NOT_RUN) from None
     click.echo(f"window: since {start.isoformat()}")
     for what, count in report.checked.items():
         click.echo(f"checked {count:>8} {what.replace('_', ' ')}")
