@@ -11,6 +11,7 @@ changed.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -55,6 +56,7 @@ def _has_app_tables(connection: Connection) -> bool:
 
 def prepare(engine: Engine) -> None:
     """On every process's first use: create an empty database at head, refuse one that is behind."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # a stamp on every new database is no news
     with engine.begin() as conn:
         current = current_revision(conn)
         if current is None and not _has_app_tables(conn):
