@@ -91,7 +91,21 @@ class Settings:
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
         )
         _ = settings.database  # parse DATABASE_URL now: a bad one fails at start-up
+        settings.check_provider()
         return settings
+
+    def check_provider(self) -> None:
+        """The configured provider's settings, present and well-formed, before anything is served."""
+        if self.payment_provider != "stripe":
+            return
+        if not self.stripe_api_key or not self.stripe_api_key.startswith(("sk_", "rk_")):
+            raise SettingsError(
+                "PAYMENT_PROVIDER=stripe needs STRIPE_API_KEY, a secret (sk_…) or restricted (rk_…) key"
+            )
+        if not self.stripe_webhook_secret or not self.stripe_webhook_secret.startswith("whsec_"):
+            raise SettingsError(
+                "PAYMENT_PROVIDER=stripe needs STRIPE_WEBHOOK_SECRET, the endpoint's whsec_… secret"
+            )
 
     def replace(self, **changes: Any) -> Settings:
         return replace(self, **changes)
