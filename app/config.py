@@ -57,6 +57,7 @@ class Settings:
     max_content_length: int = 1_000_000
     log_level: str = "INFO"
     log_format: str = "json"  # json | text
+    sentry_dsn: str | None = field(default=None, repr=False)
     key_prefix: str = "tally"
     smtp_url: str | None = field(default=None, repr=False)
     mail_from: str = "tally@localhost"
@@ -86,6 +87,7 @@ class Settings:
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1_000_000, 1024, 100_000_000),
             log_level=env.get("LOG_LEVEL", "INFO") or "INFO",
             log_format=_choice(env, "LOG_FORMAT", "json", ("json", "text")),
+            sentry_dsn=env.get("SENTRY_DSN") or None,
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",
             smtp_url=env.get("SMTP_URL") or None,
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
