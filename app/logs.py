@@ -104,7 +104,8 @@ try:  # pragma: nocover - only where gunicorn runs the app
 
         def setup(self, cfg: Any) -> None:
             super().setup(cfg)
-            for handler in self.access_log.handlers:
+            for handler in (*self.access_log.handlers, *self.error_log.handlers):
                 handler.setFormatter(formatter("json"))
+                handler.addFilter(RequestIdFilter())
 except ImportError:  # pragma: nocover
     pass
