@@ -30,6 +30,7 @@ def allocation(subtotal: int = 10, fee_bps: int = 1000, fee: int = 1) -> Allocat
         payout_amount=subtotal - fee,
         items=[],
         cause=CAUSE,
+        granularity=1,
     )
 
 
