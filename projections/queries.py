@@ -11,6 +11,7 @@ from sqlalchemy import Column, Select, and_, case, desc, func, select
 from sqlalchemy.engine import Engine, Row
 
 from domain.allocation import PENDING
+from domain.fulfilment import with_fulfilment
 from domain.order import order_document
 from projections.tables import (
     adjustments_view,
@@ -48,10 +49,21 @@ def rfc3339(moment: datetime | str | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def stamped(part: dict[str, Any]) -> dict[str, Any]:
+    """A part's fulfilment timestamps (stored as ISO 8601) in the API's RFC 3339 style."""
+    part["delivered_at"] = rfc3339(part.get("delivered_at"))
+    part["cancelled_at"] = rfc3339(part.get("cancelled_at"))
+    for shipment in part.get("shipments", []):
+        shipment["shipped_at"] = rfc3339(shipment.get("shipped_at"))
+    return part
+
+
 def _order(document: str) -> dict[str, Any]:
     state = json.loads(document)
-    order = order_document(state["placed"], state["refunds"])
+    order = with_fulfilment(order_document(state["placed"], state["refunds"]), state.get("parts", {}))
     order["created_at"] = rfc3339(order["created_at"])
+    for seller in order["sellers"]:
+        stamped(seller)
     return order
 
 

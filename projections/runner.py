@@ -26,6 +26,7 @@ from projections.invoices import InvoicesProjection
 from projections.notifications import NotificationsProjection
 from projections.orders import OrdersProjection
 from projections.payouts import PayoutsProjection
+from projections.seller_orders import SellerOrdersProjection
 from projections.settlements import SettlementsProjection
 from projections.shadow import Shadow
 from projections.tables import projection_positions
@@ -42,6 +43,7 @@ PROJECTIONS: dict[str, type[Projection]] = {
         SettlementsProjection,
         InvoicesProjection,
         NotificationsProjection,
+        SellerOrdersProjection,
         AuditLogProjection,
     )
 }

@@ -121,6 +121,21 @@ notifications_view = Table(
     Index("ix_notifications_view_seller", "seller_id", "created_at"),
 )
 
+seller_orders_view = Table(
+    "seller_orders_view",
+    metadata,
+    Column("allocation_id", String(36), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("order_id", String(36), nullable=False),
+    Column("fulfillment_status", String(16), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("position", BigInteger, nullable=False),  # the order's: the list's keyset
+    Column("document", Text, nullable=False),
+    Index("ix_seller_orders_view_seller", "seller_id", "position"),
+    Index("ix_seller_orders_view_status", "seller_id", "fulfillment_status", "position"),
+)
+
 # Tables each projection owns (rebuild deletes exactly these).
 OWNED_TABLES = {
     "orders": [orders_view],
@@ -128,6 +143,7 @@ OWNED_TABLES = {
     "settlements": [settlements_view],
     "invoices": [invoices_view, invoice_counters],
     "notifications": [notifications_view],
+    "seller_orders": [seller_orders_view],
 }
 
 audit_log = Table(
