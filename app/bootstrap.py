@@ -29,6 +29,7 @@ from app.commands.notifications import deliver_notifications
 from app.commands.settlement_runs import execute_settlement_run
 from app.commands.verification import execute_verification
 from app.config import Settings
+from domain.payable import PayableRule
 from domain.ports import Mailer, PaymentGateway
 from domain.services import Marketplace
 
@@ -153,6 +154,7 @@ class Container:
                 checkout_session_ttl_seconds=settings.checkout_session_ttl_seconds,
                 reverse_payouts_on_refund=settings.payment_provider == "stripe"
                 and settings.stripe_refunds_of_paid_out == "reverse_transfer",
+                payable=PayableRule(settings.settle_after, settings.settlement_hold_days),
             ),
         )
 
@@ -180,7 +182,7 @@ class Container:
 
     @property
     def auditor(self) -> SqlAuditor:
-        return self._get("auditor", lambda: SqlAuditor(self.marketplace, self.engine))
+        return self._get("auditor", lambda: SqlAuditor(self.marketplace, self.engine, self.policy.payable))
 
     def close(self) -> None:
         """Close what this process built."""

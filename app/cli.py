@@ -157,7 +157,7 @@ def audit_verify_command() -> None:
             bar.__enter__()
         bar.update(n)
 
-    report = verify(app_, container.engine, progress=progress)
+    report = verify(app_, container.engine, progress=progress, payable=container.policy.payable)
     for bar in bars.values():
         bar.__exit__(None, None, None)
     for what, count in report.checked.items():

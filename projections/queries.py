@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Select, and_, case, desc, func, select
+from sqlalchemy import Column, Select, and_, case, desc, func, or_, select
 from sqlalchemy.engine import Engine, Row
 
 from domain.allocation import PENDING
-from domain.fulfilment import with_fulfilment
+from domain.fulfilment import CANCELLED, PLACED, with_fulfilment
 from domain.order import order_document
+from domain.payable import PayableRule
 from projections.tables import (
     adjustments_view,
     allocations_view,
@@ -20,6 +21,7 @@ from projections.tables import (
     invoices_view,
     notifications_view,
     orders_view,
+    seller_orders_view,
     settlements_view,
 )
 
@@ -86,6 +88,10 @@ def list_customer_orders(engine: Engine, customer_id: str, limit: int = 100) -> 
         return [_order(document) for document in rows]
 
 
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment  # SQLite: naive UTC
+
+
 def _allocation(row: Any) -> dict[str, Any]:
     return {
         "allocation_id": row.allocation_id,
@@ -99,12 +105,28 @@ def _allocation(row: Any) -> dict[str, Any]:
     }
 
 
-def get_seller_payouts(engine: Engine, seller_id: str) -> dict[str, Any]:
-    """Unsettled allocations net of refunds, carried adjustments, and the balance per currency."""
+def get_seller_payouts(
+    engine: Engine, seller_id: str, payable: PayableRule | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """Unsettled allocations net of refunds (cancelled parts are never paid out), each with its
+    ``payable_at`` under ``payable``, carried adjustments, and per currency what the next
+    settlement would pay (``pending_payout_amount``) and what waits to become payable (``held``)."""
+    rule = payable or PayableRule()
+    moment = now or datetime.now(UTC)
+    parts = seller_orders_view
     with engine.connect() as conn:
         pending = conn.execute(
-            select(allocations_view)
-            .where(and_(allocations_view.c.seller_id == seller_id, allocations_view.c.status == PENDING))
+            select(allocations_view, parts.c.fulfillment_status, parts.c.delivered_at)
+            .select_from(
+                allocations_view.outerjoin(parts, parts.c.allocation_id == allocations_view.c.allocation_id)
+            )
+            .where(
+                and_(
+                    allocations_view.c.seller_id == seller_id,
+                    allocations_view.c.status == PENDING,
+                    or_(parts.c.fulfillment_status.is_(None), parts.c.fulfillment_status != CANCELLED),
+                )
+            )
             .order_by(allocations_view.c.created_at, allocations_view.c.allocation_id)
         ).all()
         adjustments = conn.execute(
@@ -115,16 +137,32 @@ def get_seller_payouts(engine: Engine, seller_id: str) -> dict[str, Any]:
             .order_by(adjustments_view.c.created_at)
         ).all()
     balances: dict[str, int] = {}
+    held: dict[str, int] = {}
+    listed = []
     for row in pending:
-        balances[row.currency] = (
-            balances.get(row.currency, 0) + row.payout_amount - row.payout_reversed_amount
+        delivered_at = None if row.delivered_at is None else _utc(row.delivered_at)
+        payable_at = rule.payable_at(_utc(row.created_at), row.fulfillment_status, delivered_at)
+        owed = held if payable_at is None or payable_at > moment else balances
+        owed[row.currency] = owed.get(row.currency, 0) + row.payout_amount - row.payout_reversed_amount
+        balances.setdefault(row.currency, 0)
+        listed.append(
+            {
+                **_allocation(row),
+                "fulfillment_status": row.fulfillment_status or PLACED,
+                "payable_at": rfc3339(payable_at),
+            }
         )
     for row in adjustments:
         balances[row.currency] = balances.get(row.currency, 0) + row.amount
     return {
         "seller_id": seller_id,
-        "balances": [{"currency": c, "pending_payout_amount": balances[c]} for c in sorted(balances)],
-        "pending": [_allocation(row) for row in pending],
+        # held_payout_amount only where something waits (SETTLE_AFTER, SETTLEMENT_HOLD_DAYS)
+        "balances": [
+            {"currency": c, "pending_payout_amount": balances[c]}
+            | ({"held_payout_amount": held[c]} if held.get(c) else {})
+            for c in sorted(balances)
+        ],
+        "pending": listed,
         "adjustments": [
             {
                 "allocation_id": row.allocation_id,
@@ -228,12 +266,32 @@ def list_notifications(
     ]
 
 
-def unsettled_for_seller(engine: Engine, seller_id: str, before: datetime) -> dict[str, dict[str, list]]:
-    """Candidates for settlement per currency: pending allocation ids and open adjustments."""
+def unsettled_for_seller(
+    engine: Engine,
+    seller_id: str,
+    before: datetime,
+    payable: PayableRule | None = None,
+    now: datetime | None = None,
+) -> dict[str, dict[str, list]]:
+    """Candidates for settlement per currency: pending allocation ids payable by ``now`` under
+    ``payable`` (default: once placed; never cancelled), and open adjustments."""
+    rule = payable or PayableRule()
+    moment = now or datetime.now(UTC)
     out: dict[str, dict[str, list]] = {}
+    parts = seller_orders_view
     with engine.connect() as conn:
         for allocation in conn.execute(
-            select(allocations_view.c.allocation_id, allocations_view.c.currency).where(
+            select(
+                allocations_view.c.allocation_id,
+                allocations_view.c.currency,
+                allocations_view.c.created_at,
+                parts.c.fulfillment_status,
+                parts.c.delivered_at,
+            )
+            .select_from(
+                allocations_view.outerjoin(parts, parts.c.allocation_id == allocations_view.c.allocation_id)
+            )
+            .where(
                 and_(
                     allocations_view.c.seller_id == seller_id,
                     allocations_view.c.status == PENDING,
@@ -241,6 +299,13 @@ def unsettled_for_seller(engine: Engine, seller_id: str, before: datetime) -> di
                 )
             )
         ):
+            at = rule.payable_at(
+                _utc(allocation.created_at),
+                allocation.fulfillment_status,
+                None if allocation.delivered_at is None else _utc(allocation.delivered_at),
+            )
+            if at is None or at > moment:
+                continue
             out.setdefault(allocation.currency, {"allocations": [], "adjustments": []})["allocations"].append(
                 allocation.allocation_id
             )

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from app.audit import verify
+from domain.payable import PayableRule
 from domain.services import Marketplace
 from projections import queries
 from projections.runner import PROJECTIONS, catch_up
@@ -24,8 +25,14 @@ class SqlReadModels:
         for name in names or tuple(PROJECTIONS):
             catch_up(PROJECTIONS[name](), self.marketplace, self.engine)
 
-    def unsettled_for_seller(self, seller_id: str, before: datetime) -> dict[str, dict[str, list[Any]]]:
-        return queries.unsettled_for_seller(self.engine, seller_id, before)
+    def unsettled_for_seller(
+        self,
+        seller_id: str,
+        before: datetime,
+        payable: PayableRule | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, dict[str, list[Any]]]:
+        return queries.unsettled_for_seller(self.engine, seller_id, before, payable, now)
 
     def seller_currencies(self, seller_id: str) -> list[str]:
         return queries.seller_currencies(self.engine, seller_id)
@@ -49,13 +56,14 @@ class SqlReadModels:
 class SqlAuditor:
     """``audit verify`` over the event store and the read models, after the audit log caught up."""
 
-    def __init__(self, marketplace: Marketplace, engine: Engine) -> None:
+    def __init__(self, marketplace: Marketplace, engine: Engine, payable: PayableRule | None = None) -> None:
         self.marketplace = marketplace
         self.engine = engine
+        self.payable = payable
 
     def verify(self) -> dict[str, Any]:
         catch_up(PROJECTIONS["audit_log"](), self.marketplace, self.engine)
-        report = verify(self.marketplace, self.engine)
+        report = verify(self.marketplace, self.engine, payable=self.payable)
         return {
             "head_position": report.head[0],
             "head_hash": report.head[1],

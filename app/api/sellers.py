@@ -43,7 +43,8 @@ def list_customer_orders(customer_id: str) -> Response:
 def get_payouts(seller_id: str) -> Response:
     """Unsettled allocations (net of refunds) and what the next settlement would pay per currency."""
     check_subject("seller", seller_id)
-    return json_response(queries.get_seller_payouts(tally().engine, seller_id))
+    container = tally()
+    return json_response(queries.get_seller_payouts(container.engine, seller_id, container.policy.payable))
 
 
 @bp.route("/sellers/<seller_id>/settlements")

@@ -16,6 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from app.audit import limits
 from app.audit.books_paged import PagedBooks
 from app.audit.chain import ChainCheck, SqlChainCheck, iter_audit_rows
+from app.audit.payable import PayableCheck
 from app.audit.report import Report, unreplayable
 from projections.base import RowWriter, paused_gc
 from projections.runner import PROJECTIONS, apply_notifications, catch_up, read_batches
@@ -26,11 +27,17 @@ if TYPE_CHECKING:  # pragma: nocover
     from sqlalchemy.engine import Connection, Engine
 
     from app.audit.chain import Link
+    from domain.payable import PayableRule
     from domain.services import Marketplace
     from domain.settlement import Settlement
 
 
-def verify(app: Marketplace, engine: Engine, progress: Callable[[str, int], None] | None = None) -> Report:
+def verify(
+    app: Marketplace,
+    engine: Engine,
+    progress: Callable[[str, int], None] | None = None,
+    payable: PayableRule | None = None,
+) -> Report:
     """Replay the whole log once, in one transaction that is rolled back at the end.
 
     The transaction reads one snapshot (REPEATABLE READ on PostgreSQL) of every read model and
@@ -42,9 +49,11 @@ def verify(app: Marketplace, engine: Engine, progress: Callable[[str, int], None
     head in the snapshot is checked meanwhile: by PostgreSQL in one statement on a second
     connection (:class:`SqlChainCheck`, on the other core), or on SQLite by :class:`ChainCheck`
     fed the same batches. Its breaches come first in the report: they name the cause of the rest.
+    (4) With ``payable`` (the settings' rule), no settlement took a part before it was payable.
     Progress: ``progress("replay", events)`` per batch, ``progress("compare", 1)`` per table.
     """
     report = Report()
+    payable_check = PayableCheck(payable) if payable is not None else None
     projections = [cls() for name, cls in sorted(PROJECTIONS.items()) if name != "audit_log"]
     with paused_gc(), ThreadPoolExecutor(max_workers=1) as pool, engine.connect() as conn:
         postgres = conn.dialect.name == "postgresql"
@@ -71,7 +80,7 @@ def verify(app: Marketplace, engine: Engine, progress: Callable[[str, int], None
                 chain_check = ChainCheck(iter_audit_rows(conn, report.head[0]), audit_stop)
                 finish_chain = chain_check.finish
             try:
-                _replay(app, conn, projections, positions, head, chain_check, report, progress)
+                _replay(app, conn, projections, positions, head, chain_check, report, progress, payable_check)
                 links, chained = finish_chain()
             except BaseException:
                 if chain_sql is not None:
@@ -83,6 +92,8 @@ def verify(app: Marketplace, engine: Engine, progress: Callable[[str, int], None
     ]
     report.checked = {"chained events": chained, **report.checked}
     report.checked["events"] = head
+    if payable_check is not None:
+        report.checked["settled parts payable"] = payable_check.checked
     return report
 
 
@@ -105,6 +116,7 @@ def _replay(
     chain_check: ChainCheck | None,
     report: Report,
     progress: Callable[[str, int], None] | None,
+    payable_check: PayableCheck | None = None,
 ) -> None:
     """verify's pass over the log (and, at the end, its comparisons), on its transaction."""
     books = PagedBooks(conn)
@@ -137,6 +149,8 @@ def _replay(
         for event in decoded.values():
             try:
                 books.fold(event, report)
+                if payable_check is not None:
+                    payable_check.feed(event, report)
             except Exception as error:  # noqa: BLE001  one that an edited or missing event breaks
                 unreplayable(
                     report, event.originator_id, event.originator_version, type(event).__qualname__, error

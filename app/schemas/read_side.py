@@ -16,6 +16,7 @@ class OrderListSchema(Schema):
 class BalanceSchema(Schema):
     currency = fields.String(required=True)
     pending_payout_amount = Amount(required=True)
+    held_payout_amount = Amount(metadata={"description": "Owed but not yet payable (SETTLE_AFTER, hold)"})
 
 
 class PendingAllocationSchema(Schema):
@@ -27,6 +28,8 @@ class PendingAllocationSchema(Schema):
     payout_amount = Amount(required=True)
     status = fields.String(required=True)
     created_at = fields.String(required=True)
+    fulfillment_status = fields.String()
+    payable_at = fields.String(allow_none=True, metadata={"description": "null while not yet delivered"})
 
 
 class AdjustmentSchema(Schema):
