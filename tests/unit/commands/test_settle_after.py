@@ -101,4 +101,3 @@ def test_by_default_a_part_is_payable_once_placed(deps: FakeDeps) -> None:
     [pending] = payouts(deps, "s-2")["pending"]
     assert pending["payable_at"] == pending["created_at"]
     assert settled_ids(deps, "s-2") == [order.sellers[1]["allocation_id"]]
-
