@@ -60,6 +60,11 @@ def stamped(part: dict[str, Any]) -> dict[str, Any]:
     return part
 
 
+def order_of(document: str) -> dict[str, Any]:
+    """An orders_view document as the API shows the order."""
+    return _order(document)
+
+
 def _order(document: str) -> dict[str, Any]:
     state = json.loads(document)
     order = with_fulfilment(order_document(state["placed"], state["refunds"]), state.get("parts", {}))
@@ -215,6 +220,11 @@ def get_settlements(engine: Engine, settlement_ids: list[str]) -> list[dict[str,
         ).all()
     by_id = {row.settlement_id: settlement_view(row) for row in rows}
     return [by_id[sid] for sid in settlement_ids if sid in by_id]
+
+
+def invoice_of(document: str) -> dict[str, Any]:
+    """An invoices_view document as the API shows the invoice."""
+    return _invoice(document)
 
 
 def _invoice(document: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ orders_view = Table(
     Column("position", BigInteger, nullable=False),
     Column("document", Text, nullable=False),
     Index("ix_orders_view_customer", "customer_id", "created_at"),
+    Index("ix_orders_view_customer_position", "customer_id", "position"),
 )
 
 allocations_view = Table(

@@ -11,6 +11,8 @@ from app.schemas.common import Amount, StrictSchema
 
 class OrderListSchema(Schema):
     orders = fields.List(fields.Nested(OrderSchema), required=True)
+    has_more = fields.Boolean()
+    next_after = fields.String(allow_none=True)
 
 
 class BalanceSchema(Schema):
@@ -69,6 +71,8 @@ class SettlementSchema(Schema):
 
 class SettlementListSchema(Schema):
     settlements = fields.List(fields.Nested(SettlementSchema), required=True)
+    has_more = fields.Boolean()
+    next_after = fields.String(allow_none=True)
 
 
 class PeriodQuerySchema(StrictSchema):
@@ -116,6 +120,8 @@ class InvoiceSchema(Schema):
 
 class InvoiceListSchema(Schema):
     invoices = fields.List(fields.Nested(InvoiceSchema), required=True)
+    has_more = fields.Boolean()
+    next_after = fields.String(allow_none=True)
 
 
 class NotificationSchema(Schema):
@@ -128,3 +134,20 @@ class NotificationSchema(Schema):
 
 class NotificationListSchema(Schema):
     notifications = fields.List(fields.Nested(NotificationSchema), required=True)
+
+
+class PageQuerySchema(StrictSchema):
+    """``limit`` (1-1000) items after ``after``: the ``next_after`` of the previous page."""
+
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    after = fields.String(
+        validate=validate.Regexp(r"^[0-9]{1,18}$", error="Not a cursor of this list."),
+        metadata={"description": "The next_after of the previous page (opaque)"},
+    )
+
+
+class SettlementPageQuerySchema(PageQuerySchema):
+    after = fields.String(
+        validate=validate.Regexp(r"^[0-9]{1,18}\.[0-9a-f-]{0,36}$", error="Not a cursor of this list."),
+        metadata={"description": "The next_after of the previous page (opaque)"},
+    )
