@@ -24,6 +24,7 @@ from app.adapters.queue import InlineJobs, RqJobs
 from app.adapters.read_models import SqlAuditor, SqlReadModels
 from app.adapters.records import SqlRecords
 from app.adapters.tables import metadata
+from app.audit.fees import FeeRule
 from app.commands.deps import Policy
 from app.commands.notifications import deliver_notifications
 from app.commands.settlement_runs import execute_settlement_run
@@ -182,7 +183,15 @@ class Container:
 
     @property
     def auditor(self) -> SqlAuditor:
-        return self._get("auditor", lambda: SqlAuditor(self.marketplace, self.engine, self.policy.payable))
+        return self._get(
+            "auditor",
+            lambda: SqlAuditor(
+                self.marketplace,
+                self.engine,
+                self.policy.payable,
+                FeeRule(self.policy.platform_fee_bps, self.policy.checkout_session_ttl_seconds),
+            ),
+        )
 
     def close(self) -> None:
         """Close what this process built."""

@@ -134,6 +134,7 @@ audit_group = AppGroup("audit", help="Replay the books and check them.")
 def audit_verify_command() -> None:
     """Check the hash chain, every money invariant and every read model; exit 1 on any breach."""
     from app.audit import verify
+    from app.audit.fees import FeeRule
     from projections.runner import PROJECTIONS, catch_up
 
     container = current_app.extensions["tally"]
@@ -157,7 +158,9 @@ def audit_verify_command() -> None:
             bar.__enter__()
         bar.update(n)
 
-    report = verify(app_, container.engine, progress=progress, payable=container.policy.payable)
+    policy = container.policy
+    fees = FeeRule(policy.platform_fee_bps, policy.checkout_session_ttl_seconds)
+    report = verify(app_, container.engine, progress=progress, payable=policy.payable, fees=fees)
     for bar in bars.values():
         bar.__exit__(None, None, None)
     for what, count in report.checked.items():

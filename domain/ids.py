@@ -89,3 +89,8 @@ def cancellation_refund_key(allocation_id: str) -> str:
     """The refund key of a part's cancellation: a part is cancelled once, so a retried cancel
     (after a crash, from anyone) makes and records the same refund, never a second one."""
     return f"cancellation/{allocation_id}"
+
+
+def seller_fee_id(seller_id: str) -> UUID:
+    """The one fee-rate history a seller has."""
+    return uuid5(NAMESPACE, f"seller-fee/{seller_id}")

@@ -58,8 +58,14 @@ class Quote:
         }
 
 
-def quote(currency: str, items: Iterable[Mapping[str, Any]], fee_bps: int) -> Quote:
-    """Price a cart: group items by seller (in order of first appearance) and split each subtotal."""
+def quote(
+    currency: str,
+    items: Iterable[Mapping[str, Any]],
+    fee_bps: int,
+    seller_fee_bps: Mapping[str, int] | None = None,
+) -> Quote:
+    """Price a cart: group items by seller (in order of first appearance) and split each subtotal,
+    at the seller's own rate where ``seller_fee_bps`` has one, else at ``fee_bps``."""
     check_currency(currency)
     by_seller: dict[str, list[dict[str, Any]]] = {}
     for item in items:
@@ -83,8 +89,9 @@ def quote(currency: str, items: Iterable[Mapping[str, Any]], fee_bps: int) -> Qu
         subtotal = sum(line["total_amount"] for line in lines)
         if subtotal > MAX_TOTAL_AMOUNT:
             raise InvalidCheckoutError(f"total exceeds {MAX_TOTAL_AMOUNT} minor units")
-        fee, payout = split_fee(subtotal, fee_bps)
-        sellers.append(SellerQuote(seller_id, subtotal, fee_bps, fee, payout, tuple(lines)))
+        rate = fee_bps if seller_fee_bps is None else seller_fee_bps.get(seller_id, fee_bps)
+        fee, payout = split_fee(subtotal, rate)
+        sellers.append(SellerQuote(seller_id, subtotal, rate, fee, payout, tuple(lines)))
     result = Quote(currency, tuple(sellers))
     if result.total_amount > MAX_TOTAL_AMOUNT:
         raise InvalidCheckoutError(f"total exceeds {MAX_TOTAL_AMOUNT} minor units")

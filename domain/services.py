@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from domain.ids import allocation_id
 from domain.marketplace.checkout import CheckoutTransactions
+from domain.marketplace.fees import FeeTransactions
 from domain.marketplace.fulfilment import FulfilmentTransactions
 from domain.marketplace.operations import OperationsTransactions
 from domain.marketplace.refunds import RefundTransactions
@@ -19,6 +20,7 @@ class Marketplace(
     SettlementTransactions,
     OperationsTransactions,
     FulfilmentTransactions,
+    FeeTransactions,
 ):
     """Payments, orders and the sellers' allocations of a multi-seller marketplace."""
 

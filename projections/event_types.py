@@ -14,10 +14,11 @@ from domain.allocation import Allocation
 from domain.fulfilment import Fulfilment
 from domain.order import Order
 from domain.payment import Payment
+from domain.seller_fee import SellerFee
 from domain.settlement import Settlement
 
 AGGREGATES: dict[str, type[Any]] = {
-    cls.__name__: cls for cls in (Payment, Order, Allocation, Settlement, Fulfilment)
+    cls.__name__: cls for cls in (Payment, Order, Allocation, Settlement, Fulfilment, SellerFee)
 }
 
 H = TypeVar("H", bound=Callable[..., Any])

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from app.audit import verify
+from app.audit.fees import FeeRule
 from domain.payable import PayableRule
 from domain.services import Marketplace
 from projections import queries
@@ -56,14 +57,21 @@ class SqlReadModels:
 class SqlAuditor:
     """``audit verify`` over the event store and the read models, after the audit log caught up."""
 
-    def __init__(self, marketplace: Marketplace, engine: Engine, payable: PayableRule | None = None) -> None:
+    def __init__(
+        self,
+        marketplace: Marketplace,
+        engine: Engine,
+        payable: PayableRule | None = None,
+        fees: FeeRule | None = None,
+    ) -> None:
         self.marketplace = marketplace
         self.engine = engine
         self.payable = payable
+        self.fees = fees
 
     def verify(self) -> dict[str, Any]:
         catch_up(PROJECTIONS["audit_log"](), self.marketplace, self.engine)
-        report = verify(self.marketplace, self.engine, payable=self.payable)
+        report = verify(self.marketplace, self.engine, payable=self.payable, fees=self.fees)
         return {
             "head_position": report.head[0],
             "head_hash": report.head[1],

@@ -16,6 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from app.audit import limits
 from app.audit.books_paged import PagedBooks
 from app.audit.chain import ChainCheck, SqlChainCheck, iter_audit_rows
+from app.audit.fees import FeeCheck, FeeRule
 from app.audit.payable import PayableCheck
 from app.audit.report import Report, unreplayable
 from projections.base import RowWriter, paused_gc
@@ -37,6 +38,7 @@ def verify(
     engine: Engine,
     progress: Callable[[str, int], None] | None = None,
     payable: PayableRule | None = None,
+    fees: FeeRule | None = None,
 ) -> Report:
     """Replay the whole log once, in one transaction that is rolled back at the end.
 
@@ -49,11 +51,14 @@ def verify(
     head in the snapshot is checked meanwhile: by PostgreSQL in one statement on a second
     connection (:class:`SqlChainCheck`, on the other core), or on SQLite by :class:`ChainCheck`
     fed the same batches. Its breaches come first in the report: they name the cause of the rest.
-    (4) With ``payable`` (the settings' rule), no settlement took a part before it was payable.
+    (4) With ``payable`` (the settings' rule), no settlement took a part before it was payable;
+    with ``fees``, every allocation's rate was in force for its seller (app.audit.fees).
     Progress: ``progress("replay", events)`` per batch, ``progress("compare", 1)`` per table.
     """
     report = Report()
     payable_check = PayableCheck(payable) if payable is not None else None
+    fee_check = FeeCheck(fees) if fees is not None else None
+    checks = [check for check in (payable_check, fee_check) if check is not None]
     projections = [cls() for name, cls in sorted(PROJECTIONS.items()) if name != "audit_log"]
     with paused_gc(), ThreadPoolExecutor(max_workers=1) as pool, engine.connect() as conn:
         postgres = conn.dialect.name == "postgresql"
@@ -80,7 +85,7 @@ def verify(
                 chain_check = ChainCheck(iter_audit_rows(conn, report.head[0]), audit_stop)
                 finish_chain = chain_check.finish
             try:
-                _replay(app, conn, projections, positions, head, chain_check, report, progress, payable_check)
+                _replay(app, conn, projections, positions, head, chain_check, report, progress, checks)
                 links, chained = finish_chain()
             except BaseException:
                 if chain_sql is not None:
@@ -94,6 +99,8 @@ def verify(
     report.checked["events"] = head
     if payable_check is not None:
         report.checked["settled parts payable"] = payable_check.checked
+    if fee_check is not None:
+        report.checked["allocation fee rates"] = fee_check.checked
     return report
 
 
@@ -116,7 +123,7 @@ def _replay(
     chain_check: ChainCheck | None,
     report: Report,
     progress: Callable[[str, int], None] | None,
-    payable_check: PayableCheck | None = None,
+    checks: list[PayableCheck | FeeCheck] | None = None,
 ) -> None:
     """verify's pass over the log (and, at the end, its comparisons), on its transaction."""
     books = PagedBooks(conn)
@@ -149,8 +156,8 @@ def _replay(
         for event in decoded.values():
             try:
                 books.fold(event, report)
-                if payable_check is not None:
-                    payable_check.feed(event, report)
+                for check in checks or ():
+                    check.feed(event, report)
             except Exception as error:  # noqa: BLE001  one that an edited or missing event breaks
                 unreplayable(
                     report, event.originator_id, event.originator_version, type(event).__qualname__, error

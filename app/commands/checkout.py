@@ -43,7 +43,8 @@ def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:
     configured provider cannot charge is refused here, before anyone tries to pay."""
     policy = deps.policy
     rule = deps.gateway.currency_rule(data["currency"])
-    priced = quote(data["currency"], data["items"], policy.platform_fee_bps)
+    rates = deps.marketplace.fee_rates(item["seller_id"] for item in data["items"])
+    priced = quote(data["currency"], data["items"], policy.platform_fee_bps, rates)
     if priced.total_amount < rule.minimum:
         raise CurrencyNotChargeableError(
             f"the payment provider charges at least {rule.minimum} {rule.currency} minor units; "
