@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Select, and_, desc, or_, select
 from sqlalchemy.engine import Engine, Row
 
-from projections.tables import invoices_view, orders_view, settlements_view
+from projections.tables import credit_notes_view, invoices_view, orders_view, settlements_view
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -105,3 +105,36 @@ def seller_invoices(
     )
     page, more, next_after = page_of(rows, limit, after, lambda row: str(row.number))
     return {"invoices": [present(row.document) for row in page], "has_more": more, "next_after": next_after}
+
+
+def seller_credit_notes(
+    engine: Engine, seller_id: str, limit: int, after: str | None, present: Callable[[str], dict[str, Any]]
+) -> dict[str, Any]:
+    """Highest number first, keyed on the number (unique per seller)."""
+    table = credit_notes_view
+    where = [table.c.seller_id == seller_id]
+    if after is not None:
+        where.append(table.c.number < int(after))
+    rows = _run(
+        engine,
+        select(table.c.number, table.c.document)
+        .where(and_(*where))
+        .order_by(desc(table.c.number))
+        .limit(limit + 1),
+    )
+    page, more, next_after = page_of(rows, limit, after, lambda row: str(row.number))
+    return {
+        "credit_notes": [present(row.document) for row in page],
+        "has_more": more,
+        "next_after": next_after,
+    }
+
+
+def credit_note(
+    engine: Engine, credit_note_id: str, present: Callable[[str], dict[str, Any]]
+) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        document = conn.execute(
+            select(credit_notes_view.c.document).where(credit_notes_view.c.credit_note_id == credit_note_id)
+        ).scalar()
+    return present(document) if document else None

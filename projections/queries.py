@@ -228,8 +228,11 @@ def invoice_of(document: str) -> dict[str, Any]:
 
 
 def _invoice(document: str) -> dict[str, Any]:
+    """An invoice, or a credit note (the same shape of lines and total)."""
     invoice = json.loads(document)
     invoice["issued_at"] = rfc3339(invoice["issued_at"])
+    if "invoice_id" not in invoice:
+        invoice.setdefault("credit_note_ids", [])
     invoice["total_amount"] = sum(line["total_amount"] for line in invoice["lines"])
     return invoice
 

@@ -111,6 +111,26 @@ invoice_counters = Table(
     Column("last_number", Integer, nullable=False),
 )
 
+credit_notes_view = Table(
+    "credit_notes_view",
+    metadata,
+    Column("credit_note_id", String(36), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("invoice_id", String(36), nullable=False),
+    Column("order_id", String(36), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("document", Text, nullable=False),
+    UniqueConstraint("seller_id", "number", name="uq_credit_notes_view_seller_number"),
+)
+
+credit_note_counters = Table(
+    "credit_note_counters",
+    metadata,
+    Column("seller_id", String(64), primary_key=True),
+    Column("last_number", Integer, nullable=False),
+)
+
 notifications_view = Table(
     "notifications_view",
     metadata,
@@ -142,7 +162,7 @@ OWNED_TABLES = {
     "orders": [orders_view],
     "payouts": [allocations_view, adjustments_view],
     "settlements": [settlements_view],
-    "invoices": [invoices_view, invoice_counters],
+    "invoices": [invoices_view, invoice_counters, credit_notes_view, credit_note_counters],
     "notifications": [notifications_view],
     "seller_orders": [seller_orders_view],
 }

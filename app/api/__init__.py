@@ -119,7 +119,18 @@ Blueprint.ARGUMENTS_PARSER = JsonBodyParser()
 
 
 def init_app(app: Flask) -> Api:
-    from app.api import accounts, audit, checkout, fees, fulfilment, health, orders, sellers, webhooks
+    from app.api import (
+        accounts,
+        audit,
+        checkout,
+        credit_notes,
+        fees,
+        fulfilment,
+        health,
+        orders,
+        sellers,
+        webhooks,
+    )
 
     app.config.update(
         API_TITLE="tally",
@@ -134,6 +145,17 @@ def init_app(app: Flask) -> Api:
         },
     )
     api = Api(app)
-    for module in (health, checkout, orders, fulfilment, sellers, accounts, fees, webhooks, audit):
+    for module in (
+        health,
+        checkout,
+        orders,
+        fulfilment,
+        sellers,
+        credit_notes,
+        accounts,
+        fees,
+        webhooks,
+        audit,
+    ):
         api.register_blueprint(module.bp)
     return api

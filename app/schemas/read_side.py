@@ -116,6 +116,30 @@ class InvoiceSchema(Schema):
     gross_amount = Amount()
     total_amount = Amount(required=True)
     lines = fields.List(fields.Nested(InvoiceLineSchema), required=True)
+    credit_note_ids = fields.List(fields.String(), metadata={"description": "Credit notes referencing it"})
+
+
+class CreditNoteSchema(Schema):
+    id = fields.String(required=True)
+    number = fields.Integer(required=True)
+    invoice_id = fields.String(required=True)
+    invoice_number = fields.Integer()
+    order_id = fields.String(required=True)
+    seller_id = fields.String(required=True)
+    customer_id = fields.String()
+    allocation_id = fields.String()
+    refund_id = fields.String(required=True)
+    reason = fields.String(allow_none=True)
+    currency = fields.String(required=True)
+    issued_at = fields.String(required=True)
+    total_amount = Amount(required=True)
+    lines = fields.List(fields.Nested(InvoiceLineSchema), required=True)
+
+
+class CreditNoteListSchema(Schema):
+    credit_notes = fields.List(fields.Nested(CreditNoteSchema), required=True)
+    has_more = fields.Boolean(required=True)
+    next_after = fields.String(allow_none=True)
 
 
 class InvoiceListSchema(Schema):
