@@ -94,3 +94,8 @@ def cancellation_refund_key(allocation_id: str) -> str:
 def seller_fee_id(seller_id: str) -> UUID:
     """The one fee-rate history a seller has."""
     return uuid5(NAMESPACE, f"seller-fee/{seller_id}")
+
+
+def stock_id(seller_id: str, sku: str) -> UUID:
+    """The one stock record of a seller's SKU."""
+    return uuid5(NAMESPACE, f"stock/{seller_id}/{sku}")

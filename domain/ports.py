@@ -397,6 +397,10 @@ class ReadModels(Protocol):
 
     def seller_currencies(self, seller_id: str) -> list[str]: ...
 
+    def open_reservations(self) -> dict[str, tuple[list[tuple[str, str]], datetime]]:
+        """Per checkout session with stock reserved: its (seller, SKU)s and when it expires."""
+        ...
+
     def sellers_with_unsettled(self, before: datetime) -> list[str]: ...
 
     def payments_in_flight(self, before: datetime) -> list[str]:

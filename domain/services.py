@@ -9,6 +9,7 @@ from domain.ids import allocation_id
 from domain.marketplace.checkout import CheckoutTransactions
 from domain.marketplace.fees import FeeTransactions
 from domain.marketplace.fulfilment import FulfilmentTransactions
+from domain.marketplace.inventory import InventoryTransactions
 from domain.marketplace.operations import OperationsTransactions
 from domain.marketplace.refunds import RefundTransactions
 from domain.marketplace.settlement import SettlementTransactions
@@ -21,6 +22,7 @@ class Marketplace(
     OperationsTransactions,
     FulfilmentTransactions,
     FeeTransactions,
+    InventoryTransactions,
 ):
     """Payments, orders and the sellers' allocations of a multi-seller marketplace."""
 

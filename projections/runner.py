@@ -29,6 +29,7 @@ from projections.payouts import PayoutsProjection
 from projections.seller_orders import SellerOrdersProjection
 from projections.settlements import SettlementsProjection
 from projections.shadow import Shadow
+from projections.stock import StockProjection
 from projections.tables import projection_positions
 
 if TYPE_CHECKING:  # pragma: nocover
@@ -44,6 +45,7 @@ PROJECTIONS: dict[str, type[Projection]] = {
         InvoicesProjection,
         NotificationsProjection,
         SellerOrdersProjection,
+        StockProjection,
         AuditLogProjection,
     )
 }

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Engine
 
 from projections.queries import rfc3339, stamped
-from projections.tables import seller_orders_view
+from projections.tables import seller_orders_view, stock_reservations_view
 
 
 class BadCursorError(ValueError):
@@ -47,3 +48,17 @@ def list_seller_orders(
         "has_more": len(rows) > limit,
         "next_after": str(page[-1].position) if page else after,
     }
+
+
+def open_reservations(engine: Engine) -> dict[str, tuple[list[tuple[str, str]], datetime]]:
+    """Per checkout session with stock reserved: its (seller, SKU)s and when it expires."""
+    table = stock_reservations_view
+    out: dict[str, tuple[list[tuple[str, str]], datetime]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(
+            select(table.c.session_id, table.c.seller_id, table.c.sku, table.c.expires_at)
+        ):
+            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+            keys, _ = out.setdefault(row.session_id, ([], expires))
+            keys.append((row.seller_id, row.sku))
+    return out

@@ -157,6 +157,29 @@ seller_orders_view = Table(
     Index("ix_seller_orders_view_status", "seller_id", "fulfillment_status", "position"),
 )
 
+stock_view = Table(
+    "stock_view",
+    metadata,
+    Column("stock_id", String(36), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("sku", String(255), nullable=False),
+    Column("on_hand", BigInteger, nullable=False),
+    Column("reserved", BigInteger, nullable=False),
+    UniqueConstraint("seller_id", "sku", name="uq_stock_view_seller_sku"),
+)
+
+stock_reservations_view = Table(
+    "stock_reservations_view",
+    metadata,
+    Column("stock_id", String(36), primary_key=True),
+    Column("session_id", String(64), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("sku", String(255), nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_stock_reservations_view_expires", "expires_at"),
+)
+
 # Tables each projection owns (rebuild deletes exactly these).
 OWNED_TABLES = {
     "orders": [orders_view],
@@ -165,6 +188,7 @@ OWNED_TABLES = {
     "invoices": [invoices_view, invoice_counters, credit_notes_view, credit_note_counters],
     "notifications": [notifications_view],
     "seller_orders": [seller_orders_view],
+    "stock": [stock_view, stock_reservations_view],
 }
 
 audit_log = Table(

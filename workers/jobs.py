@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from app.adapters import keys
-from app.commands import janitor, notifications, settlement_runs, verification
+from app.commands import inventory, janitor, notifications, settlement_runs, verification
 from projections.runner import PROJECTIONS, catch_up
 from workers.context import get_container
 
@@ -54,6 +54,11 @@ def cleanup_expired_sessions() -> int:
     removed = get_container().sessions.forget_expired()
     log.info("forgot %s expired checkout sessions", removed)
     return removed
+
+
+def sweep_reservations() -> dict[str, int]:
+    """Stock reserved by checkout sessions: sold once their order is placed, released once expired."""
+    return inventory.sweep_reservations(get_container())
 
 
 def deliver_notifications() -> int:

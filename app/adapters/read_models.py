@@ -13,6 +13,7 @@ from domain.payable import PayableRule
 from domain.services import Marketplace
 from projections import queries
 from projections.runner import PROJECTIONS, catch_up
+from projections.seller_queries import open_reservations
 
 
 class SqlReadModels:
@@ -34,6 +35,9 @@ class SqlReadModels:
         now: datetime | None = None,
     ) -> dict[str, dict[str, list[Any]]]:
         return queries.unsettled_for_seller(self.engine, seller_id, before, payable, now)
+
+    def open_reservations(self) -> dict[str, tuple[list[tuple[str, str]], datetime]]:
+        return open_reservations(self.engine)
 
     def seller_currencies(self, seller_id: str) -> list[str]:
         return queries.seller_currencies(self.engine, seller_id)

@@ -127,6 +127,7 @@ def init_app(app: Flask) -> Api:
         fees,
         fulfilment,
         health,
+        inventory,
         orders,
         sellers,
         webhooks,
@@ -154,6 +155,7 @@ def init_app(app: Flask) -> Api:
         credit_notes,
         accounts,
         fees,
+        inventory,
         webhooks,
         audit,
     ):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from app.commands.deps import Deps
+from app.commands.inventory import reserve_for_session
 from domain import payment as payment_status
 from domain.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
 from domain.errors import (
@@ -54,8 +55,10 @@ def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:
     now = datetime.now(UTC)
     ttl = policy.checkout_session_ttl_seconds
     expires = now + timedelta(seconds=ttl)
+    session_id = str(uuid.uuid4())
+    reserve_for_session(deps, session_id, data["items"], expires)  # 409 when a tracked SKU is short
     session = {
-        "id": str(uuid.uuid4()),
+        "id": session_id,
         "status": SESSION_OPEN,
         "customer_id": data["customer_id"],
         **priced.to_dict(),

@@ -6,7 +6,7 @@ from typing import Any
 
 from app.commands import refunds
 from app.commands.deps import Deps
-from domain.fulfilment import CANCELLABLE_BY, CANCELLED, Fulfilment, FulfilmentStateError
+from domain.fulfilment import ACCEPTED, CANCELLABLE_BY, CANCELLED, PLACED, Fulfilment, FulfilmentStateError
 
 
 def accept(deps: Deps, order_id: str, seller_id: str, cause: dict[str, Any]) -> Fulfilment:
@@ -36,7 +36,8 @@ def cancel_part(
        ``POST /orders/{id}/refunds`` would (provider first, fee reversed at the allocation's own
        rate, a negative adjustment or transfer reversal if already settled); its id derives from
        the key, so a retried step finds the provider's refund and the recorded one;
-    3. ``Fulfilment.Cancelled`` names the refund.
+    3. a part that was not shipped restocks its tracked SKUs (once per allocation), then
+       ``Fulfilment.Cancelled`` names the refund.
     """
     cause = {**cause, "reason": reason}
     fulfilment = deps.marketplace.request_part_cancellation(order_id, seller_id, role, reason, cause)
@@ -56,6 +57,8 @@ def cancel_part(
             retry_key=intent["refund_key"],
         )
         refund_id = refund["id"]
+    if intent["from_status"] in (PLACED, ACCEPTED):  # not shipped: back on the shelf, once
+        deps.marketplace.restock_part(fulfilment.allocation_id, cause)
     return deps.marketplace.complete_part_cancellation(order_id, seller_id, refund_id, cause)
 
 
