@@ -172,6 +172,6 @@ class PageQuerySchema(StrictSchema):
 
 class SettlementPageQuerySchema(PageQuerySchema):
     after = fields.String(
-        validate=validate.Regexp(r"^[0-9]{1,18}\.[0-9a-f-]{0,36}$", error="Not a cursor of this list."),
+        validate=validate.Regexp(r"^[0-9]{1,16}\.[0-9a-f-]{0,36}$", error="Not a cursor of this list."),
         metadata={"description": "The next_after of the previous page (opaque)"},
     )
