@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from app.commands.deps import Deps
-from app.commands.inventory import reserve_for_session
+from app.commands.inventory import reserve_for_session, sell_reservation
 from domain import payment as payment_status
 from domain.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
 from domain.errors import (
@@ -140,6 +140,7 @@ def confirm_checkout(
                 payment_id, result.provider_reference or "", cause, payment=payment
             )
             sessions.save({**session, "status": SESSION_COMPLETED, "order_id": str(order.id)})
+            sell_reservation(deps, session, str(order.id))
             return "succeeded", payment, order
         if result.status == CHARGE_REQUIRES_ACTION:
             payment = marketplace.record_action_required(

@@ -9,12 +9,15 @@ oversells.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from app.commands.deps import Deps
 from domain.cause import Cause
 from domain.ids import order_id_for_session
+
+log = logging.getLogger(__name__)
 
 
 def reserve_for_session(
@@ -23,6 +26,17 @@ def reserve_for_session(
     """Reserve the cart's tracked SKUs for the session's lifetime (InsufficientStockError: 409)."""
     cause = Cause.system(session_id, "checkout session opened").to_dict()
     deps.marketplace.reserve_stock(session_id, items, expires_at, cause)
+
+
+def sell_reservation(deps: Deps, session: dict[str, Any], order_id: str) -> None:
+    """The session's order is placed: its reservation leaves the shelf now. Never fails the paid
+    checkout: whatever goes wrong here, the sweep sells it within a minute."""
+    keys = [(seller["seller_id"], line["sku"]) for seller in session["sellers"] for line in seller["items"]]
+    cause = Cause.system(session["id"], f"order {order_id} placed").to_dict()
+    try:
+        deps.marketplace.finish_reservation(session["id"], keys, order_id, cause)
+    except Exception:
+        log.exception("stock reserved by session %s not sold yet; the sweep will", session["id"])
 
 
 def sweep_reservations(deps: Deps, now: datetime | None = None) -> dict[str, int]:

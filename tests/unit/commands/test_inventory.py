@@ -35,9 +35,24 @@ def test_a_session_reserves_tracked_skus_and_an_order_sells_them(deps: FakeDeps)
     assert stock(deps) == (5, 2, 3)
     assert deps.marketplace.get_stock("s-2", "tee") is None
     confirm_checkout(deps, str(session["id"]), "pm_card_visa", make_cause())
+    assert stock(deps) == (3, 0, 3)  # sold as the order was placed
+    assert sweep_reservations(deps) == {"sold": 0, "released": 0}
+
+
+def test_the_sweep_sells_what_the_confirm_could_not(deps: FakeDeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    deps.marketplace.set_stock("s-1", "mug", 5, make_cause())
+    session = create_checkout_session(deps, CART)
+
+    def down(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("store unavailable")
+
+    monkeypatch.setattr(deps.marketplace, "finish_reservation", down)
+    outcome, _, order = confirm_checkout(deps, str(session["id"]), "pm_card_visa", make_cause())
+    assert outcome == "succeeded" and order is not None  # the paid checkout stands
+    monkeypatch.undo()
+    assert stock(deps) == (5, 2, 3)
     assert sweep_reservations(deps) == {"sold": 1, "released": 0}
     assert stock(deps) == (3, 0, 3)
-    assert sweep_reservations(deps) == {"sold": 0, "released": 0}
 
 
 def test_not_enough_available_refuses_the_session_and_reserves_nothing(deps: FakeDeps) -> None:
