@@ -183,7 +183,9 @@ def audit_settlement_command(settlement_id: str) -> None:
     container = current_app.extensions["tally"]
     if container.marketplace.get_settlement(settlement_id) is None:
         raise click.UsageError(f"no settlement {settlement_id}")
-    result = recompute_settlement(container.marketplace, container.engine, settlement_id)
+    result = recompute_settlement(
+        container.marketplace, container.engine, settlement_id, container.policy.payable
+    )
     click.echo(f"settlement {settlement_id}")
     click.echo(f"  paid     {result['paid_total_payout_amount']}")
     click.echo(f"  expected {result['expected_total_payout_amount']}")

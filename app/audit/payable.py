@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from domain.ids import name_id_text
+from domain.ids import fulfilment_id, name_id_text
 from domain.payable import SETTLE_AFTER_PLACED, PayableRule
 from projections.event_types import event_class
 
 if TYPE_CHECKING:  # pragma: nocover
     from app.audit.report import Report
+    from domain.services import Marketplace
 
 _CREATED = event_class("Allocation.Created")
 _SETTLED = event_class("Allocation.Settled")
@@ -65,3 +66,23 @@ class PayableCheck:
                 f"before it was payable ({payable_at.isoformat() if payable_at else 'not yet'}; "
                 f"SETTLE_AFTER={self.rule.settle_after}, SETTLEMENT_HOLD_DAYS={self.rule.hold_days})"
             )
+
+
+def payable_then(
+    app: Marketplace, rule: PayableRule, allocation_id: str, placed_at: datetime, at: datetime
+) -> bool:
+    """Whether the part was payable at ``at`` under ``rule``, from its fulfilment's events until then
+    (for ``audit settlement``: what a settlement opened at ``at`` should have taken)."""
+    delivered_at: datetime | None = None
+    status: str | None = None
+    events: list[Any] = list(app.events.get(fulfilment_id(allocation_id)))
+    for event in events:
+        if event.timestamp > at:
+            break
+        kind = type(event)
+        if kind is _CANCELLING:
+            return False
+        if kind is _DELIVERED:
+            status, delivered_at = "delivered", event.delivered_at
+    payable_at = rule.payable_at(placed_at, status, delivered_at)
+    return payable_at is not None and payable_at <= at

@@ -17,7 +17,7 @@ from app.audit import limits
 from app.audit.books_paged import PagedBooks
 from app.audit.chain import ChainCheck, SqlChainCheck, iter_audit_rows
 from app.audit.fees import FeeCheck, FeeRule
-from app.audit.payable import PayableCheck
+from app.audit.payable import PayableCheck, payable_then
 from app.audit.report import Report, unreplayable
 from projections.base import RowWriter, paused_gc
 from projections.runner import PROJECTIONS, apply_notifications, catch_up, read_batches
@@ -200,8 +200,11 @@ def _replay(
         report.checked[f"read model {projection.name}"] = rows
 
 
-def recompute_settlement(app: Marketplace, engine: Engine, settlement_id: str) -> dict[str, Any]:
-    """What the settlement should have taken, from the events before it, and the difference."""
+def recompute_settlement(
+    app: Marketplace, engine: Engine, settlement_id: str, payable: PayableRule | None = None
+) -> dict[str, Any]:
+    """What the settlement should have taken, from the events before it, and the difference
+    (with ``payable``: only parts payable when it was opened)."""
     settlement: Settlement = app.repository.get(UUID(settlement_id))
     catch_up(PROJECTIONS["audit_log"](), app, engine)
     with engine.connect() as conn:
@@ -220,7 +223,11 @@ def recompute_settlement(app: Marketplace, engine: Engine, settlement_id: str) -
         Shadow(conn, list(books.TABLES.values())).create()
         books.replay(app, notification_id - 1)
         for allocation_id, a in books.allocations_of(settlement.seller_id, settlement.currency):
-            if a.settled_by is None and a.created_at.date() <= end.date():
+            due = a.settled_by is None and a.created_at.date() <= end.date()
+            if due and (
+                payable is None
+                or payable_then(app, payable, allocation_id, a.created_at, settlement.created_on)
+            ):
                 expected_allocations[allocation_id] = a.owed
             for refund_id, adjustment in a.adjustments.items():
                 if adjustment.by is None:

@@ -67,3 +67,24 @@ def test_audit_verify_names_a_settlement_that_took_a_part_before_it_was_payable(
     assert order["sellers"][0]["allocation_id"] in breach and "before it was payable" in breach
     held = verify(container.marketplace, container.engine, payable=PayableRule("placed", hold_days=1))
     assert len(held.breaches) == 1
+
+
+def test_audit_settlement_expects_only_the_parts_payable_when_it_was_opened(delivered_stack):
+    from app.audit.verification import recompute_settlement
+    from app.auth import create_key
+
+    container, client = delivered_stack
+    admin = {"Authorization": f"Bearer {create_key(container.engine, 'admin', None)[1]}"}
+    delivered, waiting = (place_order(client, admin)["order"] for _ in range(2))
+    part = f"/api/orders/{delivered['id']}/sellers/s-1"
+    client.post(f"{part}/shipments", json={"carrier": "UPS", "tracking_number": "1Z"}, headers=admin)
+    assert client.post(f"{part}/delivery", headers=admin).status_code == 200
+    [settlement] = client.post(SETTLE, headers=admin).json["settlements"]
+    assert settlement["allocation_count"] == 1
+    rule = container.policy.payable
+    assert (
+        recompute_settlement(container.marketplace, container.engine, settlement["id"], rule)["differences"]
+        == []
+    )
+    loose = recompute_settlement(container.marketplace, container.engine, settlement["id"])
+    assert [d["allocation_id"] for d in loose["differences"]] == [waiting["sellers"][0]["allocation_id"]]
