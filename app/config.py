@@ -61,6 +61,8 @@ class Settings:
     key_prefix: str = "tally"
     smtp_url: str | None = field(default=None, repr=False)
     mail_from: str = "tally@localhost"
+    settle_after: str = "placed"
+    settlement_hold_days: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +75,9 @@ class Settings:
             raise SettingsError(
                 f"STRIPE_REFUNDS_OF_PAID_OUT must be adjust or reverse_transfer, got {paid_out!r}"
             )
+        settle_after = env.get("SETTLE_AFTER", "placed") or "placed"
+        if settle_after not in ("placed", "delivered"):
+            raise SettingsError(f"SETTLE_AFTER must be placed or delivered, got {settle_after!r}")
         settings = cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             database_schema=env.get("DATABASE_SCHEMA") or None,
@@ -91,6 +96,8 @@ class Settings:
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",
             smtp_url=env.get("SMTP_URL") or None,
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
+            settle_after=settle_after,
+            settlement_hold_days=_int(env, "SETTLEMENT_HOLD_DAYS", 0, 0, 3650),
         )
         _ = settings.database  # parse DATABASE_URL now: a bad one fails at start-up
         settings.check_provider()

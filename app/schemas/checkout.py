@@ -147,6 +147,12 @@ class PaymentSchema(Schema):
 class OrderSellerSchema(SellerQuoteSchema):
     allocation_id = fields.String(required=True)
     refunded_amount = Amount(required=True)
+    fulfillment_status = fields.String(
+        validate=validate.OneOf(["placed", "accepted", "shipped", "delivered", "cancelled"])
+    )
+    shipments = fields.List(fields.Dict())
+    delivered_at = fields.String(allow_none=True)
+    cancelled_at = fields.String(allow_none=True)
 
 
 class OrderSchema(Schema):
@@ -164,6 +170,9 @@ class OrderSchema(Schema):
     sellers = fields.List(fields.Nested(OrderSellerSchema), required=True)
     disputed_amount = Amount(metadata={"description": "Withdrawn by disputes and not reinstated"})
     disputes = fields.List(fields.Nested(DisputeSchema))
+    fulfillment_status = fields.String(
+        validate=validate.OneOf(["unfulfilled", "partially_fulfilled", "fulfilled", "cancelled"])
+    )
 
 
 class ConfirmedSchema(Schema):

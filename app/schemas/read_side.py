@@ -11,11 +11,14 @@ from app.schemas.common import Amount, StrictSchema
 
 class OrderListSchema(Schema):
     orders = fields.List(fields.Nested(OrderSchema), required=True)
+    has_more = fields.Boolean()
+    next_after = fields.String(allow_none=True)
 
 
 class BalanceSchema(Schema):
     currency = fields.String(required=True)
     pending_payout_amount = Amount(required=True)
+    held_payout_amount = Amount(metadata={"description": "Owed but not yet payable (SETTLE_AFTER, hold)"})
 
 
 class PendingAllocationSchema(Schema):
@@ -27,6 +30,8 @@ class PendingAllocationSchema(Schema):
     payout_amount = Amount(required=True)
     status = fields.String(required=True)
     created_at = fields.String(required=True)
+    fulfillment_status = fields.String()
+    payable_at = fields.String(allow_none=True, metadata={"description": "null while not yet delivered"})
 
 
 class AdjustmentSchema(Schema):
@@ -66,6 +71,8 @@ class SettlementSchema(Schema):
 
 class SettlementListSchema(Schema):
     settlements = fields.List(fields.Nested(SettlementSchema), required=True)
+    has_more = fields.Boolean()
+    next_after = fields.String(allow_none=True)
 
 
 class PeriodQuerySchema(StrictSchema):
@@ -109,10 +116,36 @@ class InvoiceSchema(Schema):
     gross_amount = Amount()
     total_amount = Amount(required=True)
     lines = fields.List(fields.Nested(InvoiceLineSchema), required=True)
+    credit_note_ids = fields.List(fields.String(), metadata={"description": "Credit notes referencing it"})
+
+
+class CreditNoteSchema(Schema):
+    id = fields.String(required=True)
+    number = fields.Integer(required=True)
+    invoice_id = fields.String(required=True)
+    invoice_number = fields.Integer()
+    order_id = fields.String(required=True)
+    seller_id = fields.String(required=True)
+    customer_id = fields.String()
+    allocation_id = fields.String()
+    refund_id = fields.String(required=True)
+    reason = fields.String(allow_none=True)
+    currency = fields.String(required=True)
+    issued_at = fields.String(required=True)
+    total_amount = Amount(required=True)
+    lines = fields.List(fields.Nested(InvoiceLineSchema), required=True)
+
+
+class CreditNoteListSchema(Schema):
+    credit_notes = fields.List(fields.Nested(CreditNoteSchema), required=True)
+    has_more = fields.Boolean(required=True)
+    next_after = fields.String(allow_none=True)
 
 
 class InvoiceListSchema(Schema):
     invoices = fields.List(fields.Nested(InvoiceSchema), required=True)
+    has_more = fields.Boolean()
+    next_after = fields.String(allow_none=True)
 
 
 class NotificationSchema(Schema):
@@ -125,3 +158,20 @@ class NotificationSchema(Schema):
 
 class NotificationListSchema(Schema):
     notifications = fields.List(fields.Nested(NotificationSchema), required=True)
+
+
+class PageQuerySchema(StrictSchema):
+    """``limit`` (1-1000) items after ``after``: the ``next_after`` of the previous page."""
+
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    after = fields.String(
+        validate=validate.Regexp(r"^[0-9]{1,18}$", error="Not a cursor of this list."),
+        metadata={"description": "The next_after of the previous page (opaque)"},
+    )
+
+
+class SettlementPageQuerySchema(PageQuerySchema):
+    after = fields.String(
+        validate=validate.Regexp(r"^[0-9]{1,16}\.[0-9a-f-]{0,36}$", error="Not a cursor of this list."),
+        metadata={"description": "The next_after of the previous page (opaque)"},
+    )
