@@ -19,6 +19,8 @@ from app.adapters.checkout_sessions import RedisCheckoutSessions
 from app.adapters.db import build_engine, ddl_lock, ensure_schema
 from app.adapters.locks import RedisLocks
 from app.adapters.mail import SmtpMailer
+from app.adapters.mail_templates import JinjaMailTemplates
+from app.adapters.outbox import SqlOutbox
 from app.adapters.providers import build_gateway
 from app.adapters.queue import InlineJobs, RqJobs
 from app.adapters.read_models import SqlAuditor, SqlReadModels
@@ -138,6 +140,7 @@ class Container:
                     "settlement_run": lambda run_id: execute_settlement_run(self, run_id),
                     "verification": lambda verification_id: execute_verification(self, verification_id),
                     "notifications": lambda: deliver_notifications(self),
+                    "after_catch_up": lambda: deliver_notifications(self),
                 }
             )
 
@@ -153,6 +156,7 @@ class Container:
                 checkout_session_ttl_seconds=settings.checkout_session_ttl_seconds,
                 reverse_payouts_on_refund=settings.payment_provider == "stripe"
                 and settings.stripe_refunds_of_paid_out == "reverse_transfer",
+                admin_email=settings.admin_email,
             ),
         )
 
@@ -165,8 +169,12 @@ class Container:
         return self._get("records", lambda: SqlRecords(self.engine, self.autocommit))
 
     @property
-    def outbox(self) -> SqlRecords:
-        return self.records
+    def outbox(self) -> SqlOutbox:
+        return self._get("outbox", lambda: SqlOutbox(self.engine))
+
+    @property
+    def templates(self) -> JinjaMailTemplates:
+        return self._get("templates", lambda: JinjaMailTemplates(self.settings.mail_locale))
 
     @property
     def mailer(self) -> Mailer | None:

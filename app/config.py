@@ -52,6 +52,8 @@ class Settings:
     key_prefix: str = "tally"
     smtp_url: str | None = field(default=None, repr=False)
     mail_from: str = "tally@localhost"
+    admin_email: str | None = None
+    mail_locale: str = "en_US"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +82,8 @@ class Settings:
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",
             smtp_url=env.get("SMTP_URL") or None,
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
+            admin_email=env.get("ADMIN_EMAIL") or None,
+            mail_locale=env.get("MAIL_LOCALE") or "en_US",
         )
         _ = settings.database  # parse DATABASE_URL now: a bad one fails at start-up
         return settings

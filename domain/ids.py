@@ -73,3 +73,13 @@ def verification_id(key: str) -> UUID:
 def seller_account_id(seller_id: str) -> UUID:
     """The one payout-account link a seller has."""
     return uuid5(NAMESPACE, f"seller-account/{seller_id}")
+
+
+def contact_id(role: str, subject_id: str) -> UUID:
+    """The one contact record of a customer, a seller or the platform."""
+    return uuid5(NAMESPACE, f"contact/{role}/{subject_id}")
+
+
+def alert_id(kind: str, key: str) -> UUID:
+    """One platform alert per kind and subject: raised again, it conflicts instead of repeating."""
+    return uuid5(NAMESPACE, f"alert/{kind}/{key}")

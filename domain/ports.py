@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -323,36 +323,48 @@ class ProviderRecords(Protocol):
 
 @dataclass(frozen=True)
 class PendingNotification:
-    """A seller notification not yet handed to the mailer."""
+    """A notification the sender may try now: never tried, due for a retry, or left claimed by a
+    sender that died. ``email``/``name``: the recipient's contact, if one is known."""
 
     notification_id: str
-    seller_id: str
+    recipient_role: str
+    recipient_id: str
     kind: str
     data: Mapping[str, Any]
+    created_at: datetime
+    email: str | None = None
+    name: str | None = None
+    attempts: int = 0
+    first_attempt_at: datetime | None = None
 
 
 class NotificationOutbox(Protocol):
-    """Which notifications were handed to the mailer, claimed first so none is sent twice."""
+    """The e-mail state of each notification: claimed before each attempt, so none is sent twice."""
 
-    def unsent(self, limit: int) -> list[PendingNotification]: ...
+    def due(self, now: datetime, limit: int) -> list[PendingNotification]: ...
 
-    def claim(self, notification_id: str) -> bool: ...
+    def claim(self, notification: PendingNotification, now: datetime, claimed_until: datetime) -> bool:
+        """Take it for one attempt (counted); False when another sender took it first."""
+        ...
 
-    def mark_sent(self, notification_id: str) -> None: ...
+    def mark_sent(self, notification_id: str, now: datetime) -> None: ...
 
-    def mark_failed(self, notification_id: str, error: str) -> None: ...
+    def mark_retry(self, notification_id: str, error: str, next_attempt_at: datetime) -> None: ...
 
-    def sent_times(self) -> dict[str, datetime]: ...
+    def mark_failed(self, notification_id: str, error: str, now: datetime) -> None: ...
 
 
 @dataclass(frozen=True)
 class MailMessage:
-    """One plain-text e-mail."""
+    """One e-mail: plain text, and HTML as an alternative when given. ``message_id`` is the same
+    on every attempt of one notification, so a server (or reader) can drop a repeat."""
 
     to: str
     subject: str
-    body: str
-    headers: Mapping[str, str]
+    text: str
+    html: str | None = None
+    message_id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class MailNotSentError(Exception):
@@ -365,6 +377,19 @@ class Mailer(Protocol):
     def send(self, message: MailMessage) -> None:
         """Hand the message over; raise MailNotSentError when it was not accepted."""
         ...
+
+
+@dataclass(frozen=True)
+class RenderedMail:
+    subject: str
+    text: str
+    html: str
+
+
+class MailTemplates(Protocol):
+    """Turns a notification into the words of an e-mail (templates kept in files)."""
+
+    def render(self, kind: str, data: Mapping[str, Any], recipient: Mapping[str, Any]) -> RenderedMail: ...
 
 
 class ReadModels(Protocol):

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from domain.ids import allocation_id
 from domain.marketplace.checkout import CheckoutTransactions
+from domain.marketplace.contacts import ContactTransactions
 from domain.marketplace.operations import OperationsTransactions
 from domain.marketplace.refunds import RefundTransactions
 from domain.marketplace.settlement import SettlementTransactions
 
 
-class Marketplace(CheckoutTransactions, RefundTransactions, SettlementTransactions, OperationsTransactions):
+class Marketplace(
+    CheckoutTransactions,
+    RefundTransactions,
+    SettlementTransactions,
+    OperationsTransactions,
+    ContactTransactions,
+):
     """Payments, orders and the sellers' allocations of a multi-seller marketplace."""
 
     name = "Marketplace"  # the application's name: its tables and settings are named after it

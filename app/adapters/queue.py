@@ -62,6 +62,9 @@ class InlineJobs:
 
     def projections_changed(self) -> None:
         self.run["catch_up"]()
+        after = self.run.get("after_catch_up")  # what the read models feed: e-mail, webhooks
+        if after is not None:
+            after()
 
     def settlement_run_requested(self, run_id: str) -> None:
         self.run["settlement_run"](run_id)

@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -63,16 +64,21 @@ payment_references = Table(
     Column("payment_id", String(36), nullable=False),
 )
 
-# Email deliveries of seller notifications: owned by the sender, so a rebuild of the
-# notifications read model never sends anything twice.
-notification_deliveries = Table(
-    "notification_deliveries",
+# E-mail deliveries of notifications: owned by the sender, so a rebuild of the notifications
+# read model never sends anything twice. A row is claimed (``sending`` until ``claimed_until``)
+# before the message goes to the SMTP server and marked ``sent`` right after it accepted it.
+mail_deliveries = Table(
+    "mail_deliveries",
     metadata,
     Column("notification_id", String(36), primary_key=True),
-    Column("state", String(16), nullable=False),  # sending | sent | failed
-    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | sending | sent | failed
+    Column("attempts", Integer, nullable=False),
+    Column("first_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
     Column("sent_at", DateTime(timezone=True), nullable=True),
     Column("error", Text, nullable=True),
+    Index("ix_mail_deliveries_due", "state", "next_attempt_at"),
 )
 
 # Refunds as the provider knows them (Stripe's re_… id) -> tally's refund id. Written by

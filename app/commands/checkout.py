@@ -9,6 +9,7 @@ from typing import Any, Literal
 from app.commands.deps import Deps
 from domain import payment as payment_status
 from domain.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
+from domain.contact import CUSTOMER
 from domain.errors import (
     CheckoutConflictError,
     CheckoutSessionExpiredError,
@@ -38,9 +39,12 @@ PROVIDER_ERROR = "provider_error"  # the provider failed and holds no payment: a
 PROVIDER_CONFIGURATION = "provider_configuration"  # the provider refused our configuration
 
 
-def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:
+def create_checkout_session(
+    deps: Deps, data: dict[str, Any], cause: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Quote the cart per seller and keep it for the session's lifetime; a currency or total the
-    configured provider cannot charge is refused here, before anyone tries to pay."""
+    configured provider cannot charge is refused here, before anyone tries to pay. A
+    ``customer_email`` becomes the customer's contact (recorded only when it changes)."""
     policy = deps.policy
     rule = deps.gateway.currency_rule(data["currency"])
     priced = quote(data["currency"], data["items"], policy.platform_fee_bps)
@@ -65,6 +69,10 @@ def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:
         "order_id": None,
         "payment_id": None,
     }
+    email = data.get("customer_email")
+    if email:
+        session["customer_email"] = email
+        deps.marketplace.set_contact(CUSTOMER, data["customer_id"], email, None, cause or {}, keep_name=True)
     deps.sessions.create(session, ttl)
     return session
 

@@ -11,6 +11,7 @@ from domain.ports import (
     Jobs,
     Locks,
     Mailer,
+    MailTemplates,
     NotificationOutbox,
     PaymentGateway,
     ProviderRecords,
@@ -28,6 +29,8 @@ class Policy:
     # Refunds of money already paid out: reverse the seller's payout at the provider (when the
     # gateway can), else carry a negative adjustment to the seller's next settlement.
     reverse_payouts_on_refund: bool = False
+    # Where platform alerts go (ADMIN_EMAIL); without it they are kept but not mailed.
+    admin_email: str | None = None
 
 
 class Deps(Protocol):
@@ -59,6 +62,9 @@ class Deps(Protocol):
 
     @property
     def mailer(self) -> Mailer | None: ...
+
+    @property
+    def templates(self) -> MailTemplates: ...
 
     @property
     def read_models(self) -> ReadModels: ...

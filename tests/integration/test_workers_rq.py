@@ -55,7 +55,8 @@ def test_read_models_are_stale_until_a_real_rq_worker_runs(app, client, containe
     stale_payouts = client.get("/api/sellers/s-rq/payouts", headers=seller).json
     assert stale_payouts["pending"] == [] and stale_payouts["balances"] == []
     assert client.get("/api/sellers/s-rq/invoices", headers=seller).json == {"invoices": []}
-    assert client.get("/api/sellers/s-rq/notifications", headers=seller).json == {"notifications": []}
+    stale = {"notifications": [], "has_more": False, "next_after": None}
+    assert client.get("/api/sellers/s-rq/notifications", headers=seller).json == stale
 
     run_worker_burst(container)
     assert _projection_jobs(container) == Counter()
