@@ -276,6 +276,8 @@ class Jobs(Protocol):
 
     def notifications_changed(self) -> None: ...
 
+    def webhooks_changed(self) -> None: ...
+
 
 class Locks(Protocol):
     """Named locks that serialise money work across processes."""
@@ -390,6 +392,61 @@ class MailTemplates(Protocol):
     """Turns a notification into the words of an e-mail (templates kept in files)."""
 
     def render(self, kind: str, data: Mapping[str, Any], recipient: Mapping[str, Any]) -> RenderedMail: ...
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One event to one endpoint, due for an attempt; ``body`` is the same bytes on every attempt."""
+
+    delivery_id: str
+    event_id: str
+    endpoint_id: str
+    url: str
+    secret: str = field(repr=False)
+    body: str = field(repr=False)
+    attempts: int = 0
+    first_attempt_at: datetime | None = None
+
+
+class WebhookNotDeliveredError(Exception):
+    """No answer: refused, unreachable, timed out, or an address webhooks may not reach."""
+
+
+class WebhookSender(Protocol):
+    """POSTs one webhook."""
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """POST once (no redirects, a 10 s timeout) and return the status code; raise
+        WebhookNotDeliveredError when there is none or the URL may not be reached."""
+        ...
+
+
+class WebhookStore(Protocol):
+    """The deliveries of webhook events to endpoints, claimed before each attempt."""
+
+    def fan_out(self, now: datetime) -> int:
+        """One delivery per new event and subscribed endpoint; returns how many were made."""
+        ...
+
+    def due(self, now: datetime, limit: int) -> list[WebhookDelivery]: ...
+
+    def claim(self, delivery: WebhookDelivery, now: datetime, claimed_until: datetime) -> bool: ...
+
+    def mark_delivered(self, delivery_id: str, status_code: int, now: datetime) -> None: ...
+
+    def mark_retry(
+        self, delivery_id: str, status_code: int | None, error: str, next_attempt_at: datetime, now: datetime
+    ) -> datetime:
+        """Schedule the next attempt; returns since when its endpoint keeps failing."""
+        ...
+
+    def mark_failed(self, delivery_id: str, status_code: int | None, error: str, now: datetime) -> datetime:
+        """Give the delivery up; returns since when its endpoint keeps failing."""
+        ...
+
+    def disable_endpoint(self, endpoint_id: str, now: datetime) -> str | None:
+        """Disable an endpoint and fail its pending deliveries; its URL, or None if it was not enabled."""
+        ...
 
 
 class ReadModels(Protocol):

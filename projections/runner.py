@@ -29,6 +29,7 @@ from projections.payouts import PayoutsProjection
 from projections.settlements import SettlementsProjection
 from projections.shadow import Shadow
 from projections.tables import projection_positions
+from projections.webhook_events import WebhookEventsProjection
 
 if TYPE_CHECKING:  # pragma: nocover
     from eventsourcing.application import Application
@@ -42,6 +43,7 @@ PROJECTIONS: dict[str, type[Projection]] = {
         SettlementsProjection,
         InvoicesProjection,
         NotificationsProjection,
+        WebhookEventsProjection,
         AuditLogProjection,
     )
 }

@@ -146,6 +146,26 @@ notification_subjects = Table(
     Column("data", Text, nullable=False),
 )
 
+# The marketplace's webhook events (the contract's types), one per log event that maps to one;
+# ``event_id`` (evt_…) is derived from the log event, so a rebuild gives the same ids.
+webhook_events_view = Table(
+    "webhook_events_view",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("data", Text, nullable=False),
+)
+
+# What later events of a settlement need (its seller and amount), kept by that projection.
+webhook_subjects = Table(
+    "webhook_subjects",
+    metadata,
+    Column("subject_id", String(36), primary_key=True),
+    Column("data", Text, nullable=False),
+)
+
 # Tables each projection owns (rebuild deletes exactly these).
 OWNED_TABLES = {
     "orders": [orders_view],
@@ -153,6 +173,7 @@ OWNED_TABLES = {
     "settlements": [settlements_view],
     "invoices": [invoices_view, invoice_counters],
     "notifications": [notifications_view, contacts_view, notification_subjects],
+    "webhook_events": [webhook_events_view, webhook_subjects],
 }
 
 audit_log = Table(

@@ -145,6 +145,9 @@ class FakeJobs:
     def notifications_changed(self) -> None:
         self.requested.append(("notifications", None))
 
+    def webhooks_changed(self) -> None:
+        self.requested.append(("webhooks", None))
+
 
 class FakeLocks:
     """Non-reentrant named locks that refuse at once when taken, and remember what was locked."""

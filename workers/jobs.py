@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from app.adapters import keys
-from app.commands import janitor, notifications, settlement_runs, verification
+from app.commands import janitor, notifications, settlement_runs, verification, webhooks
 from projections.runner import PROJECTIONS, catch_up
 from workers.context import get_container
 
@@ -20,12 +20,17 @@ def catch_up_projection(name: str) -> int:
     applied = catch_up(PROJECTIONS[name](), container.marketplace, container.engine)
     if name == "notifications" and applied and container.mailer is not None:
         container.jobs.notifications_changed()
+    if name == "webhook_events" and applied:
+        container.jobs.webhooks_changed()
     return applied
 
 
 def catch_up_all() -> dict[str, int]:
-    """The safety net: catch every read model up, whatever triggers were lost."""
-    return {name: catch_up_projection(name) for name in PROJECTIONS}
+    """The safety net: catch every read model up, whatever triggers were lost; and queue a
+    webhook delivery run, which also posts the retries that came due (every 30 s)."""
+    applied = {name: catch_up_projection(name) for name in PROJECTIONS}
+    get_container().jobs.webhooks_changed()
+    return applied
 
 
 def execute_settlement_run(run_id: str) -> None:
@@ -60,3 +65,9 @@ def deliver_notifications() -> int:
     container = get_container()
     container.redis.delete(keys.notifications_pending(container.settings.key_prefix))
     return notifications.deliver_notifications(container)
+
+
+def deliver_webhooks() -> int:
+    container = get_container()
+    container.redis.delete(keys.webhooks_pending(container.settings.key_prefix))
+    return webhooks.deliver_webhooks(container)

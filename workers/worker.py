@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: nocover
 
 def queues(container: Container, only: tuple[str, ...] | None = None) -> list[Queue]:
     names = queue_names(container.settings.key_prefix)
-    keys = only or ("settlements", "projections", "notifications", "audit")
+    keys = only or ("settlements", "projections", "notifications", "audit", "webhooks")
     return [Queue(names[key], connection=container.redis) for key in keys]
 
 

@@ -21,7 +21,7 @@ RETRY_INTERVALS = [1, 5, 15, 60, 300]
 FAILURE_TTL = 30 * 86_400
 
 
-QUEUES = ("projections", "settlements", "notifications", "audit")
+QUEUES = ("projections", "settlements", "notifications", "audit", "webhooks")
 
 
 def queue_names(prefix: str) -> dict[str, str]:
@@ -77,6 +77,9 @@ class InlineJobs:
 
     def notifications_changed(self) -> None:
         self.run["notifications"]()
+
+    def webhooks_changed(self) -> None:
+        self.run["webhooks"]()
 
 
 class RqJobs:
@@ -142,4 +145,15 @@ class RqJobs:
                 job_id=f"{self.prefix}-notifications-{uuid.uuid4().hex[:12]}",
                 retry=self._retry(),
                 failure_ttl=FAILURE_TTL,
+            )
+
+    def webhooks_changed(self) -> None:
+        """One delivery job queued at a time; one may run while the next waits (a second worker)."""
+        if self.redis.set(keys.webhooks_pending(self.prefix), "1", nx=True, ex=30):
+            self.queues["webhooks"].enqueue(
+                "workers.jobs.deliver_webhooks",
+                job_id=f"{self.prefix}-webhooks-{uuid.uuid4().hex[:12]}",
+                retry=self._retry(),
+                failure_ttl=FAILURE_TTL,
+                result_ttl=60,
             )

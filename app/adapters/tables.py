@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -104,4 +105,54 @@ provider_attempts = Table(
     metadata,
     Column("name", String(255), primary_key=True),
     Column("attempts", Integer, nullable=False),
+)
+
+
+# Outbound webhooks. An endpoint's signing secret is kept only encrypted (Fernet, with the key
+# from WEBHOOK_SECRET_KEY); ``failing_since`` is the first failure after its last success.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("events", Text, nullable=False),  # JSON list of event types, or ["*"]
+    Column("secret_encrypted", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # enabled | disabled | deleted
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("failing_since", DateTime(timezone=True), nullable=True),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+)
+
+# One delivery per (event, endpoint): the body is fixed when it is made, so every attempt posts
+# the same bytes with the same ``evt_`` id (only the signature's timestamp changes).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("endpoint_id", String(36), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | sending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("event_created_at", DateTime(timezone=True), nullable=False),
+    Column("first_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "position"),
+)
+
+# How far the fan-out (events -> deliveries) has read the webhook events read model.
+webhook_dispatch = Table(
+    "webhook_dispatch",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("position", BigInteger, nullable=False),
 )

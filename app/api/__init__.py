@@ -119,7 +119,17 @@ Blueprint.ARGUMENTS_PARSER = JsonBodyParser()
 
 
 def init_app(app: Flask) -> Api:
-    from app.api import accounts, audit, checkout, contacts, health, orders, sellers, webhooks
+    from app.api import (
+        accounts,
+        audit,
+        checkout,
+        contacts,
+        health,
+        orders,
+        sellers,
+        webhook_endpoints,
+        webhooks,
+    )
 
     app.config.update(
         API_TITLE="tally",
@@ -134,6 +144,6 @@ def init_app(app: Flask) -> Api:
         },
     )
     api = Api(app)
-    for module in (health, checkout, orders, sellers, accounts, contacts, webhooks, audit):
+    for module in (health, checkout, orders, sellers, accounts, contacts, webhooks, webhook_endpoints, audit):
         api.register_blueprint(module.bp)
     return api

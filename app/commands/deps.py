@@ -16,6 +16,8 @@ from domain.ports import (
     PaymentGateway,
     ProviderRecords,
     ReadModels,
+    WebhookSender,
+    WebhookStore,
 )
 from domain.services import Marketplace
 
@@ -65,6 +67,12 @@ class Deps(Protocol):
 
     @property
     def templates(self) -> MailTemplates: ...
+
+    @property
+    def webhooks(self) -> WebhookStore: ...
+
+    @property
+    def webhook_sender(self) -> WebhookSender: ...
 
     @property
     def read_models(self) -> ReadModels: ...

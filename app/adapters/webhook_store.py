@@ -1,0 +1,258 @@
+"""The WebhookStore port in SQL: events fanned out to endpoints, and each delivery's state.
+
+The fan-out reads the webhook events read model after its own position (locked, and stored in
+the transaction that makes the deliveries, so each event is fanned out once); deliveries are
+keyed by (event, endpoint), so one event never reaches one endpoint as two deliveries.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from app.adapters.secret_box import SecretBox
+from app.adapters.tables import webhook_deliveries, webhook_dispatch, webhook_endpoints
+from domain.ids import name_id_text
+from domain.ports import WebhookDelivery
+from projections.tables import webhook_events_view
+
+PENDING, SENDING, DELIVERED, FAILED = "pending", "sending", "delivered", "failed"
+ENABLED, DISABLED, DELETED = "enabled", "disabled", "deleted"
+FAN_OUT = "fan_out"
+BATCH = 1000
+# Events older than this when first fanned out (a rebuild, a long outage of the workers) are
+# not sent: they would be retried no longer than this anyway.
+FRESH_FOR = timedelta(days=3)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:  # SQLite hands back naive UTC
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _insert(conn: Connection) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+
+
+def subscribed(events: list[str], event_type: str) -> bool:
+    return "*" in events or event_type in events
+
+
+class SqlWebhookStore:
+    def __init__(self, engine: Engine, box: SecretBox) -> None:
+        self.engine = engine
+        self.box = box
+
+    def fan_out(self, now: datetime) -> int:
+        made = 0
+        while True:
+            with self.engine.begin() as conn:
+                insert = _insert(conn)
+                conn.execute(
+                    insert(webhook_dispatch).values(name=FAN_OUT, position=0).on_conflict_do_nothing()
+                )
+                position = conn.execute(
+                    select(webhook_dispatch.c.position)
+                    .where(webhook_dispatch.c.name == FAN_OUT)
+                    .with_for_update()
+                ).scalar_one()
+                events = conn.execute(
+                    select(webhook_events_view)
+                    .where(webhook_events_view.c.position > position)
+                    .order_by(webhook_events_view.c.position)
+                    .limit(BATCH)
+                ).all()
+                if not events:
+                    return made
+                endpoints = conn.execute(
+                    select(
+                        webhook_endpoints.c.id, webhook_endpoints.c.events, webhook_endpoints.c.created_at
+                    ).where(webhook_endpoints.c.status == ENABLED)
+                ).all()
+                rows = [
+                    self._delivery(event, endpoint.id, now)
+                    for event in events
+                    if (aware(event.created_at) or now) >= now - FRESH_FOR
+                    for endpoint in endpoints
+                    if subscribed(json.loads(endpoint.events), event.type)
+                    and (aware(event.created_at) or now) >= (aware(endpoint.created_at) or now)
+                ]
+                if rows:
+                    conn.execute(insert(webhook_deliveries).on_conflict_do_nothing(), rows)
+                conn.execute(
+                    update(webhook_dispatch)
+                    .where(webhook_dispatch.c.name == FAN_OUT)
+                    .values(position=events[-1].position)
+                )
+            made += len(rows)
+            if len(events) < BATCH:
+                return made
+
+    @staticmethod
+    def _delivery(event: Any, endpoint_id: str, now: datetime) -> dict[str, Any]:
+        created = aware(event.created_at) or now
+        body = json.dumps(
+            {
+                "id": event.event_id,
+                "type": event.type,
+                "created": int(created.timestamp()),
+                "data": json.loads(event.data),
+            },
+            separators=(",", ":"),
+        )
+        return {
+            "id": name_id_text(f"webhook-delivery/{event.event_id}/{endpoint_id}"),
+            "event_id": event.event_id,
+            "endpoint_id": endpoint_id,
+            "event_type": event.type,
+            "position": event.position,
+            "body": body,
+            "status": PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "event_created_at": created,
+            "next_attempt_at": now,
+        }
+
+    def due(self, now: datetime, limit: int) -> list[WebhookDelivery]:
+        d, e = webhook_deliveries, webhook_endpoints
+        statement = (
+            select(
+                d.c.id,
+                d.c.event_id,
+                d.c.endpoint_id,
+                d.c.body,
+                d.c.attempts,
+                d.c.first_attempt_at,
+                e.c.url,
+                e.c.secret_encrypted,
+            )
+            .select_from(d.join(e, e.c.id == d.c.endpoint_id))
+            .where(
+                e.c.status == ENABLED,
+                or_(
+                    and_(d.c.status == PENDING, d.c.next_attempt_at <= now),
+                    and_(d.c.status == SENDING, d.c.claimed_until <= now),
+                ),
+            )
+            .order_by(d.c.next_attempt_at, d.c.position)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(statement).all()
+        secrets: dict[str, str] = {}
+        return [
+            WebhookDelivery(
+                delivery_id=row.id,
+                event_id=row.event_id,
+                endpoint_id=row.endpoint_id,
+                url=row.url,
+                secret=secrets.get(row.endpoint_id)
+                or secrets.setdefault(row.endpoint_id, self.box.open(row.secret_encrypted)),
+                body=row.body,
+                attempts=row.attempts,
+                first_attempt_at=aware(row.first_attempt_at),
+            )
+            for row in rows
+        ]
+
+    def claim(self, delivery: WebhookDelivery, now: datetime, claimed_until: datetime) -> bool:
+        d = webhook_deliveries
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                update(d)
+                .where(
+                    d.c.id == delivery.delivery_id,
+                    d.c.attempts == delivery.attempts,
+                    d.c.status.in_((PENDING, SENDING)),
+                )
+                .values(
+                    status=SENDING,
+                    attempts=d.c.attempts + 1,
+                    claimed_until=claimed_until,
+                    first_attempt_at=func.coalesce(d.c.first_attempt_at, now),
+                )
+            ).rowcount
+        return taken == 1
+
+    def mark_delivered(self, delivery_id: str, status_code: int, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            endpoint_id = self._set(
+                conn,
+                delivery_id,
+                status=DELIVERED,
+                delivered_at=now,
+                last_status_code=status_code,
+                last_error=None,
+                next_attempt_at=None,
+            )
+            conn.execute(
+                update(webhook_endpoints)
+                .where(webhook_endpoints.c.id == endpoint_id)
+                .values(failing_since=None)
+            )
+
+    def mark_retry(
+        self, delivery_id: str, status_code: int | None, error: str, next_attempt_at: datetime, now: datetime
+    ) -> datetime:
+        return self._failure(
+            delivery_id,
+            now,
+            status=PENDING,
+            next_attempt_at=next_attempt_at,
+            last_status_code=status_code,
+            last_error=error,
+        )
+
+    def mark_failed(self, delivery_id: str, status_code: int | None, error: str, now: datetime) -> datetime:
+        return self._failure(
+            delivery_id,
+            now,
+            status=FAILED,
+            next_attempt_at=None,
+            last_status_code=status_code,
+            last_error=error,
+        )
+
+    def _failure(self, delivery_id: str, now: datetime, **values: Any) -> datetime:
+        e = webhook_endpoints
+        with self.engine.begin() as conn:
+            endpoint_id = self._set(conn, delivery_id, **values)
+            conn.execute(
+                update(e).where(e.c.id == endpoint_id, e.c.failing_since.is_(None)).values(failing_since=now)
+            )
+            since = conn.execute(select(e.c.failing_since).where(e.c.id == endpoint_id)).scalar()
+        return aware(since) or now
+
+    @staticmethod
+    def _set(conn: Connection, delivery_id: str, **values: Any) -> str:
+        d = webhook_deliveries
+        conn.execute(update(d).where(d.c.id == delivery_id).values(claimed_until=None, **values))
+        endpoint_id: str = conn.execute(select(d.c.endpoint_id).where(d.c.id == delivery_id)).scalar_one()
+        return endpoint_id
+
+    def disable_endpoint(self, endpoint_id: str, now: datetime) -> str | None:
+        e, d = webhook_endpoints, webhook_deliveries
+        with self.engine.begin() as conn:
+            disabled = conn.execute(
+                update(e)
+                .where(e.c.id == endpoint_id, e.c.status == ENABLED)
+                .values(status=DISABLED, disabled_at=now)
+            ).rowcount
+            if disabled != 1:
+                return None
+            conn.execute(
+                update(d)
+                .where(d.c.endpoint_id == endpoint_id, d.c.status.in_((PENDING, SENDING)))
+                .values(
+                    status=FAILED, next_attempt_at=None, claimed_until=None, last_error="endpoint disabled"
+                )
+            )
+            url: str = conn.execute(select(e.c.url).where(e.c.id == endpoint_id)).scalar_one()
+        return url
