@@ -430,9 +430,19 @@ class WebhookStore(Protocol):
 
     def due(self, now: datetime, limit: int) -> list[WebhookDelivery]: ...
 
-    def claim(self, delivery: WebhookDelivery, now: datetime, claimed_until: datetime) -> bool: ...
+    def claim(
+        self, deliveries: list[WebhookDelivery], now: datetime, claimed_until: datetime
+    ) -> list[WebhookDelivery]:
+        """Take these for one attempt each (counted); returns those no other worker took first."""
+        ...
 
-    def mark_delivered(self, delivery_id: str, status_code: int, now: datetime) -> None: ...
+    def release(self, delivery_ids: list[str]) -> None:
+        """Give back claimed deliveries that were not attempted (their attempt uncounted)."""
+        ...
+
+    def mark_delivered(self, delivered: list[tuple[str, int]], now: datetime) -> None:
+        """(delivery id, status code) of each delivery that got a 2xx."""
+        ...
 
     def mark_retry(
         self, delivery_id: str, status_code: int | None, error: str, next_attempt_at: datetime, now: datetime

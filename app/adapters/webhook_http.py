@@ -14,6 +14,8 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -21,6 +23,9 @@ from domain.ports import WebhookNotDeliveredError
 
 TIMEOUT_SECONDS = 10.0
 MAX_RESPONSE_BYTES = 64 * 1024
+# A kept-alive connection idle longer than this is not reused: receivers close idle ones, and a
+# POST on a connection the peer just closed would fail for nothing.
+KEEP_IDLE_SECONDS = 4.0
 
 
 class UnsafeWebhookUrlError(ValueError):
@@ -70,6 +75,14 @@ def resolve(url: str, allow_private: bool) -> tuple[str, str, int, str, str]:
     return parts.scheme, parts.hostname, port, path, addresses[0]
 
 
+def _connect(address: str, port: int, timeout: float | None) -> socket.socket:
+    sock = socket.create_connection((address, port), timeout)
+    # http.client sends the headers and the body in two writes: without this, Nagle's algorithm
+    # holds the body until the peer's delayed ACK (40 ms a POST on a kept-alive connection).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to the address that was checked, whatever the name resolves to now."""
 
@@ -78,7 +91,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self.address = address
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = _connect(self.address, self.port, self.timeout)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -88,17 +101,33 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.tls = context
 
     def connect(self) -> None:
-        sock = socket.create_connection((self.address, self.port), self.timeout)
+        sock = _connect(self.address, self.port, self.timeout)
         self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
 
 
 class HttpWebhookSender:
-    """One connection per POST, to the checked address; the answer's status, never a redirect."""
+    """POSTs to the checked address; the answer's status, never a redirect. A connection is kept
+    alive per thread and reused for the next POST to the same host, port and checked address."""
 
     def __init__(self, allow_private: bool = False, timeout: float = TIMEOUT_SECONDS) -> None:
         self.allow_private = allow_private
         self.timeout = timeout
         self.context = ssl.create_default_context()
+        self.local = threading.local()
+
+    def _connection(self, scheme: str, host: str, port: int, address: str) -> http.client.HTTPConnection:
+        kept: dict[tuple[str, str, int, str], tuple[http.client.HTTPConnection, float]]
+        kept = self.local.__dict__.setdefault("kept", {})
+        key = (scheme, host, port, address)
+        found = kept.pop(key, None)
+        if found is not None:
+            connection, idle_since = found
+            if time.monotonic() - idle_since < KEEP_IDLE_SECONDS:
+                return connection
+            connection.close()
+        if scheme == "https":
+            return _PinnedHTTPSConnection(host, port, address, self.timeout, self.context)
+        return _PinnedHTTPConnection(host, port, address, self.timeout)
 
     def check(self, url: str) -> None:
         """Raise UnsafeWebhookUrlError for a URL webhooks may not be sent to."""
@@ -109,17 +138,18 @@ class HttpWebhookSender:
             scheme, host, port, path, address = resolve(url, self.allow_private)
         except UnsafeWebhookUrlError as exc:
             raise WebhookNotDeliveredError(str(exc)) from None
-        connection: http.client.HTTPConnection
-        if scheme == "https":
-            connection = _PinnedHTTPSConnection(host, port, address, self.timeout, self.context)
-        else:
-            connection = _PinnedHTTPConnection(host, port, address, self.timeout)
+        connection = self._connection(scheme, host, port, address)
         try:
             connection.request("POST", path, body=body, headers=dict(headers))
             response = connection.getresponse()
             response.read(MAX_RESPONSE_BYTES)
-            return response.status
+            status = response.status
+            reusable = not response.will_close and response.isclosed()
         except (OSError, http.client.HTTPException) as exc:
-            raise WebhookNotDeliveredError(type(exc).__name__) from None
-        finally:
             connection.close()
+            raise WebhookNotDeliveredError(type(exc).__name__) from None
+        if reusable:
+            self.local.kept[(scheme, host, port, address)] = (connection, time.monotonic())
+        else:
+            connection.close()
+        return status

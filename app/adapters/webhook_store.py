@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -162,39 +162,67 @@ class SqlWebhookStore:
             for row in rows
         ]
 
-    def claim(self, delivery: WebhookDelivery, now: datetime, claimed_until: datetime) -> bool:
+    def claim(
+        self, deliveries: list[WebhookDelivery], now: datetime, claimed_until: datetime
+    ) -> list[WebhookDelivery]:
+        """One UPDATE for the lot: a row still pending, or whose last claim ran out, is taken;
+        one another worker claimed meanwhile no longer matches (row locks serialise the two)."""
+        if not deliveries:
+            return []
         d = webhook_deliveries
         with self.engine.begin() as conn:
-            taken = conn.execute(
-                update(d)
-                .where(
-                    d.c.id == delivery.delivery_id,
-                    d.c.attempts == delivery.attempts,
-                    d.c.status.in_((PENDING, SENDING)),
-                )
-                .values(
-                    status=SENDING,
-                    attempts=d.c.attempts + 1,
-                    claimed_until=claimed_until,
-                    first_attempt_at=func.coalesce(d.c.first_attempt_at, now),
-                )
-            ).rowcount
-        return taken == 1
-
-    def mark_delivered(self, delivery_id: str, status_code: int, now: datetime) -> None:
-        with self.engine.begin() as conn:
-            endpoint_id = self._set(
-                conn,
-                delivery_id,
-                status=DELIVERED,
-                delivered_at=now,
-                last_status_code=status_code,
-                last_error=None,
-                next_attempt_at=None,
+            taken = set(
+                conn.execute(
+                    update(d)
+                    .where(
+                        d.c.id.in_([delivery.delivery_id for delivery in deliveries]),
+                        or_(d.c.status == PENDING, and_(d.c.status == SENDING, d.c.claimed_until <= now)),
+                    )
+                    .values(
+                        status=SENDING,
+                        attempts=d.c.attempts + 1,
+                        claimed_until=claimed_until,
+                        first_attempt_at=func.coalesce(d.c.first_attempt_at, now),
+                    )
+                    .returning(d.c.id)
+                ).scalars()
             )
+        return [delivery for delivery in deliveries if delivery.delivery_id in taken]
+
+    def release(self, delivery_ids: list[str]) -> None:
+        if not delivery_ids:
+            return
+        d = webhook_deliveries
+        with self.engine.begin() as conn:
             conn.execute(
-                update(webhook_endpoints)
-                .where(webhook_endpoints.c.id == endpoint_id)
+                update(d)
+                .where(d.c.id.in_(delivery_ids), d.c.status == SENDING)
+                .values(status=PENDING, attempts=d.c.attempts - 1, claimed_until=None)
+            )
+
+    def mark_delivered(self, delivered: list[tuple[str, int]], now: datetime) -> None:
+        if not delivered:
+            return
+        d, e = webhook_deliveries, webhook_endpoints
+        ids = [delivery_id for delivery_id, _ in delivered]
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(d)
+                .where(d.c.id == bindparam("b_id"))
+                .values(
+                    status=DELIVERED,
+                    delivered_at=now,
+                    last_status_code=bindparam("b_code"),
+                    last_error=None,
+                    next_attempt_at=None,
+                    claimed_until=None,
+                ),
+                [{"b_id": delivery_id, "b_code": code} for delivery_id, code in delivered],
+            )
+            endpoints = select(d.c.endpoint_id).where(d.c.id.in_(ids)).distinct()
+            conn.execute(
+                update(e)
+                .where(e.c.id.in_(endpoints), e.c.failing_since.is_not(None))
                 .values(failing_since=None)
             )
 

@@ -25,7 +25,9 @@ RETRY_FOR = timedelta(days=3)
 DISABLE_AFTER = timedelta(days=3)
 FIRST_RETRY_SECONDS = 30
 LONGEST_WAIT_SECONDS = 6 * 3600
-CLAIM_FOR = timedelta(seconds=60)  # longer than one attempt (10 s to connect, 10 s per read)
+CLAIM_FOR = timedelta(seconds=60)  # a batch's claim
+ATTEMPT_BUDGET = timedelta(seconds=25)  # the longest one POST takes (10 s to connect, 10 s per read)
+CLAIM_BATCH = 25
 SIGNATURE_HEADER = "Tally-Signature"
 ENDPOINT_DISABLED = "webhook_endpoint_disabled"
 MAX_ROUNDS = 50
@@ -62,20 +64,46 @@ def deliver_webhooks(
         due = deps.webhooks.due(now(), limit)
         if round_ == 0 and len(due) == limit:
             deps.jobs.webhooks_changed()  # a backlog: another worker may share it (claims keep them apart)
-        for delivery in due:
-            delivered += _attempt(deps, delivery, now, draw)
+        for start in range(0, len(due), CLAIM_BATCH):
+            delivered += _attempt_batch(deps, due[start : start + CLAIM_BATCH], now, draw)
         if len(due) < limit:
             break
     return delivered
 
 
-def _attempt(
-    deps: Deps, delivery: WebhookDelivery, now: Callable[[], datetime], draw: Callable[[], float]
+def _attempt_batch(
+    deps: Deps, batch: list[WebhookDelivery], now: Callable[[], datetime], draw: Callable[[], float]
 ) -> int:
+    """Claim a batch in one transaction, post each in turn, mark the 2xx ones in one more. A
+    delivery left too close to the claim's end is given back unposted (never posted by two)."""
     store = deps.webhooks
     started = now()
-    if not store.claim(delivery, started, started + CLAIM_FOR):
-        return 0  # another worker has it
+    claimed_until = started + CLAIM_FOR
+    claimed = store.claim(batch, started, claimed_until)
+    delivered: list[tuple[str, int]] = []
+    disabled: set[str] = set()  # endpoints disabled meanwhile: their deliveries were failed
+    for index, delivery in enumerate(claimed):
+        if now() + ATTEMPT_BUDGET > claimed_until:
+            store.release([d.delivery_id for d in claimed[index:]])
+            break
+        if delivery.endpoint_id in disabled:
+            continue
+        status, endpoint_disabled = _attempt(deps, delivery, now, draw)
+        if status is not None:
+            delivered.append((delivery.delivery_id, status))
+        if endpoint_disabled:
+            disabled.add(delivery.endpoint_id)
+    store.mark_delivered(delivered, now())
+    return len(delivered)
+
+
+def _attempt(
+    deps: Deps, delivery: WebhookDelivery, now: Callable[[], datetime], draw: Callable[[], float]
+) -> tuple[int | None, bool]:
+    """Post one claimed delivery: (its 2xx status, or None after recording the failure; whether
+    its endpoint was disabled for failing too long)."""
+    store = deps.webhooks
+    started = now()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "tally-webhooks/1",
@@ -88,8 +116,7 @@ def _attempt(
         error = str(exc)
     else:
         if 200 <= status < 300:
-            store.mark_delivered(delivery.delivery_id, status, now())
-            return 1
+            return status, False
         error = f"HTTP {status}"
     attempts = delivery.attempts + 1
     log.warning(
@@ -109,20 +136,17 @@ def _attempt(
         # attempt, the endpoint has been failing for as long.
         failing_since = store.mark_failed(delivery.delivery_id, status, error, started)
         disable = failing_since <= first
-    if disable:
-        url = store.disable_endpoint(delivery.endpoint_id, started)
-        if url is not None:
-            log.error(
-                "webhook endpoint %s disabled after failing since %s", delivery.endpoint_id, failing_since
-            )
-            deps.marketplace.raise_alert(
-                ENDPOINT_DISABLED,
-                f"{delivery.endpoint_id}/{started.isoformat()}",
-                {
-                    "endpoint_id": delivery.endpoint_id,
-                    "url": url,
-                    "failing_since": failing_since.isoformat(),
-                    "last_error": error,
-                },
-            )
-    return 0
+    url = store.disable_endpoint(delivery.endpoint_id, started) if disable else None
+    if url is not None:
+        log.error("webhook endpoint %s disabled after failing since %s", delivery.endpoint_id, failing_since)
+        deps.marketplace.raise_alert(
+            ENDPOINT_DISABLED,
+            f"{delivery.endpoint_id}/{started.isoformat()}",
+            {
+                "endpoint_id": delivery.endpoint_id,
+                "url": url,
+                "failing_since": failing_since.isoformat(),
+                "last_error": error,
+            },
+        )
+    return None, url is not None
