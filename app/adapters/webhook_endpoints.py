@@ -16,7 +16,7 @@ from sqlalchemy import Engine, and_, insert, select, update
 
 from app.adapters.secret_box import SecretBox
 from app.adapters.tables import idempotency_keys, webhook_deliveries, webhook_endpoints
-from app.adapters.webhook_store import DELETED, DISABLED, ENABLED, FAILED, PENDING, SENDING, aware
+from app.adapters.webhook_states import DELETED, DISABLED, ENABLED, FAILED, PENDING, SENDING, aware
 from projections.queries import rfc3339
 
 SECRET_PREFIX = "whsec_"

@@ -1,47 +1,19 @@
-"""The WebhookStore port in SQL: events fanned out to endpoints, and each delivery's state.
-
-The fan-out reads the webhook events read model after its own position (locked, and stored in
-the transaction that makes the deliveries, so each event is fanned out once); deliveries are
-keyed by (event, endpoint), so one event never reaches one endpoint as two deliveries.
-"""
+"""The WebhookStore port in SQL: events fanned out to endpoints (app.adapters.webhook_fanout),
+and each delivery's state: claimed, delivered, retried, failed."""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from app.adapters.secret_box import SecretBox
-from app.adapters.tables import webhook_deliveries, webhook_dispatch, webhook_endpoints
-from domain.ids import name_id_text
+from app.adapters.tables import webhook_deliveries, webhook_endpoints
+from app.adapters.webhook_fanout import fan_out
+from app.adapters.webhook_states import DELIVERED, DISABLED, ENABLED, FAILED, PENDING, SENDING, aware
 from domain.ports import WebhookDelivery
-from projections.tables import webhook_events_view
-
-PENDING, SENDING, DELIVERED, FAILED = "pending", "sending", "delivered", "failed"
-ENABLED, DISABLED, DELETED = "enabled", "disabled", "deleted"
-FAN_OUT = "fan_out"
-BATCH = 1000
-# Events older than this when first fanned out (a rebuild, a long outage of the workers) are
-# not sent: they would be retried no longer than this anyway.
-FRESH_FOR = timedelta(days=3)
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:  # SQLite hands back naive UTC
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
-def _insert(conn: Connection) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
-
-
-def subscribed(events: list[str], event_type: str) -> bool:
-    return "*" in events or event_type in events
 
 
 class SqlWebhookStore:
@@ -50,75 +22,7 @@ class SqlWebhookStore:
         self.box = box
 
     def fan_out(self, now: datetime) -> int:
-        made = 0
-        while True:
-            with self.engine.begin() as conn:
-                insert = _insert(conn)
-                conn.execute(
-                    insert(webhook_dispatch).values(name=FAN_OUT, position=0).on_conflict_do_nothing()
-                )
-                position = conn.execute(
-                    select(webhook_dispatch.c.position)
-                    .where(webhook_dispatch.c.name == FAN_OUT)
-                    .with_for_update()
-                ).scalar_one()
-                events = conn.execute(
-                    select(webhook_events_view)
-                    .where(webhook_events_view.c.position > position)
-                    .order_by(webhook_events_view.c.position)
-                    .limit(BATCH)
-                ).all()
-                if not events:
-                    return made
-                endpoints = conn.execute(
-                    select(
-                        webhook_endpoints.c.id, webhook_endpoints.c.events, webhook_endpoints.c.created_at
-                    ).where(webhook_endpoints.c.status == ENABLED)
-                ).all()
-                rows = [
-                    self._delivery(event, endpoint.id, now)
-                    for event in events
-                    if (aware(event.created_at) or now) >= now - FRESH_FOR
-                    for endpoint in endpoints
-                    if subscribed(json.loads(endpoint.events), event.type)
-                    and (aware(event.created_at) or now) >= (aware(endpoint.created_at) or now)
-                ]
-                if rows:
-                    conn.execute(insert(webhook_deliveries).on_conflict_do_nothing(), rows)
-                conn.execute(
-                    update(webhook_dispatch)
-                    .where(webhook_dispatch.c.name == FAN_OUT)
-                    .values(position=events[-1].position)
-                )
-            made += len(rows)
-            if len(events) < BATCH:
-                return made
-
-    @staticmethod
-    def _delivery(event: Any, endpoint_id: str, now: datetime) -> dict[str, Any]:
-        created = aware(event.created_at) or now
-        body = json.dumps(
-            {
-                "id": event.event_id,
-                "type": event.type,
-                "created": int(created.timestamp()),
-                "data": json.loads(event.data),
-            },
-            separators=(",", ":"),
-        )
-        return {
-            "id": name_id_text(f"webhook-delivery/{event.event_id}/{endpoint_id}"),
-            "event_id": event.event_id,
-            "endpoint_id": endpoint_id,
-            "event_type": event.type,
-            "position": event.position,
-            "body": body,
-            "status": PENDING,
-            "attempts": 0,
-            "created_at": now,
-            "event_created_at": created,
-            "next_attempt_at": now,
-        }
+        return fan_out(self.engine, now)
 
     def due(self, now: datetime, limit: int) -> list[WebhookDelivery]:
         d, e = webhook_deliveries, webhook_endpoints

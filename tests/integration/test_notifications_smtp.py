@@ -3,6 +3,7 @@ a server that is down and comes back."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -125,7 +126,8 @@ def test_a_failed_refund_alerts_the_platform_and_lists_page(world):
         controller.stop()
 
 
-def test_a_server_that_is_down_and_comes_back_receives_everything_once(world):
+def test_a_server_that_is_down_and_comes_back_receives_everything_once(world, caplog):
+    caplog.set_level(logging.DEBUG, logger="app")
     container, client, keys, port = world
     client.put(
         "/api/sellers/s-1/profile", json={"name": "S1", "email": "s1@example.com"}, headers=keys["admin"]
@@ -151,5 +153,12 @@ def test_a_server_that_is_down_and_comes_back_receives_everything_once(world):
         assert len({m["Message-ID"] for m in sink.messages}) == 6
         listed = client.get("/api/sellers/s-1/notifications", headers=keys["seller"]).json["notifications"]
         assert {(n["status"], n["attempts"]) for n in listed} == {("sent", 2)}
+        # The logs name notifications by id and kind: no address, no words of a message.
+        assert "not sent, attempt 1" in caplog.text and " sent" in caplog.text
+        assert (
+            "@example.com" not in caplog.text
+            and "$5.0" not in caplog.text
+            and "Springfield" not in caplog.text
+        )
     finally:
         controller.stop()

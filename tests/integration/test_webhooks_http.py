@@ -4,6 +4,7 @@ when a worker is killed mid-delivery, given up after 3 days with the endpoint di
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from datetime import UTC, datetime, timedelta
@@ -119,7 +120,8 @@ def test_an_event_reaches_its_endpoint_once_signed_as_stripe_signs(world):
     assert client.get(f"/api/webhook-endpoints/{endpoint['id']}", headers=admin).status_code == 404
 
 
-def test_a_receiver_answering_500_then_200_gets_the_same_event_twice_and_nothing_more(world):
+def test_a_receiver_answering_500_then_200_gets_the_same_event_twice_and_nothing_more(world, caplog):
+    caplog.set_level(logging.DEBUG)
     container, client, admin, customer, receiver = world
     endpoint = register(client, admin, receiver.url, ["*"])
     receiver.statuses = [500]
@@ -135,8 +137,11 @@ def test_a_receiver_answering_500_then_200_gets_the_same_event_twice_and_nothing
         assert deliver_webhooks(container, clock=lambda later=later: now + later) == 0
     ids = [e["id"] for e in receiver.events()]
     assert len(ids) == 2 and ids[0] == ids[1]
+    secret = endpoint_secret(container, endpoint["id"])
     for request in receiver.requests:
-        verify(request, endpoint_secret(container, endpoint["id"]))
+        verify(request, secret)
+    assert "not delivered, attempt 1: HTTP 500" in caplog.text
+    assert secret not in caplog.text and "v1=" not in caplog.text and "Springfield" not in caplog.text
 
 
 def endpoint_secret(container, endpoint_id: str) -> str:
