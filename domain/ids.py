@@ -83,3 +83,8 @@ def contact_id(role: str, subject_id: str) -> UUID:
 def alert_id(kind: str, key: str) -> UUID:
     """One platform alert per kind and subject: raised again, it conflicts instead of repeating."""
     return uuid5(NAMESPACE, f"alert/{kind}/{key}")
+
+
+def transfer_undo_id(settlement_id: str, allocation_id: str) -> UUID:
+    """The reversal that takes a settlement line's transfer back when another line failed for good."""
+    return uuid5(NAMESPACE, f"transfer-undo/{settlement_id}/{allocation_id}")

@@ -42,6 +42,7 @@ def notification_id(event: Aggregate.Event, recipient_id: str, role: str = SELLE
 
 class NotificationsProjection(Projection):
     name = "notifications"
+    version = 2  # 2: customers and the platform too, contacts, recipients (tables of their own)
     tables = [notifications_view, contacts_view, notification_subjects]
     event_classes = (
         ORDER_PLACED,

@@ -166,3 +166,16 @@ class SqlRecords:
                 select(provider_attempts.c.attempts).where(provider_attempts.c.name == name)
             ).scalar_one()
         return attempts
+
+
+def provider_event_counts(engine: Engine) -> list[tuple[str, str, int]]:
+    """(provider, state, count) of the webhook events kept (for the metrics)."""
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(provider_events.c.provider, provider_events.c.state, func.count()).group_by(
+                provider_events.c.provider, provider_events.c.state
+            )
+        ).all()
+    return [(provider, state, count) for provider, state, count in rows]

@@ -124,6 +124,7 @@ def init_app(app: Flask) -> Api:
         audit,
         checkout,
         contacts,
+        docs,
         health,
         orders,
         sellers,
@@ -137,6 +138,7 @@ def init_app(app: Flask) -> Api:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
+        **docs.SETTINGS,
         API_SPEC_OPTIONS={
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
             "security": [{"bearerAuth": []}],
@@ -146,4 +148,5 @@ def init_app(app: Flask) -> Api:
     api = Api(app)
     for module in (health, checkout, orders, sellers, accounts, contacts, webhooks, webhook_endpoints, audit):
         api.register_blueprint(module.bp)
+    docs.init_app(app)
     return api
