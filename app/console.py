@@ -1,7 +1,5 @@
-"""The ``tally`` console script: the same commands as ``flask --app wsgi …``.
-
-A module of its own: in app.cli it imported the app package that imports app.cli (a cycle).
-"""
+"""The ``tally`` console script: the same commands as ``flask --app wsgi …`` (kept apart from
+app.cli, which the app imports, so the script can import the app)."""
 
 from __future__ import annotations
 
