@@ -47,7 +47,7 @@ def create_checkout_session(
     ``customer_email`` becomes the customer's contact (recorded only when it changes)."""
     policy = deps.policy
     rule = deps.gateway.currency_rule(data["currency"])
-    priced = quote(data["currency"], data["items"], policy.platform_fee_bps)
+    priced = quote(data["currency"], data["items"], policy.platform_fee_bps, rule.granularity)
     if priced.total_amount < rule.minimum:
         raise CurrencyNotChargeableError(
             f"the payment provider charges at least {rule.minimum} {rule.currency} minor units; "
@@ -62,6 +62,7 @@ def create_checkout_session(
         "status": SESSION_OPEN,
         "customer_id": data["customer_id"],
         **priced.to_dict(),
+        "granularity": rule.granularity,  # what fees, refunds and transfers round to (minor units)
         "delivery_address": data.get("delivery_address"),
         "created_at": rfc3339(now),
         "expires_at": rfc3339(expires),
