@@ -20,15 +20,22 @@ from app.adapters.checkout_sessions import RedisCheckoutSessions
 from app.adapters.db import build_engine, ddl_lock, ensure_schema
 from app.adapters.locks import RedisLocks
 from app.adapters.mail import SmtpMailer
+from app.adapters.mail_templates import JinjaMailTemplates
+from app.adapters.outbox import SqlOutbox
 from app.adapters.providers import build_gateway
 from app.adapters.queue import InlineJobs, RqJobs
 from app.adapters.read_models import SqlAuditor, SqlReadModels
 from app.adapters.records import SqlRecords
+from app.adapters.secret_box import SecretBox
+from app.adapters.webhook_endpoints import WebhookEndpoints
+from app.adapters.webhook_http import HttpWebhookSender
+from app.adapters.webhook_store import SqlWebhookStore
 from app.audit.fees import FeeRule
 from app.commands.deps import Policy
 from app.commands.notifications import deliver_notifications
 from app.commands.settlement_runs import execute_settlement_run
 from app.commands.verification import execute_verification
+from app.commands.webhooks import deliver_webhooks
 from app.config import Settings
 from domain.payable import PayableRule
 from domain.ports import Mailer, PaymentGateway
@@ -166,6 +173,8 @@ class Container:
                     "settlement_run": lambda run_id: execute_settlement_run(self, run_id),
                     "verification": lambda verification_id: execute_verification(self, verification_id),
                     "notifications": lambda: deliver_notifications(self),
+                    "webhooks": lambda: deliver_webhooks(self),
+                    "after_catch_up": lambda: (deliver_notifications(self), deliver_webhooks(self)),
                 }
             )
 
@@ -182,6 +191,7 @@ class Container:
                 reverse_payouts_on_refund=settings.payment_provider == "stripe"
                 and settings.stripe_refunds_of_paid_out == "reverse_transfer",
                 payable=PayableRule(settings.settle_after, settings.settlement_hold_days),
+                admin_email=settings.admin_email,
             ),
         )
 
@@ -194,14 +204,35 @@ class Container:
         return self._get("records", lambda: SqlRecords(self.engine, self.autocommit))
 
     @property
-    def outbox(self) -> SqlRecords:
-        return self.records
+    def outbox(self) -> SqlOutbox:
+        return self._get("outbox", lambda: SqlOutbox(self.engine))
+
+    @property
+    def templates(self) -> JinjaMailTemplates:
+        return self._get("templates", lambda: JinjaMailTemplates(self.settings.mail_locale))
 
     @property
     def mailer(self) -> Mailer | None:
         """SMTP when SMTP_URL is set; without it nothing is mailed."""
         url = self.settings.smtp_url
         return self._get("mailer", lambda: SmtpMailer(url, self.settings.mail_from) if url else None)
+
+    @property
+    def secret_box(self) -> SecretBox:
+        return self._get("secret_box", lambda: SecretBox(self.settings.webhook_secret_key))
+
+    @property
+    def webhooks(self) -> SqlWebhookStore:
+        return self._get("webhooks", lambda: SqlWebhookStore(self.engine, self.secret_box))
+
+    @property
+    def webhook_endpoints(self) -> WebhookEndpoints:
+        return self._get("webhook_endpoints", lambda: WebhookEndpoints(self.engine, self.secret_box))
+
+    @property
+    def webhook_sender(self) -> HttpWebhookSender:
+        allow = self.settings.webhooks_allow_private
+        return self._get("webhook_sender", lambda: HttpWebhookSender(allow_private=allow))
 
     @property
     def read_models(self) -> SqlReadModels:

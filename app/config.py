@@ -63,6 +63,13 @@ class Settings:
     mail_from: str = "tally@localhost"
     settle_after: str = "placed"
     settlement_hold_days: int = 0
+    admin_email: str | None = None
+    mail_locale: str = "en_US"
+    # Outbound webhooks: the Fernet key their signing secrets are encrypted with (unset: a key
+    # file under var/, made once: for development only), and whether private addresses (and
+    # plain http) may receive them (development and tests).
+    webhook_secret_key: str | None = field(default=None, repr=False)
+    webhooks_allow_private: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -98,6 +105,10 @@ class Settings:
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
             settle_after=settle_after,
             settlement_hold_days=_int(env, "SETTLEMENT_HOLD_DAYS", 0, 0, 3650),
+            admin_email=env.get("ADMIN_EMAIL") or None,
+            mail_locale=env.get("MAIL_LOCALE") or "en_US",
+            webhook_secret_key=env.get("WEBHOOK_SECRET_KEY") or None,
+            webhooks_allow_private=env.get("WEBHOOKS_ALLOW_PRIVATE", "") in ("1", "true", "yes"),
         )
         _ = settings.database  # parse DATABASE_URL now: a bad one fails at start-up
         settings.check_provider()

@@ -75,6 +75,16 @@ def seller_account_id(seller_id: str) -> UUID:
     return uuid5(NAMESPACE, f"seller-account/{seller_id}")
 
 
+def contact_id(role: str, subject_id: str) -> UUID:
+    """The one contact record of a customer, a seller or the platform."""
+    return uuid5(NAMESPACE, f"contact/{role}/{subject_id}")
+
+
+def alert_id(kind: str, key: str) -> UUID:
+    """One platform alert per kind and subject: raised again, it conflicts instead of repeating."""
+    return uuid5(NAMESPACE, f"alert/{kind}/{key}")
+
+
 def transfer_undo_id(settlement_id: str, allocation_id: str) -> UUID:
     """The reversal that takes a settlement line's transfer back when another line failed for good."""
     return uuid5(NAMESPACE, f"transfer-undo/{settlement_id}/{allocation_id}")

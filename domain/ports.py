@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -289,6 +289,8 @@ class Jobs(Protocol):
 
     def notifications_changed(self) -> None: ...
 
+    def webhooks_changed(self) -> None: ...
+
 
 class Locks(Protocol):
     """Named locks that serialise money work across processes."""
@@ -336,36 +338,48 @@ class ProviderRecords(Protocol):
 
 @dataclass(frozen=True)
 class PendingNotification:
-    """A seller notification not yet handed to the mailer."""
+    """A notification the sender may try now: never tried, due for a retry, or left claimed by a
+    sender that died. ``email``/``name``: the recipient's contact, if one is known."""
 
     notification_id: str
-    seller_id: str
+    recipient_role: str
+    recipient_id: str
     kind: str
     data: Mapping[str, Any]
+    created_at: datetime
+    email: str | None = None
+    name: str | None = None
+    attempts: int = 0
+    first_attempt_at: datetime | None = None
 
 
 class NotificationOutbox(Protocol):
-    """Which notifications were handed to the mailer, claimed first so none is sent twice."""
+    """The e-mail state of each notification: claimed before each attempt, so none is sent twice."""
 
-    def unsent(self, limit: int) -> list[PendingNotification]: ...
+    def due(self, now: datetime, limit: int) -> list[PendingNotification]: ...
 
-    def claim(self, notification_id: str) -> bool: ...
+    def claim(self, notification: PendingNotification, now: datetime, claimed_until: datetime) -> bool:
+        """Take it for one attempt (counted); False when another sender took it first."""
+        ...
 
-    def mark_sent(self, notification_id: str) -> None: ...
+    def mark_sent(self, notification_id: str, now: datetime) -> None: ...
 
-    def mark_failed(self, notification_id: str, error: str) -> None: ...
+    def mark_retry(self, notification_id: str, error: str, next_attempt_at: datetime) -> None: ...
 
-    def sent_times(self) -> dict[str, datetime]: ...
+    def mark_failed(self, notification_id: str, error: str, now: datetime) -> None: ...
 
 
 @dataclass(frozen=True)
 class MailMessage:
-    """One plain-text e-mail."""
+    """One e-mail: plain text, and HTML as an alternative when given. ``message_id`` is the same
+    on every attempt of one notification, so a server (or reader) can drop a repeat."""
 
     to: str
     subject: str
-    body: str
-    headers: Mapping[str, str]
+    text: str
+    html: str | None = None
+    message_id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class MailNotSentError(Exception):
@@ -377,6 +391,84 @@ class Mailer(Protocol):
 
     def send(self, message: MailMessage) -> None:
         """Hand the message over; raise MailNotSentError when it was not accepted."""
+        ...
+
+
+@dataclass(frozen=True)
+class RenderedMail:
+    subject: str
+    text: str
+    html: str
+
+
+class MailTemplates(Protocol):
+    """Turns a notification into the words of an e-mail (templates kept in files)."""
+
+    def render(self, kind: str, data: Mapping[str, Any], recipient: Mapping[str, Any]) -> RenderedMail: ...
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One event to one endpoint, due for an attempt; ``body`` is the same bytes on every attempt."""
+
+    delivery_id: str
+    event_id: str
+    endpoint_id: str
+    url: str
+    secret: str = field(repr=False)
+    body: str = field(repr=False)
+    attempts: int = 0
+    first_attempt_at: datetime | None = None
+
+
+class WebhookNotDeliveredError(Exception):
+    """No answer: refused, unreachable, timed out, or an address webhooks may not reach."""
+
+
+class WebhookSender(Protocol):
+    """POSTs one webhook."""
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """POST once (no redirects, a 10 s timeout) and return the status code; raise
+        WebhookNotDeliveredError when there is none or the URL may not be reached."""
+        ...
+
+
+class WebhookStore(Protocol):
+    """The deliveries of webhook events to endpoints, claimed before each attempt."""
+
+    def fan_out(self, now: datetime) -> int:
+        """One delivery per new event and subscribed endpoint; returns how many were made."""
+        ...
+
+    def due(self, now: datetime, limit: int) -> list[WebhookDelivery]: ...
+
+    def claim(
+        self, deliveries: list[WebhookDelivery], now: datetime, claimed_until: datetime
+    ) -> list[WebhookDelivery]:
+        """Take these for one attempt each (counted); returns those no other worker took first."""
+        ...
+
+    def release(self, delivery_ids: list[str]) -> None:
+        """Give back claimed deliveries that were not attempted (their attempt uncounted)."""
+        ...
+
+    def mark_delivered(self, delivered: list[tuple[str, int]], now: datetime) -> None:
+        """(delivery id, status code) of each delivery that got a 2xx."""
+        ...
+
+    def mark_retry(
+        self, delivery_id: str, status_code: int | None, error: str, next_attempt_at: datetime, now: datetime
+    ) -> datetime:
+        """Schedule the next attempt; returns since when its endpoint keeps failing."""
+        ...
+
+    def mark_failed(self, delivery_id: str, status_code: int | None, error: str, now: datetime) -> datetime:
+        """Give the delivery up; returns since when its endpoint keeps failing."""
+        ...
+
+    def disable_endpoint(self, endpoint_id: str, now: datetime) -> str | None:
+        """Disable an endpoint and fail its pending deliveries; its URL, or None if it was not enabled."""
         ...
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from domain.ids import allocation_id
 from domain.marketplace.checkout import CheckoutTransactions
+from domain.marketplace.contacts import ContactTransactions
 from domain.marketplace.fees import FeeTransactions
 from domain.marketplace.fulfilment import FulfilmentTransactions
 from domain.marketplace.inventory import InventoryTransactions
@@ -23,6 +24,7 @@ class Marketplace(
     FulfilmentTransactions,
     FeeTransactions,
     InventoryTransactions,
+    ContactTransactions,
 ):
     """Payments, orders and the sellers' allocations of a multi-seller marketplace."""
 

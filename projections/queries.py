@@ -19,7 +19,6 @@ from projections.tables import (
     allocations_view,
     audit_log,
     invoices_view,
-    notifications_view,
     orders_view,
     seller_orders_view,
     settlements_view,
@@ -254,29 +253,6 @@ def list_invoices(engine: Engine, seller_id: str, limit: int = 500) -> list[dict
             .limit(limit)
         ).scalars()
         return [_invoice(document) for document in rows]
-
-
-def list_notifications(
-    engine: Engine, seller_id: str, sent: dict[str, Any] | None = None, limit: int = 500
-) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(notifications_view)
-            .where(notifications_view.c.seller_id == seller_id)
-            .order_by(desc(notifications_view.c.created_at), notifications_view.c.notification_id)
-            .limit(limit)
-        ).all()
-    sent = sent or {}
-    return [
-        {
-            "id": row.notification_id,
-            "kind": row.kind,
-            "created_at": rfc3339(row.created_at),
-            "sent_at": rfc3339(sent.get(row.notification_id)),
-            "data": json.loads(row.data),
-        }
-        for row in rows
-    ]
 
 
 def unsettled_for_seller(

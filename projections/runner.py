@@ -31,6 +31,7 @@ from projections.settlements import SettlementsProjection
 from projections.shadow import Shadow
 from projections.stock import StockProjection
 from projections.tables import projection_positions
+from projections.webhook_events import WebhookEventsProjection
 
 if TYPE_CHECKING:  # pragma: nocover
     from eventsourcing.application import Application
@@ -46,6 +47,7 @@ PROJECTIONS: dict[str, type[Projection]] = {
         NotificationsProjection,
         SellerOrdersProjection,
         StockProjection,
+        WebhookEventsProjection,
         AuditLogProjection,
     )
 }

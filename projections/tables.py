@@ -140,15 +140,60 @@ credit_note_counters = Table(
     Column("last_number", Integer, nullable=False),
 )
 
+# Notifications of customers, sellers and the platform (recipient_role "platform", recipient_id
+# "admin"), in log order per recipient. Whether and when each was e-mailed is the sender's
+# (app.adapters.tables.mail_deliveries), so a rebuild never sends anything again.
 notifications_view = Table(
-    "notifications_view",
+    "recipient_notifications_view",
     metadata,
     Column("notification_id", String(36), primary_key=True),
-    Column("seller_id", String(64), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("recipient_role", String(16), nullable=False),
+    Column("recipient_id", String(64), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("data", Text, nullable=False),
-    Index("ix_notifications_view_seller", "seller_id", "created_at"),
+    Index("ix_recipient_notifications_view_recipient", "recipient_role", "recipient_id", "position"),
+    Index("ix_recipient_notifications_view_created", "created_at"),
+)
+
+# The latest address and name of each customer and seller (from Contact events).
+contacts_view = Table(
+    "contacts_view",
+    metadata,
+    Column("role", String(16), primary_key=True),
+    Column("subject_id", String(64), primary_key=True),
+    Column("email", String(320), nullable=True),
+    Column("name", String(200), nullable=True),
+)
+
+# What later events of an order or settlement need to name their recipients (the customer of
+# an order, the seller of a settlement): kept by the notifications projection for itself.
+notification_subjects = Table(
+    "notification_subjects",
+    metadata,
+    Column("subject_id", String(36), primary_key=True),
+    Column("data", Text, nullable=False),
+)
+
+# The marketplace's webhook events (the contract's types), one per log event that maps to one;
+# ``event_id`` (evt_…) is derived from the log event, so a rebuild gives the same ids.
+webhook_events_view = Table(
+    "webhook_events_view",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("data", Text, nullable=False),
+)
+
+# What later events of a settlement need (its seller and amount), kept by that projection.
+webhook_subjects = Table(
+    "webhook_subjects",
+    metadata,
+    Column("subject_id", String(36), primary_key=True),
+    Column("data", Text, nullable=False),
 )
 
 seller_orders_view = Table(
@@ -195,9 +240,10 @@ OWNED_TABLES = {
     "payouts": [allocations_view, adjustments_view],
     "settlements": [settlements_view],
     "invoices": [invoices_view, invoice_counters, credit_notes_view, credit_note_counters],
-    "notifications": [notifications_view],
+    "notifications": [notifications_view, contacts_view, notification_subjects],
     "seller_orders": [seller_orders_view],
     "stock": [stock_view, stock_reservations_view],
+    "webhook_events": [webhook_events_view, webhook_subjects],
 }
 
 audit_log = Table(

@@ -6,10 +6,11 @@ import copy
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
+from app.adapters.mail_templates import JinjaMailTemplates
 from app.adapters.providers.mock import MockGateway
 from app.commands.deps import Policy
 from domain.errors import CheckoutSessionNotFoundError, ConcurrentChangeError
@@ -159,6 +160,9 @@ class FakeJobs:
     def notifications_changed(self) -> None:
         self.requested.append(("notifications", None))
 
+    def webhooks_changed(self) -> None:
+        self.requested.append(("webhooks", None))
+
 
 class FakeLocks:
     """Non-reentrant named locks that refuse at once when taken, and remember what was locked."""
@@ -190,14 +194,12 @@ class FakeLocks:
 
 
 class InMemoryRecords:
-    """ProviderRecords and NotificationOutbox in dicts."""
+    """ProviderRecords in dicts."""
 
     def __init__(self) -> None:
         self.references: dict[str, str] = {}
         self.events: dict[str, tuple[ProviderEvent, str, str | None]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
-        self.notifications: list[PendingNotification] = []
-        self.deliveries: dict[str, tuple[str, datetime | None]] = {}
         self.attempts: dict[str, int] = {}
 
     def remember_payment_reference(self, provider_reference: str, payment_id: str) -> None:
@@ -243,23 +245,54 @@ class InMemoryRecords:
         self.attempts[name] = self.attempts.get(name, 0) + 1
         return self.attempts[name]
 
-    def unsent(self, limit: int) -> list[PendingNotification]:
-        return [n for n in self.notifications if n.notification_id not in self.deliveries][:limit]
 
-    def claim(self, notification_id: str) -> bool:
-        if notification_id in self.deliveries:
+class InMemoryOutbox:
+    """NotificationOutbox in dicts: ``notifications`` are what the read model would hold."""
+
+    def __init__(self) -> None:
+        self.notifications: list[PendingNotification] = []
+        self.deliveries: dict[str, dict[str, Any]] = {}
+
+    def due(self, now: datetime, limit: int) -> list[PendingNotification]:
+        due = []
+        for n in self.notifications:
+            d = self.deliveries.get(n.notification_id)
+            if (
+                d is None
+                or (d["state"] == "pending" and d["next_attempt_at"] <= now)
+                or (d["state"] == "sending" and d["claimed_until"] <= now)
+            ):
+                attempts = d["attempts"] if d else 0
+                first = d["first_attempt_at"] if d else None
+                due.append(replace(n, attempts=attempts, first_attempt_at=first))
+        return due[:limit]
+
+    def claim(self, notification: PendingNotification, now: datetime, claimed_until: datetime) -> bool:
+        d = self.deliveries.get(notification.notification_id)
+        if d is None:
+            if notification.attempts:
+                return False
+            self.deliveries[notification.notification_id] = {
+                "state": "sending",
+                "attempts": 1,
+                "first_attempt_at": now,
+                "claimed_until": claimed_until,
+                "sent_at": None,
+            }
+            return True
+        if d["attempts"] != notification.attempts or d["state"] not in ("pending", "sending"):
             return False
-        self.deliveries[notification_id] = ("sending", None)
+        d.update(state="sending", attempts=d["attempts"] + 1, claimed_until=claimed_until)
         return True
 
-    def mark_sent(self, notification_id: str) -> None:
-        self.deliveries[notification_id] = ("sent", datetime.now(UTC))
+    def mark_sent(self, notification_id: str, now: datetime) -> None:
+        self.deliveries[notification_id].update(state="sent", sent_at=now)
 
-    def mark_failed(self, notification_id: str, error: str) -> None:
-        self.deliveries[notification_id] = ("failed", None)
+    def mark_retry(self, notification_id: str, error: str, next_attempt_at: datetime) -> None:
+        self.deliveries[notification_id].update(state="pending", next_attempt_at=next_attempt_at, error=error)
 
-    def sent_times(self) -> dict[str, datetime]:
-        return {key: at for key, (state, at) in self.deliveries.items() if state == "sent" and at is not None}
+    def mark_failed(self, notification_id: str, error: str, now: datetime) -> None:
+        self.deliveries[notification_id].update(state="failed", error=error)
 
 
 @dataclass
@@ -309,6 +342,5 @@ class FakeDeps:
     mailer: InMemoryMailer | None = field(default_factory=InMemoryMailer)
     auditor: FakeAuditor = field(default_factory=FakeAuditor)
 
-    @property
-    def outbox(self) -> InMemoryRecords:
-        return self.records
+    outbox: InMemoryOutbox = field(default_factory=InMemoryOutbox)
+    templates: JinjaMailTemplates = field(default_factory=JinjaMailTemplates)

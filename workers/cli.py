@@ -23,7 +23,7 @@ from workers.context import get_container
     "--queue",
     "queue_keys",
     multiple=True,
-    type=click.Choice(["settlements", "projections", "notifications", "audit"]),
+    type=click.Choice(["settlements", "projections", "notifications", "audit", "webhooks"]),
     help="Work only these queues (repeatable); default all. A dedicated projections worker keeps read "
     "models fresh while a long settlement run is going.",
 )

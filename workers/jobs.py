@@ -10,7 +10,7 @@ from typing import ParamSpec, TypeVar
 from rq import get_current_job
 
 from app.adapters import keys
-from app.commands import inventory, janitor, notifications, settlement_runs, verification
+from app.commands import inventory, janitor, notifications, settlement_runs, verification, webhooks
 from app.logs import REQUEST_ID
 from projections.runner import PROJECTIONS, catch_up
 from workers.context import get_container
@@ -44,13 +44,18 @@ def catch_up_projection(name: str) -> int:
     applied = catch_up(PROJECTIONS[name](), container.marketplace, container.engine)
     if name == "notifications" and applied and container.mailer is not None:
         container.jobs.notifications_changed()
+    if name == "webhook_events" and applied:
+        container.jobs.webhooks_changed()
     return applied
 
 
 @carries_request_id
 def catch_up_all() -> dict[str, int]:
-    """The safety net: catch every read model up, whatever triggers were lost."""
-    return {name: catch_up_projection(name) for name in PROJECTIONS}
+    """The safety net: catch every read model up, whatever triggers were lost; and queue a
+    webhook delivery run, which also posts the retries that came due (every 30 s)."""
+    applied = {name: catch_up_projection(name) for name in PROJECTIONS}
+    get_container().jobs.webhooks_changed()
+    return applied
 
 
 @carries_request_id
@@ -98,3 +103,10 @@ def deliver_notifications() -> int:
     container = get_container()
     container.redis.delete(keys.notifications_pending(container.settings.key_prefix))
     return notifications.deliver_notifications(container)
+
+
+@carries_request_id
+def deliver_webhooks() -> int:
+    container = get_container()
+    container.redis.delete(keys.webhooks_pending(container.settings.key_prefix))
+    return webhooks.deliver_webhooks(container)

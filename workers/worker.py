@@ -18,7 +18,9 @@ if TYPE_CHECKING:  # pragma: nocover
 
 def queues(container: Container, only: tuple[str, ...] | None = None) -> list[Queue]:
     names = queue_names(container.settings.key_prefix)
-    keys = only or ("settlements", "projections", "notifications", "audit")
+    # Webhooks before the read models: a delivery run catches its own read model up, and waits
+    # behind the catch-ups otherwise (event-to-POST lag under load).
+    keys = only or ("settlements", "webhooks", "projections", "notifications", "audit")
     return [Queue(names[key], connection=container.redis) for key in keys]
 
 

@@ -33,6 +33,11 @@ def notifications_pending(prefix: str) -> str:
     return f"{prefix}:notifications-pending"
 
 
+def webhooks_pending(prefix: str) -> str:
+    """Set while a delivery of webhooks is queued and not yet started."""
+    return f"{prefix}:webhooks-pending"
+
+
 def cron_scheduler(prefix: str) -> str:
     """The one RQ cron scheduler's name (its registry keys are derived from it by RQ)."""
     return f"{prefix}-cron"

@@ -22,7 +22,10 @@ RETRY_INTERVALS = [1, 5, 15, 60, 300]
 FAILURE_TTL = 30 * 86_400
 
 
-QUEUES = ("projections", "settlements", "notifications", "audit")
+QUEUES = ("projections", "settlements", "notifications", "audit", "webhooks")
+# Read models the job that uses them catches up itself (the delivery run of webhooks): no
+# catch-up job of their own after each command (the safety net still catches them up).
+CAUGHT_UP_BY_THEIR_JOBS = ("webhook_events",)
 
 
 def queue_names(prefix: str) -> dict[str, str]:
@@ -63,6 +66,9 @@ class InlineJobs:
 
     def projections_changed(self) -> None:
         self.run["catch_up"]()
+        after = self.run.get("after_catch_up")  # what the read models feed: e-mail, webhooks
+        if after is not None:
+            after()
 
     def settlement_run_requested(self, run_id: str) -> None:
         self.run["settlement_run"](run_id)
@@ -75,6 +81,9 @@ class InlineJobs:
 
     def notifications_changed(self) -> None:
         self.run["notifications"]()
+
+    def webhooks_changed(self) -> None:
+        self.run["webhooks"]()
 
 
 class RqJobs:
@@ -97,12 +106,18 @@ class RqJobs:
         return Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS)
 
     def projections_changed(self) -> None:
-        """One catch-up per projection, unless one is already queued and not yet started."""
+        """One catch-up per projection, unless one is already queued and not yet started; and a
+        webhook delivery run (it catches its read model up itself: one job between an event and
+        its POST, not two)."""
         pipe = self.redis.pipeline(transaction=False)
-        names = list(PROJECTIONS)
+        names = [name for name in PROJECTIONS if name not in CAUGHT_UP_BY_THEIR_JOBS]
         for name in names:
             pipe.set(keys.projection_pending(self.prefix, name), "1", nx=True, ex=60)
-        for name, fresh in zip(names, pipe.execute(), strict=True):
+        pipe.set(keys.webhooks_pending(self.prefix), "1", nx=True, ex=30)
+        *fresh_names, fresh_webhooks = pipe.execute()
+        if fresh_webhooks:
+            self._enqueue_webhooks()
+        for name, fresh in zip(names, fresh_names, strict=True):
             if fresh:
                 self.queues["projections"].enqueue(
                     "workers.jobs.catch_up_projection",
@@ -145,3 +160,18 @@ class RqJobs:
                 retry=self._retry(),
                 failure_ttl=FAILURE_TTL,
             )
+
+    def webhooks_changed(self) -> None:
+        """One delivery job queued at a time; one may run while the next waits (a second worker)."""
+        if self.redis.set(keys.webhooks_pending(self.prefix), "1", nx=True, ex=30):
+            self._enqueue_webhooks()
+
+    def _enqueue_webhooks(self) -> None:
+        self.queues["webhooks"].enqueue(
+            "workers.jobs.deliver_webhooks",
+            job_id=f"{self.prefix}-webhooks-{uuid.uuid4().hex[:12]}",
+            retry=self._retry(),
+            failure_ttl=FAILURE_TTL,
+            result_ttl=60,
+            meta=job_meta(),
+        )

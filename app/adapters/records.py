@@ -1,9 +1,8 @@
-"""The app's own SQL records behind two ports: ProviderRecords (payment references, received
-provider events, provider refunds) and NotificationOutbox (which notifications were mailed)."""
+"""The app's own SQL records behind the ProviderRecords port: payment references, received
+provider events, provider refunds (the notification outbox is app.adapters.outbox)."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 
@@ -11,14 +10,12 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.adapters.tables import (
-    notification_deliveries,
     payment_references,
     provider_attempts,
     provider_events,
     provider_refunds,
 )
-from domain.ports import PendingNotification, ProviderEvent
-from projections.tables import notifications_view
+from domain.ports import ProviderEvent
 
 FINAL_EVENT_STATES = ("applied", "ignored", "unmatched")
 # How long a redelivery waits for a delivery of the same event still being applied before it
@@ -31,7 +28,7 @@ def _now() -> datetime:
 
 
 class SqlRecords:
-    """ProviderRecords and NotificationOutbox in the app's tables (PostgreSQL or SQLite)."""
+    """ProviderRecords in the app's tables (PostgreSQL or SQLite)."""
 
     def __init__(self, engine: Engine, autocommit: Engine) -> None:
         self.engine = engine
@@ -169,57 +166,6 @@ class SqlRecords:
                 select(provider_attempts.c.attempts).where(provider_attempts.c.name == name)
             ).scalar_one()
         return attempts
-
-    # ---- NotificationOutbox --------------------------------------------------------------
-
-    def unsent(self, limit: int) -> list[PendingNotification]:
-        with self.engine.connect() as conn:
-            claimed_ids = select(notification_deliveries.c.notification_id)
-            rows = conn.execute(
-                select(notifications_view)
-                .where(notifications_view.c.notification_id.not_in(claimed_ids))
-                .order_by(notifications_view.c.created_at)
-                .limit(limit)
-            ).all()
-        return [
-            PendingNotification(row.notification_id, row.seller_id, row.kind, json.loads(row.data))
-            for row in rows
-        ]
-
-    def claim(self, notification_id: str) -> bool:
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(notification_deliveries).values(
-                        notification_id=notification_id, state="sending", claimed_at=_now()
-                    )
-                )
-        except IntegrityError:
-            return False  # another sender has it
-        return True
-
-    def _set(self, notification_id: str, **values: object) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(notification_deliveries)
-                .where(notification_deliveries.c.notification_id == notification_id)
-                .values(**values)
-            )
-
-    def mark_sent(self, notification_id: str) -> None:
-        self._set(notification_id, state="sent", sent_at=_now())
-
-    def mark_failed(self, notification_id: str, error: str) -> None:
-        self._set(notification_id, state="failed", error=error)
-
-    def sent_times(self) -> dict[str, datetime]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(notification_deliveries.c.notification_id, notification_deliveries.c.sent_at).where(
-                    notification_deliveries.c.state == "sent"
-                )
-            ).all()
-        return {row.notification_id: row.sent_at for row in rows}
 
 
 def provider_event_counts(engine: Engine) -> list[tuple[str, str, int]]:

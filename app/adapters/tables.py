@@ -6,11 +6,13 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -65,16 +67,21 @@ payment_references = Table(
     Column("payment_id", String(36), nullable=False),
 )
 
-# Email deliveries of seller notifications: owned by the sender, so a rebuild of the
-# notifications read model never sends anything twice.
-notification_deliveries = Table(
-    "notification_deliveries",
+# E-mail deliveries of notifications: owned by the sender, so a rebuild of the notifications
+# read model never sends anything twice. A row is claimed (``sending`` until ``claimed_until``)
+# before the message goes to the SMTP server and marked ``sent`` right after it accepted it.
+mail_deliveries = Table(
+    "mail_deliveries",
     metadata,
     Column("notification_id", String(36), primary_key=True),
-    Column("state", String(16), nullable=False),  # sending | sent | failed
-    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | sending | sent | failed
+    Column("attempts", Integer, nullable=False),
+    Column("first_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
     Column("sent_at", DateTime(timezone=True), nullable=True),
     Column("error", Text, nullable=True),
+    Index("ix_mail_deliveries_due", "state", "next_attempt_at"),
 )
 
 # Refunds as the provider knows them (Stripe's re_… id) -> tally's refund id. Written by
@@ -100,4 +107,54 @@ provider_attempts = Table(
     metadata,
     Column("name", String(255), primary_key=True),
     Column("attempts", Integer, nullable=False),
+)
+
+
+# Outbound webhooks. An endpoint's signing secret is kept only encrypted (Fernet, with the key
+# from WEBHOOK_SECRET_KEY); ``failing_since`` is the first failure after its last success.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("events", Text, nullable=False),  # JSON list of event types, or ["*"]
+    Column("secret_encrypted", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # enabled | disabled | deleted
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("failing_since", DateTime(timezone=True), nullable=True),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+)
+
+# One delivery per (event, endpoint): the body is fixed when it is made, so every attempt posts
+# the same bytes with the same ``evt_`` id (only the signature's timestamp changes).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("endpoint_id", String(36), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | sending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("event_created_at", DateTime(timezone=True), nullable=False),
+    Column("first_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "position"),
+)
+
+# How far the fan-out (events -> deliveries) has read the webhook events read model.
+webhook_dispatch = Table(
+    "webhook_dispatch",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("position", BigInteger, nullable=False),
 )

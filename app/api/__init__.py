@@ -123,6 +123,7 @@ def init_app(app: Flask) -> Api:
         accounts,
         audit,
         checkout,
+        contacts,
         credit_notes,
         docs,
         fees,
@@ -131,6 +132,7 @@ def init_app(app: Flask) -> Api:
         inventory,
         orders,
         sellers,
+        webhook_endpoints,
         webhooks,
     )
 
@@ -156,9 +158,11 @@ def init_app(app: Flask) -> Api:
         sellers,
         credit_notes,
         accounts,
+        contacts,
         fees,
         inventory,
         webhooks,
+        webhook_endpoints,
         audit,
     ):
         api.register_blueprint(module.bp)

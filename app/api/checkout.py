@@ -34,7 +34,7 @@ def create_session(data: dict[str, Any]) -> Response:
     """Quote a cart per seller and open a checkout session."""
     check_subject("customer", data["customer_id"])
     container = tally()
-    session = checkout.create_checkout_session(container, data)
+    session = checkout.create_checkout_session(container, data, current_principal().cause(g.request_id))
     return json_response(session_view(session), 201)
 
 

@@ -1,4 +1,4 @@
-"""Sellers: payouts, settlements, invoices, notifications; and settlement runs."""
+"""Sellers: payouts, settlements, invoices; and settlement runs (notifications: app.api.contacts)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from app.presenters import settlement_document, settlement_run_view
 from app.schemas import (
     InvoiceListSchema,
     InvoiceSchema,
-    NotificationListSchema,
     OrderListSchema,
     PayoutsSchema,
     PeriodQuerySchema,
@@ -136,14 +135,3 @@ def get_invoice(invoice_id: str) -> Response:
     else:
         check_subject("seller", invoice["seller_id"])
     return json_response(invoice)
-
-
-@bp.route("/sellers/<seller_id>/notifications")
-@require("admin", "auditor", "seller")
-@bp.response(200, NotificationListSchema)
-def list_notifications(seller_id: str) -> Response:
-    """What the seller was told, newest first."""
-    check_subject("seller", seller_id)
-    container = tally()
-    notifications = queries.list_notifications(tally().engine, seller_id, container.outbox.sent_times())
-    return json_response({"notifications": notifications})

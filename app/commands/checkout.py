@@ -10,6 +10,7 @@ from app.commands.deps import Deps
 from app.commands.inventory import reserve_for_session, sell_reservation
 from domain import payment as payment_status
 from domain.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
+from domain.contact import CUSTOMER
 from domain.errors import (
     CheckoutConflictError,
     CheckoutSessionExpiredError,
@@ -39,9 +40,12 @@ PROVIDER_ERROR = "provider_error"  # the provider failed and holds no payment: a
 PROVIDER_CONFIGURATION = "provider_configuration"  # the provider refused our configuration
 
 
-def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:
+def create_checkout_session(
+    deps: Deps, data: dict[str, Any], cause: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Quote the cart per seller and keep it for the session's lifetime; a currency or total the
-    configured provider cannot charge is refused here, before anyone tries to pay."""
+    configured provider cannot charge is refused here, before anyone tries to pay. A
+    ``customer_email`` becomes the customer's contact (recorded only when it changes)."""
     policy = deps.policy
     rule = deps.gateway.currency_rule(data["currency"])
     rates = deps.marketplace.fee_rates(item["seller_id"] for item in data["items"])
@@ -70,6 +74,10 @@ def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:
         "order_id": None,
         "payment_id": None,
     }
+    email = data.get("customer_email")
+    if email:
+        session["customer_email"] = email
+        deps.marketplace.set_contact(CUSTOMER, data["customer_id"], email, None, cause or {}, keep_name=True)
     deps.sessions.create(session, ttl)
     return session
 

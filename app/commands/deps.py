@@ -12,10 +12,13 @@ from domain.ports import (
     Jobs,
     Locks,
     Mailer,
+    MailTemplates,
     NotificationOutbox,
     PaymentGateway,
     ProviderRecords,
     ReadModels,
+    WebhookSender,
+    WebhookStore,
 )
 from domain.services import Marketplace
 
@@ -31,6 +34,8 @@ class Policy:
     reverse_payouts_on_refund: bool = False
     # When a seller's part becomes payable (SETTLE_AFTER, SETTLEMENT_HOLD_DAYS).
     payable: PayableRule = field(default_factory=PayableRule)
+    # Where platform alerts go (ADMIN_EMAIL); without it they are kept but not mailed.
+    admin_email: str | None = None
 
 
 class Deps(Protocol):
@@ -62,6 +67,15 @@ class Deps(Protocol):
 
     @property
     def mailer(self) -> Mailer | None: ...
+
+    @property
+    def templates(self) -> MailTemplates: ...
+
+    @property
+    def webhooks(self) -> WebhookStore: ...
+
+    @property
+    def webhook_sender(self) -> WebhookSender: ...
 
     @property
     def read_models(self) -> ReadModels: ...

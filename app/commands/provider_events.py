@@ -30,6 +30,7 @@ from domain.ports import (
 )
 
 log = logging.getLogger(__name__)
+PROVIDER_EVENT_FAILED = "provider_event_failed"
 
 APPLIED, IGNORED, UNMATCHED, DUPLICATE = "applied", "ignored", "unmatched", "duplicate"
 Outcome = tuple[str, str | None]
@@ -52,11 +53,27 @@ def receive_provider_event(deps: Deps, event: ProviderEvent) -> str:
     except Exception as exc:
         records.finish_event(event.id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
         log.exception("provider event %s (%s) failed; kept for a retry", event.id, event.type)
+        _alert(deps, event, exc)
         raise
     records.finish_event(event.id, outcome, detail)
     if outcome == UNMATCHED:
         log.warning("provider event %s (%s) kept unmatched for review: %s", event.id, event.type, detail)
     return outcome
+
+
+def _alert(deps: Deps, event: ProviderEvent, exc: Exception) -> None:
+    """The platform hears of a provider event that failed (once per event, however often the
+    provider redelivers it); an alert that cannot be saved must not hide the failure itself."""
+    data = {
+        "provider_event_id": event.id,
+        "provider": event.provider,
+        "type": event.type,
+        "error": type(exc).__name__,
+    }
+    try:
+        deps.marketplace.raise_alert(PROVIDER_EVENT_FAILED, event.id, data)
+    except Exception:  # logged; the event's own failure is re-raised by the caller
+        log.exception("could not raise the alert for provider event %s", event.id)
 
 
 def _apply(deps: Deps, event: ProviderEvent) -> Outcome:

@@ -51,6 +51,7 @@ from app.schemas.common import (
     StripeEventSchema,
     WebhookAckSchema,
 )
+from app.schemas.contacts import PageQuerySchema, ProfileRequestSchema, ProfileSchema
 from app.schemas.read_side import (
     AdjustmentSchema,
     BalanceSchema,
@@ -101,12 +102,15 @@ __all__ = [
     "OrderListSchema",
     "OrderSchema",
     "OrderSellerSchema",
+    "PageQuerySchema",
     "PaymentDeclinedProblemSchema",
     "PaymentSchema",
     "PayoutsSchema",
     "PendingAllocationSchema",
     "PeriodQuerySchema",
     "ProblemSchema",
+    "ProfileRequestSchema",
+    "ProfileSchema",
     "RefundAllocationSchema",
     "RefundRequestSchema",
     "RefundSchema",

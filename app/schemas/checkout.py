@@ -44,6 +44,9 @@ class CheckoutSessionRequestSchema(StrictSchema):
     )
     items = fields.List(fields.Nested(ItemSchema), required=True, validate=validate.Length(1, 100))
     delivery_address = fields.Nested(AddressSchema)
+    customer_email = fields.Email(
+        validate=validate.Length(max=320), metadata={"description": "where the customer's receipts go"}
+    )
 
     @validates_schema
     def _total_within_cap(self, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -97,6 +100,7 @@ class CheckoutSessionSchema(Schema):
     platform_fee_amount = Amount(required=True)
     sellers = fields.List(fields.Nested(SellerQuoteSchema), required=True)
     delivery_address = fields.Nested(AddressSchema, allow_none=True)
+    customer_email = fields.String()
     order_id = fields.String(allow_none=True)
     payment_id = fields.String(allow_none=True)
 

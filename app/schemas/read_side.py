@@ -152,12 +152,17 @@ class NotificationSchema(Schema):
     id = fields.String(required=True)
     kind = fields.String(required=True)
     created_at = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["pending", "sent", "failed"]))
+    attempts = fields.Integer(required=True)
     sent_at = fields.String(required=True, allow_none=True)
+    next_attempt_at = fields.String(allow_none=True)
     data = fields.Dict(required=True)
 
 
 class NotificationListSchema(Schema):
     notifications = fields.List(fields.Nested(NotificationSchema), required=True)
+    has_more = fields.Boolean(required=True)
+    next_after = fields.String(required=True, allow_none=True)
 
 
 class PageQuerySchema(StrictSchema):

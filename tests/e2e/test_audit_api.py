@@ -471,6 +471,7 @@ def test_auditor_reads_every_audit_endpoint_and_every_post_is_403(app, client, c
         "seller_id": seller_id,
         "settlement_id": settlement_id,
         "run_id": run.json["id"],
+        "delivery_id": "no-such-delivery",
     }
     posts = sorted(
         rule.rule

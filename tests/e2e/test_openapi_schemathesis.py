@@ -68,7 +68,8 @@ SIGN = "sign-me"  # placeholder Stripe-Signature, replaced by a valid one in the
 # (positive_data_acceptance otherwise expects 2xx, 401, 403, 404, 409): a cart over the
 # total cap, a refund larger than what is left or a reversed settlement period is a 422,
 # a declined card a 402, an expired session a 410, a webhook whose signature does not
-# verify a 400. (One filter per [[operations]] entry: several include-* keys are OR-ed.)
+# verify a 400, a webhook endpoint URL that does not resolve to a public address a 422.
+# (One filter per [[operations]] entry: several include-* keys are OR-ed.)
 CONFIG = schemathesis.Config.from_str(
     """
 [[operations]]
@@ -93,6 +94,10 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 
 [[operations]]
 include-name = "POST /api/settlements/runs"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "5xx"]
+
+[[operations]]
+include-name = "POST /api/webhook-endpoints"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "5xx"]
 
 [[operations]]

@@ -56,7 +56,7 @@ def make_session(
         "id": str(uuid.uuid4()),
         "status": "open",
         "customer_id": customer_id,
-        **quote(currency, items if items is not None else ITEMS, fee_bps, granularity).to_dict(),
+        **quote(currency, items if items is not None else ITEMS, fee_bps, granularity=granularity).to_dict(),
         "granularity": granularity,
         "delivery_address": dict(ADDRESS),
         "order_id": None,

@@ -208,3 +208,23 @@ def test_refunds_of_paid_out_money_reverse_the_payout_when_the_policy_says_so(de
     assert part["recovered_by_transfer_reversal"] is True and part["carried_as_adjustment"] is False
     [reversal] = deps.gateway.calls_to("reverse_payout")
     assert reversal["amount"] == 2250
+
+
+def test_a_provider_event_that_fails_alerts_the_platform_once(deps: FakeDeps, monkeypatch) -> None:
+    import app.commands.provider_events as provider_events
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(provider_events, "_apply", broken)
+    for _ in range(2):  # the provider delivers it again
+        with pytest.raises(RuntimeError):
+            receive_provider_event(deps, event(NotUsed(), "evt_broken"))
+    alerts = [
+        deps.marketplace.mapper.to_domain_event(n)
+        for n in deps.marketplace.recorder.select_notifications(start=1, limit=1000)
+        if n.topic.endswith("Alert.Raised")
+    ]
+    assert [(a.kind, a.key, a.data["error"]) for a in alerts] == [
+        ("provider_event_failed", "evt_broken", "RuntimeError")
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -106,33 +106,101 @@ def test_the_daily_verification_runs_once_per_day(deps: FakeDeps) -> None:
     assert verify_on_schedule(deps, today=date(2026, 12, 1)) != first
 
 
-def notification(n: str, seller: str = "s-1") -> PendingNotification:
-    return PendingNotification(n, seller, "order_placed", {"order_id": "o-1"})
+def notification(n: str, seller: str = "s-1", kind: str = "order_placed", **more) -> PendingNotification:
+    data = {
+        "order_id": "o-1",
+        "currency": "USD",
+        "subtotal_amount": 123456,
+        "platform_fee_amount": 12346,
+        "payout_amount": 111110,
+        "items": [{"sku": "mug", "description": "Mug", "unit_amount": 61728, "quantity": 2}],
+        "delivery_address": {"line1": "1 Main St", "city": "Springfield", "country": "US"},
+    }
+    return PendingNotification(n, more.pop("role", "seller"), seller, kind, data, NOW, **more)
 
 
-def test_notifications_are_mailed_once_each(deps: FakeDeps) -> None:
-    deps.records.notifications = [notification("n-1"), notification("n-2", "shop@example.com")]
-    assert deliver_notifications(deps) == 2
-    assert deliver_notifications(deps) == 0
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, at: datetime = NOW) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def test_notifications_are_mailed_once_each_with_text_and_html_parts(deps: FakeDeps) -> None:
+    deps.outbox.notifications = [notification("n-1"), notification("n-2", "shop@example.com")]
+    assert deliver_notifications(deps, clock=Clock()) == 2
+    assert deliver_notifications(deps, clock=Clock()) == 0
     assert deps.mailer is not None
     first, second = deps.mailer.sent
-    assert first.to == "s-1@sellers.invalid" and first.subject == "tally: order placed"
-    assert first.headers["X-Tally-Notification-Id"] == "n-1" and '"order_id": "o-1"' in first.body
+    assert first.to == "s-1@sellers.invalid" and first.subject == "New order to ship: $1,234.56"
+    assert first.headers["X-Tally-Notification-Id"] == "n-1"
+    assert first.message_id == "<n-1@tally.notifications>"
+    assert "Your payout: $1,111.10" in first.text and "Springfield" in first.text
+    assert first.html is not None and "&times; Mug" in first.html
     assert second.to == "shop@example.com"
-    assert set(deps.outbox.sent_times()) == {"n-1", "n-2"}
+    assert {k: d["state"] for k, d in deps.outbox.deliveries.items()} == {"n-1": "sent", "n-2": "sent"}
 
 
-def test_a_refused_notification_is_marked_failed_and_not_resent(deps: FakeDeps) -> None:
-    deps.records.notifications = [notification("n-1")]
+def test_a_profile_address_wins_and_a_customer_without_one_is_not_mailed(deps: FakeDeps) -> None:
+    deps.outbox.notifications = [
+        notification("n-1", email="owner@shop.example"),
+        notification("n-2", "c-1", role="customer", kind="order_refunded"),
+    ]
+    assert deliver_notifications(deps, clock=Clock()) == 1
+    assert deps.mailer is not None and [m.to for m in deps.mailer.sent] == ["owner@shop.example"]
+    assert deps.outbox.deliveries["n-2"]["state"] == "failed"
+
+
+def test_a_refused_notification_is_retried_with_backoff_for_a_day_then_failed_and_alerted(
+    deps: FakeDeps,
+) -> None:
+    deps.outbox.notifications = [notification("n-1")]
     assert deps.mailer is not None
     deps.mailer.refuse = True
-    assert deliver_notifications(deps) == 0
-    assert deps.records.deliveries["n-1"][0] == "failed"
-    assert deps.outbox.sent_times() == {}
+    clock = Clock()
+    assert deliver_notifications(deps, clock=clock) == 0
+    delivery = deps.outbox.deliveries["n-1"]
+    assert delivery["state"] == "pending" and delivery["attempts"] == 1
+    assert delivery["next_attempt_at"] == NOW + timedelta(minutes=1)
+    assert deliver_notifications(deps, clock=clock) == 0  # not due yet: no attempt
+    assert delivery["attempts"] == 1
+    waits = []
+    while delivery["state"] == "pending":
+        waits.append(delivery["next_attempt_at"] - clock.at)
+        clock.at = delivery["next_attempt_at"]
+        deliver_notifications(deps, clock=clock)
+    assert waits[:4] == [timedelta(minutes=m) for m in (1, 2, 4, 8)]
+    assert max(waits) == timedelta(hours=1)
+    assert delivery["state"] == "failed"
+    assert timedelta(hours=23) <= clock.at - NOW <= timedelta(hours=24)
+    alerts = [
+        n for n in deps.marketplace.recorder.select_notifications(start=1, limit=100) if "Alert" in n.topic
+    ]
+    assert len(alerts) == 1
+
+
+def test_a_message_accepted_again_after_a_lost_mark_keeps_its_message_id(deps: FakeDeps) -> None:
+    """A sender that dies after the server accepted a message, before marking it sent: the claim
+    runs out and the next sender sends it once more (at most one duplicate), same Message-ID."""
+    deps.outbox.notifications = [notification("n-1")]
+    assert deps.mailer is not None
+    deps.outbox.mark_sent = lambda *args: (_ for _ in ()).throw(SystemExit("killed"))  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        deliver_notifications(deps, clock=Clock())
+    del deps.outbox.mark_sent
+    assert deliver_notifications(deps, clock=Clock(NOW + timedelta(minutes=1))) == 0  # still claimed
+    assert deliver_notifications(deps, clock=Clock(NOW + timedelta(minutes=3))) == 1
+    assert deliver_notifications(deps, clock=Clock(NOW + timedelta(minutes=10))) == 0
+    ids = [m.message_id for m in deps.mailer.sent]
+    assert ids == ["<n-1@tally.notifications>"] * 2
 
 
 def test_without_a_mailer_nothing_is_sent(deps: FakeDeps) -> None:
     deps.mailer = None
-    deps.records.notifications = [notification("n-1")]
+    deps.outbox.notifications = [notification("n-1")]
     assert deliver_notifications(deps) == 0
-    assert deps.records.deliveries == {}
+    assert deps.outbox.deliveries == {}
