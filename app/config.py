@@ -14,6 +14,7 @@ DEFAULT_DATABASE_URL = f"sqlite:///{ROOT / 'var' / 'tally.db'}"
 # What a refund (or lost dispute) of money already transferred to a seller does with Stripe:
 # carry a negative adjustment into the seller's next settlement, or reverse the transfer.
 REFUNDS_OF_PAID_OUT = ("adjust", "reverse_transfer")
+PROVIDERS = ("mock", "stripe", "razorpay")
 
 
 class SettingsError(ValueError):
@@ -47,6 +48,10 @@ class Settings:
     stripe_webhook_secret: str | None = field(default=None, repr=False)
     stripe_api_base: str | None = None
     stripe_refunds_of_paid_out: str = "adjust"
+    razorpay_key_id: str | None = None
+    razorpay_key_secret: str | None = field(default=None, repr=False)
+    razorpay_webhook_secret: str | None = field(default=None, repr=False)
+    razorpay_api_base: str | None = None
     max_content_length: int = 1_000_000
     log_level: str = "INFO"
     key_prefix: str = "tally"
@@ -57,8 +62,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         provider = env.get("PAYMENT_PROVIDER", "mock") or "mock"
-        if provider not in ("mock", "stripe"):
-            raise SettingsError(f"PAYMENT_PROVIDER must be mock or stripe, got {provider!r}")
+        if provider not in PROVIDERS:
+            raise SettingsError(f"PAYMENT_PROVIDER must be mock, stripe or razorpay, got {provider!r}")
         paid_out = env.get("STRIPE_REFUNDS_OF_PAID_OUT", "adjust") or "adjust"
         if paid_out not in REFUNDS_OF_PAID_OUT:
             raise SettingsError(
@@ -75,6 +80,10 @@ class Settings:
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
             stripe_refunds_of_paid_out=paid_out,
+            razorpay_key_id=env.get("RAZORPAY_KEY_ID") or None,
+            razorpay_key_secret=env.get("RAZORPAY_KEY_SECRET") or None,
+            razorpay_webhook_secret=env.get("RAZORPAY_WEBHOOK_SECRET") or None,
+            razorpay_api_base=env.get("RAZORPAY_API_BASE") or None,
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1_000_000, 1024, 100_000_000),
             log_level=env.get("LOG_LEVEL", "INFO") or "INFO",
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",

@@ -88,7 +88,7 @@ def settlement_run_view(run: SettlementRun) -> dict[str, Any]:
 def seller_account_view(account: SellerAccount) -> dict[str, Any]:
     return {
         "seller_id": account.seller_id,
-        "stripe_account_id": account.account_id,
+        f"{account.provider}_account_id": account.account_id,  # stripe_account_id | razorpay_account_id
         "version": account.version,
         "updated_at": rfc3339(account.modified_on),
     }

@@ -28,6 +28,9 @@ class ChargeResult:
     provider_reference: str | None
     client_secret: str | None = None
     failure_reason: str | None = None
+    # What the customer's browser does next when the status is requires_action, as the API shows
+    # it (``{"type": "razorpay_checkout", …}``); None for a provider whose client secret says it all.
+    next_action: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ class PaymentGateway(Protocol):
 
     name: str
     reverses_payouts: bool  # whether reverse_payout can take a payout back
+    default_payment_method: str | None  # what a confirm without a payment method pays with
 
     def charge(
         self,
@@ -193,6 +197,21 @@ class PaymentGateway(Protocol):
         transfer_group: str,
         idempotency_key: str,
     ) -> ChargeResult: ...
+
+    def complete_action(
+        self,
+        *,
+        payment_id: str,
+        provider_reference: str,
+        amount: int,
+        currency: str,
+        proof: Mapping[str, str],
+        idempotency_key: str,
+    ) -> ChargeResult:
+        """The second step of a payment that required action, with the ``proof`` the customer's
+        browser brought back from the provider: verified (ActionProofError when it does not hold or
+        names another payment), then the provider's payment read and taken (captured) if needed."""
+        ...
 
     def refund(
         self, *, provider_reference: str, amount: int, currency: str, refund_id: str, idempotency_key: str
