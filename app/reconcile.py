@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: nocover
 
 # Provider objects created up to this long before the window still match tally records in it.
 MARGIN = timedelta(days=1)
+LABEL = {"stripe": "Stripe", "razorpay": "Razorpay"}
 # What tally's payment outcome should be for each PaymentIntent status.
 EXPECTED_OUTCOME = {
     "succeeded": SUCCEEDED,
@@ -53,7 +54,8 @@ class Report:
 
 @runtime_checkable
 class ProviderRecords(Protocol):
-    """A gateway whose provider lists what it holds (Stripe does; the mock keeps nothing)."""
+    """A gateway whose provider lists what it holds (Stripe and Razorpay do; the mock keeps nothing).
+    Razorpay's adapter lists its Orders, Refunds and Transfers in the shape compared here."""
 
     def list_payment_intents(self, created_gte: int) -> list[dict[str, Any]]: ...
 
@@ -253,9 +255,10 @@ def reconcile(container: Container, since: datetime) -> Report:
             )
             .order_by(provider_events.c.received_at)
         ).all()
-    _payments(report, records, intents, payment_of, start, since)
-    _refunds(report, records, refunds, refund_of, start, since)
-    _transfers(report, records, transfers, start, since)
+    provider = gateway.name
+    _payments(report, records, intents, payment_of, start, since, provider)
+    _refunds(report, records, refunds, refund_of, start, since, provider)
+    _transfers(report, records, transfers, start, since, provider)
     for row in review:
         report.mismatches.append(f"provider event {row.id} ({row.type}) is {row.state}: {row.detail}")
     report.checked.update(
@@ -274,7 +277,9 @@ def _payments(
     payment_of: dict[str, str],
     start: int,
     since: datetime,
+    provider: str = "stripe",
 ) -> None:
+    label = LABEL.get(provider, provider)
     seen: set[str] = set()
     for pi in intents.values():
         payment_id = payment_of.get(pi["id"]) or _metadata(pi, "payment_id")
@@ -299,21 +304,19 @@ def _payments(
                 f"{what}: status differs, tally's payment {payment_id} is {payment.outcome}"
             )
     for payment_id, payment in records.payments.items():
-        if payment.provider != "stripe" or payment.created < since or payment_id in seen:
+        if payment.provider != provider or payment.created < since or payment_id in seen:
             continue
         if payment.outcome == PENDING and payment.reference is None:
-            report.notes.append(f"payment {payment_id} is pending and never reached Stripe (no money moved)")
+            report.notes.append(f"payment {payment_id} is pending and never reached {label} (no money moved)")
             continue
         if payment.outcome == FAILED and payment.reference is None:
             # Failed without a PaymentIntent: a look-up found none (provider_error), or Stripe refused
             # our configuration before creating one.
-            report.notes.append(
-                f"payment {payment_id} failed before Stripe held a PaymentIntent (no money moved)"
-            )
+            report.notes.append(f"payment {payment_id} failed before {label} held a payment (no money moved)")
             continue
         report.mismatches.append(
             f"payment {payment_id} ({payment.outcome}, {payment.amount} {payment.currency}, "
-            f"{payment.reference}): missing at Stripe"
+            f"{payment.reference}): missing at {label}"
         )
 
 
@@ -324,7 +327,9 @@ def _refunds(
     refund_of: dict[str, str],
     start: int,
     since: datetime,
+    provider: str = "stripe",
 ) -> None:
+    label = LABEL.get(provider, provider)
     seen: set[str] = set()
     for re in refunds.values():
         refund_id = refund_of.get(re["id"]) or _metadata(re, "refund_id")
@@ -340,22 +345,28 @@ def _refunds(
                 report.mismatches.append(f"{what}: no refund in tally")
             continue
         if not live:
-            report.mismatches.append(f"{what}: failed at Stripe but tally recorded refund {refund_id}")
+            report.mismatches.append(f"{what}: failed at {label} but tally recorded refund {refund_id}")
         elif re.get("amount") != refund.amount:
             report.mismatches.append(f"{what}: amount differs, tally's refund {refund_id} is {refund.amount}")
-    stripe_payments = {pid for pid, p in records.payments.items() if p.provider == "stripe"}
+    provider_payments = {pid for pid, p in records.payments.items() if p.provider == provider}
     for refund_id, refund in records.refunds.items():
-        if refund.payment_id not in stripe_payments or refund.at < since or refund_id in seen:
+        if refund.payment_id not in provider_payments or refund.at < since or refund_id in seen:
             continue
         report.mismatches.append(
-            f"refund {refund_id} ({refund.amount}) of order {refund.order_id}: missing at Stripe"
+            f"refund {refund_id} ({refund.amount}) of order {refund.order_id}: missing at {label}"
         )
 
 
 def _transfers(
-    report: Report, records: Records, transfers: dict[str, dict[str, Any]], start: int, since: datetime
+    report: Report,
+    records: Records,
+    transfers: dict[str, dict[str, Any]],
+    start: int,
+    since: datetime,
+    provider: str = "stripe",
 ) -> None:
-    """Each Stripe transfer against the transfer tally recorded with its id, and back."""
+    """Each provider transfer against the transfer tally recorded with its id, and back."""
+    label = LABEL.get(provider, provider)
     for tr in transfers.values():
         if tr.get("created", 0) < start:
             continue
@@ -376,7 +387,7 @@ def _transfers(
             )
         if (tr.get("amount_reversed") or 0) != record.reversed:
             report.mismatches.append(
-                f"{what}: reversed at Stripe ({tr.get('amount_reversed') or 0}), "
+                f"{what}: reversed at {label} ({tr.get('amount_reversed') or 0}), "
                 f"tally recorded reversals of {record.reversed}"
             )
     for reference, record in records.transfers.items():
@@ -384,7 +395,7 @@ def _transfers(
             continue
         report.mismatches.append(
             f"transfer {reference} ({record.amount} {record.currency}) of settlement "
-            f"{record.settlement_id}: missing at Stripe"
+            f"{record.settlement_id}: missing at {label}"
         )
 
 

@@ -13,7 +13,10 @@ failed; a capture needs the payment's amount and currency. Refunds: ``POST
 another body is a 400), never more than is left, status pending → processed | failed (see
 ``settle_refund``). Route: ``POST /payments/:id/transfers`` from a captured payment to a linked
 account ``acc_…`` (``acc_fail…`` is refused), never more than the payment has left to transfer;
-reversals never more than the transfer has unreversed. Webhooks are signed like Razorpay's
+reversals never more than the transfer has unreversed, and they return the money to the platform's
+balance, not to the payment's transferable amount (the reference does not say they do; the
+stand-in takes the stricter reading), so a line paid again after a reversal is a direct transfer
+(``POST /transfers``) from the balance. Webhooks are signed like Razorpay's
 (hex HMAC-SHA256 of the body) and carry ``X-Razorpay-Event-Id``. Faults: a 5xx, or a request done
 and then its connection dropped (a lost answer / timeout).
 """
@@ -75,6 +78,7 @@ class RazorpayStub:
         self.requests: list[dict[str, Any]] = []
         self.faults: list[list[Any]] = []  # [method, path prefix, kind, times]
         self.refund_status = "processed"  # what a new refund starts as (pending: settled later)
+        self.refuse_transfers_from: set[str] = set()  # payment ids whose transfers are refused
         self._refund_keys: dict[str, tuple[str, str]] = {}  # idempotency key -> (body, refund id)
         self._seq = itertools.count(1)
         self._rank: dict[str, int] = {}
@@ -199,6 +203,7 @@ class RazorpayStub:
             ("POST", r"/v1/payments/(pay_\w+)/transfers", lambda pid: self._transfer(pid, body)),
             ("GET", r"/v1/payments/(pay_\w+)/transfers", lambda pid: of(trfs, "source", pid, query)),
             ("GET", r"/v1/transfers", lambda: self._collection(self.transfers, query)),
+            ("POST", r"/v1/transfers", lambda: self._direct_transfer(body)),
             ("POST", r"/v1/transfers/(trf_\w+)/reversals", lambda tid: self._reverse(tid, body)),
             ("GET", r"/v1/transfers/(trf_\w+)/reversals", lambda t: of(rvs, "transfer_id", t, query)),
         ]  # fmt: skip
@@ -302,6 +307,8 @@ class RazorpayStub:
         payment = self.payments.get(payment_id)
         if payment is None or payment["status"] not in ("captured", "refunded"):
             raise RazorpayError(400, "Transfers can be created only for captured payments")
+        if payment_id in self.refuse_transfers_from:
+            raise RazorpayError(400, "Transfer not allowed: the payment is under review")
         made = []
         for spec in body.get("transfers") or []:
             account = spec.get("account")
@@ -330,6 +337,23 @@ class RazorpayStub:
             self.transfers[transfer["id"]] = transfer
             made.append(copy.deepcopy(transfer))
         return {"entity": "collection", "count": len(made), "items": made}
+
+    def _direct_transfer(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A direct transfer from the platform's balance (the stand-in's balance never runs dry)."""
+        account = body.get("account")
+        if not isinstance(account, str) or not account.startswith("acc_") or account.startswith("acc_fail"):
+            raise RazorpayError(
+                400, "The account id is invalid or the account is not activated", field="account"
+            )
+        if body.get("currency") != "INR":
+            raise RazorpayError(400, "Currency is not supported", field="currency")
+        transfer = {
+            "id": self._id("trf"), "entity": "transfer", "status": "processed", "source": "acc_platform",
+            "recipient": account, "amount": self._amount(body), "currency": "INR", "amount_reversed": 0,
+            "notes": body.get("notes") or [], "on_hold": False, "created_at": int(time.time()),
+        }  # fmt: skip
+        self.transfers[transfer["id"]] = transfer
+        return copy.deepcopy(transfer)
 
     def _reverse(self, transfer_id: str, body: dict[str, Any]) -> dict[str, Any]:
         transfer = self.transfers.get(transfer_id)

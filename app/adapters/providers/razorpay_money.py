@@ -5,6 +5,7 @@ unknown outcome (see razorpay_api for what Razorpay's idempotency covers)."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from razorpay.errors import BadRequestError
@@ -18,6 +19,12 @@ log = logging.getLogger(__name__)
 # How reconcile reads each Razorpay status, in the vocabulary it compares with tally's outcomes.
 ORDER_STATUS = {"paid": "succeeded", "created": "requires_action", "attempted": "requires_payment_method"}
 REFUND_STATUS = {"processed": "succeeded", "pending": "pending", "failed": "failed"}
+
+
+def refund_key(key: str) -> str:
+    """Our key as X-Refund-Idempotency takes it: letters, digits, ``-`` and ``_``, 10 or more
+    (a later attempt's ``<refund id>:<n>`` becomes ``<refund id>_<n>``)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", key).ljust(10, "_")
 
 
 class RazorpayMoney(RazorpayApi):
@@ -45,7 +52,7 @@ class RazorpayMoney(RazorpayApi):
                         self.client.payment.refund,
                         rzp_payment,
                         params,
-                        headers={"X-Refund-Idempotency": idempotency_key},
+                        headers={"X-Refund-Idempotency": refund_key(idempotency_key)},
                     )
                 )
             except BadRequestError as exc:  # more than is left, a payment not captured, ...
@@ -88,7 +95,10 @@ class RazorpayMoney(RazorpayApi):
         destination: str | None = None,
     ) -> PayoutResult:
         """A transfer from the order's captured payment (``source_payment``, a Razorpay order) to the
-        seller's linked account; refused (a failed result) without one or when Razorpay says no."""
+        seller's linked account ("Create Transfers From Payments"). When the payment has less left to
+        transfer than the line (the line was paid once and reversed: a reversal returns the money to
+        the platform's balance), a direct transfer from the balance ("Create Direct Transfers")
+        instead. Refused (a failed result) without a linked account or when Razorpay says no."""
         if not destination or not destination.startswith("acc_"):
             return PayoutResult(False, None, "no_linked_account")
         if not source_payment:
@@ -107,14 +117,21 @@ class RazorpayMoney(RazorpayApi):
         }
 
         def create() -> PayoutResult:
-            rzp_payment = self.payment_of(source_payment)
+            paid = self.taken_payment(source_payment)
+            if paid is None:
+                return PayoutResult(False, None, "payment_not_captured")
+            left = int(paid.get("amount") or 0) - int(paid.get("amount_transferred") or 0)
             try:
-                made = self.call(
-                    f"transfer {idempotency_key}",
-                    self.client.payment.transfer,
-                    rzp_payment,
-                    {"transfers": [transfer]},
-                )
+                if transfer["amount"] <= left:
+                    made = self.call(
+                        f"transfer {idempotency_key}",
+                        self.client.payment.transfer,
+                        paid["id"],
+                        {"transfers": [transfer]},
+                    )
+                else:  # a retry after a reversal: the payment's share was transferred once already
+                    direct = {key: transfer[key] for key in ("account", "amount", "currency", "notes")}
+                    made = self.call(f"transfer {idempotency_key}", self.client.transfer.create, direct)
             except BadRequestError as exc:
                 log.warning("razorpay refused transfer %s to %s: %s", idempotency_key, destination, exc)
                 return PayoutResult(False, None, str(exc)[:200] or "refused")
