@@ -103,9 +103,10 @@ class RazorpayMoney(RazorpayApi):
             return PayoutResult(False, None, "no_linked_account")
         if not source_payment:
             return PayoutResult(False, None, "no_source_payment")
-        transfer = {
+        provider_amount = to_provider(razorpay_rule(currency), amount)
+        transfer: dict[str, Any] = {
             "account": destination,
-            "amount": to_provider(razorpay_rule(currency), amount),
+            "amount": provider_amount,
             "currency": currency,
             "notes": {
                 "settlement_id": settlement_id,
@@ -122,7 +123,7 @@ class RazorpayMoney(RazorpayApi):
                 return PayoutResult(False, None, "payment_not_captured")
             left = int(paid.get("amount") or 0) - int(paid.get("amount_transferred") or 0)
             try:
-                if transfer["amount"] <= left:
+                if provider_amount <= left:
                     made = self.call(
                         f"transfer {idempotency_key}",
                         self.client.payment.transfer,
