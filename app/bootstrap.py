@@ -153,6 +153,7 @@ class Container:
                 checkout_session_ttl_seconds=settings.checkout_session_ttl_seconds,
                 reverse_payouts_on_refund=settings.payment_provider == "stripe"
                 and settings.stripe_refunds_of_paid_out == "reverse_transfer",
+                bank_transfer_ttl_days=settings.bank_transfer_ttl_days,
             ),
         )
 

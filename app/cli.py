@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -238,7 +239,7 @@ def audit_settlement_command(settlement_id: str) -> None:
 def reconcile_command(since: str | None, repair: bool) -> None:
     """Compare the provider's payments, refunds and transfers with tally's records; exit 1 on any mismatch."""
     from app.commands.janitor import repair_in_flight
-    from app.reconcile import LABEL, reconcile, window_start
+    from app.reconcile import LABEL, reconcile
     from domain.ports import ProviderUnavailableError
 
     container = current_app.extensions["tally"]
@@ -270,3 +271,14 @@ def reconcile_command(since: str | None, repair: bool) -> None:
     for mismatch in report.mismatches:
         click.echo(f"  - {mismatch}", err=True)
     raise SystemExit(1)
+
+
+def window_start(since: str | None, today: datetime | None = None) -> datetime:
+    """``--since YYYY-MM-DD`` as the start of that UTC day; by default the last 30 days."""
+    if since is None:
+        now = today or datetime.now(UTC)
+        return (now - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = datetime.fromisoformat(since)
+    if day.tzinfo is None:
+        day = day.replace(tzinfo=UTC)
+    return day

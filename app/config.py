@@ -52,6 +52,8 @@ class Settings:
     razorpay_key_secret: str | None = field(default=None, repr=False)
     razorpay_webhook_secret: str | None = field(default=None, repr=False)
     razorpay_api_base: str | None = None
+    bank_transfer_enabled: bool = False
+    bank_transfer_ttl_days: int = 7
     max_content_length: int = 1_000_000
     log_level: str = "INFO"
     key_prefix: str = "tally"
@@ -84,6 +86,9 @@ class Settings:
             razorpay_key_secret=env.get("RAZORPAY_KEY_SECRET") or None,
             razorpay_webhook_secret=env.get("RAZORPAY_WEBHOOK_SECRET") or None,
             razorpay_api_base=env.get("RAZORPAY_API_BASE") or None,
+            bank_transfer_enabled=(env.get("BANK_TRANSFER_ENABLED") or "0")
+            not in ("0", "false", "no", "off"),
+            bank_transfer_ttl_days=_int(env, "BANK_TRANSFER_TTL_DAYS", 7, 1, 365),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1_000_000, 1024, 100_000_000),
             log_level=env.get("LOG_LEVEL", "INFO") or "INFO",
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from domain import settlement as settlement_status
+from domain.bank_transfer import BANK_TRANSFER
 from domain.order import Order
 from domain.payment import PENDING, REQUIRES_ACTION, Payment
 from domain.seller_account import SellerAccount
@@ -34,6 +35,12 @@ def payment_view(payment: Payment) -> dict[str, Any]:
     }
     if payment.outcome == REQUIRES_ACTION:
         view["client_secret"] = payment.client_secret
+    if payment.payment_method == BANK_TRANSFER:
+        view.update(
+            received_amount=payment.received_amount,
+            overpaid_amount=payment.overpaid_amount,
+            receipts=[dict(receipt) for receipt in payment.receipts],
+        )
     view.update(dispute_views(payment))
     return view
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
@@ -54,8 +54,7 @@ class Report:
 
 @runtime_checkable
 class ProviderRecords(Protocol):
-    """A gateway whose provider lists what it holds (Stripe and Razorpay do; the mock keeps nothing).
-    Razorpay's adapter lists its Orders, Refunds and Transfers in the shape compared here."""
+    """A gateway whose provider lists what it holds (Stripe, Razorpay in this shape; not the mock)."""
 
     def list_payment_intents(self, created_gte: int) -> list[dict[str, Any]]: ...
 
@@ -120,6 +119,11 @@ class Records:
     transfers: dict[str, TransferRecord] = field(default_factory=dict)  # by the provider's id
     line_transfer: dict[tuple[str, str], str] = field(default_factory=dict)  # (settlement, allocation)
     order_payment: dict[str, str] = field(default_factory=dict)
+    provider: str = "stripe"  # whose records these are compared with
+
+    @property
+    def label(self) -> str:
+        return LABEL.get(self.provider, self.provider)
 
     def fold(self, event: Any) -> None:
         apply = APPLY.handlers.get(type(event))
@@ -255,10 +259,10 @@ def reconcile(container: Container, since: datetime) -> Report:
             )
             .order_by(provider_events.c.received_at)
         ).all()
-    provider = gateway.name
-    _payments(report, records, intents, payment_of, start, since, provider)
-    _refunds(report, records, refunds, refund_of, start, since, provider)
-    _transfers(report, records, transfers, start, since, provider)
+    records.provider = gateway.name
+    _payments(report, records, intents, payment_of, start, since)
+    _refunds(report, records, refunds, refund_of, start, since)
+    _transfers(report, records, transfers, start, since)
     for row in review:
         report.mismatches.append(f"provider event {row.id} ({row.type}) is {row.state}: {row.detail}")
     report.checked.update(
@@ -277,9 +281,8 @@ def _payments(
     payment_of: dict[str, str],
     start: int,
     since: datetime,
-    provider: str = "stripe",
 ) -> None:
-    label = LABEL.get(provider, provider)
+    provider, label = records.provider, records.label
     seen: set[str] = set()
     for pi in intents.values():
         payment_id = payment_of.get(pi["id"]) or _metadata(pi, "payment_id")
@@ -327,9 +330,8 @@ def _refunds(
     refund_of: dict[str, str],
     start: int,
     since: datetime,
-    provider: str = "stripe",
 ) -> None:
-    label = LABEL.get(provider, provider)
+    provider, label = records.provider, records.label
     seen: set[str] = set()
     for re in refunds.values():
         refund_id = refund_of.get(re["id"]) or _metadata(re, "refund_id")
@@ -358,15 +360,10 @@ def _refunds(
 
 
 def _transfers(
-    report: Report,
-    records: Records,
-    transfers: dict[str, dict[str, Any]],
-    start: int,
-    since: datetime,
-    provider: str = "stripe",
+    report: Report, records: Records, transfers: dict[str, dict[str, Any]], start: int, since: datetime
 ) -> None:
     """Each provider transfer against the transfer tally recorded with its id, and back."""
-    label = LABEL.get(provider, provider)
+    label = records.label
     for tr in transfers.values():
         if tr.get("created", 0) < start:
             continue
@@ -397,14 +394,3 @@ def _transfers(
             f"transfer {reference} ({record.amount} {record.currency}) of settlement "
             f"{record.settlement_id}: missing at {label}"
         )
-
-
-def window_start(since: str | None, today: datetime | None = None) -> datetime:
-    """``--since YYYY-MM-DD`` as the start of that UTC day; by default the last 30 days."""
-    if since is None:
-        now = today or datetime.now(UTC)
-        return (now - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
-    day = datetime.fromisoformat(since)
-    if day.tzinfo is None:
-        day = day.replace(tzinfo=UTC)
-    return day

@@ -346,6 +346,10 @@ class ProviderRecords(Protocol):
 
     def refund_ids_for(self, provider_references: list[str]) -> dict[str, str]: ...
 
+    def order_for_refund(self, refund_id: str) -> str | None:
+        """The order of a refund tally recorded (by our refund id), None for an unknown id."""
+        ...
+
     def count_attempt(self, name: str) -> int:
         """Record one more attempt of the provider write ``name``; returns its number (1 for the first)."""
         ...

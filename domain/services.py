@@ -6,13 +6,20 @@ One eventsourcing Application, its transactions grouped by kind in ``domain/mark
 from __future__ import annotations
 
 from domain.ids import allocation_id
+from domain.marketplace.bank_transfers import BankTransferTransactions
 from domain.marketplace.checkout import CheckoutTransactions
 from domain.marketplace.operations import OperationsTransactions
 from domain.marketplace.refunds import RefundTransactions
 from domain.marketplace.settlement import SettlementTransactions
 
 
-class Marketplace(CheckoutTransactions, RefundTransactions, SettlementTransactions, OperationsTransactions):
+class Marketplace(
+    CheckoutTransactions,
+    RefundTransactions,
+    SettlementTransactions,
+    OperationsTransactions,
+    BankTransferTransactions,
+):
     """Payments, orders and the sellers' allocations of a multi-seller marketplace."""
 
     name = "Marketplace"  # the application's name: its tables and settings are named after it

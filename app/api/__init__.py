@@ -119,7 +119,7 @@ Blueprint.ARGUMENTS_PARSER = JsonBodyParser()
 
 
 def init_app(app: Flask) -> Api:
-    from app.api import accounts, audit, checkout, health, orders, sellers, webhooks
+    from app.api import accounts, audit, bank_transfers, checkout, health, orders, sellers, webhooks
 
     app.config.update(
         API_TITLE="tally",
@@ -134,6 +134,6 @@ def init_app(app: Flask) -> Api:
         },
     )
     api = Api(app)
-    for module in (health, checkout, orders, sellers, accounts, webhooks, audit):
+    for module in (health, checkout, orders, bank_transfers, sellers, accounts, webhooks, audit):
         api.register_blueprint(module.bp)
     return api

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint, abort
 from app.api.common import json_response, tally
 from app.auth import check_subject, current_principal, require
 from app.commands import checkout
+from app.commands.bank_transfers import start_bank_transfer
 from app.commands.checkout_action import complete_checkout_action
 from app.presenters import order_view, payment_view, session_view
 from app.schemas import (
@@ -21,6 +22,7 @@ from app.schemas import (
     PaymentDeclinedProblemSchema,
     ProblemSchema,
 )
+from domain.bank_transfer import BANK_TRANSFER
 
 PROBLEM = "application/problem+json"
 PROOF_FIELDS = ("razorpay_payment_id", "razorpay_order_id", "razorpay_signature")
@@ -91,9 +93,17 @@ def confirm_session(data: dict[str, Any], session_id: str) -> Response:
         if not method:
             abort(422, messages={"payment_method": ["Missing data for required field."]})
             return Response(status=422)  # not reached: abort raises
-        outcome, payment, order = checkout.confirm_checkout(
-            container, session_id, method, cause, session=session
-        )
+        if method == BANK_TRANSFER:
+            if not container.settings.bank_transfer_enabled:
+                abort(
+                    422,
+                    messages={"payment_method": ["bank transfers are not enabled (BANK_TRANSFER_ENABLED)"]},
+                )
+            outcome, payment, order = start_bank_transfer(container, session_id, cause)
+        else:
+            outcome, payment, order = checkout.confirm_checkout(
+                container, session_id, method, cause, session=session
+            )
     if outcome != "succeeded" or order is None:  # requires_action, or processing at the provider
         view = payment_view(payment)
         next_action = (

@@ -28,6 +28,7 @@ class Policy:
     # Refunds of money already paid out: reverse the seller's payout at the provider (when the
     # gateway can), else carry a negative adjustment to the seller's next settlement.
     reverse_payouts_on_refund: bool = False
+    bank_transfer_ttl_days: int = 7  # how long a customer has to send a bank transfer
 
 
 class Deps(Protocol):

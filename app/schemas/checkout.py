@@ -58,7 +58,8 @@ RAZORPAY_ID = r"^[A-Za-z0-9_]{1,64}$"
 class ConfirmRequestSchema(StrictSchema):
     payment_method = fields.String(
         validate=validate.Regexp(
-            r"^(pm_[A-Za-z0-9_]{1,250}|razorpay)$", error="a payment method id (pm_…) or razorpay"
+            r"^(pm_[A-Za-z0-9_]{1,250}|razorpay|bank_transfer)$",
+            error="a payment method id (pm_…), razorpay or bank_transfer",
         ),
         metadata={
             "example": "pm_card_visa",
@@ -160,6 +161,9 @@ class PaymentSchema(Schema):
     created_at = fields.String()
     disputed_amount = Amount(metadata={"description": "Withdrawn by disputes and not reinstated"})
     disputes = fields.List(fields.Nested(DisputeSchema))
+    received_amount = Amount(metadata={"description": "bank transfers: the receipts' sum"})
+    overpaid_amount = Amount(metadata={"description": "bank transfers: received beyond the amount, kept"})
+    receipts = fields.List(fields.Dict(), metadata={"description": "bank transfers: money received"})
 
 
 class OrderSellerSchema(SellerQuoteSchema):

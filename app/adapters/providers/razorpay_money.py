@@ -97,12 +97,11 @@ class RazorpayMoney(RazorpayApi):
         """A transfer from the order's captured payment (``source_payment``, a Razorpay order) to the
         seller's linked account ("Create Transfers From Payments"). When the payment has less left to
         transfer than the line (the line was paid once and reversed: a reversal returns the money to
-        the platform's balance), a direct transfer from the balance ("Create Direct Transfers")
-        instead. Refused (a failed result) without a linked account or when Razorpay says no."""
+        the platform's balance) or the order was not paid through Razorpay (a bank transfer), a direct
+        transfer from the balance ("Create Direct Transfers") instead. Refused (a failed result)
+        without a linked account or when Razorpay says no."""
         if not destination or not destination.startswith("acc_"):
             return PayoutResult(False, None, "no_linked_account")
-        if not source_payment:
-            return PayoutResult(False, None, "no_source_payment")
         provider_amount = to_provider(razorpay_rule(currency), amount)
         transfer: dict[str, Any] = {
             "account": destination,
@@ -118,19 +117,19 @@ class RazorpayMoney(RazorpayApi):
         }
 
         def create() -> PayoutResult:
-            paid = self.taken_payment(source_payment)
-            if paid is None:
+            paid = self.taken_payment(source_payment) if source_payment else None
+            if paid is None and (source_payment or "").startswith("order_"):
                 return PayoutResult(False, None, "payment_not_captured")
-            left = int(paid.get("amount") or 0) - int(paid.get("amount_transferred") or 0)
+            left = int(paid.get("amount") or 0) - int(paid.get("amount_transferred") or 0) if paid else 0
             try:
-                if provider_amount <= left:
+                if paid is not None and provider_amount <= left:
                     made = self.call(
                         f"transfer {idempotency_key}",
                         self.client.payment.transfer,
                         paid["id"],
                         {"transfers": [transfer]},
                     )
-                else:  # a retry after a reversal: the payment's share was transferred once already
+                else:  # money Razorpay did not collect (a bank transfer), or a line paid once and reversed
                     direct = {key: transfer[key] for key in ("account", "amount", "currency", "notes")}
                     made = self.call(f"transfer {idempotency_key}", self.client.transfer.create, direct)
             except BadRequestError as exc:

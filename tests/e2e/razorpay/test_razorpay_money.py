@@ -194,3 +194,40 @@ def test_a_refund_made_in_razorpays_dashboard_is_recorded_from_its_webhook(app, 
     assert rzp.deliver(client, event).json["outcome"] in ("applied", "duplicate")
     assert client.get(f"/api/orders/{order['id']}", headers=admin).json["refunded_amount"] == 400
     verified(app)
+
+
+def test_an_order_paid_by_bank_transfer_is_settled_by_a_direct_transfer(make_settings, rzp):
+    from app import create_app
+    from app.auth import create_key
+    from app.bootstrap import Container
+    from tests.conftest import checkout_body
+    from tests.e2e.helpers import create_session
+    from tests.razorpay_stub import razorpay_changes
+
+    container = Container(make_settings("pg", **razorpay_changes(rzp), bank_transfer_enabled=True))
+    try:
+        client = create_app(container=container).test_client()
+        customer = {"Authorization": f"Bearer {create_key(container.engine, 'customer', 'c-1')[1]}"}
+        admin = {"Authorization": f"Bearer {create_key(container.engine, 'admin', None)[1]}"}
+        session = create_session(client, customer, checkout_body(currency="INR"))
+        started = client.post(
+            f"/api/checkout/sessions/{session['id']}/confirm",
+            json={"payment_method": "bank_transfer"},
+            headers=customer,
+        )
+        payment = started.json["payment"]
+        body = {
+            "amount": session["total_amount"],
+            "bank_reference": "NEFT-1",
+            "received_at": "2026-11-27T05:16:21Z",
+        }
+        assert (
+            client.post(f"/api/payments/{payment['id']}/receipts", json=body, headers=admin).status_code
+            == 201
+        )
+        link(client, admin, "s-1", "acc_s1")
+        assert settle(client, admin, "s-1", PERIOD_A)["status"] == "paid"
+        [transfer] = rzp.transfers.values()
+        assert transfer["source"] == "acc_platform" and transfer["amount"] == 2250 and rzp.orders == {}
+    finally:
+        container.close()
