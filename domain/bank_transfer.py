@@ -29,10 +29,18 @@ def reference_for(payment_id: str) -> str:
     return f"{PREFIX}{body[:4]}-{body[4:]}-{_check_character(body)}"
 
 
-def is_valid_reference(reference: str) -> bool:
-    """Whether the check character matches (case and the separators do not matter)."""
+def normalized_reference(reference: str) -> str | None:
+    """The reference as tally wrote it, from what a customer typed (any case, separators or
+    none), or None when its check character does not match."""
     text = reference.upper().replace("-", "").replace(" ", "")
     if not text.startswith(PREFIX.rstrip("-")) or len(text) != 12:
-        return False
+        return None
     body, check = text[3:11], text[11]
-    return all(char in ALPHABET for char in body) and _check_character(body) == check
+    if not all(char in ALPHABET for char in body) or _check_character(body) != check:
+        return None
+    return f"{PREFIX}{body[:4]}-{body[4:]}-{check}"
+
+
+def is_valid_reference(reference: str) -> bool:
+    """Whether the check character matches (case and the separators do not matter)."""
+    return normalized_reference(reference) is not None

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Response, g
 from flask_smorest import Blueprint
+from werkzeug.exceptions import NotFound
 
 from app.api.common import json_response, tally
 from app.auth import current_principal, require
@@ -17,7 +18,9 @@ from app.schemas.bank_transfers import (
     ReceiptRequestSchema,
     RefundPaidRequestSchema,
 )
+from app.schemas.checkout import PaymentSchema
 from app.schemas.common import ProblemSchema
+from domain.bank_transfer import normalized_reference
 
 PROBLEM = "application/problem+json"
 
@@ -59,3 +62,21 @@ def mark_refund_paid(data: dict[str, Any], refund_id: str) -> Response:
         tally(), refund_id, data.get("bank_reference") or "", current_principal().cause(g.request_id)
     )
     return json_response(refund)
+
+
+@bp.route("/bank-transfers/<reference>")
+@require("admin", "auditor")
+@bp.response(200, PaymentSchema)
+@bp.alt_response(
+    404, schema=ProblemSchema, content_type=PROBLEM, description="No payment, or a mistyped reference"
+)
+def find_bank_transfer(reference: str) -> Response:
+    """The payment a bank credit's ``TLY-`` reference names (any case, with or without dashes)."""
+    container = tally()
+    normalized = normalized_reference(reference)
+    payment_id = container.records.payment_id_for_reference(normalized) if normalized else None
+    if payment_id is None:
+        raise NotFound(
+            f"no bank transfer with reference {reference!r} (mistyped? its check character differs)"
+        )
+    return json_response(payment_view(container.marketplace.get_payment(payment_id)))

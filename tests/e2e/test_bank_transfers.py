@@ -178,3 +178,15 @@ def test_bank_transfers_are_refused_unless_enabled(make_settings):
         assert_validation_problem(refused, "payment_method")
     finally:
         container.close()
+
+
+def test_an_admin_finds_the_payment_by_the_reference_on_the_bank_statement(client, customer, admin, make_key):
+    _, payment = start(client, customer)
+    reference = payment["provider_reference"]
+    for typed in (reference, reference.lower().replace("-", ""), " ".join(reference.split("-"))):
+        found = client.get(f"/api/bank-transfers/{typed}", headers=admin)
+        assert found.status_code == 200 and found.json["id"] == payment["id"], typed
+    mistyped = reference[:-1] + ("0" if reference[-1] != "0" else "1")
+    assert_problem(client.get(f"/api/bank-transfers/{mistyped}", headers=admin), 404)
+    assert client.get(f"/api/bank-transfers/{reference}", headers=make_key("auditor")).status_code == 200
+    assert_problem(client.get(f"/api/bank-transfers/{reference}", headers=customer), 403)
