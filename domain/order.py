@@ -7,7 +7,12 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import RefundExceedsRemainingError, RefundNotFoundError, RefundStateError
+from domain.errors import (
+    RefundExceedsRemainingError,
+    RefundNotFoundError,
+    RefundNotManualError,
+    RefundStateError,
+)
 from domain.ids import order_id_for_session
 
 # An order's status.
@@ -159,7 +164,7 @@ class Order(Aggregate):
         if status == REFUND_PAID:
             return False
         if status != REFUND_PENDING_MANUAL:
-            raise RefundStateError(f"refund {refund_id} is {status}, not waiting to be paid by hand")
+            raise RefundNotManualError(f"refund {refund_id} is {status}, not waiting to be paid by hand")
         self._refund_paid_manually(refund_id, paid_reference, cause)
         return True
 

@@ -54,7 +54,7 @@ def record_receipt(data: dict[str, Any], payment_id: str) -> Response:
 @bp.arguments(RefundPaidRequestSchema())
 @bp.response(200, ManualRefundSchema)
 @bp.alt_response(
-    422, schema=ProblemSchema, content_type=PROBLEM, description="The refund does not wait to be paid by hand"
+    409, schema=ProblemSchema, content_type=PROBLEM, description="The refund does not wait to be paid by hand"
 )
 def mark_refund_paid(data: dict[str, Any], refund_id: str) -> Response:
     """An admin sent a bank-transfer refund back: ``pending_manual`` becomes ``paid``."""

@@ -77,6 +77,12 @@ def get_session(session_id: str) -> Response:
 )
 @bp.alt_response(410, schema=ProblemSchema, description="The session has expired", content_type=PROBLEM)
 @bp.alt_response(
+    422,
+    schema=ProblemSchema,
+    description="No payment method where the provider needs one, or bank transfers not enabled",
+    content_type=PROBLEM,
+)
+@bp.alt_response(
     503, schema=ProblemSchema, description="The payment provider is unavailable", content_type=PROBLEM
 )
 def confirm_session(data: dict[str, Any], session_id: str) -> Response:

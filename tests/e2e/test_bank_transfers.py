@@ -190,3 +190,12 @@ def test_an_admin_finds_the_payment_by_the_reference_on_the_bank_statement(clien
     assert_problem(client.get(f"/api/bank-transfers/{mistyped}", headers=admin), 404)
     assert client.get(f"/api/bank-transfers/{reference}", headers=make_key("auditor")).status_code == 200
     assert_problem(client.get(f"/api/bank-transfers/{reference}", headers=customer), 403)
+
+
+def test_a_card_refund_cannot_be_marked_paid_by_hand(client, customer, admin):
+    from tests.e2e.helpers import confirm
+
+    paid = confirm(client, customer, create_session(client, customer)["id"], "pm_card_visa")
+    refund = client.post(f"/api/orders/{paid.json['order']['id']}/refunds", json={"amount": 100}, headers=admin)
+    assert refund.json["status"] == "succeeded"
+    assert_problem(client.post(f"/api/refunds/{refund.json['id']}/paid", json={}, headers=admin), 409)
