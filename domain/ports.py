@@ -105,6 +105,10 @@ class PaymentSucceeded:
 
     provider_reference: str | None
     payment_id: str | None  # our id, when the provider echoes it back (metadata)
+    # What the provider says it took, in tally's minor units, when the event says: a success of
+    # another amount or currency than the payment's places nothing.
+    amount: int | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)

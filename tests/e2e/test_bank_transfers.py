@@ -196,6 +196,8 @@ def test_a_card_refund_cannot_be_marked_paid_by_hand(client, customer, admin):
     from tests.e2e.helpers import confirm
 
     paid = confirm(client, customer, create_session(client, customer)["id"], "pm_card_visa")
-    refund = client.post(f"/api/orders/{paid.json['order']['id']}/refunds", json={"amount": 100}, headers=admin)
+    refund = client.post(
+        f"/api/orders/{paid.json['order']['id']}/refunds", json={"amount": 100}, headers=admin
+    )
     assert refund.json["status"] == "succeeded"
     assert_problem(client.post(f"/api/refunds/{refund.json['id']}/paid", json={}, headers=admin), 409)

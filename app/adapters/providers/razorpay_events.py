@@ -14,7 +14,9 @@ import hmac
 import json
 from typing import Any
 
+from app.adapters.providers.currencies import from_provider, razorpay_rule
 from app.adapters.providers.stripe_events import storable_text
+from domain.errors import DomainError
 from domain.money import is_amount
 from domain.ports import (
     NotUsed,
@@ -73,12 +75,29 @@ def _note(obj: dict[str, Any], key: str) -> str | None:
     return _text(notes, key) if isinstance(notes, dict) else None
 
 
+def _tally_amount(amount: object, currency: str) -> int | None:
+    """Razorpay's amount in tally's minor units (-1 when it cannot be one: never a payment's)."""
+    if not is_amount(amount):
+        return None
+    try:
+        return from_provider(razorpay_rule(currency), amount)
+    except (DomainError, ValueError):
+        return -1
+
+
 def _fact(kind: str, event: dict[str, Any]) -> ProviderFact:
     payment, order, refund = _entity(event, "payment"), _entity(event, "order"), _entity(event, "refund")
     order_id = _text(order, "id") or _text(payment, "order_id")
     if kind in ("payment.captured", "order.paid"):
-        # order.paid echoes our payment id as the order's receipt
-        return PaymentSucceeded(order_id, _text(order, "receipt") or _note(payment, "payment_id"))
+        # order.paid echoes our payment id as the order's receipt; the payment says what it took
+        amount, currency = payment.get("amount"), _text(payment, "currency")
+        taken = _tally_amount(amount, currency) if currency else None
+        return PaymentSucceeded(
+            order_id,
+            _text(order, "receipt") or _note(payment, "payment_id"),
+            taken,
+            currency if taken else None,
+        )
     if kind == "payment.failed":
         reason = _text(payment, "error_reason") or _text(payment, "error_code") or "failed"
         return PaymentFailed(order_id, _note(payment, "payment_id"), reason)

@@ -102,3 +102,15 @@ def test_an_event_for_an_unknown_order_is_kept_unmatched(client, rzp):
 def test_an_event_type_tally_does_not_use_is_ignored(client, rzp):
     response = rzp.deliver(client, rzp.event("payment.dispute.created", payment={"id": "pay_x"}))
     assert response.status_code == 200 and response.json["outcome"] == "ignored"
+
+
+def test_a_captured_payment_of_another_amount_places_nothing_and_is_kept_for_review(
+    client, customer, rzp, container
+):
+    session = inr_session(client, customer)
+    payment = start(client, customer, session["id"])
+    tampered, _ = rzp.pay(payment["provider_reference"], amount=100)
+    response = rzp.deliver(client, rzp.event("payment.captured", payment=tampered))
+    assert response.status_code == 200 and response.json["outcome"] == "unmatched"
+    assert events_named(container, "Order.Placed") == []
+    assert client.get(f"/api/payments/{payment['id']}", headers=customer).json["status"] == "requires_action"
