@@ -129,3 +129,36 @@ def test_an_unanswered_order_creation_is_a_503_and_the_next_confirm_looks_before
     assert rzp.orders == {}
     payment = start(client, customer, session["id"])
     assert list(rzp.orders) == [payment["provider_reference"]]
+
+
+def test_only_the_paying_customer_or_an_admin_may_confirm(client, customer, admin, make_key, rzp):
+    session = inr_session(client, customer)
+    other = make_key("customer", "c-2")
+    for who in (other, make_key("auditor"), make_key("seller", "s-1")):
+        assert_problem(
+            client.post(f"/api/checkout/sessions/{session['id']}/confirm", json={}, headers=who), 403
+        )
+    payment = start(client, admin, session["id"])  # an admin may confirm for the customer
+    _, answer = rzp.pay(payment["provider_reference"])
+    assert_problem(finish(client, other, session["id"], answer), 403)
+    assert finish(client, customer, session["id"], answer).status_code == 201
+
+
+def test_the_janitor_completes_a_paid_order_whose_confirm_and_webhook_never_came(
+    client, customer, rzp, container
+):
+    from datetime import UTC, datetime, timedelta
+
+    from app.commands.janitor import repair_in_flight
+
+    session = inr_session(client, customer)
+    payment = start(client, customer, session["id"])
+    waiting = repair_in_flight(container, datetime.now(UTC) + timedelta(minutes=20))
+    assert payment["id"] in waiting.awaiting_action
+    rzp.pay(payment["provider_reference"])  # paid in Checkout; nothing reached tally
+    done = repair_in_flight(container, datetime.now(UTC) + timedelta(minutes=20))
+    assert done.completed == [payment["id"]]
+    assert (
+        client.get(f"/api/checkout/sessions/{session['id']}", headers=customer).json["status"] == "completed"
+    )
+    assert len(events_named(container, "Order.Placed")) == 1
