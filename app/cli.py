@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from app.auth import ROLES, create_key
+from app.auth import ROLES, create_key, list_keys, revoke_key
 from app.exit_codes import COULD_NOT_RUN, FINDING, guard
 
 log = logging.getLogger(__name__)
@@ -25,23 +26,86 @@ db = AppGroup("db", help="Prepare the database.")
 @keys.command("create")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the key may do.")
 @click.option("--subject", default=None, help="The customer or seller id (for those roles).")
-def create_key_command(role: str, subject: str | None) -> None:
+@click.option("--expires-in", default=None, help="Lifetime, e.g. 90d, 12h or 30m (default: no expiry).")
+def create_key_command(role: str, subject: str | None, expires_in: str | None) -> None:
     """Create an API key; it is printed once (last line) and only its hash is stored."""
     container = current_app.extensions["tally"]
+    expires_at = datetime.now(UTC) + _duration(expires_in) if expires_in else None
     try:
-        key_id, key = create_key(container.engine, role, subject)
+        key_id, key = create_key(container.engine, role, subject, expires_at)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     who = f"{role}:{subject}" if subject else role
-    click.echo(f"Created key {key_id} for {who}. Store it now: it is not shown again.")
+    until = f", expires {expires_at:%Y-%m-%dT%H:%M:%SZ}" if expires_at else ""
+    click.echo(f"Created key {key_id} for {who}{until}. Store it now: it is not shown again.")
     click.echo(key)
+
+
+def _duration(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d{1,5})([dhm])", text.strip())
+    if not match:
+        raise click.UsageError("--expires-in must be a number and d, h or m, e.g. 90d")
+    number, unit = int(match.group(1)), match.group(2)
+    if number == 0:
+        raise click.UsageError("--expires-in must be more than 0")
+    unit_name = {"d": "days", "h": "hours", "m": "minutes"}[unit]
+    return timedelta(**{unit_name: number})
+
+
+@keys.command("list")
+def list_keys_command() -> None:
+    """Every key: id, role, subject, created, last used, expires, revoked (never the secret)."""
+    container = current_app.extensions["tally"]
+
+    def when(moment: datetime | None) -> str:
+        return f"{moment:%Y-%m-%dT%H:%M:%SZ}" if moment else "-"
+
+    click.echo(
+        f"{'id':<24}  {'role':<8}  {'subject':<16}  {'created':<20}  {'last used':<20}  "
+        f"{'expires':<20}  revoked"
+    )
+    for key in list_keys(container.engine):
+        click.echo(
+            f"{key['id']:<24}  {key['role']:<8}  {key['subject'] or '-':<16}  {when(key['created_at']):<20}  "
+            f"{when(key['last_used_at']):<20}  {when(key['expires_at']):<20}  {when(key['revoked_at'])}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def revoke_key_command(key_id: str) -> None:
+    """Revoke a key: every process refuses it within a second."""
+    container = current_app.extensions["tally"]
+    if not revoke_key(container.engine, key_id):
+        raise click.UsageError(f"no key {key_id}")
+    click.echo(f"Revoked key {key_id}.")
+
+
+@db.command("upgrade")
+def upgrade_db_command() -> None:
+    """Bring the database to this release's schema, keeping every row: migrate the app tables
+    (a database from before migrations is adopted at the baseline), create the event store,
+    and rebuild any read model whose version changed."""
+    _upgrade_db()
 
 
 @db.command("init")
 def init_db_command() -> None:
-    """Create the event store and the service's tables if they do not exist."""
+    """The same as `db upgrade` (kept for the scripts that use it)."""
+    _upgrade_db()
+
+
+def _upgrade_db() -> None:
+    from app.adapters import schema
+    from projections import versions
+
     container = current_app.extensions["tally"]
-    _ = (container.engine, container.marketplace)  # building them creates the tables
+    before, after = schema.upgrade(container.raw_engine)
+    marketplace = container.marketplace_unchecked
+    rebuilt = versions.upgrade(marketplace, container.raw_engine)
+    moved = f"{before} -> {after}" if before != after else f"at {after}"
+    click.echo(f"app tables: {moved}")
+    click.echo(f"read models rebuilt: {', '.join(rebuilt) if rebuilt else 'none'}")
     click.echo(f"Database ready ({container.settings.database.kind}).")
 
 
@@ -185,6 +249,14 @@ def audit_verify_command() -> None:
         bar.__exit__(None, None, None)
     for what, count in report.checked.items():
         click.echo(f"checked {count:>10} {what}")
+    seen = report.compared_with
+    if seen is None:
+        click.echo("compared with no earlier verification (none has completed yet)")
+    else:
+        click.echo(
+            f"compared with the head verification {seen['verification_id']} saw on {seen['completed_at']}: "
+            f"position {seen['position']}, hash {seen['hash'][:16]}…"
+        )
     if report.ok:
         click.echo("OK: the books balance and history is intact.")
         return

@@ -21,6 +21,13 @@ class SettingsError(ValueError):
     """A setting has a value tally cannot use."""
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default) or default
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
     raw = env.get(key)
     if raw in (None, ""):
@@ -56,6 +63,8 @@ class Settings:
     bank_transfer_ttl_days: int = 7
     max_content_length: int = 1_000_000
     log_level: str = "INFO"
+    log_format: str = "json"  # json | text
+    sentry_dsn: str | None = field(default=None, repr=False)
     key_prefix: str = "tally"
     smtp_url: str | None = field(default=None, repr=False)
     mail_from: str = "tally@localhost"
@@ -91,12 +100,28 @@ class Settings:
             bank_transfer_ttl_days=_int(env, "BANK_TRANSFER_TTL_DAYS", 7, 1, 365),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1_000_000, 1024, 100_000_000),
             log_level=env.get("LOG_LEVEL", "INFO") or "INFO",
+            log_format=_choice(env, "LOG_FORMAT", "json", ("json", "text")),
+            sentry_dsn=env.get("SENTRY_DSN") or None,
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",
             smtp_url=env.get("SMTP_URL") or None,
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
         )
         _ = settings.database  # parse DATABASE_URL now: a bad one fails at start-up
+        settings.check_provider()
         return settings
+
+    def check_provider(self) -> None:
+        """The configured provider's settings, present and well-formed, before anything is served."""
+        if self.payment_provider != "stripe":
+            return
+        if not self.stripe_api_key or not self.stripe_api_key.startswith(("sk_", "rk_")):
+            raise SettingsError(
+                "PAYMENT_PROVIDER=stripe needs STRIPE_API_KEY, a secret (sk_…) or restricted (rk_…) key"
+            )
+        if not self.stripe_webhook_secret or not self.stripe_webhook_secret.startswith("whsec_"):
+            raise SettingsError(
+                "PAYMENT_PROVIDER=stripe needs STRIPE_WEBHOOK_SECRET, the endpoint's whsec_… secret"
+            )
 
     def replace(self, **changes: Any) -> Settings:
         return replace(self, **changes)

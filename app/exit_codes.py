@@ -15,6 +15,7 @@ import click
 import redis
 import sqlalchemy.exc
 
+from app.adapters.schema import SchemaOutOfDateError
 from domain.ports import ProviderConfigurationError, ProviderUnavailableError
 
 OK, FINDING, USAGE, COULD_NOT_RUN = 0, 1, 2, 3
@@ -41,6 +42,9 @@ def could_not_run(callback: Callable[..., Any]) -> Callable[..., Any]:
             what = next(name for kind, name in _UNREACHABLE if isinstance(exc, kind))
             log.error("command could not run: %s unreachable (%s)", what, type(exc).__name__)
             click.echo(f"could not run: {what} is unreachable ({type(exc).__name__})", err=True)
+            raise SystemExit(COULD_NOT_RUN) from None
+        except SchemaOutOfDateError as exc:
+            click.echo(f"could not run: {exc}", err=True)
             raise SystemExit(COULD_NOT_RUN) from None
 
     return wrapper
