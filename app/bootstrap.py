@@ -192,6 +192,7 @@ class Container:
                 and settings.stripe_refunds_of_paid_out == "reverse_transfer",
                 payable=PayableRule(settings.settle_after, settings.settlement_hold_days),
                 admin_email=settings.admin_email,
+                bank_transfer_ttl_days=settings.bank_transfer_ttl_days,
             ),
         )
 

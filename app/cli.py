@@ -314,12 +314,13 @@ def audit_settlement_command(settlement_id: str) -> None:
     "provider holds, as the cron's janitor does every 15 minutes.",
 )
 def reconcile_command(since: str | None, repair: bool) -> None:
-    """Compare Stripe's PaymentIntents, Refunds and Transfers with tally's records; exit 1 on any mismatch."""
+    """Compare the provider's payments, refunds and transfers with tally's records; exit 1 on any mismatch."""
     from app.commands.janitor import repair_in_flight
-    from app.reconcile import reconcile, window_start
+    from app.reconcile import LABEL, reconcile
     from domain.ports import ProviderUnavailableError
 
     container = current_app.extensions["tally"]
+    provider = LABEL.get(container.settings.payment_provider, container.settings.payment_provider)
     if repair:
         repaired = repair_in_flight(container)
         for line in repaired.lines() or ["nothing in flight"]:
@@ -333,7 +334,7 @@ def reconcile_command(since: str | None, repair: bool) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except ProviderUnavailableError as exc:
-        click.echo(f"could not run: Stripe is unavailable ({exc}); nothing was compared.", err=True)
+        click.echo(f"could not run: {provider} is unavailable ({exc}); nothing was compared.", err=True)
         raise SystemExit(COULD_NOT_RUN) from None
     click.echo(f"window: since {start.isoformat()}")
     for what, count in report.checked.items():
@@ -341,9 +342,20 @@ def reconcile_command(since: str | None, repair: bool) -> None:
     for note in report.notes:
         click.echo(f"note: {note}")
     if report.ok:
-        click.echo("OK: Stripe and tally agree.")
+        click.echo(f"OK: {provider} and tally agree.")
         return
     click.echo(f"MISMATCH: {len(report.mismatches)} difference(s):", err=True)
     for mismatch in report.mismatches:
         click.echo(f"  - {mismatch}", err=True)
     raise SystemExit(1)
+
+
+def window_start(since: str | None, today: datetime | None = None) -> datetime:
+    """``--since YYYY-MM-DD`` as the start of that UTC day; by default the last 30 days."""
+    if since is None:
+        now = today or datetime.now(UTC)
+        return (now - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = datetime.fromisoformat(since)
+    if day.tzinfo is None:
+        day = day.replace(tzinfo=UTC)
+    return day

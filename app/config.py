@@ -14,6 +14,7 @@ DEFAULT_DATABASE_URL = f"sqlite:///{ROOT / 'var' / 'tally.db'}"
 # What a refund (or lost dispute) of money already transferred to a seller does with Stripe:
 # carry a negative adjustment into the seller's next settlement, or reverse the transfer.
 REFUNDS_OF_PAID_OUT = ("adjust", "reverse_transfer")
+PROVIDERS = ("mock", "stripe", "razorpay")
 
 
 class SettingsError(ValueError):
@@ -54,6 +55,12 @@ class Settings:
     stripe_webhook_secret: str | None = field(default=None, repr=False)
     stripe_api_base: str | None = None
     stripe_refunds_of_paid_out: str = "adjust"
+    razorpay_key_id: str | None = None
+    razorpay_key_secret: str | None = field(default=None, repr=False)
+    razorpay_webhook_secret: str | None = field(default=None, repr=False)
+    razorpay_api_base: str | None = None
+    bank_transfer_enabled: bool = False
+    bank_transfer_ttl_days: int = 7
     max_content_length: int = 1_000_000
     log_level: str = "INFO"
     log_format: str = "json"  # json | text
@@ -75,8 +82,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         provider = env.get("PAYMENT_PROVIDER", "mock") or "mock"
-        if provider not in ("mock", "stripe"):
-            raise SettingsError(f"PAYMENT_PROVIDER must be mock or stripe, got {provider!r}")
+        if provider not in PROVIDERS:
+            raise SettingsError(f"PAYMENT_PROVIDER must be mock, stripe or razorpay, got {provider!r}")
         paid_out = env.get("STRIPE_REFUNDS_OF_PAID_OUT", "adjust") or "adjust"
         if paid_out not in REFUNDS_OF_PAID_OUT:
             raise SettingsError(
@@ -96,6 +103,13 @@ class Settings:
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
             stripe_refunds_of_paid_out=paid_out,
+            razorpay_key_id=env.get("RAZORPAY_KEY_ID") or None,
+            razorpay_key_secret=env.get("RAZORPAY_KEY_SECRET") or None,
+            razorpay_webhook_secret=env.get("RAZORPAY_WEBHOOK_SECRET") or None,
+            razorpay_api_base=env.get("RAZORPAY_API_BASE") or None,
+            bank_transfer_enabled=(env.get("BANK_TRANSFER_ENABLED") or "0")
+            not in ("0", "false", "no", "off"),
+            bank_transfer_ttl_days=_int(env, "BANK_TRANSFER_TTL_DAYS", 7, 1, 365),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1_000_000, 1024, 100_000_000),
             log_level=env.get("LOG_LEVEL", "INFO") or "INFO",
             log_format=_choice(env, "LOG_FORMAT", "json", ("json", "text")),

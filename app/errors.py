@@ -20,6 +20,8 @@ PROBLEM_TYPE_BASE = "https://tally.dev/problems/"
 # Every DomainError maps to one status here and nowhere else.
 STATUS_FOR: list[tuple[type[Exception], int]] = [
     (domain_errors.PaymentDeclinedError, 402),
+    (domain_errors.ActionProofError, 400),
+    (domain_errors.RefundNotManualError, 409),
     (domain_errors.NotFoundError, 404),
     (domain_errors.CheckoutSessionExpiredError, 410),
     (domain_errors.CheckoutConflictError, 409),

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from domain import settlement as settlement_status
+from domain.bank_transfer import BANK_TRANSFER
 from domain.fulfilment import Fulfilment, part_view, with_fulfilment
 from domain.order import Order
 from domain.payment import PENDING, REQUIRES_ACTION, Payment
@@ -35,6 +36,12 @@ def payment_view(payment: Payment) -> dict[str, Any]:
     }
     if payment.outcome == REQUIRES_ACTION:
         view["client_secret"] = payment.client_secret
+    if payment.payment_method == BANK_TRANSFER:
+        view.update(
+            received_amount=payment.received_amount,
+            overpaid_amount=payment.overpaid_amount,
+            receipts=[dict(receipt) for receipt in payment.receipts],
+        )
     view.update(dispute_views(payment))
     return view
 
@@ -109,7 +116,7 @@ def settlement_run_view(run: SettlementRun) -> dict[str, Any]:
 def seller_account_view(account: SellerAccount) -> dict[str, Any]:
     return {
         "seller_id": account.seller_id,
-        "stripe_account_id": account.account_id,
+        f"{account.provider}_account_id": account.account_id,  # stripe_account_id | razorpay_account_id
         "version": account.version,
         "updated_at": rfc3339(account.modified_on),
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: nocover
 
 # Provider objects created up to this long before the window still match tally records in it.
 MARGIN = timedelta(days=1)
+LABEL = {"stripe": "Stripe", "razorpay": "Razorpay"}
 # What tally's payment outcome should be for each PaymentIntent status.
 EXPECTED_OUTCOME = {
     "succeeded": SUCCEEDED,
@@ -54,7 +55,7 @@ class Report:
 
 @runtime_checkable
 class ProviderRecords(Protocol):
-    """A gateway whose provider lists what it holds (Stripe does; the mock keeps nothing)."""
+    """A gateway whose provider lists what it holds (Stripe, Razorpay in this shape; not the mock)."""
 
     def list_payment_intents(self, created_gte: int) -> list[dict[str, Any]]: ...
 
@@ -119,6 +120,11 @@ class Records:
     transfers: dict[str, TransferRecord] = field(default_factory=dict)  # by the provider's id
     line_transfer: dict[tuple[str, str], str] = field(default_factory=dict)  # (settlement, allocation)
     order_payment: dict[str, str] = field(default_factory=dict)
+    provider: str = "stripe"  # whose records these are compared with
+
+    @property
+    def label(self) -> str:
+        return LABEL.get(self.provider, self.provider)
 
     def fold(self, event: Any) -> None:
         apply = APPLY.handlers.get(type(event))
@@ -254,6 +260,7 @@ def reconcile(container: Container, since: datetime) -> Report:
             )
             .order_by(provider_events.c.received_at)
         ).all()
+    records.provider = gateway.name
     _payments(report, records, intents, payment_of, start, since)
     _refunds(report, records, refunds, refund_of, start, since)
     _transfers(report, records, transfers, start, since)
@@ -276,6 +283,7 @@ def _payments(
     start: int,
     since: datetime,
 ) -> None:
+    provider, label = records.provider, records.label
     seen: set[str] = set()
     for pi in intents.values():
         payment_id = payment_of.get(pi["id"]) or _metadata(pi, "payment_id")
@@ -300,21 +308,19 @@ def _payments(
                 f"{what}: status differs, tally's payment {payment_id} is {payment.outcome}"
             )
     for payment_id, payment in records.payments.items():
-        if payment.provider != "stripe" or payment.created < since or payment_id in seen:
+        if payment.provider != provider or payment.created < since or payment_id in seen:
             continue
         if payment.outcome == PENDING and payment.reference is None:
-            report.notes.append(f"payment {payment_id} is pending and never reached Stripe (no money moved)")
+            report.notes.append(f"payment {payment_id} is pending and never reached {label} (no money moved)")
             continue
         if payment.outcome == FAILED and payment.reference is None:
             # Failed without a PaymentIntent: a look-up found none (provider_error), or Stripe refused
             # our configuration before creating one.
-            report.notes.append(
-                f"payment {payment_id} failed before Stripe held a PaymentIntent (no money moved)"
-            )
+            report.notes.append(f"payment {payment_id} failed before {label} held a payment (no money moved)")
             continue
         report.mismatches.append(
             f"payment {payment_id} ({payment.outcome}, {payment.amount} {payment.currency}, "
-            f"{payment.reference}): missing at Stripe"
+            f"{payment.reference}): missing at {label}"
         )
 
 
@@ -326,6 +332,7 @@ def _refunds(
     start: int,
     since: datetime,
 ) -> None:
+    provider, label = records.provider, records.label
     seen: set[str] = set()
     for re in refunds.values():
         refund_id = refund_of.get(re["id"]) or _metadata(re, "refund_id")
@@ -341,22 +348,23 @@ def _refunds(
                 report.mismatches.append(f"{what}: no refund in tally")
             continue
         if not live:
-            report.mismatches.append(f"{what}: failed at Stripe but tally recorded refund {refund_id}")
+            report.mismatches.append(f"{what}: failed at {label} but tally recorded refund {refund_id}")
         elif in_tally(re.get("amount"), str(re.get("currency")).upper()) != refund.amount:
             report.mismatches.append(f"{what}: amount differs, tally's refund {refund_id} is {refund.amount}")
-    stripe_payments = {pid for pid, p in records.payments.items() if p.provider == "stripe"}
+    provider_payments = {pid for pid, p in records.payments.items() if p.provider == provider}
     for refund_id, refund in records.refunds.items():
-        if refund.payment_id not in stripe_payments or refund.at < since or refund_id in seen:
+        if refund.payment_id not in provider_payments or refund.at < since or refund_id in seen:
             continue
         report.mismatches.append(
-            f"refund {refund_id} ({refund.amount}) of order {refund.order_id}: missing at Stripe"
+            f"refund {refund_id} ({refund.amount}) of order {refund.order_id}: missing at {label}"
         )
 
 
 def _transfers(
     report: Report, records: Records, transfers: dict[str, dict[str, Any]], start: int, since: datetime
 ) -> None:
-    """Each Stripe transfer against the transfer tally recorded with its id, and back."""
+    """Each provider transfer against the transfer tally recorded with its id, and back."""
+    label = records.label
     for tr in transfers.values():
         if tr.get("created", 0) < start:
             continue
@@ -377,7 +385,7 @@ def _transfers(
             )
         if in_tally(tr.get("amount_reversed") or 0, currency) != record.reversed:
             report.mismatches.append(
-                f"{what}: reversed at Stripe ({tr.get('amount_reversed') or 0}), "
+                f"{what}: reversed at {label} ({tr.get('amount_reversed') or 0}), "
                 f"tally recorded reversals of {record.reversed}"
             )
     for reference, record in records.transfers.items():
@@ -385,16 +393,5 @@ def _transfers(
             continue
         report.mismatches.append(
             f"transfer {reference} ({record.amount} {record.currency}) of settlement "
-            f"{record.settlement_id}: missing at Stripe"
+            f"{record.settlement_id}: missing at {label}"
         )
-
-
-def window_start(since: str | None, today: datetime | None = None) -> datetime:
-    """``--since YYYY-MM-DD`` as the start of that UTC day; by default the last 30 days."""
-    if since is None:
-        now = today or datetime.now(UTC)
-        return (now - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
-    day = datetime.fromisoformat(since)
-    if day.tzinfo is None:
-        day = day.replace(tzinfo=UTC)
-    return day

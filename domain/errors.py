@@ -118,3 +118,12 @@ class ConcurrentChangeError(DomainError):
 
 class InvalidSellerAccountError(DomainError):
     """A seller's payout account is missing or malformed."""
+
+
+class ActionProofError(DomainError):
+    """The proof a customer's browser brought back from the provider (a signed confirmation) is
+    missing, forged, or names a payment that does not match ours: nothing changes."""
+
+
+class RefundNotManualError(RefundStateError):
+    """The refund does not wait to be paid by hand (it went through the provider)."""

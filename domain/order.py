@@ -7,7 +7,12 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import RefundExceedsRemainingError, RefundNotFoundError, RefundStateError
+from domain.errors import (
+    RefundExceedsRemainingError,
+    RefundNotFoundError,
+    RefundNotManualError,
+    RefundStateError,
+)
 from domain.ids import order_id_for_session
 
 # An order's status.
@@ -17,6 +22,8 @@ REFUNDED = "refunded"
 # A refund's status: recorded as done, or failed at the provider afterwards (no longer counts).
 REFUND_SUCCEEDED = "succeeded"
 REFUND_FAILED = "failed"
+REFUND_PENDING_MANUAL = "pending_manual"  # a bank-transfer refund an admin has still to send
+REFUND_PAID = "paid"  # such a refund, sent
 
 
 class Order(Aggregate):
@@ -140,6 +147,32 @@ class Order(Aggregate):
         refund = self.refund(refund_id)
         refund["status"] = REFUND_FAILED
         refund["failure_reason"] = reason
+
+    def await_manual_payment(self, refund_id: str, cause: dict[str, Any]) -> None:
+        """A refund recorded for a payment no provider can send back (a bank transfer)."""
+        if self.refund(refund_id)["status"] != REFUND_SUCCEEDED:
+            raise RefundStateError(f"refund {refund_id} is {self.refund(refund_id)['status']}")
+        self._refund_awaits_manual_payment(refund_id, cause)
+
+    @event("RefundAwaitsManualPayment")
+    def _refund_awaits_manual_payment(self, refund_id: str, cause: dict[str, Any]) -> None:
+        self.refund(refund_id)["status"] = REFUND_PENDING_MANUAL
+
+    def mark_refund_paid(self, refund_id: str, paid_reference: str, cause: dict[str, Any]) -> bool:
+        """An admin sent the refund; False when it was marked paid already (nothing changes)."""
+        status = self.refund(refund_id)["status"]
+        if status == REFUND_PAID:
+            return False
+        if status != REFUND_PENDING_MANUAL:
+            raise RefundNotManualError(f"refund {refund_id} is {status}, not waiting to be paid by hand")
+        self._refund_paid_manually(refund_id, paid_reference, cause)
+        return True
+
+    @event("RefundPaidManually")
+    def _refund_paid_manually(self, refund_id: str, paid_reference: str, cause: dict[str, Any]) -> None:
+        refund = self.refund(refund_id)
+        refund["status"] = REFUND_PAID
+        refund["paid_reference"] = paid_reference
 
 
 def order_status(refunded_amount: int, total_amount: int) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.bank_transfer import BANK_TRANSFER
 from domain.errors import PaymentStateError, RefundExceedsRemainingError
 from domain.money import is_amount, is_positive_amount
 
@@ -55,6 +56,38 @@ class Payment(Aggregate):
         self.failed_refund_ids: list[str] = []
         self.order_id: str | None = None
         self.disputes: dict[str, dict[str, Any]] = {}
+        self.receipts: list[dict[str, Any]] = []  # money received by bank transfer, as an admin recorded it
+
+    @property
+    def received_amount(self) -> int:
+        return sum(receipt["amount"] for receipt in self.receipts)
+
+    @property
+    def overpaid_amount(self) -> int:
+        """Received beyond the amount (kept, and shown, until it is paid back)."""
+        return max(0, self.received_amount - self.amount)
+
+    def record_receipt(
+        self, amount: int, bank_reference: str, received_at: str, cause: dict[str, Any]
+    ) -> bool:
+        """Money received for this payment by bank transfer; False when this bank reference was
+        recorded already (nothing changes). Refused once the payment failed or for another method."""
+        if self.payment_method != BANK_TRANSFER:
+            raise PaymentStateError(f"payment is paid by {self.payment_method}, not by bank transfer")
+        if self.outcome in (FAILED, ORPHANED):
+            raise PaymentStateError(f"payment is {self.outcome}: the money received must be sent back")
+        if not is_positive_amount(amount):
+            raise PaymentStateError("a receipt is a positive amount")
+        if any(receipt["bank_reference"] == bank_reference for receipt in self.receipts):
+            return False
+        self._receipt_recorded(amount, bank_reference, received_at, cause)
+        return True
+
+    @event("ReceiptRecorded")
+    def _receipt_recorded(
+        self, amount: int, bank_reference: str, received_at: str, cause: dict[str, Any]
+    ) -> None:
+        self.receipts.append({"amount": amount, "bank_reference": bank_reference, "received_at": received_at})
 
     @property
     def status(self) -> str:

@@ -29,6 +29,9 @@ class ChargeResult:
     provider_reference: str | None
     client_secret: str | None = None
     failure_reason: str | None = None
+    # What the customer's browser does next when the status is requires_action, as the API shows
+    # it (``{"type": "razorpay_checkout", …}``); None for a provider whose client secret says it all.
+    next_action: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,10 @@ class PaymentSucceeded:
 
     provider_reference: str | None
     payment_id: str | None  # our id, when the provider echoes it back (metadata)
+    # What the provider says it took, in tally's minor units, when the event says: a success of
+    # another amount or currency than the payment's places nothing.
+    amount: int | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,7 @@ class PaymentGateway(Protocol):
 
     name: str
     reverses_payouts: bool  # whether reverse_payout can take a payout back
+    default_payment_method: str | None  # what a confirm without a payment method pays with
 
     def charge(
         self,
@@ -195,6 +203,21 @@ class PaymentGateway(Protocol):
         transfer_group: str,
         idempotency_key: str,
     ) -> ChargeResult: ...
+
+    def complete_action(
+        self,
+        *,
+        payment_id: str,
+        provider_reference: str,
+        amount: int,
+        currency: str,
+        proof: Mapping[str, str],
+        idempotency_key: str,
+    ) -> ChargeResult:
+        """The second step of a payment that required action, with the ``proof`` the customer's
+        browser brought back from the provider: verified (ActionProofError when it does not hold or
+        names another payment), then the provider's payment read and taken (captured) if needed."""
+        ...
 
     def refund(
         self, *, provider_reference: str, amount: int, currency: str, refund_id: str, idempotency_key: str
@@ -330,6 +353,10 @@ class ProviderRecords(Protocol):
     ) -> None: ...
 
     def refund_ids_for(self, provider_references: list[str]) -> dict[str, str]: ...
+
+    def order_for_refund(self, refund_id: str) -> str | None:
+        """The order of a refund tally recorded (by our refund id), None for an unknown id."""
+        ...
 
     def count_attempt(self, name: str) -> int:
         """Record one more attempt of the provider write ``name``; returns its number (1 for the first)."""

@@ -6,6 +6,7 @@ One eventsourcing Application, its transactions grouped by kind in ``domain/mark
 from __future__ import annotations
 
 from domain.ids import allocation_id
+from domain.marketplace.bank_transfers import BankTransferTransactions
 from domain.marketplace.checkout import CheckoutTransactions
 from domain.marketplace.contacts import ContactTransactions
 from domain.marketplace.fees import FeeTransactions
@@ -25,6 +26,7 @@ class Marketplace(
     FeeTransactions,
     InventoryTransactions,
     ContactTransactions,
+    BankTransferTransactions,
 ):
     """Payments, orders and the sellers' allocations of a multi-seller marketplace."""
 

@@ -241,6 +241,10 @@ class InMemoryRecords:
     def refund_ids_for(self, provider_references: list[str]) -> dict[str, str]:
         return {ref: self.refunds[ref]["refund_id"] for ref in provider_references if ref in self.refunds}
 
+    def order_for_refund(self, refund_id: str) -> str | None:
+        found = [r["order_id"] for r in self.refunds.values() if r["refund_id"] == refund_id]
+        return found[0] if found else None
+
     def count_attempt(self, name: str) -> int:
         self.attempts[name] = self.attempts.get(name, 0) + 1
         return self.attempts[name]

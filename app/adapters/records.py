@@ -144,6 +144,13 @@ class SqlRecords:
             ).all()
         return {row.provider_reference: row.refund_id for row in rows}
 
+    def order_for_refund(self, refund_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(provider_refunds.c.order_id).where(provider_refunds.c.refund_id == refund_id).limit(1)
+            ).scalar()
+        return str(found) if found is not None else None
+
     def count_attempt(self, name: str) -> int:
         with self.engine.begin() as conn:
             counted = conn.execute(

@@ -122,6 +122,7 @@ def init_app(app: Flask) -> Api:
     from app.api import (
         accounts,
         audit,
+        bank_transfers,
         checkout,
         contacts,
         credit_notes,
@@ -154,6 +155,7 @@ def init_app(app: Flask) -> Api:
         health,
         checkout,
         orders,
+        bank_transfers,
         fulfilment,
         sellers,
         credit_notes,

@@ -15,8 +15,6 @@ from app.schemas import ProblemSchema, SellerAccountRequestSchema, SellerAccount
 
 bp = Blueprint("accounts", __name__, url_prefix="/api", description="Sellers' payout accounts")
 
-PROVIDER = "stripe"
-
 
 @bp.route("/sellers/<seller_id>/account", methods=["PUT"])
 @require("admin")
@@ -33,12 +31,14 @@ PROVIDER = "stripe"
     ]
 )
 def link_account(data: dict[str, Any], seller_id: str) -> Response:
-    """Link the seller to its Stripe connected account; its settlements are then paid by Transfer."""
+    """Link the seller to its Stripe connected account or Razorpay linked account; its settlements
+    are then paid by transfers there."""
     if not SUBJECT_RE.match(seller_id):
         abort(422, messages={"seller_id": ["1-64 characters of [A-Za-z0-9_.:-]"]})
     marketplace = tally().marketplace
+    provider = "razorpay" if "razorpay_account_id" in data else "stripe"
     account, _ = marketplace.link_seller_account(
-        seller_id, PROVIDER, data["stripe_account_id"], current_principal().cause(g.request_id)
+        seller_id, provider, data[f"{provider}_account_id"], current_principal().cause(g.request_id)
     )
     return json_response(seller_account_view(account))
 

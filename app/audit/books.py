@@ -21,6 +21,7 @@ from app.audit.entries import (
     SettlementEntry,
 )
 from app.audit.report import Report
+from domain.bank_transfer import BANK_TRANSFER
 from domain.payment import FAILED, SUCCEEDED
 from projections.event_types import Dispatch, dispute_entry, event_class
 
@@ -98,11 +99,29 @@ class Books:
 
     @FOLDS.on("Payment.Initiated")
     def _payment_initiated(self, event: Any, sid: str, report: Report | None) -> None:
-        self.payments[sid] = PaymentEntry(event.amount)
+        self.payments[sid] = PaymentEntry(event.amount, bank_transfer=event.payment_method == BANK_TRANSFER)
 
     @FOLDS.on("Payment.Succeeded")
     def _payment_succeeded(self, event: Any, sid: str, report: Report | None) -> None:
-        self.payments[sid].outcome = SUCCEEDED
+        payment = self.payments[sid]
+        payment.outcome = SUCCEEDED
+        if payment.bank_transfer and payment.received < payment.amount:
+            # receipts = amount + overpaid, overpaid >= 0: a bank transfer succeeds only once covered
+            _breach(
+                report, f"payment {sid}: bank transfer succeeded with {payment.received} of {payment.amount}"
+            )
+
+    @FOLDS.on("Payment.ReceiptRecorded")
+    def _payment_receipt(self, event: Any, sid: str, report: Report | None) -> None:
+        payment = self.payments[sid]
+        amount = whole(event.amount)
+        payment.received += amount
+        if amount <= 0 or not payment.bank_transfer:
+            _breach(
+                report, f"payment {sid}: receipt of {event.amount} on a payment not paid by bank transfer"
+            )
+        if payment.outcome == FAILED:
+            _breach(report, f"payment {sid}: receipt recorded after the payment failed")
 
     @FOLDS.on("Payment.Failed")
     def _payment_failed(self, event: Any, sid: str, report: Report | None) -> None:

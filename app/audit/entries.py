@@ -16,6 +16,8 @@ class PaymentEntry:
     amount: int
     outcome: str = PENDING
     refunded: int = 0
+    bank_transfer: bool = False
+    received: int = 0  # the receipts of a bank transfer
 
     COLUMNS: ClassVar[tuple[str, ...]] = ("refunded",)
 

@@ -25,6 +25,7 @@ from domain.ports import (
     CHARGE_PROCESSING,
     CHARGE_REQUIRES_ACTION,
     CHARGE_SUCCEEDED,
+    ChargeResult,
     CurrencyNotChargeableError,
     ProviderConfigurationError,
     ProviderUnavailableError,
@@ -38,6 +39,8 @@ LOOKUP_SKEW = timedelta(minutes=5)
 # Why a payment failed without the customer's card saying no.
 PROVIDER_ERROR = "provider_error"  # the provider failed and holds no payment: a new attempt may follow
 PROVIDER_CONFIGURATION = "provider_configuration"  # the provider refused our configuration
+
+Outcome = Literal["succeeded", "requires_action", "processing"]
 
 
 def create_checkout_session(
@@ -95,7 +98,7 @@ def confirm_checkout(
     payment_method: str,
     cause: dict[str, Any],
     session: dict[str, Any] | None = None,
-) -> tuple[Literal["succeeded", "requires_action", "processing"], Payment, Order | None]:
+) -> tuple[Outcome, Payment, Order | None]:
     """Take the payment first; only a successful payment places the order and its allocations.
 
     Returns ("succeeded", payment, order), or ("requires_action" | "processing", payment, None)
@@ -142,16 +145,27 @@ def confirm_checkout(
         except ProviderConfigurationError:
             marketplace.record_failure(payment_id, None, PROVIDER_CONFIGURATION, cause, payment=payment)
             raise
-        if result.provider_reference:
-            deps.records.remember_payment_reference(result.provider_reference, payment_id)
-        if result.status == CHARGE_SUCCEEDED:
-            payment, order = marketplace.complete_payment(
-                payment_id, result.provider_reference or "", cause, payment=payment
-            )
-            sessions.save({**session, "status": SESSION_COMPLETED, "order_id": str(order.id)})
-            sell_reservation(deps, session, str(order.id))
-            return "succeeded", payment, order
-        if result.status == CHARGE_REQUIRES_ACTION:
+        return apply_charge_result(deps, session, payment, result, cause)
+
+
+def apply_charge_result(
+    deps: Deps, session: dict[str, Any], payment: Payment, result: ChargeResult, cause: dict[str, Any]
+) -> tuple[Outcome, Payment, Order | None]:
+    """What the provider answered, applied under the session's lock: success places the order, an
+    action or processing waits, a decline is recorded and raised (PaymentDeclinedError)."""
+    sessions, marketplace = deps.sessions, deps.marketplace
+    payment_id = str(payment.id)
+    if result.provider_reference:
+        deps.records.remember_payment_reference(result.provider_reference, payment_id)
+    if result.status == CHARGE_SUCCEEDED:
+        payment, order = marketplace.complete_payment(
+            payment_id, result.provider_reference or "", cause, payment=payment
+        )
+        sessions.save({**session, "status": SESSION_COMPLETED, "order_id": str(order.id)})
+        sell_reservation(deps, session, str(order.id))
+        return "succeeded", payment, order
+    if result.status == CHARGE_REQUIRES_ACTION:
+        if payment.outcome != payment_status.REQUIRES_ACTION:
             payment = marketplace.record_action_required(
                 payment_id,
                 result.provider_reference or "",
@@ -159,15 +173,16 @@ def confirm_checkout(
                 cause,
                 payment=payment,
             )
-            sessions.save({**session, "status": SESSION_AWAITING_ACTION})
-            return "requires_action", payment, None
-        if result.status == CHARGE_PROCESSING:
-            # The provider has it and will tell (webhook): no other confirm meanwhile, no client secret.
-            sessions.save({**session, "status": SESSION_AWAITING_ACTION})
-            return "processing", payment, None
-        reason = result.failure_reason or "declined"
-        marketplace.record_failure(payment_id, result.provider_reference, reason, cause, payment=payment)
-        raise PaymentDeclinedError(payment_id, reason)
+        # next_action: what the customer's browser does (a provider's checkout), shown by the API
+        sessions.save({**session, "status": SESSION_AWAITING_ACTION, "next_action": result.next_action})
+        return "requires_action", payment, None
+    if result.status == CHARGE_PROCESSING:
+        # The provider has it and will tell (webhook): no other confirm meanwhile, no client secret.
+        sessions.save({**session, "status": SESSION_AWAITING_ACTION})
+        return "processing", payment, None
+    reason = result.failure_reason or "declined"
+    marketplace.record_failure(payment_id, result.provider_reference, reason, cause, payment=payment)
+    raise PaymentDeclinedError(payment_id, reason)
 
 
 def _unanswered_payment(deps: Deps, session: dict[str, Any], payment_method: str) -> Payment | None:

@@ -36,6 +36,7 @@ class Policy:
     payable: PayableRule = field(default_factory=PayableRule)
     # Where platform alerts go (ADMIN_EMAIL); without it they are kept but not mailed.
     admin_email: str | None = None
+    bank_transfer_ttl_days: int = 7  # how long a customer has to send a bank transfer
 
 
 class Deps(Protocol):

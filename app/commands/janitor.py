@@ -11,12 +11,14 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from app.commands.bank_transfers import expire_bank_transfers
 from app.commands.checkout import LOOKUP_SKEW, PROVIDER_ERROR, mark_session_paid, reopen_session
 from app.commands.deps import Deps
 from app.commands.late_payments import settle_late_success
 from app.commands.refunds import recover_paid_out
 from app.commands.settlement import pay_out
 from domain import payment as payment_status
+from domain.bank_transfer import BANK_TRANSFER
 from domain.cause import Cause
 from domain.checkout import SESSION_AWAITING_ACTION
 from domain.errors import (
@@ -60,6 +62,7 @@ def repair_in_flight(deps: Deps, now: datetime | None = None) -> JanitorReport:
     """One pass over everything in flight for longer than SETTLE_TIME."""
     now = now or datetime.now(UTC)
     report = JanitorReport()
+    report.failed.extend(expire_bank_transfers(deps, now))
     for payment_id in deps.read_models.payments_in_flight(now - SETTLE_TIME):
         _repair_payment(deps, payment_id, report)
     for settlement_id in deps.read_models.settlements_in_flight():
@@ -81,6 +84,9 @@ def _repair_payment(deps: Deps, payment_id: str, report: JanitorReport) -> None:
     marketplace = deps.marketplace
     payment = marketplace.get_payment(payment_id)
     if payment.is_final:
+        return
+    if payment.payment_method == BANK_TRANSFER:  # no provider to ask: it waits for receipts or expiry
+        report.awaiting_action.append(payment_id)
         return
     cause = Cause.system(f"janitor:payment:{payment_id}", "payment left in flight").to_dict()
     try:

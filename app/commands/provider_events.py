@@ -109,6 +109,16 @@ def _payment_for(deps: Deps, reference: str | None, payment_id: str | None) -> P
 
 def _succeeded(deps: Deps, fact: PaymentSucceeded, payment: Payment, cause: dict[str, Any]) -> Outcome:
     reference = fact.provider_reference or payment.provider_reference
+    if fact.amount is not None and (fact.amount, fact.currency or payment.currency) != (
+        payment.amount,
+        payment.currency,
+    ):
+        log.error("provider event: payment %s taken as %s %s, not %s %s; kept for review", payment.id,
+                  fact.amount, fact.currency, payment.amount, payment.currency)  # fmt: skip
+        return (
+            UNMATCHED,
+            f"the provider took {fact.amount} {fact.currency}, payment {payment.id} is {payment.amount}",
+        )
     if payment.outcome in (payment_status.FAILED, payment_status.ORPHANED):  # also a redelivery
         return APPLIED, settle_late_success(deps, payment, reference or "", cause)
     try:

@@ -10,7 +10,9 @@ from typing import Any
 from app.commands.attempts import attempt
 from app.commands.deps import Deps
 from domain import ids
+from domain.bank_transfer import BANK_TRANSFER
 from domain.errors import DomainError
+from domain.order import REFUND_PENDING_MANUAL
 from domain.payment import Payment
 from domain.ports import (
     REFUND_FAILED_STATUSES,
@@ -18,6 +20,7 @@ from domain.ports import (
     ProviderRefund,
     ProviderUnavailableError,
     RefundChanged,
+    RefundResult,
 )
 
 log = logging.getLogger(__name__)
@@ -54,19 +57,26 @@ def refund_order(
         order, _plan = marketplace.plan_refund(order_id, amount, seller_id)
         payment = marketplace.get_payment(order.payment_id)
         reference = payment.provider_reference or ""
-        key, retried = attempt(deps, "refund", new_id)
-        result = (deps.gateway.find_refund(reference, new_id) if retried else None) or deps.gateway.refund(
-            provider_reference=reference,
-            amount=amount,
-            currency=payment.currency,
-            refund_id=new_id,
-            idempotency_key=key,
-        )
+        # A bank transfer is sent back by an admin (pending_manual until marked paid): no provider.
+        manual = payment.payment_method == BANK_TRANSFER
+        if manual:
+            result = RefundResult(f"manual:{new_id}", REFUND_PENDING_MANUAL)
+        else:
+            key, retried = attempt(deps, "refund", new_id)
+            result = (
+                deps.gateway.find_refund(reference, new_id) if retried else None
+            ) or deps.gateway.refund(
+                provider_reference=reference,
+                amount=amount,
+                currency=payment.currency,
+                refund_id=new_id,
+                idempotency_key=key,
+            )
         # Before recording: the provider's echo (a refund webhook) then knows this refund is ours.
         deps.records.remember_refund(
             result.provider_reference, new_id, str(order.id), str(payment.id), amount, ORIGIN_TALLY
         )
-        refund = marketplace.refund_order(str(order.id), amount, seller_id, new_id, cause)
+        refund = marketplace.refund_order(str(order.id), amount, seller_id, new_id, cause, manual=manual)
     parts = [(a["allocation_id"], refund["id"]) for a in refund["allocations"]]
     recovered = recover_paid_out(deps, parts, cause)
     for part in refund["allocations"]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.schemas.common import Amount, StrictSchema
 
@@ -102,16 +104,27 @@ class StatementSchema(Schema):
 
 
 class SellerAccountRequestSchema(StrictSchema):
+    """One of the two: the seller's Stripe connected account, or its Razorpay Route linked account."""
+
     stripe_account_id = fields.String(
-        required=True,
         validate=validate.Regexp(r"^acct_[A-Za-z0-9]{1,64}$", error="a Stripe connected account id (acct_…)"),
         metadata={"example": "acct_1Nx2Yz3Ab4Cd5Ef"},
     )
+    razorpay_account_id = fields.String(
+        validate=validate.Regexp(r"^acc_[A-Za-z0-9]{1,64}$", error="a Razorpay linked account id (acc_…)"),
+        metadata={"example": "acc_IROu8Nod6PXPtZ"},
+    )
+
+    @validates_schema
+    def one_account(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("stripe_account_id" in data) == ("razorpay_account_id" in data):
+            raise ValidationError("give either stripe_account_id or razorpay_account_id", "_schema")
 
 
 class SellerAccountSchema(Schema):
     seller_id = fields.String(required=True)
-    stripe_account_id = fields.String(required=True)
+    stripe_account_id = fields.String()
+    razorpay_account_id = fields.String()
     version = fields.Integer(
         required=True, metadata={"description": "How many times the link was set or changed"}
     )

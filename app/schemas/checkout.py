@@ -55,11 +55,30 @@ class CheckoutSessionRequestSchema(StrictSchema):
             raise ValidationError(f"The total may be at most {MAX_TOTAL_AMOUNT} minor units.", "items")
 
 
+RAZORPAY_ID = r"^[A-Za-z0-9_]{1,64}$"
+
+
 class ConfirmRequestSchema(StrictSchema):
     payment_method = fields.String(
-        required=True,
-        validate=validate.Regexp(r"^pm_[A-Za-z0-9_]{1,250}$", error="a payment method id (pm_…)"),
-        metadata={"example": "pm_card_visa"},
+        validate=validate.Regexp(
+            r"^(pm_[A-Za-z0-9_]{1,250}|razorpay|bank_transfer)$",
+            error="a payment method id (pm_…), razorpay or bank_transfer",
+        ),
+        metadata={
+            "example": "pm_card_visa",
+            "description": "required with the mock and Stripe providers; with Razorpay it may be left out",
+        },
+    )
+    # Razorpay Checkout's answer, brought back by the front end to complete the payment (all three)
+    razorpay_payment_id = fields.String(
+        validate=validate.Regexp(RAZORPAY_ID), metadata={"example": "pay_29Q"}
+    )
+    razorpay_order_id = fields.String(
+        validate=validate.Regexp(RAZORPAY_ID), metadata={"example": "order_9A3"}
+    )
+    razorpay_signature = fields.String(
+        validate=validate.Regexp(r"^[0-9a-fA-F]{1,128}$"),
+        metadata={"description": "hex HMAC-SHA256 of 'order_id|payment_id' with the key secret"},
     )
 
 
@@ -146,6 +165,9 @@ class PaymentSchema(Schema):
     created_at = fields.String()
     disputed_amount = Amount(metadata={"description": "Withdrawn by disputes and not reinstated"})
     disputes = fields.List(fields.Nested(DisputeSchema))
+    received_amount = Amount(metadata={"description": "bank transfers: the receipts' sum"})
+    overpaid_amount = Amount(metadata={"description": "bank transfers: received beyond the amount, kept"})
+    receipts = fields.List(fields.Dict(), metadata={"description": "bank transfers: money received"})
 
 
 class OrderSellerSchema(SellerQuoteSchema):
@@ -186,6 +208,12 @@ class ConfirmedSchema(Schema):
 
 class ActionRequiredPaymentSchema(PaymentSchema):
     client_secret = fields.String(required=True)
+    next_action = fields.Dict(
+        metadata={
+            "description": "what the customer's browser does next: with Razorpay "
+            '{"type": "razorpay_checkout", "key_id", "order_id", "amount", "currency"}'
+        }
+    )
 
 
 class ActionRequiredSchema(Schema):

@@ -69,8 +69,10 @@ class RefundTransactions(MarketplaceBase):
         seller_id: str | None,
         refund_id: str,
         cause: dict[str, Any],
+        manual: bool = False,
     ) -> dict[str, Any]:
-        """Record a refund on the order, its payment and the allocations it reverses."""
+        """Record a refund on the order, its payment and the allocations it reverses; ``manual``: no
+        provider sends it back (a bank transfer), it waits for an admin (``pending_manual``)."""
         existing = self.get_order(order_id)
         for refund in existing.refunds:
             if refund["id"] == refund_id:
@@ -78,6 +80,8 @@ class RefundTransactions(MarketplaceBase):
         order, plan = self.plan_refund(order_id, amount, seller_id)
         reversals = [allocation.refund(refund_id, part, cause) for allocation, part in plan]
         order.record_refund(refund_id, amount, reversals, cause)
+        if manual:
+            order.await_manual_payment(refund_id, cause)
         payment = self.get_payment(order.payment_id)
         payment.record_refund(refund_id, amount, cause)
         self.save(order, payment, *(allocation for allocation, _ in plan))
@@ -119,8 +123,9 @@ class RefundTransactions(MarketplaceBase):
     @staticmethod
     def refund_view(order: Order, refund: dict[str, Any]) -> dict[str, Any]:
         """A refund as the API shows it; ``status`` is ``succeeded`` or (after the provider failed
-        it) ``failed``."""
-        return {
+        it) ``failed``; a bank-transfer refund is ``pending_manual``, then ``paid`` (with the
+        ``paid_reference`` the admin gave)."""
+        view: dict[str, Any] = {
             "id": refund["id"],
             "order_id": str(order.id),
             "status": refund.get("status", order_status.REFUND_SUCCEEDED),
@@ -139,6 +144,9 @@ class RefundTransactions(MarketplaceBase):
                 for a in refund["allocations"]
             ],
         }
+        if refund.get("paid_reference") is not None:
+            view["paid_reference"] = refund["paid_reference"]
+        return view
 
     def record_dispute(
         self,

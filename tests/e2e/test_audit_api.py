@@ -472,6 +472,8 @@ def test_auditor_reads_every_audit_endpoint_and_every_post_is_403(app, client, c
         "settlement_id": settlement_id,
         "run_id": run.json["id"],
         "delivery_id": "no-such-delivery",
+        "payment_id": order["payment"]["id"],
+        "refund_id": "00000000-0000-0000-0000-000000000000",
     }
     posts = sorted(
         rule.rule

@@ -68,7 +68,9 @@ SIGN = "sign-me"  # placeholder Stripe-Signature, replaced by a valid one in the
 # (positive_data_acceptance otherwise expects 2xx, 401, 403, 404, 409): a cart over the
 # total cap, a refund larger than what is left or a reversed settlement period is a 422,
 # a declined card a 402, an expired session a 410, a webhook whose signature does not
-# verify a 400, a webhook endpoint URL that does not resolve to a public address a 422.
+# verify a 400, a webhook endpoint URL that does not resolve to a public address a 422; a confirm
+# without a payment method where the provider needs one, or a Razorpay answer that does not hold,
+# a 422 or 400; an account body naming neither or both providers' account ids a 422.
 # (One filter per [[operations]] entry: several include-* keys are OR-ed.)
 CONFIG = schemathesis.Config.from_str(
     """
@@ -78,7 +80,9 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 
 [[operations]]
 include-name = "POST /api/checkout/sessions/{session_id}/confirm"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "402", "403", "404", "409", "410", "5xx"]
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "400", "401", "402", "403", "404", "409", "410", "422", "5xx"
+]
 
 [[operations]]
 include-name = "GET /api/checkout/sessions/{session_id}"
@@ -103,6 +107,14 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-name = "POST /api/webhooks/stripe"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "5xx"]
+
+[[operations]]
+include-name = "POST /api/webhooks/razorpay"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "5xx"]
+
+[[operations]]
+include-name = "PUT /api/sellers/{seller_id}/account"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "5xx"]
 """
 )
 

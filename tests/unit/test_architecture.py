@@ -31,12 +31,18 @@ DOMAIN_FORBIDDEN = (
     "redis",
     "rq",
     "stripe",
+    "razorpay",
     "marshmallow",
     "app",
     "projections",
     "workers",
 )
 STRIPE_ADAPTER = "app/adapters/providers/stripe_gateway.py"
+RAZORPAY_HOMES = (
+    "app/adapters/providers/razorpay_api.py",
+    "app/adapters/providers/razorpay_money.py",
+    "app/adapters/providers/razorpay_gateway.py",
+)
 
 # The web framework: Flask itself, flask-smorest and werkzeug (its requests and HTTP errors).
 WEB = ("flask", "flask_smorest", "werkzeug")
@@ -55,7 +61,7 @@ STORAGE = ("sqlalchemy", "projections.tables", "app.adapters.tables")
 RQ_HOMES = ("app/adapters/queue.py", "workers/*")
 STRIPE_HOMES = ("app/adapters/payments.py", "app/adapters/providers/*")
 # What command handlers reach only through ports: the web, SQL, Redis, the queue, the provider.
-INFRASTRUCTURE = (*WEB, "sqlalchemy", "redis", "rq", "stripe")
+INFRASTRUCTURE = (*WEB, "sqlalchemy", "redis", "rq", "stripe", "razorpay")
 
 Imports = dict[str, int]  # imported dotted name -> first line importing it
 
@@ -395,6 +401,15 @@ class TestDependencyDirection:
         assert found == [], "stripe outside its adapter:" + _explain(found)
         assert "stripe" in files[STRIPE_ADAPTER]
 
+    def test_only_the_razorpay_adapter_imports_razorpay(self) -> None:
+        files = import_lines_by_file(*PACKAGES, top_level=TOP_LEVEL_MODULES)
+        found = confined(files, ("razorpay",), RAZORPAY_HOMES)
+        assert found == [], "razorpay outside its adapter:" + _explain(found)
+        assert "razorpay" in files["app/adapters/providers/razorpay_api.py"]
+
+    def test_projections_never_import_razorpay(self) -> None:
+        assert violations(imports_by_file("projections"), ("razorpay",)) == {}
+
     def test_only_the_queue_adapter_and_workers_import_rq(self) -> None:
         files = import_lines_by_file(*PACKAGES, top_level=TOP_LEVEL_MODULES)
         found = confined(files, ("rq",), RQ_HOMES)
@@ -429,7 +444,7 @@ class TestDependencyDirection:
             defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
             assert module.startswith("workers.") and name in defined, target
 
-    def test_commands_import_neither_flask_sqlalchemy_redis_rq_nor_stripe(self) -> None:
+    def test_commands_import_neither_flask_sqlalchemy_redis_rq_stripe_nor_razorpay(self) -> None:
         files = import_lines_by_file("app/commands")
         found = confined(files, INFRASTRUCTURE, ())
         assert found == [], "infrastructure in a command handler (put it behind a port):" + _explain(found)

@@ -1,7 +1,7 @@
-"""Payment providers behind the PaymentGateway port: the built-in mock and Stripe.
+"""Payment providers behind the PaymentGateway port: the built-in mock, Stripe and Razorpay.
 
-Stripe's SDK is imported only by ``stripe_gateway`` and ``stripe_webhooks``, and only when the
-Stripe provider is configured or a Stripe webhook arrives.
+Stripe's SDK is imported only by ``stripe_gateway`` and ``stripe_webhooks``, Razorpay's only by
+``razorpay_gateway``, and each only when its provider is configured (or its webhook arrives).
 """
 
 from __future__ import annotations
@@ -22,4 +22,12 @@ def build_gateway(settings: Settings) -> PaymentGateway:
         from app.adapters.providers.stripe_gateway import StripeGateway
 
         return StripeGateway(settings.stripe_api_key, settings.stripe_api_base)
+    if settings.payment_provider == "razorpay":
+        if not (settings.razorpay_key_id and settings.razorpay_key_secret):
+            raise ValueError("PAYMENT_PROVIDER=razorpay needs RAZORPAY_KEY_ID and RAZORPAY_KEY_SECRET")
+        from app.adapters.providers.razorpay_gateway import RazorpayGateway
+
+        return RazorpayGateway(
+            settings.razorpay_key_id, settings.razorpay_key_secret, settings.razorpay_api_base
+        )
     return MockGateway()

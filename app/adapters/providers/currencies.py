@@ -92,3 +92,19 @@ def stripe_amount_in_tally(amount: Any, currency: str) -> Any:
         return from_provider(stripe_rule(currency), amount)
     except (DomainError, TypeError, ValueError):
         return amount
+
+
+# Razorpay (Orders API reference: "amount … in currency subunits", e.g. 50000 paise for ₹500; the
+# smallest payment Razorpay accepts is ₹1.00, 100 paise). tally quotes INR only with Razorpay:
+# Route transfers to linked accounts, how tally pays sellers there, settle in INR.
+RAZORPAY_MINIMUM_CHARGE = {"INR": 100}
+
+
+def razorpay_rule(currency: str) -> CurrencyRule:
+    """Razorpay's way with ``currency``: INR in paise (ISO's two decimals), at least ₹1.00."""
+    currency = check_currency(currency)
+    if currency not in RAZORPAY_MINIMUM_CHARGE:
+        raise CurrencyNotChargeableError(
+            f"tally takes {currency} with Razorpay nowhere: Route pays linked accounts in INR only"
+        )
+    return CurrencyRule(currency, minimum=RAZORPAY_MINIMUM_CHARGE[currency])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Any
 
 from app.adapters.providers.currencies import stripe_rule
+from domain.errors import ActionProofError
 from domain.ports import (
     CHARGE_FAILED,
     CHARGE_REQUIRES_ACTION,
@@ -39,6 +41,7 @@ class MockGateway:
 
     name = "mock"
     reverses_payouts = True
+    default_payment_method: str | None = None  # a confirm names its payment method (pm_…)
 
     def charge(
         self,
@@ -59,6 +62,10 @@ class MockGateway:
             return ChargeResult(CHARGE_REQUIRES_ACTION, reference, client_secret=secret)
         reason = MOCK_DECLINES.get(payment_method, "invalid_payment_method")
         return ChargeResult(CHARGE_FAILED, reference, failure_reason=reason)
+
+    def complete_action(self, **kwargs: Any) -> ChargeResult:
+        """3-D Secure completes in the browser and is reported by webhook: no signed confirm."""
+        raise ActionProofError(f"the {self.name} provider takes no signed confirmation")
 
     def refund(
         self, *, provider_reference: str, amount: int, currency: str, refund_id: str, idempotency_key: str

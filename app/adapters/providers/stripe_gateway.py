@@ -20,7 +20,7 @@ import stripe
 
 from app.adapters.providers.currencies import stripe_rule, to_provider
 from app.adapters.providers.stripe_events import refunds_in
-from domain.errors import PaymentStateError
+from domain.errors import ActionProofError, PaymentStateError
 from domain.ports import (
     CHARGE_FAILED,
     CHARGE_PROCESSING,
@@ -124,6 +124,7 @@ class StripeGateway:
 
     name = "stripe"
     reverses_payouts = True  # Transfer Reversals
+    default_payment_method: str | None = None  # a confirm names its payment method (pm_…)
 
     def __init__(
         self, api_key: str, api_base: str | None = None, *, max_network_retries: int = 2, timeout: float = 30
@@ -230,6 +231,10 @@ class StripeGateway:
             if _metadata(intent, "payment_id") == payment_id:
                 return charge_result(intent)
         return None
+
+    def complete_action(self, **kwargs: Any) -> ChargeResult:
+        """3-D Secure completes in the browser and is reported by webhook: no signed confirm."""
+        raise ActionProofError(f"the {self.name} provider takes no signed confirmation")
 
     # ---- refunds -------------------------------------------------------------------------
 
