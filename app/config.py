@@ -52,6 +52,9 @@ class Settings:
     key_prefix: str = "tally"
     smtp_url: str | None = field(default=None, repr=False)
     mail_from: str = "tally@localhost"
+    # Outages: no statement runs longer than this (0: no limit); Redis commands time out too.
+    database_statement_timeout_seconds: int = 30
+    redis_socket_timeout_seconds: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +83,8 @@ class Settings:
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",
             smtp_url=env.get("SMTP_URL") or None,
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
+            database_statement_timeout_seconds=_int(env, "DATABASE_STATEMENT_TIMEOUT", 30, 0, 86_400),
+            redis_socket_timeout_seconds=_int(env, "REDIS_SOCKET_TIMEOUT", 5, 1, 3600),
         )
         _ = settings.database  # parse DATABASE_URL now: a bad one fails at start-up
         return settings
@@ -89,7 +94,9 @@ class Settings:
 
     @property
     def database(self) -> DatabaseConfig:
-        return DatabaseConfig.parse(self.database_url, self.database_schema)
+        return DatabaseConfig.parse(
+            self.database_url, self.database_schema, self.database_statement_timeout_seconds
+        )
 
 
 @dataclass(frozen=True)
@@ -104,9 +111,10 @@ class DatabaseConfig:
     password: str = field(default="", repr=False)
     dbname: str = ""
     schema: str | None = None
+    statement_timeout_seconds: int = 0
 
     @classmethod
-    def parse(cls, url: str, schema: str | None = None) -> DatabaseConfig:
+    def parse(cls, url: str, schema: str | None = None, statement_timeout_seconds: int = 0) -> DatabaseConfig:
         parts = urlsplit(url)
         scheme = parts.scheme.split("+")[0]
         if scheme == "sqlite":
@@ -123,6 +131,7 @@ class DatabaseConfig:
                 password=unquote(parts.password or ""),
                 dbname=(parts.path or "/").lstrip("/") or "postgres",
                 schema=schema,
+                statement_timeout_seconds=statement_timeout_seconds,
             )
         raise SettingsError(f"DATABASE_URL must start with sqlite:/// or postgresql://, got {scheme!r}")
 
@@ -143,6 +152,9 @@ class DatabaseConfig:
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "10",
             "POSTGRES_LOCK_TIMEOUT": "5",
+            # Seconds to wait for a pooled connection (an int); app.bootstrap shortens it further,
+            # since the store retries a failed connection ten times.
+            "POSTGRES_CONNECT_TIMEOUT": "1",
         }
         if self.schema:
             env["POSTGRES_SCHEMA"] = self.schema

@@ -71,7 +71,7 @@ def order_view(order: Order, payment: Payment | None = None) -> dict[str, Any]:
 
 
 def session_view(session: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in session.items() if key != "expires_at_epoch"}
+    return {key: value for key, value in session.items() if key not in ("expires_at_epoch", "attempt")}
 
 
 def settlement_run_view(run: SettlementRun) -> dict[str, Any]:

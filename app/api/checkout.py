@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from app.api.common import json_response, tally
 from app.auth import check_subject, current_principal, require
 from app.commands import checkout
+from app.idempotency import current_attempt
 from app.presenters import order_view, payment_view, session_view
 from app.schemas import (
     ActionRequiredSchema,
@@ -76,7 +77,7 @@ def confirm_session(data: dict[str, Any], session_id: str) -> Response:
     check_subject("customer", session["customer_id"])
     cause = current_principal().cause(g.request_id)
     outcome, payment, order = checkout.confirm_checkout(
-        container, session_id, data["payment_method"], cause, session=session
+        container, session_id, data["payment_method"], cause, session=session, attempt=current_attempt()
     )
     if outcome != "succeeded" or order is None:  # requires_action, or processing at the provider
         return json_response({"payment": payment_view(payment)}, 202)

@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 # ---- read side ---------------------------------------------------------------------------
 from app.schemas.checkout import OrderSchema
-from app.schemas.common import Amount, StrictSchema
+from app.schemas.common import Amount, StrictSchema, Text
 
 
 class OrderListSchema(Schema):
@@ -14,54 +14,52 @@ class OrderListSchema(Schema):
 
 
 class BalanceSchema(Schema):
-    currency = fields.String(required=True)
+    currency = Text(required=True)
     pending_payout_amount = Amount(required=True)
 
 
 class PendingAllocationSchema(Schema):
-    allocation_id = fields.String(required=True)
-    order_id = fields.String(required=True)
-    currency = fields.String(required=True)
+    allocation_id = Text(required=True)
+    order_id = Text(required=True)
+    currency = Text(required=True)
     subtotal_amount = Amount(required=True)
     platform_fee_amount = Amount(required=True)
     payout_amount = Amount(required=True)
-    status = fields.String(required=True)
-    created_at = fields.String(required=True)
+    status = Text(required=True)
+    created_at = Text(required=True)
 
 
 class AdjustmentSchema(Schema):
-    allocation_id = fields.String(required=True)
-    refund_id = fields.String(required=True)
-    order_id = fields.String(required=True)
-    currency = fields.String(required=True)
+    allocation_id = Text(required=True)
+    refund_id = Text(required=True)
+    order_id = Text(required=True)
+    currency = Text(required=True)
     amount = Amount(required=True)
-    adjustment_of = fields.String(required=True)
-    created_at = fields.String(required=True)
+    adjustment_of = Text(required=True)
+    created_at = Text(required=True)
 
 
 class PayoutsSchema(Schema):
-    seller_id = fields.String(required=True)
+    seller_id = Text(required=True)
     balances = fields.List(fields.Nested(BalanceSchema), required=True)
     pending = fields.List(fields.Nested(PendingAllocationSchema), required=True)
     adjustments = fields.List(fields.Nested(AdjustmentSchema))
 
 
 class SettlementSchema(Schema):
-    id = fields.String(required=True)
-    seller_id = fields.String(required=True)
-    currency = fields.String(required=True)
-    period_start = fields.String(required=True)
-    period_end = fields.String(required=True)
+    id = Text(required=True)
+    seller_id = Text(required=True)
+    currency = Text(required=True)
+    period_start = Text(required=True)
+    period_end = Text(required=True)
     total_payout_amount = Amount(required=True)
     allocation_count = fields.Integer(required=True)
     adjustment_count = fields.Integer()
-    status = fields.String(
-        required=True, validate=validate.OneOf(["pending", "processing", "paid", "failed"])
-    )
-    provider_reference = fields.String(allow_none=True)
-    failure_reason = fields.String(allow_none=True)
-    created_at = fields.String(required=True)
-    processed_at = fields.String(required=True, allow_none=True)
+    status = Text(required=True, validate=validate.OneOf(["pending", "processing", "paid", "failed"]))
+    provider_reference = Text(allow_none=True)
+    failure_reason = Text(allow_none=True)
+    created_at = Text(required=True)
+    processed_at = Text(required=True, allow_none=True)
 
 
 class SettlementListSchema(Schema):
@@ -79,33 +77,33 @@ class SettlementRunRequestSchema(StrictSchema):
 
 
 class SettlementRunSchema(Schema):
-    id = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["queued", "running", "done", "failed"]))
-    period_start = fields.String()
-    period_end = fields.String()
-    settlement_ids = fields.List(fields.String())
-    error = fields.String(allow_none=True)
+    id = Text(required=True)
+    status = Text(required=True, validate=validate.OneOf(["queued", "running", "done", "failed"]))
+    period_start = Text()
+    period_end = Text()
+    settlement_ids = fields.List(Text())
+    error = Text(allow_none=True)
 
 
 class InvoiceLineSchema(Schema):
-    kind = fields.String(required=True, validate=validate.OneOf(["item", "platform_fee", "refund"]))
-    description = fields.String(required=True)
-    sku = fields.String()
+    kind = Text(required=True, validate=validate.OneOf(["item", "platform_fee", "refund"]))
+    description = Text(required=True)
+    sku = Text()
     quantity = fields.Integer(required=True)
     unit_amount = Amount(required=True)
     total_amount = Amount(required=True)
 
 
 class InvoiceSchema(Schema):
-    id = fields.String(required=True)
+    id = Text(required=True)
     number = fields.Integer(required=True)
-    order_id = fields.String(required=True)
-    seller_id = fields.String(required=True)
-    customer_id = fields.String(required=True)
-    payment_id = fields.String(required=True)
-    allocation_id = fields.String()
-    currency = fields.String(required=True)
-    issued_at = fields.String(required=True)
+    order_id = Text(required=True)
+    seller_id = Text(required=True)
+    customer_id = Text(required=True)
+    payment_id = Text(required=True)
+    allocation_id = Text()
+    currency = Text(required=True)
+    issued_at = Text(required=True)
     gross_amount = Amount()
     total_amount = Amount(required=True)
     lines = fields.List(fields.Nested(InvoiceLineSchema), required=True)
@@ -116,10 +114,10 @@ class InvoiceListSchema(Schema):
 
 
 class NotificationSchema(Schema):
-    id = fields.String(required=True)
-    kind = fields.String(required=True)
-    created_at = fields.String(required=True)
-    sent_at = fields.String(required=True, allow_none=True)
+    id = Text(required=True)
+    kind = Text(required=True)
+    created_at = Text(required=True)
+    sent_at = Text(required=True, allow_none=True)
     data = fields.Dict(required=True)
 
 
