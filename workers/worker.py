@@ -49,17 +49,20 @@ def run_worker(
     attempt, worked = 0, False
     while True:
         started = time.monotonic()
-        worker = worker_class(
-            queues(container, only), connection=container.redis, worker_ttl=WORKER_TTL_SECONDS
-        )
-        worker.max_connection_wait_time = 5.0  # RQ's own reconnection backoff, capped
+        worker = None
         try:
+            # RQ's Worker talks to Redis from its constructor on: all of it is under the loop.
+            worker = worker_class(
+                queues(container, only), connection=container.redis, worker_ttl=WORKER_TTL_SECONDS
+            )
+            worker.max_connection_wait_time = 5.0  # RQ's own reconnection backoff, capped
             if only is None or "projections" in only:
                 catch_up_everything(container)
             worked = worker.work(burst=burst, with_scheduler=True) or worked
         except DEPENDENCY_ERRORS as exc:
             note_outage(dependency_of(exc) or "redis", exc, "worker")
         else:
+            assert worker is not None
             if burst or worker._stop_requested:
                 return worked
             log.warning("worker %s stopped (Redis or the database went away); starting again", worker.name)
