@@ -115,6 +115,18 @@ def _flask(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _oversized_header(port: int) -> tuple[int, str, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/api/healthz", headers={"Authorization": "Bearer " + "x" * 10_000})
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        conn.close()
+
+
 def _order_status(port: int, key: str, order_id: str | None) -> int:
     import http.client
 
@@ -215,6 +227,7 @@ def test_checkouts_survive_killed_web_workers_and_redis_and_postgres_restarts(st
         c.order_id for c in placed[::7] if _order_status(port, stack["keys"][c.customer], c.order_id) != 200
     ]
 
+    oversized = _oversized_header(port)
     verify = _flask(env, "audit", "verify")
     status = _flask(env, "projections", "status")
     container = Container(Settings(database_url=pg.url, redis_url=redis.url))
@@ -259,6 +272,9 @@ def test_checkouts_survive_killed_web_workers_and_redis_and_postgres_restarts(st
     assert status.returncode == 0 and "NO WORKER" not in status.stdout, status.stdout
     assert "cron scheduler: alive" in status.stdout, status.stdout
     assert report["total_seconds"] < 120, report
+    # What gunicorn refuses before the app sees it is a problem too (gunicorn.conf.py).
+    assert oversized[0] == 431 and oversized[1] == "application/problem+json", oversized
+    assert json.loads(oversized[2])["status"] == 431
 
 
 def _report(load: Load, phases: list[dict[str, Any]], placed: list[Any], converged: float | None,
