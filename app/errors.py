@@ -122,8 +122,8 @@ def handle_http_exception(error: HTTPException) -> Response:
             return problem(400, "The request body is not valid JSON.", headers=headers, errors=errors)
         return problem(status, "The request failed validation.", headers=headers, errors=errors)
     original = getattr(error, "original_exception", None)
-    dependency = dependency_of(original) if isinstance(original, BaseException) else None
-    if dependency is not None:  # raised outside the view (after_request): Flask wrapped it in a 500
+    if isinstance(original, BaseException) and (dependency := dependency_of(original)) is not None:
+        # Raised outside the view (after_request): Flask wrapped it in a 500.
         note_outage(dependency, original)
         return dependency_unavailable(dependency)
     if status >= 500:

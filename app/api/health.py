@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 
 from flask import Response
 from flask_smorest import Blueprint
@@ -46,7 +47,10 @@ def readyz() -> Response:
         ping(container.engine)
         container.marketplace.recorder.max_notification_id()
 
-    futures = {"database": _checks.submit(database), "redis": _checks.submit(container.redis.ping)}
+    futures: dict[str, Future[Any]] = {
+        "database": _checks.submit(database),
+        "redis": _checks.submit(container.redis.ping),
+    }
     checks: dict[str, str] = {}
     deadline = time.monotonic() + READY_DEADLINE_SECONDS
     for name, future in futures.items():
