@@ -17,8 +17,17 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def _assign_request_id() -> None:
+    from app.logs import REQUEST_ID
+
     incoming = request.headers.get("X-Request-Id", "")
     g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    REQUEST_ID.set(g.request_id)  # in every log line of this request and the jobs it enqueues
+
+
+def _forget_request_id(_: BaseException | None) -> None:
+    from app.logs import REQUEST_ID
+
+    REQUEST_ID.set(None)
 
 
 def _echo_request_id(response: Response) -> Response:
@@ -68,7 +77,8 @@ def create_app(
     settings: Settings | None = None, container: Container | None = None, **overrides: Any
 ) -> Flask:
     """Build the app: Settings -> Container (lazy, fork-safe) -> blueprints, errors, CLI."""
-    from app import api, auth, cli, errors, idempotency
+    from app import api, auth, cli, errors, idempotency, logs
+    from app.api import metrics
 
     container = container or build(settings, **overrides)
     settings = container.settings
@@ -76,13 +86,15 @@ def create_app(
     app.config.update(MAX_CONTENT_LENGTH=settings.max_content_length, JSON_SORT_KEYS=False)
     app.json = _UnsortedJSONProvider(app)
     app.extensions["tally"] = container
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
 
     app.before_request(_assign_request_id)
     app.before_request(_refuse_unstorable_text)
+    metrics.init_app(app)
     app.before_request(auth.load_principal)
     idempotency.init_app(app)
     app.after_request(_echo_request_id)
+    app.teardown_request(_forget_request_id)
     app.after_request(_trigger_read_side)
     api.init_app(app)
     errors.init_app(app)

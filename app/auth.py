@@ -15,12 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from flask import current_app, g, request
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from app.adapters.tables import api_keys
@@ -51,7 +51,9 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(engine: Engine, role: str, subject: str | None) -> tuple[str, str]:
+def create_key(
+    engine: Engine, role: str, subject: str | None, expires_at: datetime | None = None
+) -> tuple[str, str]:
     """Store a new key; return (key id, the full key, shown once)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
@@ -70,12 +72,36 @@ def create_key(engine: Engine, role: str, subject: str | None) -> tuple[str, str
                 role=role,
                 subject=subject,
                 created_at=datetime.now(UTC),
+                expires_at=expires_at,
             )
         )
     return key_id, f"tk_{key_id}.{secret}"
 
 
-CACHE_SECONDS = 30.0
+def list_keys(engine: Engine) -> list[dict[str, Any]]:
+    """Every key's id, role, subject and dates (never its secret or hash), oldest first."""
+    columns = [c for c in api_keys.c if c.name != "secret_hash"]
+    with engine.connect() as conn:
+        rows = conn.execute(select(*columns).order_by(api_keys.c.created_at, api_keys.c.id)).all()
+    return [dict(row._mapping) for row in rows]
+
+
+def revoke_key(engine: Engine, key_id: str) -> bool:
+    """Revoke a key (at once in the database; every process stops accepting it within
+    CACHE_SECONDS). False when there is no such key; revoking twice keeps the first time."""
+    with engine.begin() as conn:
+        found = conn.execute(select(api_keys.c.revoked_at).where(api_keys.c.id == key_id)).first()
+        if found is None:
+            return False
+        if found.revoked_at is None:
+            conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=datetime.now(UTC)))
+    return True
+
+
+# Each process caches a key's hash this long: a revoked or expired key is refused everywhere within
+# a second, while a busy process still reads each key at most once a second.
+CACHE_SECONDS = 1.0
+LAST_USED_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often per key
 _cache: dict[str, tuple[float, str, Principal | None]] = {}
 _cache_lock = threading.Lock()
 
@@ -83,7 +109,7 @@ _cache_lock = threading.Lock()
 def _lookup(engine: Engine, key_id: str) -> tuple[str, Principal | None]:
     """(stored hash, principal) of a key id, from a per-process cache of CACHE_SECONDS.
 
-    The cache holds only hashes; a revoked or deleted key stops working within
+    The cache holds only hashes; a revoked, expired or deleted key stops working within
     CACHE_SECONDS. The secret is still compared in constant time on every request.
     """
     now = time.monotonic()
@@ -93,19 +119,36 @@ def _lookup(engine: Engine, key_id: str) -> tuple[str, Principal | None]:
     entry: tuple[str, Principal | None]
     with engine.connect() as conn:
         row = conn.execute(
-            select(api_keys.c.secret_hash, api_keys.c.role, api_keys.c.subject, api_keys.c.revoked_at).where(
-                api_keys.c.id == key_id
-            )
+            select(
+                api_keys.c.secret_hash,
+                api_keys.c.role,
+                api_keys.c.subject,
+                api_keys.c.revoked_at,
+                api_keys.c.expires_at,
+                api_keys.c.last_used_at,
+            ).where(api_keys.c.id == key_id)
         ).first()
-    if row is None or row.revoked_at is not None:
+    wall = datetime.now(UTC)
+    if row is None or row.revoked_at is not None or (row.expires_at and _aware(row.expires_at) <= wall):
         entry = (_DUMMY_HASH, None)
     else:
         entry = (row.secret_hash, Principal(key_id=key_id, role=row.role, subject=row.subject))
+        if row.last_used_at is None or _aware(row.last_used_at) < wall - LAST_USED_EVERY:
+            with engine.begin() as conn:
+                conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=wall))
+    ttl = CACHE_SECONDS
+    if row is not None and row.expires_at is not None and entry[1] is not None:
+        ttl = min(ttl, (_aware(row.expires_at) - wall).total_seconds())  # never cached past expiry
     with _cache_lock:
         if len(_cache) > 10_000:
             _cache.clear()
-        _cache[key_id] = (now + CACHE_SECONDS, *entry)
+        _cache[key_id] = (now + ttl, *entry)
     return entry
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timezone-aware columns back naive (in UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def authenticate(engine: Engine, header: str | None) -> Principal | None:

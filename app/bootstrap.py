@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 from redis import Redis
 from sqlalchemy.engine import Engine
 
+from app.adapters import schema
 from app.adapters.checkout_sessions import RedisCheckoutSessions
 from app.adapters.db import build_engine, ddl_lock, ensure_schema
 from app.adapters.locks import RedisLocks
@@ -23,7 +24,6 @@ from app.adapters.providers import build_gateway
 from app.adapters.queue import InlineJobs, RqJobs
 from app.adapters.read_models import SqlAuditor, SqlReadModels
 from app.adapters.records import SqlRecords
-from app.adapters.tables import metadata
 from app.commands.deps import Policy
 from app.commands.notifications import deliver_notifications
 from app.commands.settlement_runs import execute_settlement_run
@@ -106,16 +106,35 @@ class Container:
             return cast(T, self._built[name])
 
     @property
-    def engine(self) -> Engine:
+    def raw_engine(self) -> Engine:
+        """The database, its schema not checked yet (``db upgrade`` starts from it)."""
+
         def factory() -> Engine:
             db = self.settings.database
             engine = build_engine(db)
-            from projections.tables import metadata as read_metadata
-
-            with ddl_lock(engine):  # processes starting together must not race their DDL
+            with ddl_lock(engine):
                 ensure_schema(engine, db.schema)
-                metadata.create_all(engine)
-                read_metadata.create_all(engine)
+            return engine
+
+        return self._get("raw_engine", factory)
+
+    @property
+    def engine(self) -> Engine:
+        """The database with this release's schema: created on an empty database, refused (one
+        line: run ``db upgrade``) on one an older release made (app/adapters/schema.py)."""
+
+        def factory() -> Engine:
+            from projections import versions
+
+            engine = self.raw_engine
+            with ddl_lock(engine):  # processes starting together must not race their DDL
+                schema.prepare(engine)
+                stale = versions.prepare(engine)
+            if stale:
+                raise schema.SchemaOutOfDateError(
+                    f"read models {', '.join(stale)} were built by another release: run "
+                    "`flask --app wsgi db upgrade` first"
+                )
             return engine
 
         return self._get("engine", factory)
@@ -127,8 +146,15 @@ class Container:
 
     @property
     def marketplace(self) -> Marketplace:
+        return self._marketplace(self.engine)  # the schema is checked before any event is written
+
+    @property
+    def marketplace_unchecked(self) -> Marketplace:
+        """The event store before the schema is checked (``db upgrade`` rebuilds read models with it)."""
+        return self._marketplace(self.raw_engine)
+
+    def _marketplace(self, engine: Engine) -> Marketplace:
         def factory() -> Marketplace:
-            engine = self.engine  # the schema must exist before the event store creates its tables
             with ddl_lock(engine):  # the event store runs CREATE OR REPLACE FUNCTION on every start
                 marketplace = Marketplace(env=self.settings.database.eventsourcing_env())
             _shorten_store_pool_wait(marketplace)

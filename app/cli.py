@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import re
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from app.auth import ROLES, create_key
+from app.auth import ROLES, create_key, list_keys, revoke_key
+from app.exit_codes import COULD_NOT_RUN, FINDING, guard
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: nocover
     from click._termui_impl import ProgressBar
@@ -20,31 +26,92 @@ db = AppGroup("db", help="Prepare the database.")
 @keys.command("create")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the key may do.")
 @click.option("--subject", default=None, help="The customer or seller id (for those roles).")
-def create_key_command(role: str, subject: str | None) -> None:
+@click.option("--expires-in", default=None, help="Lifetime, e.g. 90d, 12h or 30m (default: no expiry).")
+def create_key_command(role: str, subject: str | None, expires_in: str | None) -> None:
     """Create an API key; it is printed once (last line) and only its hash is stored."""
     container = current_app.extensions["tally"]
+    expires_at = datetime.now(UTC) + _duration(expires_in) if expires_in else None
     try:
-        key_id, key = create_key(container.engine, role, subject)
+        key_id, key = create_key(container.engine, role, subject, expires_at)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     who = f"{role}:{subject}" if subject else role
-    click.echo(f"Created key {key_id} for {who}. Store it now: it is not shown again.")
+    until = f", expires {expires_at:%Y-%m-%dT%H:%M:%SZ}" if expires_at else ""
+    click.echo(f"Created key {key_id} for {who}{until}. Store it now: it is not shown again.")
     click.echo(key)
+
+
+def _duration(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d{1,5})([dhm])", text.strip())
+    if not match:
+        raise click.UsageError("--expires-in must be a number and d, h or m, e.g. 90d")
+    number, unit = int(match.group(1)), match.group(2)
+    if number == 0:
+        raise click.UsageError("--expires-in must be more than 0")
+    unit_name = {"d": "days", "h": "hours", "m": "minutes"}[unit]
+    return timedelta(**{unit_name: number})
+
+
+@keys.command("list")
+def list_keys_command() -> None:
+    """Every key: id, role, subject, created, last used, expires, revoked (never the secret)."""
+    container = current_app.extensions["tally"]
+
+    def when(moment: datetime | None) -> str:
+        return f"{moment:%Y-%m-%dT%H:%M:%SZ}" if moment else "-"
+
+    click.echo(
+        f"{'id':<24}  {'role':<8}  {'subject':<16}  {'created':<20}  {'last used':<20}  "
+        f"{'expires':<20}  revoked"
+    )
+    for key in list_keys(container.engine):
+        click.echo(
+            f"{key['id']:<24}  {key['role']:<8}  {key['subject'] or '-':<16}  {when(key['created_at']):<20}  "
+            f"{when(key['last_used_at']):<20}  {when(key['expires_at']):<20}  {when(key['revoked_at'])}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def revoke_key_command(key_id: str) -> None:
+    """Revoke a key: every process refuses it within a second."""
+    container = current_app.extensions["tally"]
+    if not revoke_key(container.engine, key_id):
+        raise click.UsageError(f"no key {key_id}")
+    click.echo(f"Revoked key {key_id}.")
+
+
+@db.command("upgrade")
+def upgrade_db_command() -> None:
+    """Bring the database to this release's schema, keeping every row: migrate the app tables
+    (a database from before migrations is adopted at the baseline), create the event store,
+    and rebuild any read model whose version changed."""
+    _upgrade_db()
 
 
 @db.command("init")
 def init_db_command() -> None:
-    """Create the event store and the service's tables if they do not exist."""
+    """The same as `db upgrade` (kept for the scripts that use it)."""
+    _upgrade_db()
+
+
+def _upgrade_db() -> None:
+    from app.adapters import schema
+    from projections import versions
+
     container = current_app.extensions["tally"]
-    _ = (container.engine, container.marketplace)  # building them creates the tables
+    before, after = schema.upgrade(container.raw_engine)
+    marketplace = container.marketplace_unchecked
+    rebuilt = versions.upgrade(marketplace, container.raw_engine)
+    moved = f"{before} -> {after}" if before != after else f"at {after}"
+    click.echo(f"app tables: {moved}")
+    click.echo(f"read models rebuilt: {', '.join(rebuilt) if rebuilt else 'none'}")
     click.echo(f"Database ready ({container.settings.database.kind}).")
 
 
 def init_app(app: Flask) -> None:
-    app.cli.add_command(keys)
-    app.cli.add_command(db)
-    init_read_side(app)
-    app.cli.add_command(reconcile_command)
+    for command in (keys, db, projections_group, settle_command, audit_group, reconcile_command):
+        app.cli.add_command(guard(command))
 
 
 # ---- read side, workers, settlement -------------------------------------------------
@@ -82,10 +149,16 @@ def projections_status_command() -> None:
 
 @projections_group.command("rebuild")
 @click.argument("name", required=False)
-def projections_rebuild_command(name: str | None) -> None:
+@click.option(
+    "--accept-new-chain",
+    is_flag=True,
+    help="Replace the audit log's stored hash chain even where the recomputed one differs.",
+)
+def projections_rebuild_command(name: str | None, accept_new_chain: bool) -> None:
     """Rebuild one read model (or all, in one pass over the log) into fresh tables and swap them in;
-    readers see the old rows until it commits."""
-    from projections.runner import PROJECTIONS, rebuild
+    readers see the old rows until it commits. The audit log's hash chain is never replaced by a
+    different one unless --accept-new-chain (exit 1, nothing changed)."""
+    from projections.runner import PROJECTIONS, ChainRewriteRefused, rebuild
 
     container = current_app.extensions["tally"]
     if name is not None and name not in PROJECTIONS:
@@ -93,9 +166,17 @@ def projections_rebuild_command(name: str | None) -> None:
     head = container.marketplace.recorder.max_notification_id() or 0
     names = [name] if name else list(PROJECTIONS)
     with click.progressbar(length=head, label=f"rebuilding {', '.join(names)}") as bar:
-        read = rebuild(
-            [PROJECTIONS[n]() for n in names], container.marketplace, container.engine, progress=bar.update
-        )
+        try:
+            read = rebuild(
+                [PROJECTIONS[n]() for n in names],
+                container.marketplace,
+                container.engine,
+                progress=bar.update,
+                accept_new_chain=accept_new_chain,
+            )
+        except ChainRewriteRefused as exc:
+            click.echo(f"\nrefused: {exc}", err=True)
+            raise SystemExit(1) from None
     for rebuilt in names:
         click.echo(f"{rebuilt}: rebuilt from {read} events")
 
@@ -121,17 +202,23 @@ def settle_command(period: str) -> None:
     }
     sellers = sellers_due(container, end)
     ids: list[str] = []
+    unpaid: list[str] = []
     with click.progressbar(sellers, label=f"settling {start} .. {end}") as bar:
         for seller_id in bar:
             settlements, _ = settle_seller(container, seller_id, start, end, cause)
             ids.extend(str(s.id) for s in settlements)
+            unpaid.extend(
+                f"{s.id} ({s.seller_id}, {s.total_payout_amount} {s.currency}): "
+                f"{s.status} {s.failure_reason or ''}".rstrip()
+                for s in settlements
+                if s.status != "paid"
+            )
     click.echo(f"{len(sellers)} sellers, {len(ids)} settlements")
-
-
-def init_read_side(app: Flask) -> None:
-    app.cli.add_command(projections_group)
-    app.cli.add_command(settle_command)
-    app.cli.add_command(audit_group)
+    if unpaid:
+        for line in unpaid:
+            log.error("settlement not paid: %s", line)
+            click.echo(f"NOT PAID: {line}", err=True)
+        raise SystemExit(FINDING)
 
 
 audit_group = AppGroup("audit", help="Replay the books and check them.")
@@ -175,7 +262,8 @@ def audit_verify_command() -> None:
     click.echo(f"BREACH: {len(report.breaches)} problem(s) found:", err=True)
     for breach in report.breaches:
         click.echo(f"  - {breach}", err=True)
-    raise SystemExit(1)
+    log.error("audit verify found %d breach(es); the first: %s", len(report.breaches), report.breaches[0])
+    raise SystemExit(FINDING)
 
 
 @audit_group.command("settlement")
@@ -239,8 +327,8 @@ def reconcile_command(since: str | None, repair: bool) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except ProviderUnavailableError as exc:
-        click.echo(f"Stripe is unavailable ({exc}); nothing was compared.", err=True)
-        raise SystemExit(2) from None
+        click.echo(f"could not run: Stripe is unavailable ({exc}); nothing was compared.", err=True)
+        raise SystemExit(COULD_NOT_RUN) from None
     click.echo(f"window: since {start.isoformat()}")
     for what, count in report.checked.items():
         click.echo(f"checked {count:>8} {what.replace('_', ' ')}")

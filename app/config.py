@@ -20,6 +20,13 @@ class SettingsError(ValueError):
     """A setting has a value tally cannot use."""
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default) or default
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
     raw = env.get(key)
     if raw in (None, ""):
@@ -49,6 +56,7 @@ class Settings:
     stripe_refunds_of_paid_out: str = "adjust"
     max_content_length: int = 1_000_000
     log_level: str = "INFO"
+    log_format: str = "json"  # json | text
     key_prefix: str = "tally"
     smtp_url: str | None = field(default=None, repr=False)
     mail_from: str = "tally@localhost"
@@ -80,6 +88,7 @@ class Settings:
             stripe_refunds_of_paid_out=paid_out,
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1_000_000, 1024, 100_000_000),
             log_level=env.get("LOG_LEVEL", "INFO") or "INFO",
+            log_format=_choice(env, "LOG_FORMAT", "json", ("json", "text")),
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",
             smtp_url=env.get("SMTP_URL") or None,
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",

@@ -94,7 +94,18 @@ class SettlementRecord:
     at: datetime
     status: str = PENDING
     reference: str | None = None
-    reversed: int = 0
+    lines: int = 0  # line transfers recorded
+
+
+@dataclass
+class TransferRecord:
+    """One provider transfer tally recorded: a settlement line's, or a whole settlement's (before lines)."""
+
+    settlement_id: str
+    amount: int
+    currency: str
+    at: datetime
+    reversed: int = 0  # taken back: refunds of paid-out money, or the whole line when undone
 
 
 @dataclass
@@ -104,6 +115,8 @@ class Records:
     payments: dict[str, PaymentRecord] = field(default_factory=dict)
     refunds: dict[str, RefundRecord] = field(default_factory=dict)
     settlements: dict[str, SettlementRecord] = field(default_factory=dict)
+    transfers: dict[str, TransferRecord] = field(default_factory=dict)  # by the provider's id
+    line_transfer: dict[tuple[str, str], str] = field(default_factory=dict)  # (settlement, allocation)
     order_payment: dict[str, str] = field(default_factory=dict)
 
     def fold(self, event: Any) -> None:
@@ -146,6 +159,18 @@ class Records:
             event.seller_id, event.currency, event.total_payout_amount, event.timestamp
         )
 
+    @APPLY.on("Settlement.TransferMade")
+    def _settlement_transfer_made(self, event: Any, sid: str) -> None:
+        settlement = self.settlements[sid]
+        settlement.lines += 1
+        reference = event.provider_reference
+        self.transfers[reference] = TransferRecord(sid, event.amount, settlement.currency, event.timestamp)
+        self.line_transfer[(sid, event.allocation_id)] = reference
+
+    @APPLY.on("Settlement.TransferUndone")
+    def _settlement_transfer_undone(self, event: Any, sid: str) -> None:
+        self.transfers[self.line_transfer[(sid, event.allocation_id)]].reversed += event.amount
+
     @APPLY.on("Settlement.Paid")
     def _settlement_paid(self, event: Any, sid: str) -> None:
         settlement = self.settlements[sid]
@@ -154,6 +179,10 @@ class Records:
             event.provider_reference,
             event.timestamp,
         )
+        if not settlement.lines and event.provider_reference not in (None, "", "nothing_to_pay"):
+            self.transfers[event.provider_reference] = TransferRecord(  # one transfer, before lines
+                sid, settlement.amount, settlement.currency, event.timestamp
+            )
 
     @APPLY.on("Settlement.Failed")
     def _settlement_failed(self, event: Any, sid: str) -> None:
@@ -162,7 +191,10 @@ class Records:
 
     @APPLY.on("Allocation.TransferReversed")
     def _transfer_reversed(self, event: Any, sid: str) -> None:
-        self.settlements[event.settlement_id].reversed += event.amount
+        settlement = self.settlements[event.settlement_id]
+        reference = self.line_transfer.get((event.settlement_id, sid)) or settlement.reference or ""
+        if reference in self.transfers:
+            self.transfers[reference].reversed += event.amount
 
 
 def _records(container: Container) -> Records:
@@ -323,45 +355,36 @@ def _refunds(
 def _transfers(
     report: Report, records: Records, transfers: dict[str, dict[str, Any]], start: int, since: datetime
 ) -> None:
-    by_reference = {s.reference: sid for sid, s in records.settlements.items() if s.reference}
-    seen: set[str] = set()
+    """Each Stripe transfer against the transfer tally recorded with its id, and back."""
     for tr in transfers.values():
-        settlement_id = by_reference.get(tr["id"]) or _metadata(tr, "settlement_id")
-        settlement = records.settlements.get(settlement_id or "")
-        if settlement is not None and settlement_id is not None:
-            seen.add(settlement_id)
         if tr.get("created", 0) < start:
             continue
         currency = str(tr.get("currency")).upper()
         what = f"Transfer {tr['id']} ({tr.get('amount')} {currency} to {tr.get('destination')})"
-        if settlement is None:
-            report.mismatches.append(f"{what}: no settlement in tally")
+        record = records.transfers.get(tr["id"])
+        if record is None:
+            settlement_id = _metadata(tr, "settlement_id")
+            known = (
+                f"tally's settlement {settlement_id} did not record it" if settlement_id else "not tally's"
+            )
+            report.mismatches.append(f"{what}: {known}")
             continue
-        if settlement.status != PAID or settlement.reference != tr["id"]:
+        if tr.get("amount") != record.amount or currency != record.currency:
             report.mismatches.append(
-                f"{what}: status differs, tally's settlement {settlement_id} is {settlement.status}"
+                f"{what}: amount differs, tally's settlement {record.settlement_id} recorded "
+                f"{record.amount} {record.currency}"
             )
-        if tr.get("amount") != settlement.amount or str(tr.get("currency")).upper() != settlement.currency:
-            report.mismatches.append(
-                f"{what}: amount differs, tally's settlement {settlement_id} is "
-                f"{settlement.amount} {settlement.currency}"
-            )
-        if (tr.get("amount_reversed") or 0) != settlement.reversed:
+        if (tr.get("amount_reversed") or 0) != record.reversed:
             report.mismatches.append(
                 f"{what}: reversed at Stripe ({tr.get('amount_reversed') or 0}), "
-                f"tally recorded reversals of {settlement.reversed}"
+                f"tally recorded reversals of {record.reversed}"
             )
-    for settlement_id, settlement in records.settlements.items():
-        if (
-            settlement.status != PAID
-            or settlement.at < since
-            or settlement_id in seen
-            or settlement.reference in (None, "nothing_to_pay")
-        ):
+    for reference, record in records.transfers.items():
+        if record.at < since or reference in transfers:
             continue
         report.mismatches.append(
-            f"settlement {settlement_id} ({settlement.amount} {settlement.currency} to "
-            f"{settlement.seller_id}, {settlement.reference}): missing at Stripe"
+            f"transfer {reference} ({record.amount} {record.currency}) of settlement "
+            f"{record.settlement_id}: missing at Stripe"
         )
 
 

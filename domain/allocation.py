@@ -241,6 +241,45 @@ class Allocation(Aggregate):
             if r["adjustment_of"] and not r.get("adjusted_by") and not r.get("transfer_reversed_by")
         ]
 
+    @property
+    def settleable_adjustments(self) -> list[dict[str, Any]]:
+        """Unsettled adjustments a settlement may take: not those whose payout a transfer reversal
+        requested (and not yet resolved) may already have recovered at the provider."""
+        return [r for r in self.unsettled_adjustments if not r.get("reversal_requested")]
+
+    def request_transfer_reversal(self, refund_id: str, reversal_id: str, cause: dict[str, Any]) -> None:
+        """The reversal ``reversal_id`` is about to be asked of the provider: until it is recorded
+        or abandoned, no settlement takes the adjustment (the seller would pay it twice)."""
+        adjustment = self.recoverable_adjustment(refund_id)
+        if adjustment is None:
+            raise AllocationStateError(f"no unsettled negative adjustment for refund {refund_id} to recover")
+        refund = next(r for r in self.refunds if r["refund_id"] == refund_id)
+        if refund.get("reversal_requested") != reversal_id:
+            self._transfer_reversal_requested(refund_id, reversal_id, adjustment["amount"], cause)
+
+    @event("TransferReversalRequested")
+    def _transfer_reversal_requested(
+        self, refund_id: str, reversal_id: str, amount: int, cause: dict[str, Any]
+    ) -> None:
+        for refund in self.refunds:
+            if refund["refund_id"] == refund_id:
+                refund["reversal_requested"] = reversal_id
+
+    def abandon_transfer_reversal(self, refund_id: str, reason: str, cause: dict[str, Any]) -> None:
+        """The provider holds no such reversal (refused, or looked up and absent): the adjustment is
+        carried to the next settlement again."""
+        refund = next((r for r in self.refunds if r["refund_id"] == refund_id), None)
+        if refund is not None and refund.get("reversal_requested") and not refund.get("transfer_reversed_by"):
+            self._transfer_reversal_abandoned(refund_id, refund["reversal_requested"], reason, cause)
+
+    @event("TransferReversalAbandoned")
+    def _transfer_reversal_abandoned(
+        self, refund_id: str, reversal_id: str, reason: str, cause: dict[str, Any]
+    ) -> None:
+        for refund in self.refunds:
+            if refund["refund_id"] == refund_id:
+                refund["reversal_requested"] = None
+
     def recoverable_adjustment(self, refund_id: str) -> dict[str, Any] | None:
         """The unsettled negative adjustment of ``refund_id`` that a reversal of the paid-out
         settlement's transfer could recover instead: {refund_id, settlement_id, amount}, else None."""
@@ -284,7 +323,7 @@ class Allocation(Aggregate):
                 refund["transfer_reversed_by"] = provider_reference
 
     def settle_adjustment(self, refund_id: str, settlement_id: str, cause: dict[str, Any]) -> None:
-        refund = next((r for r in self.unsettled_adjustments if r["refund_id"] == refund_id), None)
+        refund = next((r for r in self.settleable_adjustments if r["refund_id"] == refund_id), None)
         if refund is None:
             raise AllocationStateError(f"no unsettled adjustment for refund {refund_id}")
         self._adjustment_settled(refund_id, settlement_id, -refund["payout_reversed_amount"], cause)

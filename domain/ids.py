@@ -73,3 +73,8 @@ def verification_id(key: str) -> UUID:
 def seller_account_id(seller_id: str) -> UUID:
     """The one payout-account link a seller has."""
     return uuid5(NAMESPACE, f"seller-account/{seller_id}")
+
+
+def transfer_undo_id(settlement_id: str, allocation_id: str) -> UUID:
+    """The reversal that takes a settlement line's transfer back when another line failed for good."""
+    return uuid5(NAMESPACE, f"transfer-undo/{settlement_id}/{allocation_id}")

@@ -249,6 +249,20 @@ class Payment(Aggregate):
     def _dispute_status_changed(self, dispute_id: str, status: str, cause: dict[str, Any]) -> None:
         self.disputes[dispute_id]["status"] = status
 
+    def reopen_dispute(self, dispute_id: str, status: str, cause: dict[str, Any]) -> bool:
+        """A lost dispute appealed (or its funds reinstated by an appeal won): open again. Only a
+        dispute that closed with its funds withdrawn can be; returns whether it was."""
+        dispute = self.disputes.get(dispute_id)
+        if dispute is None or not dispute["closed"] or dispute["funds"] != DISPUTE_FUNDS_WITHDRAWN:
+            return False
+        self._dispute_reopened(dispute_id, status, cause)
+        return True
+
+    @event("DisputeReopened")
+    def _dispute_reopened(self, dispute_id: str, status: str, cause: dict[str, Any]) -> None:
+        self.disputes[dispute_id]["status"] = status
+        self.disputes[dispute_id]["closed"] = False
+
     def close_dispute(self, dispute_id: str, status: str, cause: dict[str, Any]) -> None:
         self._open(dispute_id)
         self._dispute_closed(dispute_id, status, cause)

@@ -151,6 +151,7 @@ class DisputeReported:
     status: str
     funds: str  # domain.payment.DISPUTE_FUNDS_*
     closed: bool
+    appealed: bool = False  # a lost dispute the merchant appealed: it is open again
 
 
 @dataclass(frozen=True)
@@ -205,10 +206,15 @@ class PaymentGateway(Protocol):
         currency: str,
         transfer_group: str,
         settlement_id: str,
+        allocation_id: str,
+        source_payment: str | None,
         idempotency_key: str,
         destination: str | None = None,
     ) -> PayoutResult:
-        """Pay a seller; ``destination`` is its linked provider account (None when unlinked)."""
+        """Pay a seller one settlement line: its share of one order. ``transfer_group`` is the order's
+        (its charge carries the same), ``source_payment`` the provider's reference of the order's
+        payment, so the transfer draws on that payment's funds even before they are available;
+        ``destination`` is the seller's linked provider account (None when unlinked)."""
         ...
 
     def reverse_payout(
@@ -240,7 +246,12 @@ class PaymentGateway(Protocol):
 
     def find_refund(self, provider_reference: str, refund_id: str) -> RefundResult | None: ...
 
-    def find_payout(self, settlement_id: str, transfer_group: str) -> PayoutResult | None: ...
+    def find_payout(
+        self, settlement_id: str, transfer_group: str, allocation_id: str | None
+    ) -> PayoutResult | None:
+        """The transfer of one settlement line (``allocation_id``), or with None the single transfer
+        of a settlement paid before lines existed (its ``transfer_group`` was the settlement id)."""
+        ...
 
     def find_payout_reversal(self, payout_reference: str, reversal_id: str) -> PayoutResult | None: ...
 

@@ -206,6 +206,8 @@ class Projection:
     """
 
     name: ClassVar[str]
+    # Raised whenever the projection's tables or rows change shape: `db upgrade` then rebuilds it.
+    version: ClassVar[int] = 1
     tables: ClassVar[list[Table]]
     event_classes: ClassVar[tuple[type, ...]]
     decoded: ClassVar[bool] = True  # False: apply() gets the stored notification as it is

@@ -324,3 +324,12 @@ def settlements_in_flight(engine: Engine) -> list[str]:
             .order_by(settlements_view.c.created_at)
         ).scalars()
         return list(rows)
+
+
+def settlement_counts(engine: Engine) -> list[tuple[str, int]]:
+    """How many settlements are in each status (for the metrics)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(settlements_view.c.status, func.count()).group_by(settlements_view.c.status)
+        ).all()
+    return [(status, count) for status, count in rows]

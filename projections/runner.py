@@ -178,19 +178,36 @@ def union_topics(projections: Sequence[Projection]) -> tuple[str, ...] | None:
     return tuple(sorted(topics))
 
 
+class ChainRewriteRefused(Exception):
+    """A rebuilt audit log would replace a stored hash chain that differs from the recomputed one:
+    history changed since it was chained, and swapping in the new chain would hide it."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(
+            f"the rebuilt audit log differs from the stored hash chain at position {position}: the event "
+            "log changed since it was chained; run `audit verify` to see what, or rebuild with "
+            "--accept-new-chain to replace the chain knowingly"
+        )
+        self.position = position
+
+
 def rebuild(
     projections: Projection | Sequence[Projection],
     app: Application,
     engine: Engine,
     batch_size: int = 10_000,
     progress: Callable[[int], None] | None = None,
+    accept_new_chain: bool = False,
 ) -> int:
     """Replay the whole log into fresh copies of the projections' tables, in ONE transaction
     and one pass over the log (each event read and decoded once, however many projections use
     it), and swap them in at the end (projections.shadow).
 
     Readers keep seeing the previous rows until the commit; catch-ups wait on the position
-    locks. Returns the number of events read from the log.
+    locks. Returns the number of events read from the log. Rebuilding the audit log never
+    rewrites its history silently: where the stored and the recomputed hash chains both have a
+    position and differ, it raises ChainRewriteRefused (nothing is swapped in) unless
+    ``accept_new_chain``.
     """
     chosen = (
         [projections] if isinstance(projections, Projection) else sorted(projections, key=lambda p: p.name)
@@ -221,6 +238,10 @@ def rebuild(
             position = batch[-1].id
         if progress is not None and head > position:
             progress(head - position)
+        if not accept_new_chain and any(p.name == "audit_log" for p in chosen):
+            differs = shadow.first_difference("audit_log", "position", "hash")
+            if differs is not None:
+                raise ChainRewriteRefused(differs)
         shadow.promote()
         for projection in chosen:
             _store_position(conn, projection.name, head)
@@ -258,6 +279,7 @@ def status(app: Application, engine: Engine) -> list[dict[str, object]]:
 
 __all__ = [
     "PROJECTIONS",
+    "ChainRewriteRefused",
     "apply_notifications",
     "catch_up",
     "lock_position",

@@ -119,3 +119,14 @@ class Shadow:
 
     def _name(self, schema: str, table: Table) -> str:
         return f"{self._quote(schema)}.{self._quote(table.name)}"
+
+    def first_difference(self, table: str, key: str, column: str) -> int | None:
+        """The smallest ``key`` present in both the live and the shadow ``table`` whose ``column``
+        differs between them (None when they agree wherever both have a row)."""
+        [chosen] = [t for t in self.tables if t.name == table]
+        live, shadow = self._name(self.live_schema, chosen), self._name(self.schema, chosen)
+        k, c = self._quote(key), self._quote(column)
+        found = self.conn.exec_driver_sql(
+            f"SELECT MIN(l.{k}) FROM {live} AS l JOIN {shadow} AS s ON s.{k} = l.{k} WHERE s.{c} <> l.{c}"
+        ).scalar()
+        return None if found is None else int(found)

@@ -26,6 +26,15 @@ projection_positions = Table(
     Column("updated_at", DateTime(timezone=True), nullable=True),
 )
 
+# The version of each read model its tables were built by (Projection.version); a read model
+# without a row predates versions (version 1).
+read_model_versions = Table(
+    "read_model_versions",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
 orders_view = Table(
     "orders_view",
     metadata,

@@ -36,17 +36,21 @@ class FakeGateway(MockGateway):
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.unavailable: set[str] = set()  # call names that raise ProviderUnavailableError
         self.refused_payouts: str | None = None
+        self.payout_answers: list[PayoutResult] = []  # what the next payouts answer, in turn
         self.listed_refunds: dict[str, list[ProviderRefund]] = {}
         # What the provider holds by our ids, for the look-ups after an unknown outcome.
         self.held_payments: dict[str, ChargeResult] = {}
         self.held_payouts: dict[str, PayoutResult] = {}
+        self.held_reversals: dict[str, PayoutResult] = {}  # by reversal id
         self.lookups_fail = False
+        # Whether an unavailable call is known to have done nothing (the adapter looked it up).
+        self.surely_nothing_done = False
         self.next_charge: ChargeResult | None = None  # what the next charge answers instead
 
     def _called(self, what: str, kwargs: dict[str, Any]) -> None:
         self.calls.append((what, kwargs))
         if what in self.unavailable:
-            raise ProviderUnavailableError(what)
+            raise ProviderUnavailableError(what, nothing_done=self.surely_nothing_done)
 
     def charge(self, **kwargs: Any) -> Any:
         self._called("charge", kwargs)
@@ -61,6 +65,8 @@ class FakeGateway(MockGateway):
         self._called("payout", kwargs)
         if self.refused_payouts:
             return PayoutResult(False, None, self.refused_payouts)
+        if self.payout_answers:
+            return self.payout_answers.pop(0)
         return super().payout(**kwargs)
 
     def reverse_payout(self, **kwargs: Any) -> PayoutResult:
@@ -79,9 +85,18 @@ class FakeGateway(MockGateway):
         self._looked_up("find_payment", payment_id)
         return self.held_payments.get(payment_id)
 
-    def find_payout(self, settlement_id: str, transfer_group: str) -> PayoutResult | None:
-        self._looked_up("find_payout", settlement_id)
-        return self.held_payouts.get(settlement_id)
+    def find_payout(
+        self, settlement_id: str, transfer_group: str, allocation_id: str | None
+    ) -> PayoutResult | None:
+        """``held_payouts`` is keyed by ``<settlement id>:<allocation id>`` (a line's transfer) or by
+        the settlement id alone (a settlement paid by one transfer before lines existed)."""
+        key = settlement_id if allocation_id is None else f"{settlement_id}:{allocation_id}"
+        self._looked_up("find_payout", key)
+        return self.held_payouts.get(key)
+
+    def find_payout_reversal(self, payout_reference: str, reversal_id: str) -> PayoutResult | None:
+        self._looked_up("find_payout_reversal", reversal_id)
+        return self.held_reversals.get(reversal_id)
 
     def calls_to(self, what: str) -> list[dict[str, Any]]:
         return [kwargs for name, kwargs in self.calls if name == what]

@@ -9,7 +9,9 @@ for the parameters tally sends (``amount`` and ``currency`` required, no default
 minimum charge, ``confirm`` or nothing is charged, a ``return_url`` unless redirects are
 disallowed, ``payment_intent`` or ``charge`` on a refund), the test payment methods, lists
 with ``created[gte]`` / ``starting_after`` paging, refunds, transfers (an account id starting
-``acct_fail`` is refused), transfer reversals (never more than the transfer has unreversed;
+``acct_fail`` is refused; without ``source_transaction`` only from the available balance, which
+charges reach two days later on the stub's clock; with it, never more than the charge holds),
+transfer reversals (never more than the transfer has unreversed;
 ``refuse_reversals`` refuses them all) and disputes. It builds signed webhook events from its
 own objects and delivers them to the app. Faults can be planted: answer 5xx, process then drop the
 connection, or process then answer late.
@@ -32,7 +34,16 @@ from urllib.parse import parse_qsl, urlsplit
 import stripe
 
 API_VERSION = "2024-06-20"
-SUCCEEDS = {"pm_card_visa", "pm_card_mastercard", "pm_card_amex", "pm_card_visa_debit"}
+SUCCEEDS = {
+    "pm_card_visa",
+    "pm_card_mastercard",
+    "pm_card_amex",
+    "pm_card_visa_debit",
+    "pm_card_bypassPending",
+}
+# Stripe's test card whose funds "are added directly to your available balance, bypassing your
+# pending balance" (testing docs, "Available balance").
+BYPASS_PENDING = "pm_card_bypassPending"
 DECLINES = {
     "pm_card_chargeDeclined": "generic_decline",
     "pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
@@ -155,6 +166,9 @@ class StripeStub:
         self._idempotent: dict[str, tuple[str, int, dict[str, Any]]] = {}
         self._key_saved_at: dict[str, float] = {}
         self.clock = time.time  # the stub's own clock, for key pruning (tests move it)
+        # Card funds reach the available balance after this long (two days, Stripe's usual US
+        # schedule; the Balance object lists the rest as pending).
+        self.funds_available_after = 2 * 24 * 3600
         self._seq = itertools.count(1)
         self._order: dict[str, int] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -399,7 +413,9 @@ class StripeStub:
         return charge
 
     def _succeed(self, intent: dict[str, Any]) -> None:
-        self._charge(intent, "succeeded")
+        charge = self._charge(intent, "succeeded")
+        if intent["payment_method"] == BYPASS_PENDING:
+            charge["created"] -= self.funds_available_after
         intent.update(status="succeeded", amount_received=intent["amount"], next_action=None)
 
     def _intent_for(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -516,6 +532,18 @@ class StripeStub:
             )
         if amount <= 0:
             raise StripeError(400, "invalid_request_error", "Amount must be at least 1", param="amount")
+        source = params.get("source_transaction")
+        if source:
+            self._check_source_transaction(source, amount, currency)
+        elif amount > self.available_balance(currency):
+            # "By default, a transfer request fails when the amount exceeds the platform's available
+            # account balance" (Connect guide, separate charges and transfers).
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "You have insufficient available funds in your Stripe account.",
+                code="balance_insufficient",
+            )
         transfer = {
             "id": self._id("tr"),
             "object": "transfer",
@@ -524,12 +552,60 @@ class StripeStub:
             "currency": currency,
             "destination": destination,
             "transfer_group": params.get("transfer_group"),
+            "source_transaction": source or None,
             "metadata": params.get("metadata", {}),
             "reversed": False,
             "created": int(time.time()),
         }
         self.transfers[transfer["id"]] = transfer
         return copy.deepcopy(transfer)
+
+    def _check_source_transaction(self, source: str, amount: int, currency: str) -> None:
+        """A transfer with ``source_transaction`` succeeds while the charge's funds are still pending
+        (they move when they become available); it must name a succeeded charge in the transfer's
+        currency, and the transfers drawn on one charge never add up to more than the charge."""
+        charge = self.charges.get(source)
+        if charge is None:
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                f"No such charge: '{source}'",
+                code="resource_missing",
+                param="source_transaction",
+            )
+        if charge["status"] != "succeeded" or charge["currency"] != currency:
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                "The source_transaction must be a succeeded charge in the transfer's currency.",
+                param="source_transaction",
+            )
+        drawn = sum(t["amount"] for t in self.transfers.values() if t.get("source_transaction") == source)
+        if drawn + amount > charge["amount"]:
+            raise StripeError(
+                400,
+                "invalid_request_error",
+                f"Transfers from charge {source} cannot exceed its amount ({charge['amount']}).",
+                param="amount",
+            )
+
+    def available_balance(self, currency: str) -> int:
+        """Charges become available ``funds_available_after`` seconds (on the stub's clock) after
+        they are made; refunds, and transfers not drawn on a charge, come off; reversals come back."""
+        now = self.clock()
+        charged = sum(
+            c["amount"] - c["amount_refunded"]
+            for c in self.charges.values()
+            if c["currency"] == currency
+            and c["status"] == "succeeded"
+            and c["created"] + self.funds_available_after <= now
+        )
+        sent = sum(
+            t["amount"] - t["amount_reversed"]
+            for t in self.transfers.values()
+            if t["currency"] == currency and not t.get("source_transaction")
+        )
+        return charged - sent
 
     def _create_transfer_reversal(self, params: dict[str, Any], transfer_id: str) -> dict[str, Any]:
         """Reverse (part of) a transfer: the connected account pays it back; never more than is

@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from rq import get_current_job
 
 from app.adapters import keys
 from app.commands import janitor, notifications, settlement_runs, verification
+from app.logs import REQUEST_ID
 from projections.runner import PROJECTIONS, catch_up
 from workers.context import get_container
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
+def carries_request_id(job: Callable[P, R]) -> Callable[P, R]:
+    """Log lines of the job carry the request id of the request that enqueued it (job.meta)."""
+
+    @functools.wraps(job)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        current = get_current_job()
+        token = REQUEST_ID.set((current.meta.get("request_id") if current else None) or REQUEST_ID.get())
+        try:
+            return job(*args, **kwargs)
+        finally:
+            REQUEST_ID.reset(token)
+
+    return run
+
+
+@carries_request_id
 def catch_up_projection(name: str) -> int:
     """Bring one read model up to the head of the log; returns the events applied."""
     container = get_container()
@@ -23,32 +47,39 @@ def catch_up_projection(name: str) -> int:
     return applied
 
 
+@carries_request_id
 def catch_up_all() -> dict[str, int]:
     """The safety net: catch every read model up, whatever triggers were lost."""
     return {name: catch_up_projection(name) for name in PROJECTIONS}
 
 
+@carries_request_id
 def execute_settlement_run(run_id: str) -> None:
     settlement_runs.execute_settlement_run(get_container(), run_id)
 
 
+@carries_request_id
 def execute_verification(verification_id: str) -> None:
     verification.execute_verification(get_container(), verification_id)
 
 
+@carries_request_id
 def verify_on_schedule() -> str:
     return verification.verify_on_schedule(get_container())
 
 
+@carries_request_id
 def settle_previous_month() -> list[str]:
     return settlement_runs.settle_previous_month(get_container())
 
 
+@carries_request_id
 def repair_in_flight() -> list[str]:
     """The janitor: finish payments and settlements left in flight, from what the provider holds."""
     return janitor.repair_in_flight(get_container()).lines()
 
 
+@carries_request_id
 def cleanup_expired_sessions() -> int:
     """Forget what long-expired checkout sessions leave behind (expiry index, stale locks)."""
     removed = get_container().sessions.forget_expired()
@@ -56,6 +87,7 @@ def cleanup_expired_sessions() -> int:
     return removed
 
 
+@carries_request_id
 def deliver_notifications() -> int:
     container = get_container()
     container.redis.delete(keys.notifications_pending(container.settings.key_prefix))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from app.adapters import keys
+from app.logs import job_meta
 from projections.runner import PROJECTIONS
 
 if TYPE_CHECKING:  # pragma: nocover
@@ -135,6 +136,7 @@ class RqJobs:
                     "workers.jobs.catch_up_projection",
                     name,
                     job_id=f"{self.prefix}-projection-{name}-{uuid.uuid4().hex[:12]}",
+                    meta=job_meta(),
                     retry=self._retry(),
                     result_ttl=60,
                     failure_ttl=FAILURE_TTL,
@@ -146,6 +148,7 @@ class RqJobs:
             "workers.jobs.execute_settlement_run",
             run_id,
             job_id=f"{self.prefix}-settlement-run-{run_id}",
+            meta=job_meta(),
             retry=self._retry(),
             failure_ttl=FAILURE_TTL,
             job_timeout=6 * 3600,
@@ -156,6 +159,7 @@ class RqJobs:
             "workers.jobs.execute_verification",
             verification_id,
             job_id=f"{self.prefix}-verification-{verification_id}",
+            meta=job_meta(),
             failure_ttl=FAILURE_TTL,  # no retries: a failure is recorded on it; ask again instead
             job_timeout=6 * 3600,
         )
@@ -165,6 +169,7 @@ class RqJobs:
             self.queues["notifications"].enqueue(
                 "workers.jobs.deliver_notifications",
                 job_id=f"{self.prefix}-notifications-{uuid.uuid4().hex[:12]}",
+                meta=job_meta(),
                 retry=self._retry(),
                 failure_ttl=FAILURE_TTL,
             )

@@ -220,3 +220,16 @@ class SqlRecords:
                 )
             ).all()
         return {row.notification_id: row.sent_at for row in rows}
+
+
+def provider_event_counts(engine: Engine) -> list[tuple[str, str, int]]:
+    """(provider, state, count) of the webhook events kept (for the metrics)."""
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(provider_events.c.provider, provider_events.c.state, func.count()).group_by(
+                provider_events.c.provider, provider_events.c.state
+            )
+        ).all()
+    return [(provider, state, count) for provider, state, count in rows]

@@ -122,7 +122,7 @@ Blueprint.ARGUMENTS_PARSER = JsonBodyParser()
 
 
 def init_app(app: Flask) -> Api:
-    from app.api import accounts, audit, checkout, health, orders, sellers, webhooks
+    from app.api import accounts, audit, checkout, docs, health, orders, sellers, webhooks
 
     app.config.update(
         API_TITLE="tally",
@@ -130,6 +130,7 @@ def init_app(app: Flask) -> Api:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
+        **docs.SETTINGS,
         API_SPEC_OPTIONS={
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
             "security": [{"bearerAuth": []}],
@@ -139,4 +140,5 @@ def init_app(app: Flask) -> Api:
     api = Api(app)
     for module in (health, checkout, orders, sellers, accounts, webhooks, audit):
         api.register_blueprint(module.bp)
+    docs.init_app(app)
     return api

@@ -333,9 +333,23 @@ class Books:
                 )
         self.settlements[sid] = SettlementEntry(event.seller_id, event.currency, event.total_payout_amount)
 
+    @FOLDS.on("Settlement.TransferMade", "Settlement.TransferUndone")
+    def _settlement_transfer(self, event: Any, sid: str, report: Report | None) -> None:
+        s = self.settlements[sid]
+        made = type(event).__qualname__.endswith("TransferMade")
+        s.transferred += event.amount if made else -event.amount
+        s.lines += 1 if made else -1
+        if s.transferred > s.total:
+            _breach(report, f"settlement {sid}: transfers of {s.transferred} exceed its total {s.total}")
+
     @FOLDS.on("Settlement.Paid", "Settlement.Failed", "Settlement.ProcessingStarted")
     def _settlement_status(self, event: Any, sid: str, report: Report | None) -> None:
-        self.settlements[sid].status = type(event).__qualname__.rsplit(".", 1)[-1]
+        s = self.settlements[sid]
+        s.status = type(event).__qualname__.rsplit(".", 1)[-1]
+        if s.status == "Paid" and s.lines and s.transferred != s.total:
+            _breach(report, f"settlement {sid}: paid {s.total} by transfers of {s.transferred}")
+        if s.status == "Failed" and s.lines:
+            _breach(report, f"settlement {sid}: failed with {s.transferred} still transferred")
 
 
 REFERENCES.on("Order.Placed")(lambda event: iter([("payments", event.payment_id)]))

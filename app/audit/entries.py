@@ -80,6 +80,8 @@ class SettlementEntry:
     total: int
     status: str = PENDING
     reversed: int = 0  # paid back by transfer reversals
+    transferred: int = 0  # by the line transfers recorded so far (and not undone)
+    lines: int = 0  # line transfers recorded so far
 
     COLUMNS: ClassVar[tuple[str, ...]] = ()
 

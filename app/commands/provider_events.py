@@ -138,7 +138,15 @@ def _disputed(deps: Deps, fact: DisputeReported, payment: Payment, cause: dict[s
     amount = min(fact.amount or payment.amount, payment.amount)
     try:
         deps.marketplace.record_dispute(
-            str(payment.id), fact.dispute_id, amount, fact.reason, fact.status, fact.funds, fact.closed, cause
+            str(payment.id),
+            fact.dispute_id,
+            amount,
+            fact.reason,
+            fact.status,
+            fact.funds,
+            fact.closed,
+            cause,
+            appealed=fact.appealed,
         )
     except DomainError as exc:
         return UNMATCHED, f"dispute {fact.dispute_id} cannot be recorded: {exc}"

@@ -12,7 +12,13 @@ from app.commands.deps import Deps
 from domain import ids
 from domain.errors import DomainError
 from domain.payment import Payment
-from domain.ports import REFUND_FAILED_STATUSES, ProviderRefund, ProviderUnavailableError, RefundChanged
+from domain.ports import (
+    REFUND_FAILED_STATUSES,
+    ProviderConfigurationError,
+    ProviderRefund,
+    ProviderUnavailableError,
+    RefundChanged,
+)
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +215,9 @@ def _reverse_payout(
         reversal_id = str(ids.transfer_reversal_id(refund_id, allocation_id))
         transfer = candidate["transfer_reference"]
         key, retried = attempt(deps, "reversal", reversal_id)
+        # Recorded before the call: until this reversal is recorded or abandoned, no settlement can
+        # take the adjustment, so a lost answer never debits the seller twice.
+        marketplace.request_transfer_reversal(allocation_id, refund_id, reversal_id, cause)
         try:
             found = deps.gateway.find_payout_reversal(transfer, reversal_id) if resumed or retried else None
             result = found or deps.gateway.reverse_payout(
@@ -223,13 +232,20 @@ def _reverse_payout(
                     "settlement_id": candidate["settlement_id"],
                 },
             )
+        except ProviderConfigurationError as exc:
+            log.error("transfer reversal %s of %s not made: %s", key, transfer, exc)
+            marketplace.abandon_transfer_reversal(allocation_id, refund_id, "provider_configuration", cause)
+            return False
         except ProviderUnavailableError as exc:
             # nothing_done: looked up, the provider holds no reversal, the adjustment is owed. Else
-            # we cannot tell yet; reconcile lists the transfer's reversals (metadata reversal_id).
+            # we cannot tell yet: it stays requested (no settlement takes it) until the janitor
+            # finds the reversal or learns that there is none.
+            if exc.nothing_done:
+                marketplace.abandon_transfer_reversal(allocation_id, refund_id, "provider_unavailable", cause)
             log.log(
                 logging.WARNING if exc.nothing_done else logging.ERROR,
                 "transfer reversal %s of %s (%s) not confirmed, provider unavailable (%s); refund %s of "
-                "allocation %s is carried as a negative adjustment",
+                "allocation %s waits for the janitor (nothing_done: carried as a negative adjustment)",
                 key,
                 candidate["transfer_reference"],
                 candidate["amount"],
@@ -239,6 +255,9 @@ def _reverse_payout(
             )
             return False
         if not result.succeeded:
+            marketplace.abandon_transfer_reversal(
+                allocation_id, refund_id, result.failure_reason or "refused", cause
+            )
             log.warning(
                 "transfer reversal %s of %s (%s) refused: %s; refund %s of allocation %s is carried as a "
                 "negative adjustment",

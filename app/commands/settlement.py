@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from app.commands.attempts import attempt
 from app.commands.deps import Deps
+from domain import ids
 from domain.errors import InvalidPeriodError
-from domain.ports import ProviderConfigurationError
+from domain.ports import PayoutResult, ProviderConfigurationError, ProviderUnavailableError
 from domain.settlement import PENDING, PROCESSING, Settlement
 
 PROVIDER_CONFIGURATION = "provider_configuration"
+log = logging.getLogger(__name__)
 
 
 def parse_period(period_start: str | None, period_end: str | None) -> tuple[date, date]:
@@ -49,9 +52,16 @@ def end_of(period_end: date) -> datetime:
 
 
 def pay_out(deps: Deps, settlement: Settlement, cause: dict[str, Any]) -> Settlement:
-    """pending -> processing -> paid | failed; resumable: the payout's idempotency key is the
-    settlement id, and a resumed settlement (one found processing: its payout call may have reached
-    the provider, maybe longer ago than the provider keeps keys) first looks its payout up."""
+    """pending -> processing -> paid | failed, one provider transfer per order line (see
+    ``Settlement.transfer_lines``), each recorded before the next is made; resumable.
+
+    A line's transfer carries the order's ``transfer_group`` (its charge has the same) and draws on
+    the order's payment (``source_payment``), so funds not yet available never fail it. Its key is
+    ``<settlement id>:<allocation id>``, fixed by the Opened event before any call; a resumed
+    settlement (found processing: a call may have reached the provider, maybe longer ago than the
+    provider keeps keys) or a retried line looks the transfer up first. A line refused for good
+    takes back the lines already transferred (full reversals) before the settlement fails, so a
+    settlement pays all its lines or none."""
     marketplace = deps.marketplace
     sid = str(settlement.id)
     resumed = settlement.status == PROCESSING
@@ -62,24 +72,90 @@ def pay_out(deps: Deps, settlement: Settlement, cause: dict[str, Any]) -> Settle
     if settlement.total_payout_amount == 0:
         return marketplace.finish_settlement(sid, True, "nothing_to_pay", cause)
     account = marketplace.get_seller_account(settlement.seller_id)
-    key, retried = attempt(deps, "payout", sid)
+    destination = account.account_id if account is not None else None
     try:
-        found = deps.gateway.find_payout(sid, sid) if resumed or retried else None
-        result = found or deps.gateway.payout(
-            seller_id=settlement.seller_id,
-            amount=settlement.total_payout_amount,
-            currency=settlement.currency,
-            transfer_group=sid,
-            settlement_id=sid,
-            idempotency_key=key,
-            destination=account.account_id if account is not None else None,
-        )
+        if resumed and not settlement.transfers:
+            legacy = deps.gateway.find_payout(sid, sid, None)  # paid by one transfer, before lines existed
+            if legacy is not None and legacy.succeeded:
+                return marketplace.finish_settlement(sid, True, legacy.provider_reference or "", cause)
+        for line in settlement.lines_to_transfer:
+            result = _transfer_line(deps, settlement, line, destination, resumed)
+            if not result.succeeded:
+                return _undo_and_fail(deps, settlement, result.failure_reason or "payout_failed", cause)
+            settlement = marketplace.record_settlement_transfer(
+                sid, line["allocation_id"], line["amount"], result.provider_reference or "", cause
+            )
     except ProviderConfigurationError:
-        # Nothing was paid and no retry helps: the allocations become payable again.
-        return marketplace.finish_settlement(sid, False, PROVIDER_CONFIGURATION, cause)
-    if result.succeeded:
-        return marketplace.finish_settlement(sid, True, result.provider_reference or "", cause)
-    return marketplace.finish_settlement(sid, False, result.failure_reason or "payout_failed", cause)
+        # No retry helps: whatever was transferred is taken back and the allocations become payable again.
+        return _undo_and_fail(deps, settlement, PROVIDER_CONFIGURATION, cause)
+    first = settlement.transfers[settlement.transfer_lines[0]["allocation_id"]]["reference"]
+    return marketplace.finish_settlement(sid, True, first, cause)
+
+
+def _transfer_line(
+    deps: Deps, settlement: Settlement, line: dict[str, Any], destination: str | None, resumed: bool
+) -> PayoutResult:
+    sid, aid, order_id = str(settlement.id), line["allocation_id"], line["order_id"]
+    key, retried = attempt(deps, "payout", f"{sid}:{aid}")
+    found = deps.gateway.find_payout(sid, order_id, aid) if resumed or retried else None
+    if found is not None:
+        return found
+    order = deps.marketplace.get_order(order_id)
+    payment = deps.marketplace.get_payment(order.payment_id)
+    return deps.gateway.payout(
+        seller_id=settlement.seller_id,
+        amount=line["amount"],
+        currency=settlement.currency,
+        transfer_group=order_id,
+        settlement_id=sid,
+        allocation_id=aid,
+        source_payment=payment.provider_reference or None,
+        idempotency_key=key,
+        destination=destination,
+    )
+
+
+def _undo_and_fail(deps: Deps, settlement: Settlement, reason: str, cause: dict[str, Any]) -> Settlement:
+    """Reverse in full every line transferred so far, then fail the settlement (its allocations become
+    payable again). A reversal that cannot be made leaves the settlement processing, for the janitor
+    to resume (it retries the refused line first, then undoes again) and for an operator to see."""
+    sid = str(settlement.id)
+    settlement = deps.marketplace.get_settlement(sid) or settlement
+    for aid, transfer in list(settlement.transfers.items()):
+        reversal_id = str(ids.transfer_undo_id(sid, aid))
+        key, retried = attempt(deps, "reversal", reversal_id)
+        result: PayoutResult | None = None
+        try:
+            if deps.gateway.reverses_payouts:
+                found = (
+                    deps.gateway.find_payout_reversal(transfer["reference"], reversal_id) if retried else None
+                )
+                result = found or deps.gateway.reverse_payout(
+                    provider_reference=transfer["reference"],
+                    amount=transfer["amount"],
+                    currency=settlement.currency,
+                    reversal_id=reversal_id,
+                    idempotency_key=key,
+                    metadata={"settlement_id": sid, "allocation_id": aid},
+                )
+        except (ProviderConfigurationError, ProviderUnavailableError) as exc:
+            log.error("settlement %s: taking back transfer %s failed (%s)", sid, transfer["reference"], exc)
+            return settlement
+        if result is None or not result.succeeded:
+            log.error(
+                "settlement %s: line %s failed (%s) but transfer %s of another line cannot be taken "
+                "back (%s); left processing",
+                sid,
+                aid,
+                reason,
+                transfer["reference"],
+                result.failure_reason if result else "provider cannot reverse transfers",
+            )
+            return settlement
+        settlement = deps.marketplace.record_settlement_transfer_undone(
+            sid, aid, result.provider_reference or "", cause
+        )
+    return deps.marketplace.finish_settlement(sid, False, reason, cause)
 
 
 def settle_seller(

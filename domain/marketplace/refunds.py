@@ -144,6 +144,7 @@ class RefundTransactions(MarketplaceBase):
         funds: str,
         closed: bool,
         cause: dict[str, Any],
+        appealed: bool = False,
     ) -> Payment:
         """Bring a dispute forward to what the provider reports, never backwards.
 
@@ -151,8 +152,9 @@ class RefundTransactions(MarketplaceBase):
         Withdrawn funds are reversed on the allocations as a refund would reverse them
         (in proportion to what each has left); reinstated funds give each allocation back the
         amount withdrawn from it, the fee reversed going back to what the fee rule gives for what
-        stays refunded or withdrawn. A closed dispute changes no more. Redeliveries and stale
-        reports change nothing.
+        stays refunded or withdrawn. A closed dispute changes no more, except that a lost one
+        opens again when appealed, and funds the provider reinstates (an appeal won) always come
+        back. Redeliveries and stale reports change nothing.
         """
         rank = {
             payment_status.DISPUTE_FUNDS_KEPT: 0,
@@ -166,7 +168,9 @@ class RefundTransactions(MarketplaceBase):
             payment = self.get_payment(payment_id)
             dispute = payment.disputes.get(dispute_id)
             if dispute is not None and dispute["closed"]:
-                return payment
+                reinstated = rank[funds] == 2 and dispute["funds"] == payment_status.DISPUTE_FUNDS_WITHDRAWN
+                if not (appealed or reinstated) or not payment.reopen_dispute(dispute_id, status, cause):
+                    return payment
             if dispute is None:
                 payment.open_dispute(dispute_id, amount, reason, status, cause)
                 dispute = payment.disputes[dispute_id]

@@ -72,7 +72,7 @@ class SettlementTransactions(MarketplaceBase):
         adjustments: list[dict[str, Any]] = []
         for aid, refund_id in adjustment_refs:
             allocation = touched.get(aid) or self._allocation(aid)
-            refund = next((r for r in allocation.unsettled_adjustments if r["refund_id"] == refund_id), None)
+            refund = next((r for r in allocation.settleable_adjustments if r["refund_id"] == refund_id), None)
             if refund is None or allocation.seller_id != seller_id or allocation.currency != currency:
                 continue
             adjustments.append(
@@ -123,6 +123,37 @@ class SettlementTransactions(MarketplaceBase):
         return settlement
 
     @_retry_on_conflict
+    def record_settlement_transfer(
+        self,
+        settlement_id_: str,
+        allocation_id_: str,
+        amount: int,
+        provider_reference: str,
+        cause: dict[str, Any],
+    ) -> Settlement:
+        """One line's transfer was made (recorded before the next line's call)."""
+        settlement = self._settlement(settlement_id_)
+        settlement.record_transfer(allocation_id_, amount, provider_reference, cause)
+        self.save(settlement)
+        return settlement
+
+    @_retry_on_conflict
+    def record_settlement_transfer_undone(
+        self, settlement_id_: str, allocation_id_: str, provider_reference: str, cause: dict[str, Any]
+    ) -> Settlement:
+        """A line's transfer was reversed in full because another line failed for good."""
+        settlement = self._settlement(settlement_id_)
+        settlement.record_transfer_undone(allocation_id_, provider_reference, cause)
+        self.save(settlement)
+        return settlement
+
+    def _settlement(self, settlement_id_: str) -> Settlement:
+        settlement = self.get_settlement(settlement_id_)
+        if settlement is None:
+            raise SettlementStateError(f"no settlement {settlement_id_}")
+        return settlement
+
+    @_retry_on_conflict
     def finish_settlement(
         self, settlement_id_: str, succeeded: bool, reference_or_reason: str, cause: dict[str, Any]
     ) -> Settlement:
@@ -157,12 +188,13 @@ class SettlementTransactions(MarketplaceBase):
         if adjustment is None:
             return None
         settlement = self.get_settlement(adjustment["settlement_id"])
-        if (
-            settlement is None
-            or settlement.status != settlement_status.PAID
-            or settlement.provider_reference in (None, "", "nothing_to_pay")
-        ):
+        if settlement is None or settlement.status != settlement_status.PAID:
             return None
+        transfer = _transfer_paying(settlement, allocation)
+        if transfer is None or adjustment["amount"] > transfer["amount"] - _reversed_from(
+            allocation, settlement
+        ):
+            return None  # no transfer paid this line, or what is left of it cannot cover the refund
         return {
             "allocation_id": str(allocation.id),
             "seller_id": allocation.seller_id,
@@ -170,8 +202,24 @@ class SettlementTransactions(MarketplaceBase):
             "settlement_id": adjustment["settlement_id"],
             "amount": adjustment["amount"],
             "currency": allocation.currency,
-            "transfer_reference": settlement.provider_reference,
+            "transfer_reference": transfer["reference"],
         }
+
+    @_retry_on_conflict
+    def request_transfer_reversal(
+        self, allocation_id_: str, refund_id: str, reversal_id: str, cause: dict[str, Any]
+    ) -> None:
+        allocation = self._allocation(allocation_id_)
+        allocation.request_transfer_reversal(refund_id, reversal_id, cause)
+        self.save(allocation)
+
+    @_retry_on_conflict
+    def abandon_transfer_reversal(
+        self, allocation_id_: str, refund_id: str, reason: str, cause: dict[str, Any]
+    ) -> None:
+        allocation = self._allocation(allocation_id_)
+        allocation.abandon_transfer_reversal(refund_id, reason, cause)
+        self.save(allocation)
 
     @_retry_on_conflict
     def record_transfer_reversal(
@@ -222,3 +270,24 @@ class SettlementTransactions(MarketplaceBase):
             run.fail(error)
         self.save(run)
         return run
+
+
+def _transfer_paying(settlement: Settlement, allocation: Allocation) -> dict[str, Any] | None:
+    """The transfer that paid the allocation's line: its own (settlements with one transfer per order
+    line), else the settlement's single transfer (settlements paid before lines existed)."""
+    aid = str(allocation.id)
+    if aid in settlement.transfers:
+        return dict(settlement.transfers[aid])
+    if settlement.transfers or settlement.provider_reference in (None, "", "nothing_to_pay"):
+        return None
+    return {"reference": settlement.provider_reference, "amount": settlement.total_payout_amount}
+
+
+def _reversed_from(allocation: Allocation, settlement: Settlement) -> int:
+    """What reversals recorded for the allocation's refunds already took back of that transfer."""
+    sid = str(settlement.id)
+    return sum(
+        int(r["payout_reversed_amount"])
+        for r in allocation.refunds
+        if r["adjustment_of"] == sid and r.get("transfer_reversed_by")
+    )

@@ -213,6 +213,32 @@ def test_editing_a_stored_event_is_detected(app, history, container, settings):
     assert f"allocation {row.originator_id}: fee + payout != subtotal" in out
 
 
+def test_a_rebuild_refuses_to_hide_an_edit_behind_a_new_hash_chain(app, history, container, settings):
+    [row] = [
+        r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":2500' in r.state
+    ]
+    with container.engine.begin() as conn:
+        conn.execute(
+            text(
+                f"UPDATE {events_table(settings)} "
+                "SET state = convert_to(replace(convert_from(state, 'UTF8'), :old, :new), 'UTF8') "
+                "WHERE notification_id = :n"
+            ),
+            {"n": row.notification_id, "old": '"subtotal_amount":2500', "new": '"subtotal_amount":2600'},
+        )
+        position = conn.execute(
+            text(f'SELECT position FROM "{settings.database_schema}".audit_log WHERE notification_id = :n'),
+            {"n": row.notification_id},
+        ).scalar_one()
+    refused = app.test_cli_runner().invoke(args=["projections", "rebuild"])
+    assert refused.exit_code == 1, output(refused)
+    assert f"differs from the stored hash chain at position {position}" in output(refused)
+    # Nothing was swapped in: verify still sees the edit.
+    assert_breach(app, f"event {row.originator_id} v1 (Allocation.Created) was changed in the event store")
+    accepted = app.test_cli_runner().invoke(args=["projections", "rebuild", "--accept-new-chain"])
+    assert accepted.exit_code == 0, output(accepted)
+
+
 def test_deleting_a_stored_event_is_detected(app, history, container, settings):
     [row] = stored(container, settings, "Order.RefundRecorded")[:1]
     with container.engine.begin() as conn:

@@ -148,7 +148,8 @@ def test_a_key_is_shown_once_and_nowhere_again(app, client, container, caplog):
     from app.cli import keys as keys_group
 
     for name in keys_group.commands:
-        for args in ([name], [name, key_id], [name, "--help"]):
+        with_id = [] if name == "revoke" else [[name, key_id]]  # revoking it is tried below, on another key
+        for args in ([name], *with_id, [name, "--help"]):
             assert secret not in app.test_cli_runner().invoke(args=["keys", *args]).output, args
     assert secret not in caplog.text
     assert all(secret not in str(value) for row in _rows(container) for value in row.values())
@@ -196,3 +197,53 @@ def test_the_documented_command_line_works(tmp_path: Path):
         assert response.status_code == 201
     finally:
         container.close()
+
+
+def _id_of(key: str) -> str:
+    match = KEY_RE.match(key)
+    assert match
+    return match.group(1)
+
+
+@both_backends
+def test_keys_are_listed_without_secrets_and_a_revoked_one_is_refused_within_a_second(app, client):
+    import time
+
+    key = _create(app, "--role", "admin").output.strip().splitlines()[-1]
+    other = _create(app, "--role", "seller", "--subject", "s-1").output.strip().splitlines()[-1]
+    assert client.get("/api/sellers/s-1/payouts", headers=_bearer(key)).status_code == 200  # cached now
+
+    listed = app.test_cli_runner().invoke(args=["keys", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert _id_of(key) in listed.output and _id_of(other) in listed.output
+    assert key.split(".")[1] not in listed.output and other.split(".")[1] not in listed.output
+    admin_line = next(line for line in listed.output.splitlines() if line.startswith(_id_of(key)))
+    assert admin_line.split()[1] == "admin" and admin_line.split()[4] != "-"  # last used: just now
+
+    revoked = app.test_cli_runner().invoke(args=["keys", "revoke", _id_of(key)])
+    assert revoked.exit_code == 0, revoked.output
+    started = time.monotonic()
+    while client.get("/api/sellers/s-1/payouts", headers=_bearer(key)).status_code != 401:
+        assert time.monotonic() - started < 1.5, "a revoked key still worked after a second"
+        time.sleep(0.05)
+    assert client.get("/api/sellers/s-1/payouts", headers=_bearer(other)).status_code == 200
+    unknown = app.test_cli_runner().invoke(args=["keys", "revoke", "f" * 24])
+    assert unknown.exit_code == 2 and "no key" in unknown.output
+
+
+def test_a_key_created_to_expire_is_refused_once_it_has(app, client, container):
+    from datetime import UTC, datetime, timedelta
+
+    from freezegun import freeze_time
+
+    result = _create(app, "--role", "admin", "--expires-in", "90d")
+    assert result.exit_code == 0, result.output
+    key = result.output.strip().splitlines()[-1]
+    [row] = _rows(container)
+    assert abs(row["expires_at"].replace(tzinfo=UTC) - (datetime.now(UTC) + timedelta(days=90))) < timedelta(
+        minutes=1
+    )
+    assert client.get("/api/sellers/s-1/payouts", headers=_bearer(key)).status_code == 200
+    with freeze_time(datetime.now(UTC) + timedelta(days=91)):
+        assert client.get("/api/sellers/s-1/payouts", headers=_bearer(key)).status_code == 401
+    assert _create(app, "--role", "admin", "--expires-in", "soon").exit_code == 2

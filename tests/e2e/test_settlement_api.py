@@ -237,8 +237,9 @@ def test_failed_payout_marks_the_settlement_failed_and_leaves_its_allocations_pa
     [settlement] = failed.json["settlements"]
     assert settlement["status"] == "failed" and settlement["failure_reason"] == "account_closed"
     assert settlement["total_payout_amount"] == expected_total
+    # The first order's transfer was refused: no other line was tried, nothing is left transferred.
     assert len(failing_gateway.payouts) == 1
-    assert failing_gateway.payouts[0]["amount"] == expected_total
+    assert failing_gateway.payouts[0]["amount"] in {payout_of(2000), payout_of(2001)}
 
     run_worker_burst(container)
     payouts = client.get("/api/sellers/s-1/payouts", headers=admin).json

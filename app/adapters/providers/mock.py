@@ -73,6 +73,8 @@ class MockGateway:
         currency: str,
         transfer_group: str,
         settlement_id: str,
+        allocation_id: str,
+        source_payment: str | None,
         idempotency_key: str,
         destination: str | None = None,
     ) -> PayoutResult:
@@ -108,7 +110,9 @@ class MockGateway:
     def find_refund(self, provider_reference: str, refund_id: str) -> RefundResult | None:
         return None
 
-    def find_payout(self, settlement_id: str, transfer_group: str) -> PayoutResult | None:
+    def find_payout(
+        self, settlement_id: str, transfer_group: str, allocation_id: str | None
+    ) -> PayoutResult | None:
         return None
 
     def find_payout_reversal(self, payout_reference: str, reversal_id: str) -> PayoutResult | None:

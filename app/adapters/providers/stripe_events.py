@@ -35,6 +35,9 @@ DISPUTE_EVENT_TYPES = (
 # The Refund object's own events; charge.refund.updated covers every payment method.
 REFUND_EVENT_TYPES = ("charge.refund.updated", "refund.updated", "refund.failed")
 CLOSED_DISPUTE_STATUSES = ("won", "lost", "warning_closed", "prevented")
+# A lost dispute the merchant appealed (API reference, Dispute.status; stripe-python 16): open
+# again, its funds still withdrawn until the appeal is won.
+APPEAL_DISPUTE_STATUSES = ("appeal_needs_response", "appeal_under_review")
 LIVE_REFUND_STATUSES = ("succeeded", "pending")
 
 
@@ -159,6 +162,7 @@ def _dispute(obj: dict[str, Any]) -> DisputeReported:
         status=status,
         funds=_dispute_funds(obj, status),
         closed=status in CLOSED_DISPUTE_STATUSES,
+        appealed=status in APPEAL_DISPUTE_STATUSES,
     )
 
 
@@ -174,6 +178,6 @@ def _dispute_funds(obj: dict[str, Any], status: str) -> str:
         return payment_status.DISPUTE_FUNDS_KEPT
     if status == "won":
         return payment_status.DISPUTE_FUNDS_REINSTATED
-    if status in ("needs_response", "under_review", "lost"):
+    if status in ("needs_response", "under_review", "lost", *APPEAL_DISPUTE_STATUSES):
         return payment_status.DISPUTE_FUNDS_WITHDRAWN
     return payment_status.DISPUTE_FUNDS_KEPT  # inquiries (warning_*) take no money

@@ -280,10 +280,16 @@ class StripeGateway:
         currency: str,
         transfer_group: str,
         settlement_id: str,
+        allocation_id: str,
+        source_payment: str | None,
         idempotency_key: str,
         destination: str | None = None,
     ) -> PayoutResult:
-        """A Transfer to the seller's connected account; no linked account is a failed payout."""
+        """A Transfer of one settlement line to the seller's connected account, in the order's
+        ``transfer_group`` and with the order's charge as ``source_transaction``: Stripe accepts it
+        while the charge's funds are still pending and moves them when they become available, where
+        a transfer from the available balance would fail with ``balance_insufficient``. No linked
+        account is a failed payout."""
         if not destination:
             return PayoutResult(False, None, "no_connected_account")
         params: TransferCreateParams = {
@@ -291,21 +297,48 @@ class StripeGateway:
             "currency": currency.lower(),
             "destination": destination,
             "transfer_group": transfer_group,
-            "metadata": {"settlement_id": settlement_id, "seller_id": seller_id},
+            "metadata": {
+                "settlement_id": settlement_id,
+                "allocation_id": allocation_id,
+                "seller_id": seller_id,
+            },
         }
+        charge = self._charge_of(source_payment) if source_payment else None
+        if charge:
+            params["source_transaction"] = charge
         try:
             return self._send(
                 f"transfer {idempotency_key}",
                 lambda: self.client.v1.transfers.create(params, options={"idempotency_key": idempotency_key}),
                 _paid,
-                lambda: self.find_payout(settlement_id, transfer_group),
+                lambda: self.find_payout(settlement_id, transfer_group, allocation_id),
             )
-        except stripe.StripeError as exc:  # bad or restricted account, insufficient balance, ...
+        except stripe.StripeError as exc:  # bad or restricted account, more than the charge holds, ...
             return _refused(f"transfer {idempotency_key} to {destination}", exc)
 
-    def find_payout(self, settlement_id: str, transfer_group: str) -> PayoutResult | None:
+    def _charge_of(self, payment_reference: str) -> str | None:
+        """The Charge a transfer's ``source_transaction`` names: a PaymentIntent's latest charge."""
+        if not payment_reference.startswith("pi_"):
+            return payment_reference if payment_reference.startswith(("ch_", "py_")) else None
+        try:
+            intent = _plain(self.client.v1.payment_intents.retrieve(payment_reference))
+        except UNKNOWN_OUTCOME as exc:  # a read: nothing was made, the caller may simply retry
+            raise ProviderUnavailableError(type(exc).__name__, nothing_done=True) from None
+        except MISCONFIGURED as exc:
+            self._misconfigured(f"payment {payment_reference}", exc)
+        latest = intent.get("latest_charge")
+        if isinstance(latest, dict):
+            latest = latest.get("id")
+        return latest if isinstance(latest, str) else None
+
+    def find_payout(
+        self, settlement_id: str, transfer_group: str, allocation_id: str | None
+    ) -> PayoutResult | None:
+        """The transfer in ``transfer_group`` whose metadata names the settlement and the line."""
         for transfer in self._list(self.client.v1.transfers, {"transfer_group": transfer_group}):
-            if _metadata(transfer, "settlement_id") == settlement_id:
+            if _metadata(transfer, "settlement_id") == settlement_id and (
+                allocation_id is None or _metadata(transfer, "allocation_id") == allocation_id
+            ):
                 return PayoutResult(True, transfer["id"])
         return None
 

@@ -1,9 +1,10 @@
 """Every dispute event type Stripe sends (charge.dispute.created, .updated, .funds_withdrawn,
 .funds_reinstated, .closed) with every status its Dispute object documents (warning_needs_response,
-warning_under_review, warning_closed, needs_response, under_review, won, lost, prevented), applied to
+warning_under_review, warning_closed, needs_response, under_review, appeal_needs_response,
+appeal_under_review, won, lost, prevented), applied to
 the payment and its sellers' allocations: inquiries (warning_*) and prevented disputes move no
 money, a chargeback withdraws it from the sellers pro rata, a won one gives it back, a lost one
-keeps it withdrawn, and a closed dispute changes no more."""
+keeps it withdrawn unless an appeal wins it back, and a closed dispute changes no more otherwise."""
 
 from __future__ import annotations
 
@@ -124,14 +125,47 @@ def test_a_lost_chargeback_keeps_the_funds_withdrawn_and_a_closed_dispute_change
     seen = books.deliver("charge.dispute.closed", dispute, status="lost")
     assert (seen["status"], seen["funds"], seen["closed"]) == ("lost", "withdrawn", True)
     assert books.owed() == {"s-1": 0, "s-2": 0}
-    late = books.deliver(
+    stale = books.deliver("charge.dispute.updated", dispute, status="under_review")
+    assert (stale["status"], stale["funds"], stale["closed"]) == ("lost", "withdrawn", True)
+    assert books.owed() == {"s-1": 0, "s-2": 0} and books.reversals() == (2, 0)
+
+
+def test_a_lost_chargeback_appealed_opens_again_and_an_appeal_won_gives_the_funds_back(books, stub, dispute):
+    """Stripe's Dispute.status also documents appeal_needs_response and appeal_under_review
+    (stripe-python 16): a lost dispute the merchant appeals; if the appeal is won the funds are
+    reinstated (a positive balance transaction) and the books follow the money."""
+    amount = dispute["amount"]
+    books.deliver("charge.dispute.created", dispute, status="needs_response")
+    books.deliver("charge.dispute.closed", dispute, status="lost")
+    seen = books.deliver("charge.dispute.updated", dispute, status="appeal_needs_response")
+    assert (seen["status"], seen["funds"], seen["closed"]) == ("appeal_needs_response", "withdrawn", False)
+    seen = books.deliver("charge.dispute.updated", dispute, status="appeal_under_review")
+    assert (seen["status"], seen["closed"]) == ("appeal_under_review", False)
+    assert books.owed() == {"s-1": 0, "s-2": 0}
+    seen = books.deliver(
+        "charge.dispute.funds_reinstated",
+        dispute,
+        status="won",
+        balance_transactions=reinstatement(stub, amount),
+    )
+    assert (seen["status"], seen["funds"], seen["closed"]) == ("won", "reinstated", True)
+    assert books.owed() == OWED and books.reversals() == (2, 2)
+    assert len(events_named(books.container, "Payment.DisputeReopened")) == 1
+
+
+def test_an_appeal_won_that_arrives_without_the_appeal_events_still_gives_the_funds_back(
+    books, stub, dispute
+):
+    books.deliver("charge.dispute.created", dispute, status="needs_response")
+    books.deliver("charge.dispute.closed", dispute, status="lost")
+    seen = books.deliver(
         "charge.dispute.funds_reinstated",
         dispute,
         status="won",
         balance_transactions=reinstatement(stub, dispute["amount"]),
     )
-    assert (late["status"], late["funds"]) == ("lost", "withdrawn")
-    assert books.owed() == {"s-1": 0, "s-2": 0} and books.reversals() == (2, 0)
+    assert (seen["status"], seen["funds"], seen["closed"]) == ("won", "reinstated", True)
+    assert books.owed() == OWED and books.reversals() == (2, 2)
 
 
 def test_a_prevented_dispute_is_closed_without_money_moving(books, dispute):

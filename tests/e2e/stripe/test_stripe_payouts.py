@@ -68,9 +68,15 @@ def test_a_settlement_pays_out_by_transfer_to_the_linked_account(client, admin, 
     [transfer] = stub.transfers.values()
     assert settlement["provider_reference"] == transfer["id"]
     assert (transfer["amount"], transfer["currency"], transfer["destination"]) == (2250, "usd", "acct_s1")
-    assert transfer["transfer_group"] == settlement["id"] == transfer["metadata"]["settlement_id"]
+    # One transfer group per order: the charge's and its sellers' transfers.
+    [intent] = stub.intents.values()
+    assert transfer["transfer_group"] == placed["order"]["id"] == intent["transfer_group"]
+    assert transfer["metadata"]["settlement_id"] == settlement["id"]
+    # Drawn on the order's charge: it goes through while the charge's funds are still pending.
+    assert transfer["source_transaction"] == intent["latest_charge"]
+    assert stub.available_balance("usd") == 0
     [request] = stub.posts("/v1/transfers")
-    assert request["idempotency_key"] == settlement["id"]
+    assert request["idempotency_key"] == f"{settlement['id']}:{transfer['metadata']['allocation_id']}"
     assert request["params"]["currency"] == "usd"  # sent by us: Stripe has no default currency
 
     assert settle(client, admin, "s-1", PERIOD_A)["status"] == "paid"  # re-run: no second transfer

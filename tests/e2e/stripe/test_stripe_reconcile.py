@@ -95,8 +95,10 @@ def test_reconcile_reports_every_planted_mismatch(app, client, stub, books):
     assert "status differs, tally's payment" in report
     assert f"Refund {unseen['id']} (succeeded, 100) of {paid}: no refund in tally" in report
     settlement = books["settlement"]
-    assert f"settlement {settlement['id']} ({settlement['total_payout_amount']} USD to s-1, " in report
-    assert f"{settlement['provider_reference']}): missing at Stripe" in report
+    assert (
+        f"transfer {settlement['provider_reference']} ({settlement['total_payout_amount']} USD) of "
+        f"settlement {settlement['id']}: missing at Stripe"
+    ) in report
     assert "(payment_intent.succeeded) is unmatched: no payment for PaymentIntent" in report
 
 

@@ -4,6 +4,8 @@ namespace of idempotency keys per account), so a test passing against it means s
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import stripe
 
@@ -71,7 +73,15 @@ def test_a_charge_below_the_currencys_minimum_is_refused(sdk, stub, currency, mi
     )
 
 
+def fund(sdk, amount: int = 1000) -> stripe.PaymentIntent:
+    """A charge whose funds are available at once (Stripe's bypass-pending test card)."""
+    return sdk.v1.payment_intents.create(
+        {**CARD, "amount": amount, "payment_method": "pm_card_bypassPending"}
+    )
+
+
 def test_a_transfer_needs_amount_currency_and_destination(sdk, stub):
+    fund(sdk)
     transfer = {"amount": 1000, "currency": "usd", "destination": "acct_1"}
     for missing in transfer:
         params = {k: v for k, v in transfer.items() if k != missing}
@@ -102,6 +112,7 @@ def test_idempotency_keys_are_one_namespace_per_account_and_check_the_parameters
 
 
 def test_a_request_refused_by_validation_saves_no_idempotent_result(sdk, stub):
+    fund(sdk)
     key = {"idempotency_key": "k-2"}
     refusal(lambda: sdk.v1.transfers.create({"amount": 1000, "destination": "acct_1"}, options=key))
     retried = sdk.v1.transfers.create(
@@ -116,3 +127,18 @@ def test_a_checkout_below_stripes_minimum_is_refused_before_stripe_is_asked(clie
     response = client.post("/api/checkout/sessions", json=checkout_body(items=[item]), headers=customer)
     assert_problem(response, 422)
     assert stub.requests == []
+
+
+def test_a_transfer_takes_available_funds_or_draws_on_a_charge_never_beyond_it(sdk, stub):
+    pending = sdk.v1.payment_intents.create({**CARD, "amount": 1000})
+    plain = {"amount": 600, "currency": "usd", "destination": "acct_1"}
+    error = refusal(lambda: sdk.v1.transfers.create(plain))  # the charge's funds are still pending
+    assert (error["status"], error["code"]) == (400, "balance_insufficient")
+    drawn = {**plain, "source_transaction": pending.latest_charge}
+    assert sdk.v1.transfers.create(drawn).source_transaction == pending.latest_charge
+    beyond = refusal(lambda: sdk.v1.transfers.create(drawn))  # 600 + 600 > 1000
+    assert (beyond["status"], beyond["param"]) == (400, "amount")
+    stub.clock = lambda: time.time() + 2 * 24 * 3600  # two days on: the charge is available
+    assert stub.available_balance("usd") == 1000
+    assert sdk.v1.transfers.create({**plain, "amount": 400}).amount == 400
+    assert stub.available_balance("usd") == 600

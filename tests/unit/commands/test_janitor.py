@@ -89,7 +89,10 @@ def test_a_settlement_left_processing_adopts_the_transfer_the_provider_made(deps
         pass
     [settlement_id] = deps.read_models.settlements_in_flight()
     deps.gateway.unavailable.clear()
-    deps.gateway.held_payouts[settlement_id] = PayoutResult(True, "tr_made")
+    settlement = deps.marketplace.get_settlement(settlement_id)
+    assert settlement is not None
+    [line] = settlement.transfer_lines
+    deps.gateway.held_payouts[f"{settlement_id}:{line['allocation_id']}"] = PayoutResult(True, "tr_made")
     report = repair_in_flight(deps, now=LATER)
     assert report.settled == [settlement_id]
     settlement = deps.marketplace.get_settlement(settlement_id)

@@ -37,7 +37,13 @@ def test_a_seller_is_paid_its_share_once_per_period(deps: FakeDeps) -> None:
     [settlement], created = settle_seller(deps, "s-1", *EVER, make_cause())
     assert created and settlement.status == "paid" and settlement.total_payout_amount == 2250
     [payout] = deps.gateway.calls_to("payout")
-    assert payout["idempotency_key"] == str(settlement.id) and payout["amount"] == 2250
+    [line] = settlement.allocations
+    assert (
+        payout["idempotency_key"] == f"{settlement.id}:{line['allocation_id']}" and payout["amount"] == 2250
+    )
+    order = deps.marketplace.get_order(line["order_id"])
+    assert payout["transfer_group"] == line["order_id"]  # the order's, as its charge carries
+    assert payout["source_payment"] == deps.marketplace.get_payment(order.payment_id).provider_reference
     again, created_again = settle_seller(deps, "s-1", *EVER, make_cause())
     assert not created_again and [s.id for s in again] == [settlement.id]
     assert len(deps.gateway.calls_to("payout")) == 1
