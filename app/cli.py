@@ -138,9 +138,7 @@ def projections_status_command() -> None:
         workers = worker_report(container.redis, prefix)
         for queue in queue_report(container.redis, prefix):
             serving = workers["workers"].get(queue["name"], [])
-            alive = (
-                f"{len(serving)} worker{'s' if len(serving) != 1 else ''}" if serving else "NO WORKER (down?)"
-            )
+            alive = f"{len(serving)} worker(s) alive" if serving else "NO WORKER ALIVE"
             click.echo(f"queue {queue['name']}: {queue['queued']} queued, {queue['failed']} failed, {alive}")
             for job_id in queue["failed_job_ids"]:
                 click.echo(f"  failed job {job_id}")

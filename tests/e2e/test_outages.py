@@ -138,3 +138,16 @@ def test_a_claim_is_renewed_while_its_request_runs_and_fenced_once_taken_over(co
     claim.finish(state="done", response_status=201, response_body="{}", response_headers="{}")
     with engine.connect() as conn:
         assert conn.execute(idempotency_keys.select().where(where)).one().state == "in_progress"
+
+
+def test_a_worker_or_scheduler_that_is_down_shows_in_projections_status_and_metrics(app, client, admin):
+    # No `flask worker` and no `flask cron` run for this test's queues: both are down.
+    result = app.test_cli_runner().invoke(args=["projections", "status"])
+    assert result.exit_code == 0, result.output
+    prefix = app.extensions["tally"].settings.key_prefix
+    assert f"queue {prefix}-projections:" in result.output
+    assert "NO WORKER ALIVE" in result.output
+    assert "cron scheduler: DOWN" in result.output
+    text = client.get("/api/metrics", headers=admin).get_data(as_text=True)
+    assert f'tally_workers_alive{{queue="{prefix}-projections"}} 0.0' in text
+    assert "tally_scheduler_alive 0.0" in text
