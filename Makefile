@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	@mkdir -p var
 	$(BIN)/flask --app wsgi db upgrade
-	$(BIN)/gunicorn --workers 1 --threads $(WEB_THREADS) --bind $(HOST):$(PORT) --access-logfile - wsgi:app
+	$(BIN)/gunicorn --workers 1 --threads $(WEB_THREADS) --bind $(HOST):$(PORT) --access-logfile - --logger-class app.logs.GunicornLogger wsgi:app
 
 # Every test has its own PostgreSQL schema and Redis prefix, so they run in parallel (pytest-xdist).
 test: $(BIN)/.installed

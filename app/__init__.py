@@ -87,6 +87,7 @@ def create_app(
     app.json = _UnsortedJSONProvider(app)
     app.extensions["tally"] = container
     logs.configure(settings.log_level, settings.log_format)
+    logs.init_sentry(settings.sentry_dsn)
 
     app.before_request(_assign_request_id)
     app.before_request(_refuse_unstorable_text)

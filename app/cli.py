@@ -254,6 +254,14 @@ def audit_verify_command() -> None:
         bar.__exit__(None, None, None)
     for what, count in report.checked.items():
         click.echo(f"checked {count:>10} {what}")
+    seen = report.compared_with
+    if seen is None:
+        click.echo("compared with no earlier verification (none has completed yet)")
+    else:
+        click.echo(
+            f"compared with the head verification {seen['verification_id']} saw on {seen['completed_at']}: "
+            f"position {seen['position']}, hash {seen['hash'][:16]}…"
+        )
     if report.ok:
         click.echo("OK: the books balance and history is intact.")
         return
@@ -339,3 +347,22 @@ def reconcile_command(since: str | None, repair: bool) -> None:
     for mismatch in report.mismatches:
         click.echo(f"  - {mismatch}", err=True)
     raise SystemExit(1)
+
+
+def main() -> None:
+    """The ``tally`` console script: the same commands as ``flask --app wsgi …``."""
+    import sys
+
+    from flask.cli import FlaskGroup
+
+    from app import create_app
+    from app.config import SettingsError
+
+    def load() -> Flask:
+        try:
+            return create_app()
+        except SettingsError as exc:
+            sys.stderr.write(f"tally: configuration error: {exc}\n")
+            raise SystemExit(2) from None
+
+    FlaskGroup(name="tally", create_app=load, add_version_option=False)(prog_name="tally")

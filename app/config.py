@@ -57,6 +57,7 @@ class Settings:
     max_content_length: int = 1_000_000
     log_level: str = "INFO"
     log_format: str = "json"  # json | text
+    sentry_dsn: str | None = field(default=None, repr=False)
     key_prefix: str = "tally"
     smtp_url: str | None = field(default=None, repr=False)
     mail_from: str = "tally@localhost"
@@ -89,6 +90,7 @@ class Settings:
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1_000_000, 1024, 100_000_000),
             log_level=env.get("LOG_LEVEL", "INFO") or "INFO",
             log_format=_choice(env, "LOG_FORMAT", "json", ("json", "text")),
+            sentry_dsn=env.get("SENTRY_DSN") or None,
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",
             smtp_url=env.get("SMTP_URL") or None,
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
@@ -96,7 +98,21 @@ class Settings:
             redis_socket_timeout_seconds=_int(env, "REDIS_SOCKET_TIMEOUT", 5, 1, 3600),
         )
         _ = settings.database  # parse DATABASE_URL now: a bad one fails at start-up
+        settings.check_provider()
         return settings
+
+    def check_provider(self) -> None:
+        """The configured provider's settings, present and well-formed, before anything is served."""
+        if self.payment_provider != "stripe":
+            return
+        if not self.stripe_api_key or not self.stripe_api_key.startswith(("sk_", "rk_")):
+            raise SettingsError(
+                "PAYMENT_PROVIDER=stripe needs STRIPE_API_KEY, a secret (sk_…) or restricted (rk_…) key"
+            )
+        if not self.stripe_webhook_secret or not self.stripe_webhook_secret.startswith("whsec_"):
+            raise SettingsError(
+                "PAYMENT_PROVIDER=stripe needs STRIPE_WEBHOOK_SECRET, the endpoint's whsec_… secret"
+            )
 
     def replace(self, **changes: Any) -> Settings:
         return replace(self, **changes)

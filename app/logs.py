@@ -54,6 +54,24 @@ def configure(level: str, log_format: str) -> None:
     root.addHandler(handler)
 
 
+def init_sentry(dsn: str | None) -> bool:
+    """Report errors to Sentry when SENTRY_DSN is set (the web app and the RQ jobs); no personal
+    data, no request bodies. Returns whether it is on."""
+    if not dsn:
+        return False
+    import sentry_sdk
+    from sentry_sdk.integrations.flask import FlaskIntegration
+    from sentry_sdk.integrations.rq import RqIntegration
+
+    sentry_sdk.init(
+        dsn=dsn,
+        integrations=[FlaskIntegration(), RqIntegration()],
+        send_default_pii=False,
+        max_request_body_size="never",
+    )
+    return True
+
+
 def job_meta() -> dict[str, Any]:
     """What an enqueued job carries of the request that enqueued it."""
     request_id = REQUEST_ID.get()
@@ -86,7 +104,8 @@ try:  # pragma: nocover - only where gunicorn runs the app
 
         def setup(self, cfg: Any) -> None:
             super().setup(cfg)
-            for handler in self.access_log.handlers:
+            for handler in (*self.access_log.handlers, *self.error_log.handlers):
                 handler.setFormatter(formatter("json"))
+                handler.addFilter(RequestIdFilter())
 except ImportError:  # pragma: nocover
     pass

@@ -142,6 +142,20 @@ STATEMENT_COLUMNS = [
 ]
 
 
+# OWASP, "CSV Injection": a text cell a spreadsheet would run as a formula is prefixed with a quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell for a CSV export: None as empty, text that starts like a formula neutralised
+    (numbers, negative amounts included, are written as they are)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def audit_events_csv(pages: Iterable[list[dict[str, Any]]]) -> Iterator[str]:
     """The audit log as CSV, a chunk per page of events (the header first, also for none)."""
     buffer = io.StringIO()
@@ -158,7 +172,7 @@ def audit_events_csv(pages: Iterable[list[dict[str, Any]]]) -> Iterator[str]:
     for events in pages:
         for event in events:
             row = {**event, "data": json.dumps(event["data"], sort_keys=True, separators=(",", ":"))}
-            writer.writerow(["" if row[column] is None else row[column] for column in AUDIT_EVENT_COLUMNS])
+            writer.writerow([csv_cell(row[column]) for column in AUDIT_EVENT_COLUMNS])
         yield chunk()
 
 
@@ -169,10 +183,7 @@ def statement_csv(statement: dict[str, Any]) -> str:
     writer.writerow(STATEMENT_COLUMNS)
     for line in statement["lines"]:
         writer.writerow(
-            [
-                statement["currency"] if c == "currency" else ("" if line[c] is None else line[c])
-                for c in STATEMENT_COLUMNS
-            ]
+            [statement["currency"] if c == "currency" else csv_cell(line[c]) for c in STATEMENT_COLUMNS]
         )
     return buffer.getvalue()
 

@@ -16,6 +16,9 @@ class Report:
     breaches: list[str] = field(default_factory=list)
     checked: dict[str, int] = field(default_factory=dict)
     head: tuple[int, str] = (0, GENESIS)  # the audit log's position and hash the check covered
+    # The head the last completed verification saw, which this one compared the chain with:
+    # {"verification_id", "completed_at", "position", "hash"}; None before any verification.
+    compared_with: dict[str, Any] | None = None
 
     def breach(self, message: str) -> None:
         if len(self.breaches) < limits.BREACH_LIMIT:

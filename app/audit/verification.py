@@ -45,6 +45,7 @@ def verify(app: Marketplace, engine: Engine, progress: Callable[[str, int], None
     Progress: ``progress("replay", events)`` per batch, ``progress("compare", 1)`` per table.
     """
     report = Report()
+    report.compared_with = _last_verified_head(app, engine)
     projections = [cls() for name, cls in sorted(PROJECTIONS.items()) if name != "audit_log"]
     with paused_gc(), ThreadPoolExecutor(max_workers=1) as pool, engine.connect() as conn:
         postgres = conn.dialect.name == "postgresql"
@@ -59,6 +60,7 @@ def verify(app: Marketplace, engine: Engine, progress: Callable[[str, int], None
             ).first()
             if last is not None:
                 report.head = (last.position, last.hash)
+            _check_verified_head(conn, report)
             audit_stop = positions.get("audit_log", 0)
             head = app.recorder.max_notification_id() or 0
             chain_sql: SqlChainCheck | None = None
@@ -84,6 +86,34 @@ def verify(app: Marketplace, engine: Engine, progress: Callable[[str, int], None
     report.checked = {"chained events": chained, **report.checked}
     report.checked["events"] = head
     return report
+
+
+def _last_verified_head(app: Marketplace, engine: Engine) -> dict[str, Any] | None:
+    from projections.history import latest_verification
+
+    last = latest_verification(app, engine)
+    if last is None or not last.head_position or last.head_hash is None:
+        return None
+    return {
+        "verification_id": str(last.id),
+        "completed_at": last.modified_on.isoformat(),
+        "position": last.head_position,
+        "hash": last.head_hash,
+    }
+
+
+def _check_verified_head(conn: Connection, report: Report) -> None:
+    """The chain must still pass through the head the last verification saw: a history rewritten
+    before it (and re-chained by a rebuild told to --accept-new-chain) shows here."""
+    seen = report.compared_with
+    if seen is None:
+        return
+    stored = conn.execute(select(audit_log.c.hash).where(audit_log.c.position == seen["position"])).scalar()
+    if stored != seen["hash"]:
+        report.breach(
+            f"the audit log at position {seen['position']} no longer has the hash verification "
+            f"{seen['verification_id']} ({seen['completed_at']}) recorded: history up to there was rewritten"
+        )
 
 
 def _events_table(app: Marketplace) -> str:

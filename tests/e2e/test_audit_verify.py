@@ -239,6 +239,34 @@ def test_a_rebuild_refuses_to_hide_an_edit_behind_a_new_hash_chain(app, history,
     assert accepted.exit_code == 0, output(accepted)
 
 
+def test_a_history_rewritten_and_rechained_still_fails_against_the_last_verified_head(
+    app, history, container, settings
+):
+    from app.commands.verification import execute_verification, request_verification
+
+    cause = {"actor_id": "t", "actor_role": "admin", "request_id": "t", "reason": None}
+    execute_verification(container, request_verification(container, cause))
+    clean = verify(app)
+    assert clean.exit_code == 0 and "compared with the head verification" in output(clean)
+    [row] = [
+        r for r in stored(container, settings, "Allocation.Created") if '"subtotal_amount":2500' in r.state
+    ]
+    with container.engine.begin() as conn:
+        conn.execute(
+            text(
+                f"UPDATE {events_table(settings)} "
+                "SET state = convert_to(replace(convert_from(state, 'UTF8'), :old, :new), 'UTF8') "
+                "WHERE notification_id = :n"
+            ),
+            {"n": row.notification_id, "old": '"subtotal_amount":2500', "new": '"subtotal_amount":2600'},
+        )
+    rechained = app.test_cli_runner().invoke(
+        args=["projections", "rebuild", "audit_log", "--accept-new-chain"]
+    )
+    assert rechained.exit_code == 0, output(rechained)
+    assert_breach(app, "no longer has the hash verification")
+
+
 def test_deleting_a_stored_event_is_detected(app, history, container, settings):
     [row] = stored(container, settings, "Order.RefundRecorded")[:1]
     with container.engine.begin() as conn:

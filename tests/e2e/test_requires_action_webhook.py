@@ -183,13 +183,13 @@ def test_failed_3ds_reopens_the_session(client, make_key, container):
 @pytest.mark.parametrize("backend", ["pg"], indirect=True)
 def test_webhook_places_the_order_even_after_the_session_expired(make_settings, backend):
     container = Container(
-        make_settings(backend, stripe_webhook_secret=SECRET, checkout_session_ttl_seconds=1)
+        make_settings(backend, stripe_webhook_secret=SECRET, checkout_session_ttl_seconds=3)
     )
     try:
         client = create_app(container=container).test_client()
         customer = {"Authorization": "Bearer " + create_key(container.engine, "customer", "c-1")[1]}
         session, payment = start_3ds(client, customer)
-        time.sleep(1.1)
+        time.sleep(3.1)
         assert_problem(client.get(f"/api/checkout/sessions/{session['id']}", headers=customer), 410)
         payload = stripe_event(
             "evt_expired_ok", "payment_intent.succeeded", {"id": payment["provider_reference"]}

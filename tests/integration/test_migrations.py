@@ -90,3 +90,49 @@ def test_a_database_from_the_release_before_migrations_upgrades_in_place(old_rel
     verified = runner.invoke(args=["audit", "verify"])
     assert verified.exit_code == 0, verified.output
     assert "OK: the books balance and history is intact." in verified.output
+
+
+@pytest.mark.parametrize("backend", ["pg", "sqlite"])
+def test_a_read_model_whose_version_or_columns_changed_is_rebuilt_by_db_upgrade(
+    make_settings, backend, monkeypatch
+):
+    from sqlalchemy import text
+
+    from projections.runner import PROJECTIONS
+    from projections.tables import orders_view
+    from tests.e2e.helpers import place_order
+
+    settings = make_settings(backend)
+    app = create_app(settings)
+    container = app.extensions["tally"]
+    from app.auth import create_key
+
+    customer = {"Authorization": "Bearer " + create_key(container.engine, "customer", "c-1")[1]}
+    order = place_order(app.test_client(), customer)["order"]
+    from tests.stripe_stub import catch_up_read_models
+
+    catch_up_read_models(container)
+    with container.engine.connect() as conn:
+        before = sorted(tuple(row) for row in conn.execute(orders_view.select()))
+    assert before and order["id"] in {row[0] for row in before}
+
+    # A new release: the orders read model's version went up, and payouts' table gained a column.
+    monkeypatch.setattr(PROJECTIONS["orders"], "version", 2)
+    with container.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE allocations_view ADD COLUMN left_over INTEGER"))
+    fresh = create_app(settings.replace())
+    refused = fresh.test_cli_runner().invoke(args=["projections", "status"])
+    assert (
+        refused.exit_code == 3
+        and "read models orders, payouts were built by another release" in refused.output
+    )
+
+    upgraded = fresh.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "read models rebuilt: orders, payouts" in upgraded.output
+    engine = fresh.extensions["tally"].engine  # accepted now
+    with engine.connect() as conn:
+        assert sorted(tuple(row) for row in conn.execute(orders_view.select())) == before
+        assert "left_over" not in {c["name"] for c in inspect(conn).get_columns("allocations_view")}
+        assert versions.stale(conn) == []
+    assert fresh.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0

@@ -118,16 +118,16 @@ def test_reconcile_refuses_the_mock_provider_and_bad_dates(make_settings, stub):
         container.close()
 
 
-def test_reconcile_exits_2_and_compares_nothing_when_stripe_answers_only_errors(app, stub, books):
+def test_reconcile_exits_3_and_compares_nothing_when_stripe_answers_only_errors(app, stub, books):
     for path in ("/v1/payment_intents", "/v1/refunds", "/v1/transfers"):
         stub.fail_next("GET", path, status=503, times=10)  # the SDK's retries included
     result = reconcile(app, "--since", TODAY.isoformat())
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 3, result.output  # could not run
     assert "Stripe is unavailable" in result.output and "nothing was compared" in result.output
     assert "OK:" not in result.output and "MISMATCH" not in result.output
 
 
-def test_reconcile_exits_2_when_stripe_cannot_be_reached(make_settings, stub):
+def test_reconcile_exits_3_when_stripe_cannot_be_reached(make_settings, stub):
     import socket
 
     from app import create_app
@@ -140,7 +140,7 @@ def test_reconcile_exits_2_when_stripe_cannot_be_reached(make_settings, stub):
     container = Container(make_settings("pg", **stripe_changes(stub, stripe_api_base=closed)))
     try:
         result = create_app(container=container).test_cli_runner().invoke(args=["reconcile"])
-        assert result.exit_code == 2, result.output
+        assert result.exit_code == 3, result.output
         assert "Stripe is unavailable" in result.output and "OK:" not in result.output
     finally:
         container.close()
