@@ -4,12 +4,13 @@ A request gunicorn cannot parse never reaches the app (a header field over
 ``limit_request_field_size``, 8190 bytes: 431; a request line over 4094 bytes: 414; a malformed
 request: 400). gunicorn answers those with an HTML page of its own; the contract promises
 ``application/problem+json`` for every error, so its error writer is replaced here (the workers
-are forked from the process that reads this file).
+are forked from the process that reads this file). It also gives the web a statement timeout.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 from gunicorn import util
@@ -37,3 +38,7 @@ def write_problem(sock: socket.socket, status_int: int, reason: str, mesg: str) 
 
 
 util.write_error = write_problem
+
+# A request never waits on one SQL statement longer than this (commands and jobs have no limit
+# unless DATABASE_STATEMENT_TIMEOUT is set for them: a long audit must not be cut short).
+os.environ.setdefault("DATABASE_STATEMENT_TIMEOUT", "15")

@@ -61,8 +61,9 @@ class Settings:
     key_prefix: str = "tally"
     smtp_url: str | None = field(default=None, repr=False)
     mail_from: str = "tally@localhost"
-    # Outages: no statement runs longer than this (0: no limit); Redis commands time out too.
-    database_statement_timeout_seconds: int = 30
+    # Outages: no statement runs longer than this (0: no limit; gunicorn.conf.py sets one for the
+    # web); Redis commands time out too.
+    database_statement_timeout_seconds: int = 0
     redis_socket_timeout_seconds: int = 5
 
     @classmethod
@@ -94,7 +95,7 @@ class Settings:
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",
             smtp_url=env.get("SMTP_URL") or None,
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
-            database_statement_timeout_seconds=_int(env, "DATABASE_STATEMENT_TIMEOUT", 30, 0, 86_400),
+            database_statement_timeout_seconds=_int(env, "DATABASE_STATEMENT_TIMEOUT", 0, 0, 86_400),
             redis_socket_timeout_seconds=_int(env, "REDIS_SOCKET_TIMEOUT", 5, 1, 3600),
         )
         _ = settings.database  # parse DATABASE_URL now: a bad one fails at start-up

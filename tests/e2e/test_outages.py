@@ -151,3 +151,35 @@ def test_a_worker_or_scheduler_that_is_down_shows_in_projections_status_and_metr
     text = client.get("/api/metrics", headers=admin).get_data(as_text=True)
     assert f'tally_workers_alive{{queue="{prefix}-projections"}} 0.0' in text
     assert "tally_scheduler_alive 0.0" in text
+
+
+def test_a_statement_timeout_cuts_a_statement_that_would_hang_a_request(settings):
+    from sqlalchemy import text
+
+    from app.adapters.db import build_engine
+
+    engine = build_engine(settings.replace(database_statement_timeout_seconds=1).database)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "1s"
+            began = time.monotonic()
+            with pytest.raises(Exception, match="statement timeout"):
+                conn.execute(text("SELECT pg_sleep(5)"))
+            assert time.monotonic() - began < 3
+    finally:
+        engine.dispose()
+
+
+def test_gunicorn_gives_the_web_a_statement_timeout_and_problem_json_refusals(monkeypatch):
+    import os
+    import runpy
+
+    from gunicorn import util
+
+    from tests.chaos.servers import ROOT
+
+    monkeypatch.delenv("DATABASE_STATEMENT_TIMEOUT", raising=False)
+    monkeypatch.setattr(util, "write_error", util.write_error)  # restored afterwards
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert os.environ["DATABASE_STATEMENT_TIMEOUT"] == "15"
+    assert util.write_error is config["write_problem"]
