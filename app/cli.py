@@ -347,22 +347,3 @@ def reconcile_command(since: str | None, repair: bool) -> None:
     for mismatch in report.mismatches:
         click.echo(f"  - {mismatch}", err=True)
     raise SystemExit(1)
-
-
-def main() -> None:
-    """The ``tally`` console script: the same commands as ``flask --app wsgi …``."""
-    import sys
-
-    from flask.cli import FlaskGroup
-
-    from app import create_app
-    from app.config import SettingsError
-
-    def load() -> Flask:
-        try:
-            return create_app()
-        except SettingsError as exc:
-            sys.stderr.write(f"tally: configuration error: {exc}\n")
-            raise SystemExit(2) from None
-
-    FlaskGroup(name="tally", create_app=load, add_version_option=False)(prog_name="tally")

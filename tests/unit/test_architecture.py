@@ -45,6 +45,7 @@ DELIVERY = (
     "app/__init__.py",
     "app/api/*",
     "app/cli.py",
+    "app/console.py",
     "app/errors.py",
     "app/auth.py",
     "app/idempotency.py",
