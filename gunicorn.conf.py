@@ -41,4 +41,5 @@ util.write_error = write_problem
 
 # A request never waits on one SQL statement longer than this (commands and jobs have no limit
 # unless DATABASE_STATEMENT_TIMEOUT is set for them: a long audit must not be cut short).
-os.environ.setdefault("DATABASE_STATEMENT_TIMEOUT", "15")
+if not os.environ.get("DATABASE_STATEMENT_TIMEOUT"):  # unset, or empty (compose's default)
+    os.environ["DATABASE_STATEMENT_TIMEOUT"] = "15"
