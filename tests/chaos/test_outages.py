@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from app.adapters.heartbeat import LEASE_SECONDS
 from app.auth import create_key
 from app.bootstrap import Container
 from app.config import Settings
@@ -34,7 +35,9 @@ pytestmark = pytest.mark.chaos
 CUSTOMERS = 4
 ANSWER_BOUND_SECONDS = 10.0  # every answer, whatever is down
 RESPAWN_BOUND_SECONDS = 30.0  # an answer that waited for gunicorn to replace a killed worker
-KEY_USABLE_SECONDS = 25.0  # a checkout step cut by a crash succeeds on retry within this
+# A checkout step cut by a crash succeeds on retry within the claim's lease after gunicorn has
+# replaced the killed worker (which takes seconds on a busy machine), plus a margin.
+KEY_USABLE_MARGIN_SECONDS = 15.0
 CONVERGE_BOUND_SECONDS = 45.0
 DOWN_SECONDS = 5.0
 LISTED = 100  # a customer's order list shows the newest 100
@@ -266,7 +269,10 @@ def test_checkouts_survive_killed_web_workers_and_redis_and_postgres_restarts(st
     assert len({c.order_id for c in placed}) == len(placed) == len({c.session_id for c in placed})
     assert topics["Order.Placed"] == len(placed), topics
     assert topics["Payment.Succeeded"] == len(placed), topics
-    assert report["slowest_checkout_step_seconds"] <= KEY_USABLE_SECONDS, report
+    respawn = report["phases"][0]["first_success_after_recovery_s"] or RESPAWN_BOUND_SECONDS
+    assert report["slowest_checkout_step_seconds"] <= LEASE_SECONDS + respawn + KEY_USABLE_MARGIN_SECONDS, (
+        report
+    )
     assert all(phase["first_success_after_recovery_s"] is not None for phase in report["phases"]), report
     assert converged_after is not None, (
         f"read models did not converge within {CONVERGE_BOUND_SECONDS} s: {missing} missing\n{status.stdout}"
