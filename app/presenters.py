@@ -70,8 +70,12 @@ def order_view(order: Order, payment: Payment | None = None) -> dict[str, Any]:
     return document
 
 
+# Kept with a session for tally's own use, not part of the contract.
+SESSION_INTERNALS = frozenset({"expires_at_epoch", "granularity", "attempt"})
+
+
 def session_view(session: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in session.items() if key not in ("expires_at_epoch", "attempt")}
+    return {key: value for key, value in session.items() if key not in SESSION_INTERNALS}
 
 
 def settlement_run_view(run: SettlementRun) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
 
+from app.adapters.providers.currencies import stripe_amount_in_tally as in_tally
 from app.adapters.providers.stripe_events import LIVE_REFUND_STATUSES
 from app.adapters.tables import payment_references, provider_events, provider_refunds
 from app.audit import iter_notifications
@@ -288,7 +289,7 @@ def _payments(
         if payment is None:
             report.mismatches.append(f"{what}: no payment in tally")
             continue
-        if pi.get("amount") != payment.amount or currency != payment.currency:
+        if in_tally(pi.get("amount"), currency) != payment.amount or currency != payment.currency:
             report.mismatches.append(
                 f"{what}: amount differs, tally has {payment.amount} {payment.currency} "
                 f"for payment {payment_id}"
@@ -341,7 +342,7 @@ def _refunds(
             continue
         if not live:
             report.mismatches.append(f"{what}: failed at Stripe but tally recorded refund {refund_id}")
-        elif re.get("amount") != refund.amount:
+        elif in_tally(re.get("amount"), str(re.get("currency")).upper()) != refund.amount:
             report.mismatches.append(f"{what}: amount differs, tally's refund {refund_id} is {refund.amount}")
     stripe_payments = {pid for pid, p in records.payments.items() if p.provider == "stripe"}
     for refund_id, refund in records.refunds.items():
@@ -369,12 +370,12 @@ def _transfers(
             )
             report.mismatches.append(f"{what}: {known}")
             continue
-        if tr.get("amount") != record.amount or currency != record.currency:
+        if in_tally(tr.get("amount"), currency) != record.amount or currency != record.currency:
             report.mismatches.append(
                 f"{what}: amount differs, tally's settlement {record.settlement_id} recorded "
                 f"{record.amount} {record.currency}"
             )
-        if (tr.get("amount_reversed") or 0) != record.reversed:
+        if in_tally(tr.get("amount_reversed") or 0, currency) != record.reversed:
             report.mismatches.append(
                 f"{what}: reversed at Stripe ({tr.get('amount_reversed') or 0}), "
                 f"tally recorded reversals of {record.reversed}"

@@ -24,6 +24,27 @@ class Allocation(Aggregate):
     def create_id(order_id: str, seller_id: str, **_: Any) -> UUID:
         return allocation_id(UUID(order_id), seller_id)
 
+    class Created(Aggregate.Created):
+        """Version 2 adds ``granularity``: the provider takes the currency only in multiples of it."""
+
+        class_version = 2
+        order_id: str
+        seller_id: str
+        customer_id: str
+        payment_id: str
+        currency: str
+        subtotal_amount: int
+        fee_bps: int
+        platform_fee_amount: int
+        payout_amount: int
+        items: list[dict[str, Any]]
+        cause: dict[str, Any]
+        granularity: int
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["granularity"] = 1  # stored before granular currencies were charged at all
+
     @event("Created")
     def __init__(
         self,
@@ -38,6 +59,7 @@ class Allocation(Aggregate):
         payout_amount: int,
         items: list[dict[str, Any]],
         cause: dict[str, Any],
+        granularity: int,
     ) -> None:
         self.order_id = order_id
         self.seller_id = seller_id
@@ -49,6 +71,7 @@ class Allocation(Aggregate):
         self.platform_fee_amount = platform_fee_amount
         self.payout_amount = payout_amount
         self.items = items
+        self.granularity = granularity  # refunds and fee reversals are multiples of it
         self.refunded_amount = 0
         self.platform_fee_reversed_amount = 0
         self.payout_reversed_amount = 0
@@ -79,10 +102,11 @@ class Allocation(Aggregate):
 
     def fee_reversed_at(self, net_reversed: int) -> int:
         """The fee rule: the platform fee reversed once ``net_reversed`` of the subtotal is gone,
-        ``round-half-up(fee * net_reversed / subtotal)``, rounded once on the cumulative amount."""
+        ``round-half-up(fee * net_reversed / subtotal)``, rounded once on the cumulative amount
+        (to the allocation's granularity)."""
         if self.subtotal_amount == 0:
             return 0
-        return prorate(self.platform_fee_amount, net_reversed, self.subtotal_amount)
+        return prorate(self.platform_fee_amount, net_reversed, self.subtotal_amount, self.granularity)
 
     def reversal_for(self, amount: int) -> tuple[int, int]:
         """(fee reversed, payout reversed) for refunding ``amount`` more.

@@ -8,6 +8,12 @@ Rounding rules (the only two in tally):
   part gets the floor of its exact share, and the cents left over go one each to the
   parts with the largest remainders (earlier parts first on ties). Parts always sum to
   the total and none is negative.
+
+A provider may take a currency only in multiples of a ``granularity`` of tally's minor units
+(Stripe: KWD in multiples of 10, MGA in whole ariary = 100). Each rule then works in units of
+the granularity (divide, compute, multiply): every fee, payout and part is a multiple of it and
+the sums stay exact. Amounts given from outside must already be multiples
+(:func:`check_multiple`).
 """
 
 from __future__ import annotations
@@ -297,34 +303,49 @@ class Money:
         )
 
 
-def fee_for(subtotal: int, fee_bps: int) -> int:
-    """Platform fee on a subtotal: basis points, rounded half up once."""
+def check_multiple(amount: int, granularity: int, what: str = "amount") -> int:
+    """Return ``amount`` in units of ``granularity``; refuse an amount that is not a multiple."""
+    _check_int(amount)
+    if not is_positive_amount(granularity):
+        raise InvalidAmountError("granularity must be a positive integer")
+    units, rest = divmod(amount, granularity)
+    if rest:
+        raise InvalidAmountError(f"{what} must be a multiple of {granularity} minor units")
+    return units
+
+
+def fee_for(subtotal: int, fee_bps: int, granularity: int = 1) -> int:
+    """Platform fee on a subtotal: basis points, rounded half up once (to the granularity)."""
     _check_int(subtotal)
     _check_int(fee_bps)
     if subtotal < 0:
         raise InvalidAmountError("subtotal must not be negative")
     if not 0 <= fee_bps <= BPS_DENOMINATOR:
         raise InvalidAmountError("fee_bps must be between 0 and 10000")
-    return (subtotal * fee_bps + BPS_DENOMINATOR // 2) // BPS_DENOMINATOR
+    units = check_multiple(subtotal, granularity, "subtotal")
+    return (units * fee_bps + BPS_DENOMINATOR // 2) // BPS_DENOMINATOR * granularity
 
 
-def split_fee(subtotal: int, fee_bps: int) -> tuple[int, int]:
+def split_fee(subtotal: int, fee_bps: int, granularity: int = 1) -> tuple[int, int]:
     """Split a subtotal into (platform_fee, payout) that sum to it exactly."""
-    fee = fee_for(subtotal, fee_bps)
+    fee = fee_for(subtotal, fee_bps, granularity)
     return fee, subtotal - fee
 
 
-def prorate(whole: int, part: int, of: int) -> int:
-    """``whole * part / of`` rounded half up, for ``0 <= part <= of`` (exact at the ends)."""
+def prorate(whole: int, part: int, of: int, granularity: int = 1) -> int:
+    """``whole * part / of`` rounded half up to the granularity, for ``0 <= part <= of`` (exact
+    at the ends; ``whole`` must be a multiple of the granularity)."""
     for value in (whole, part, of):
         _check_int(value)
     if of <= 0 or not 0 <= part <= of or whole < 0:
         raise InvalidAmountError("prorate needs 0 <= part <= of and of > 0")
-    return (2 * whole * part + of) // (2 * of)
+    units = check_multiple(whole, granularity, "prorated amount")
+    return (2 * units * part + of) // (2 * of) * granularity
 
 
-def split_proportionally(total: int, weights: Sequence[int]) -> list[int]:
-    """Split ``total`` into parts proportional to ``weights`` by largest remainder."""
+def split_proportionally(total: int, weights: Sequence[int], granularity: int = 1) -> list[int]:
+    """Split ``total`` into parts proportional to ``weights`` by largest remainder, each part a
+    multiple of the granularity (``total`` must be one)."""
     _check_int(total)
     for weight in weights:
         _check_int(weight)
@@ -332,15 +353,16 @@ def split_proportionally(total: int, weights: Sequence[int]) -> list[int]:
             raise InvalidAmountError("weights must not be negative")
     if total < 0:
         raise InvalidAmountError("total must not be negative")
+    units = check_multiple(total, granularity, "total")
     weight_sum = sum(weights)
     if weight_sum == 0:
         if total == 0:
             return [0 for _ in weights]
         raise InvalidAmountError("cannot split a non-zero total over zero weights")
-    parts = [total * w // weight_sum for w in weights]
-    remainders = [total * w % weight_sum for w in weights]
-    leftover = total - sum(parts)
+    parts = [units * w // weight_sum for w in weights]
+    remainders = [units * w % weight_sum for w in weights]
+    leftover = units - sum(parts)
     order = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
     for i in order[:leftover]:
         parts[i] += 1
-    return parts
+    return [part * granularity for part in parts]

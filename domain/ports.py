@@ -76,6 +76,7 @@ class CurrencyRule:
     scale: int = 1  # the provider's amount = tally's amount x scale (ISK: Stripe writes two decimals)
     granularity: int = 1  # tally amounts the provider accepts are multiples of this (KWD at Stripe: 10)
     minimum: int = 1  # the smallest charge
+    divisor: int = 1  # ... and ÷ this (MGA: ISO two decimals, Stripe whole ariary)
 
 
 class CurrencyNotChargeableError(InvalidCheckoutError):

@@ -58,8 +58,11 @@ class Quote:
         }
 
 
-def quote(currency: str, items: Iterable[Mapping[str, Any]], fee_bps: int) -> Quote:
-    """Price a cart: group items by seller (in order of first appearance) and split each subtotal."""
+def quote(currency: str, items: Iterable[Mapping[str, Any]], fee_bps: int, granularity: int = 1) -> Quote:
+    """Price a cart: group items by seller (in order of first appearance) and split each subtotal.
+
+    ``granularity``: the provider takes this currency only in multiples of it (minor units), so
+    every unit amount must be one, and fees round to it."""
     check_currency(currency)
     by_seller: dict[str, list[dict[str, Any]]] = {}
     for item in items:
@@ -68,6 +71,11 @@ def quote(currency: str, items: Iterable[Mapping[str, Any]], fee_bps: int) -> Qu
             raise InvalidCheckoutError("unit_amount must be a positive integer")
         if not is_positive_amount(quantity):  # a count, held to the same rule
             raise InvalidCheckoutError("quantity must be a positive integer")
+        if unit_amount % granularity:
+            raise InvalidCheckoutError(
+                f"the payment provider takes {currency} only in multiples of {granularity} minor "
+                f"units; unit_amount {unit_amount} of {item['sku']!r} is not one"
+            )
         line = {
             "sku": item["sku"],
             "description": item.get("description", ""),
@@ -83,7 +91,7 @@ def quote(currency: str, items: Iterable[Mapping[str, Any]], fee_bps: int) -> Qu
         subtotal = sum(line["total_amount"] for line in lines)
         if subtotal > MAX_TOTAL_AMOUNT:
             raise InvalidCheckoutError(f"total exceeds {MAX_TOTAL_AMOUNT} minor units")
-        fee, payout = split_fee(subtotal, fee_bps)
+        fee, payout = split_fee(subtotal, fee_bps, granularity)
         sellers.append(SellerQuote(seller_id, subtotal, fee_bps, fee, payout, tuple(lines)))
     result = Quote(currency, tuple(sellers))
     if result.total_amount > MAX_TOTAL_AMOUNT:

@@ -6,7 +6,8 @@ An ``http.server`` on 127.0.0.1 (random port, in a thread) that the real SDK tal
 replay the first response; the same key with other parameters, or on another endpoint, is an
 ``idempotency_error``; a request refused by validation saves nothing), the refusals Stripe makes
 for the parameters tally sends (``amount`` and ``currency`` required, no default currency, the
-minimum charge, ``confirm`` or nothing is charged, a ``return_url`` unless redirects are
+minimum charge, amounts in the currencies Stripe takes only in steps of 10 or 100 (``AMOUNT_STEP``),
+``confirm`` or nothing is charged, a ``return_url`` unless redirects are
 disallowed, ``payment_intent`` or ``charge`` on a refund), the test payment methods, lists
 with ``created[gte]`` / ``starting_after`` paging, refunds, transfers (an account id starting
 ``acct_fail`` is refused; without ``source_transaction`` only from the available balance, which
@@ -136,6 +137,31 @@ def _currency(params: dict[str, Any]) -> str:
 # lists each currency (GBP 0.30). Only these two were checked; any other currency is held to 50
 # minor units, a stand-in for "the equivalent of $0.50".
 MINIMUM_CHARGE = {"usd": 50, "gbp": 30}
+
+# Amounts Stripe takes only in rounder steps (docs.stripe.com/currencies, "Three-decimal
+# currencies": the API supports BHD JOD KWD OMR TND for Payment Intents, Refunds and Disputes, but
+# "these API calls require the least-significant (last) digit to be 0 ... 5.124 KWD must be rounded
+# to 5120 or 5130"; "Special cases": ISK amounts "must be evenly divisible by 100"). The error code is
+# the one Stripe documents for ISK (support.stripe.com, "Deprecation of fractional ISK charges and
+# refunds": 400 invalid_charge_amount_no_decimal_compatible); the docs give none for the dinars, so
+# the stub answers them alike. MGA is zero-decimal at Stripe (whole ariary): any integer is one.
+# The stub applies the rule to transfers and reversals too, the strict reading.
+AMOUNT_STEP = {"bhd": 10, "jod": 10, "kwd": 10, "omr": 10, "tnd": 10, "isk": 100}
+
+
+def _check_step(amount: int, currency: str) -> None:
+    step = AMOUNT_STEP.get(currency, 1)
+    if amount % step:
+        raise StripeError(
+            400,
+            "invalid_request_error",
+            f"Invalid amount. Amounts in {currency.upper()} must be evenly divisible by {step}. "
+            "See https://stripe.com/docs/currencies#special-cases for more information.",
+            validation=True,
+            param="amount",
+            code="invalid_charge_amount_no_decimal_compatible",
+        )
+
 
 REDIRECTS_NEED_RETURN_URL = (
     "A `return_url` must be specified because this Payment Intent is configured to automatically "
@@ -310,6 +336,7 @@ class StripeStub:
         """Create, and with ``confirm=true`` also confirm: without it nothing is charged."""
         amount = _int(_required(params, "amount"), "amount")
         currency = _currency(params)
+        _check_step(amount, currency)
         minimum = MINIMUM_CHARGE.get(currency, 50)
         if amount < minimum:
             raise StripeError(
@@ -452,6 +479,7 @@ class StripeStub:
         charge = self.charges[intent["latest_charge"]]
         left = charge["amount"] - charge["amount_refunded"]
         amount = _int(params.get("amount", left), "amount")
+        _check_step(amount, charge["currency"])
         if charge["disputed"]:
             raise StripeError(400, "invalid_request_error", "This charge is disputed", code="charge_disputed")
         if amount <= 0 or amount > left:
@@ -513,6 +541,7 @@ class StripeStub:
     def _create_transfer(self, params: dict[str, Any]) -> dict[str, Any]:
         amount = _int(_required(params, "amount"), "amount")
         currency = _currency(params)
+        _check_step(amount, currency)
         destination = _required(params, "destination")
         if not destination.startswith("acct_"):
             raise StripeError(
@@ -621,6 +650,7 @@ class StripeStub:
         transfer = self.transfers[transfer_id]
         left = transfer["amount"] - transfer["amount_reversed"]
         amount = _int(params.get("amount", left), "amount")
+        _check_step(amount, transfer["currency"])
         if self.refuse_reversals:
             raise StripeError(
                 400,

@@ -35,19 +35,22 @@ def whole(value: Any) -> int:
     return value
 
 
-def rate_fee(subtotal: int, fee_bps: int) -> int:
-    """The fee the rule charges: round-half-up(subtotal x fee_bps / 10000)."""
-    return (2 * whole(subtotal) * whole(fee_bps) + BPS) // (2 * BPS)
+def rate_fee(subtotal: int, fee_bps: int, granularity: int = 1) -> int:
+    """The fee the rule charges: round-half-up(subtotal x fee_bps / 10000), to the granularity
+    (the multiple of minor units the provider takes the currency in)."""
+    step = whole(granularity)
+    return (2 * (whole(subtotal) // step) * whole(fee_bps) + BPS) // (2 * BPS) * step
 
 
-def rule_fee_reversed(fee: int, net_refunded: int, subtotal: int) -> int:
+def rule_fee_reversed(fee: int, net_refunded: int, subtotal: int, granularity: int = 1) -> int:
     """The fee the rule has reversed once ``net_refunded`` (refunds plus dispute withdrawals, less
     reinstatements) of ``subtotal`` is gone: round-half-up(fee x net / subtotal), rounded once on
-    the cumulative amount."""
+    the cumulative amount, to the granularity."""
     if whole(subtotal) <= 0:
         raise ValueError(f"no fee to reverse on a subtotal of {subtotal}")
+    step = whole(granularity)
     net = min(max(whole(net_refunded), 0), subtotal)
-    return (2 * whole(fee) * net + subtotal) // (2 * subtotal)
+    return (2 * (whole(fee) // step) * net + subtotal) // (2 * subtotal) * step
 
 
 def _breach(report: Report | None, message: str) -> None:
@@ -154,7 +157,16 @@ class Books:
     def _allocation_created(self, event: Any, sid: str, report: Report | None) -> None:
         if event.platform_fee_amount + event.payout_amount != event.subtotal_amount:
             _breach(report, f"allocation {sid}: fee + payout != subtotal")
-        if event.platform_fee_amount != rate_fee(event.subtotal_amount, event.fee_bps):
+        step = event.granularity  # events stored before it are upcast to 1
+        if (
+            type(step) is not int
+            or step < 1
+            or event.subtotal_amount % step
+            or event.platform_fee_amount % step
+        ):
+            _breach(report, f"allocation {sid}: amounts are not multiples of its granularity {step}")
+            step = 1
+        if event.platform_fee_amount != rate_fee(event.subtotal_amount, event.fee_bps, step):
             _breach(report, f"allocation {sid}: fee is not {event.fee_bps} bps of the subtotal")
         self.allocations[sid] = AllocationEntry(
             event.seller_id,
@@ -165,6 +177,7 @@ class Books:
             event.platform_fee_amount,
             event.payout_amount,
             event.timestamp,
+            granularity=step,
         )
 
     @FOLDS.on("Allocation.Refunded")
@@ -174,7 +187,7 @@ class Books:
         if a.refunded > a.subtotal:
             _breach(report, f"allocation {sid}: refunds exceed the subtotal")
         if a.fee_reversed + event.platform_fee_reversed_amount != rule_fee_reversed(
-            a.fee, a.refunded, a.subtotal
+            a.fee, a.refunded, a.subtotal, a.granularity
         ):
             _breach(
                 report,
@@ -195,7 +208,7 @@ class Books:
         a.refunded += amount
         if a.refunded > a.subtotal or a.refunded < 0:
             _breach(report, f"allocation {sid}: refunds and disputes exceed the subtotal")
-        expected = rule_fee_reversed(a.fee, a.refunded, a.subtotal)
+        expected = rule_fee_reversed(a.fee, a.refunded, a.subtotal, a.granularity)
         if a.fee_reversed + fee != expected:
             if type(event) is DISPUTE_REVERSED:
                 _breach(
@@ -227,7 +240,7 @@ class Books:
         fee, payout = event.platform_fee_restored_amount, event.payout_restored_amount
         if a.refunded < 0:
             _breach(report, f"allocation {sid}: refund {event.refund_id} failed for more than was refunded")
-        expected = rule_fee_reversed(a.fee, a.refunded, a.subtotal)
+        expected = rule_fee_reversed(a.fee, a.refunded, a.subtotal, a.granularity)
         if a.fee_reversed - fee != expected:
             _breach(
                 report,

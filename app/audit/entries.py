@@ -55,6 +55,7 @@ class AllocationEntry:
     settled_by: str | None = None
     settled_payout: int = 0
     adjustments: dict[str, Adjustment] = field(default_factory=dict)  # by refund or dispute entry id
+    granularity: int = 1  # the fee rule rounds to multiples of it (KWD at Stripe: 10)
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "order_id",

@@ -43,7 +43,7 @@ def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:
     configured provider cannot charge is refused here, before anyone tries to pay."""
     policy = deps.policy
     rule = deps.gateway.currency_rule(data["currency"])
-    priced = quote(data["currency"], data["items"], policy.platform_fee_bps)
+    priced = quote(data["currency"], data["items"], policy.platform_fee_bps, rule.granularity)
     if priced.total_amount < rule.minimum:
         raise CurrencyNotChargeableError(
             f"the payment provider charges at least {rule.minimum} {rule.currency} minor units; "
@@ -58,6 +58,7 @@ def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:
         "status": SESSION_OPEN,
         "customer_id": data["customer_id"],
         **priced.to_dict(),
+        "granularity": rule.granularity,  # what fees, refunds and transfers round to (minor units)
         "delivery_address": data.get("delivery_address"),
         "created_at": rfc3339(now),
         "expires_at": rfc3339(expires),

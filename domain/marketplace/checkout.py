@@ -33,6 +33,7 @@ class CheckoutTransactions(MarketplaceBase):
             "platform_fee_amount": session["platform_fee_amount"],
             "sellers": session["sellers"],
             "delivery_address": session.get("delivery_address") or {},
+            "granularity": session.get("granularity", 1),
         }
         payment = Payment(
             session_id=session["id"],
@@ -197,6 +198,8 @@ def order_for(payment: Payment, cause: dict[str, Any]) -> tuple[Order, list[Allo
             payout_amount=seller["payout_amount"],
             items=seller["items"],
             cause=cause,
+            # Payments started before granular currencies were quoted carry none: they could not be.
+            granularity=checkout.get("granularity", 1),
         )
         allocations.append(alloc)
         sellers.append(

@@ -34,6 +34,12 @@ class RefundTransactions(MarketplaceBase):
         if not is_positive_amount(amount):
             raise InvalidRefundError("refund amount must be a positive integer")
         allocations = [self._allocation(s["allocation_id"]) for s in order.sellers]
+        granularity = allocations[0].granularity if allocations else 1
+        if amount % granularity:
+            raise InvalidRefundError(
+                f"the payment provider takes {order.currency} only in multiples of {granularity} "
+                f"minor units; a refund of {amount} is not one"
+            )
         if seller_id is not None:
             targets = [a for a in allocations if a.seller_id == seller_id]
             if not targets:
@@ -52,7 +58,7 @@ class RefundTransactions(MarketplaceBase):
         left = [a.refundable_amount for a in allocations]
         if amount > sum(left):  # disputes withdrew the rest
             raise RefundExceedsRemainingError(f"refund of {amount} exceeds the {sum(left)} left to refund")
-        parts = split_proportionally(amount, left)
+        parts = split_proportionally(amount, left, granularity)
         return order, [(a, part) for a, part in zip(allocations, parts, strict=True) if part > 0]
 
     @_retry_on_conflict
@@ -180,7 +186,7 @@ class RefundTransactions(MarketplaceBase):
                 left = [a.refundable_amount for a in allocations]
                 withdrawn = min(dispute["amount"], sum(left))
                 payment.withdraw_dispute_funds(dispute_id, withdrawn, cause)
-                parts = split_proportionally(withdrawn, left) if withdrawn else [0] * len(allocations)
+                parts = _dispute_parts(withdrawn, left, allocations)
                 for allocation, part in zip(allocations, parts, strict=True):
                     if part > 0:
                         reversal = str(dispute_reversal_id(dispute_id, str(allocation.id)))
@@ -201,3 +207,13 @@ class RefundTransactions(MarketplaceBase):
             return payment
 
         return self._with_retry(command)
+
+
+def _dispute_parts(withdrawn: int, left: list[int], allocations: list[Allocation]) -> list[int]:
+    """What a dispute withdraws from each allocation: by largest remainder over what each has
+    left, in multiples of the currency's granularity when the provider's amount is one (it always
+    is for the provider's own disputes; else at one minor unit, as the provider reported it)."""
+    if not withdrawn:
+        return [0] * len(allocations)
+    granularity = allocations[0].granularity
+    return split_proportionally(withdrawn, left, granularity if withdrawn % granularity == 0 else 1)

@@ -49,13 +49,15 @@ def make_session(
     currency: str = "USD",
     fee_bps: int = 1000,
     customer_id: str = "c-1",
+    granularity: int = 1,
 ) -> dict[str, Any]:
     """A checkout session shaped like app.commands.checkout.create_checkout_session builds it."""
     return {
         "id": str(uuid.uuid4()),
         "status": "open",
         "customer_id": customer_id,
-        **quote(currency, items if items is not None else ITEMS, fee_bps).to_dict(),
+        **quote(currency, items if items is not None else ITEMS, fee_bps, granularity).to_dict(),
+        "granularity": granularity,
         "delivery_address": dict(ADDRESS),
         "order_id": None,
         "payment_id": None,

@@ -37,6 +37,7 @@ def new_allocation(subtotal: int = 2500, fee_bps: int = 1000, seller_id: str = "
         payout_amount=payout,
         items=[],
         cause=make_cause(),
+        granularity=1,
     )
 
 
@@ -206,6 +207,7 @@ class TestAllocationIds:
             payout_amount=seller["payout_amount"],
             items=[],
             cause=make_cause(),
+            granularity=1,
         )
         assert str(duplicate.id) == seller["allocation_id"]
         with pytest.raises(IntegrityError):

@@ -9,6 +9,7 @@ import pytest
 
 from domain.allocation import PENDING, SETTLED, Allocation
 from domain.errors import AllocationStateError, RefundExceedsRemainingError
+from domain.services import Marketplace
 from tests.unit.conftest import make_cause
 
 pytestmark = pytest.mark.unit
@@ -27,6 +28,7 @@ def allocation(subtotal: int = 10, fee: int = 1, **fields: Any) -> Allocation:
         payout_amount=subtotal - fee,
         items=[],
         cause=make_cause(),
+        granularity=fields.get("granularity", 1),
     )
 
 
@@ -141,3 +143,32 @@ class TestSettlingAnAllocation:
 
         assert alloc.settlement_id == "st-1"
         assert [r["refund_id"] for r in alloc.unsettled_adjustments] == ["r-1"]
+
+
+class TestGranularity:
+    def test_a_granular_allocation_reverses_fees_in_multiples_of_its_granularity(self) -> None:
+        alloc = allocation(subtotal=1230, fee=120, granularity=10)  # KWD 1.230 at 10%: fee 0.120
+        assert alloc.refund("r-1", 500, make_cause())["platform_fee_reversed_amount"] == 50
+        # 120 x 740 / 1230 = 72.2 -> 70 in all: 20 more, never 22.
+        second = alloc.refund("r-2", 240, make_cause())
+        assert (second["platform_fee_reversed_amount"], second["payout_reversed_amount"]) == (20, 220)
+        assert alloc.refund("r-3", 490, make_cause())["platform_fee_reversed_amount"] == 50  # the rest
+
+    def test_a_created_event_stored_before_granularity_existed_is_upcast_to_one(
+        self, marketplace: Marketplace
+    ) -> None:
+        saved = allocation(subtotal=1000, fee=100, granularity=10)
+        marketplace.save(saved)
+        (stored,) = marketplace.recorder.select_events(saved.id)
+        state = marketplace.mapper.transcoder.decode(stored.state)
+        assert state.pop("class_version") == 2 and state.pop("granularity") == 10
+        version_1 = type(stored)(
+            originator_id=stored.originator_id,
+            originator_version=stored.originator_version,
+            topic=stored.topic,
+            state=marketplace.mapper.transcoder.encode(state),
+        )
+        created = marketplace.mapper.to_domain_event(version_1)
+        assert isinstance(created, Allocation.Created) and created.granularity == 1
+        replayed = created.mutate(None)
+        assert replayed is not None and replayed.granularity == 1

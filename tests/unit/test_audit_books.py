@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 CAUSE = {"actor_id": "test", "actor_role": "system"}
 
 
-def allocation(subtotal: int = 10, fee_bps: int = 1000, fee: int = 1) -> Allocation:
+def allocation(subtotal: int = 10, fee_bps: int = 1000, fee: int = 1, granularity: int = 1) -> Allocation:
     return Allocation(
         order_id=str(uuid4()),
         seller_id="s-1",
@@ -30,6 +30,7 @@ def allocation(subtotal: int = 10, fee_bps: int = 1000, fee: int = 1) -> Allocat
         payout_amount=subtotal - fee,
         items=[],
         cause=CAUSE,
+        granularity=granularity,
     )
 
 
@@ -119,3 +120,22 @@ def test_a_dispute_that_reverses_a_fee_off_the_rule_is_a_breach() -> None:
 def test_a_fee_not_at_the_allocations_rate_is_a_breach() -> None:
     a = allocation(subtotal=25, fee_bps=1000, fee=2)  # 2.5 rounds half up: 3
     assert fold(a.collect_events()) == [f"allocation {a.id}: fee is not 1000 bps of the subtotal"]
+
+
+def test_in_a_granular_currency_the_rule_is_restated_at_the_allocations_granularity() -> None:
+    """KWD at Stripe: multiples of 10. Fee on 1230 at 10%: 123 -> 120; refunding 500 reverses
+    round-half-up(12 x 500/1230) = 5 steps, 50 (one minor unit would give 49)."""
+    a = allocation(subtotal=1230, fee_bps=1000, fee=120, granularity=10)
+    refunded(a, "r-1", 500, 50)
+    assert fold(a.collect_events()) == []
+    b = allocation(subtotal=1230, fee_bps=1000, fee=120, granularity=10)
+    refunded(b, "r-1", 500, 49)
+    assert fold(b.collect_events()) == [
+        f"allocation {b.id}: refund r-1 reversed a fee not at the allocation's rate"
+    ]
+
+
+def test_a_granular_allocation_charged_off_its_granularity_is_a_breach() -> None:
+    a = allocation(subtotal=1230, fee_bps=1000, fee=123, granularity=10)
+    breaches = fold(a.collect_events())
+    assert breaches[0] == f"allocation {a.id}: amounts are not multiples of its granularity 10"

@@ -22,15 +22,21 @@ def test_isk_whole_kronur_are_written_with_two_more_decimals_exactly() -> None:
         from_provider(rule, 50_050)
 
 
-@pytest.mark.parametrize(
-    ("currency", "multiple"), [("KWD", 10), ("BHD", 10), ("JOD", 10), ("OMR", 10), ("TND", 10), ("MGA", 100)]
-)
-def test_currencies_stripe_takes_only_in_rounder_amounts_are_refused(currency: str, multiple: int) -> None:
-    with pytest.raises(
-        CurrencyNotChargeableError, match=f"{currency} only in multiples of {multiple}"
-    ) as refused:
-        stripe_rule(currency)
-    assert refused.value.field == "currency"
+@pytest.mark.parametrize("currency", ["KWD", "BHD", "JOD", "OMR", "TND"])
+def test_three_decimal_dinars_are_charged_in_multiples_of_ten_unchanged(currency: str) -> None:
+    rule = stripe_rule(currency)
+    assert (rule.scale, rule.granularity, rule.divisor) == (1, 10, 1)
+    assert to_provider(rule, 5120) == 5120 and from_provider(rule, 5120) == 5120
+    with pytest.raises(ValueError, match="multiple of 10"):
+        to_provider(rule, 5124)  # never rounded at the boundary: a bug upstream
+
+
+def test_mga_is_quoted_in_whole_ariary_and_written_without_its_iso_decimals() -> None:
+    rule = stripe_rule("MGA")  # ISO: two decimals; Stripe: zero-decimal
+    assert (rule.granularity, rule.divisor, rule.minimum) == (100, 100, 100)
+    assert to_provider(rule, 250_000) == 2_500 and from_provider(rule, 2_500) == 250_000
+    with pytest.raises(ValueError, match="multiple of 100"):
+        to_provider(rule, 250_050)
 
 
 def test_currencies_stripe_does_not_charge_are_refused() -> None:

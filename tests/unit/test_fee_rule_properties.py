@@ -4,7 +4,9 @@ transfer reversals, on random orders; checked after every step.
 
 Fee reversed on an allocation = round-half-up(fee x net / subtotal), where net is what is refunded
 (failed refunds excluded) plus what disputes withdrew and did not reinstate; rounded once on the
-cumulative amount. Restated here, not taken from the domain.
+cumulative amount. Restated here, not taken from the domain. The same machine runs in granular
+currencies (KWD at Stripe: multiples of 10; MGA: of 100), where the rule rounds to the granularity
+and every amount, part, reversal, settlement and transfer reversal must be a multiple of it.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ pytestmark = pytest.mark.unit
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 
 
-def rule_fee_reversed(fee: int, net: int, subtotal: int) -> int:
-    """round-half-up(fee x net / subtotal), in integers."""
-    return (2 * fee * net + subtotal) // (2 * subtotal)
+def rule_fee_reversed(fee: int, net: int, subtotal: int, granularity: int = 1) -> int:
+    """round-half-up(fee x net / subtotal) to the granularity, in integers."""
+    return (2 * (fee // granularity) * net + subtotal) // (2 * subtotal) * granularity
 
 
 class RefundsDisputesAndSettlements(RuleBasedStateMachine):
+    currency = "USD"
+    granularity = 1
+
     def __init__(self) -> None:
         super().__init__()
         self.marketplace = Marketplace(env=POPO_ENV)
@@ -52,10 +57,17 @@ class RefundsDisputesAndSettlements(RuleBasedStateMachine):
     )
     def place(self, subtotals: list[int], fee_bps: int) -> None:
         items = [
-            {"seller_id": f"s-{i}", "sku": "x", "description": "", "unit_amount": amount, "quantity": 1}
+            {
+                "seller_id": f"s-{i}",
+                "sku": "x",
+                "description": "",
+                "unit_amount": amount * self.granularity,
+                "quantity": 1,
+            }
             for i, amount in enumerate(subtotals)
         ]
-        payment, order = place_order(self.marketplace, make_session(items, fee_bps=fee_bps), self.cause)
+        session = make_session(items, self.currency, fee_bps, granularity=self.granularity)
+        payment, order = place_order(self.marketplace, session, self.cause)
         self.payment_id, self.order_id = str(payment.id), str(order.id)
         self.sellers = [s["seller_id"] for s in order.sellers]
 
@@ -74,6 +86,10 @@ class RefundsDisputesAndSettlements(RuleBasedStateMachine):
         (found,) = [a for a in self.allocations() if a.seller_id == seller_id]
         return found
 
+    def draw_amount(self, data: st.DataObject, most: int, label: str) -> int:
+        """1 .. ``most`` minor units, a multiple of the granularity."""
+        return self.granularity * data.draw(st.integers(1, most // self.granularity), label=label)
+
     def next_id(self, prefix: str) -> str:
         self.steps += 1
         return f"{prefix}-{self.steps}"
@@ -85,7 +101,7 @@ class RefundsDisputesAndSettlements(RuleBasedStateMachine):
         left = min(self.order().refundable_amount, sum(a.refundable_amount for a in self.allocations()))
         if left == 0:
             return
-        amount = data.draw(st.integers(min_value=1, max_value=left), label="order refund")
+        amount = self.draw_amount(data, left, "order refund")
         lefts = {a.seller_id: a.refundable_amount for a in self.allocations()}
         refund_id = self.next_id("r")
         result = self.marketplace.refund_order(self.order_id, amount, None, refund_id, self.cause)
@@ -101,7 +117,7 @@ class RefundsDisputesAndSettlements(RuleBasedStateMachine):
         left = self.allocation(seller_id).refundable_amount
         if left == 0:
             return
-        amount = data.draw(st.integers(min_value=1, max_value=left), label="seller refund")
+        amount = self.draw_amount(data, left, "seller refund")
         refund_id = self.next_id("r")
         result = self.marketplace.refund_order(self.order_id, amount, seller_id, refund_id, self.cause)
         assert [(p["seller_id"], p["amount"]) for p in result["allocations"]] == [(seller_id, amount)]
@@ -119,7 +135,7 @@ class RefundsDisputesAndSettlements(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def a_dispute_withdraws_funds(self, data: st.DataObject) -> None:
-        amount = data.draw(st.integers(min_value=1, max_value=self.payment().amount), label="dispute")
+        amount = self.draw_amount(data, self.payment().amount, "dispute")
         self.disputes += 1
         dispute_id = f"dp-{self.disputes}"
         self.marketplace.record_dispute(
@@ -153,11 +169,12 @@ class RefundsDisputesAndSettlements(RuleBasedStateMachine):
         refs = [(str(allocation.id), r["refund_id"]) for r in allocation.unsettled_adjustments]
         period = self.next_id("p")
         settlement, opened = self.marketplace.open_settlement(
-            seller_id, "USD", period, period, FAR_FUTURE, [str(allocation.id)], refs, self.cause
+            seller_id, self.currency, period, period, FAR_FUTURE, [str(allocation.id)], refs, self.cause
         )
         if settlement is None:
             return
         assert opened and settlement.total_payout_amount >= 0
+        assert settlement.total_payout_amount % self.granularity == 0
         self.marketplace.start_settlement_processing(str(settlement.id), self.cause)
         outcome = f"tr-{period}" if paid else "account_closed"
         self.marketplace.finish_settlement(str(settlement.id), paid, outcome, self.cause)
@@ -169,6 +186,7 @@ class RefundsDisputesAndSettlements(RuleBasedStateMachine):
                 found = self.marketplace.transfer_recovery(str(allocation.id), entry["refund_id"])
                 if found is None:
                     continue
+                assert found["amount"] % self.granularity == 0
                 self.marketplace.record_transfer_reversal(
                     found["allocation_id"],
                     entry["refund_id"],
@@ -191,11 +209,30 @@ class RefundsDisputesAndSettlements(RuleBasedStateMachine):
             assert allocation.refunded_amount == refunded
             net = refunded + allocation.disputed_amount
             fee, subtotal = allocation.platform_fee_amount, allocation.subtotal_amount
-            assert allocation.platform_fee_reversed_amount == rule_fee_reversed(fee, net, subtotal)
+            assert allocation.platform_fee_reversed_amount == rule_fee_reversed(
+                fee, net, subtotal, self.granularity
+            )
             assert allocation.platform_fee_reversed_amount + allocation.payout_reversed_amount == net
             assert 0 <= allocation.refundable_amount <= subtotal
             assert 0 <= allocation.payout_reversed_amount <= allocation.payout_amount
             assert allocation.disputed_amount >= 0
+
+    @invariant()
+    def every_amount_booked_is_a_multiple_of_the_granularity(self) -> None:
+        step = self.granularity
+        for refund in self.order().refunds:
+            assert refund["amount"] % step == 0
+            for part in refund["allocations"]:
+                amounts = [v for k, v in part.items() if k.endswith("_amount") or k == "amount"]
+                assert amounts and all(v % step == 0 for v in amounts)
+        for allocation in self.allocations():
+            assert allocation.granularity == step
+            for entry in allocation.refunds:
+                assert entry["amount"] % step == 0
+                assert entry["platform_fee_reversed_amount"] % step == 0
+                assert entry["payout_reversed_amount"] % step == 0
+            for reversal in allocation.dispute_reversals.values():
+                assert reversal["amount"] % step == 0
 
     @invariant()
     def order_payment_and_allocations_agree_to_the_unit(self) -> None:
@@ -230,3 +267,23 @@ RefundsDisputesAndSettlements.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestRefundsDisputesAndSettlements = RefundsDisputesAndSettlements.TestCase
+
+
+class GranularRefundsDisputesAndSettlements(RefundsDisputesAndSettlements):
+    """The same steps in KWD, which Stripe takes only in multiples of 10 (of 1/1000 dinar)."""
+
+    currency = "KWD"
+    granularity = 10
+
+
+class WholeAriaryRefundsDisputesAndSettlements(RefundsDisputesAndSettlements):
+    """The same steps in MGA, which Stripe takes only in whole ariary (100 ISO minor units)."""
+
+    currency = "MGA"
+    granularity = 100
+
+
+for _machine in (GranularRefundsDisputesAndSettlements, WholeAriaryRefundsDisputesAndSettlements):
+    _machine.TestCase.settings = RefundsDisputesAndSettlements.TestCase.settings
+TestGranularRefundsDisputesAndSettlements = GranularRefundsDisputesAndSettlements.TestCase
+TestWholeAriaryRefundsDisputesAndSettlements = WholeAriaryRefundsDisputesAndSettlements.TestCase

@@ -96,6 +96,7 @@ class TestCompletePayment:
             payout_amount=1,
             items=[],
             cause=cause,
+            granularity=1,
         )
         marketplace.save(squatter)
         before = last_position(marketplace)
@@ -296,6 +297,59 @@ class TestRefundOrder:
             assert marketplace.get_order(order.id).status == "refunded"
         finally:
             marketplace.close()
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        data=st.data(),
+        subtotals=st.lists(st.integers(min_value=1, max_value=5_000), min_size=1, max_size=4),
+        fee_bps=st.integers(min_value=0, max_value=10_000),
+        rule=st.sampled_from([("KWD", 10), ("MGA", 100)]),
+    )
+    def test_granular_refunds_split_in_multiples_and_reverse_every_fee_exactly(
+        self, data: st.DataObject, subtotals: list[int], fee_bps: int, rule: tuple[str, int]
+    ) -> None:
+        currency, step = rule
+        items = [
+            {"seller_id": f"s-{i}", "sku": "x", "description": "", "unit_amount": units * step, "quantity": 1}
+            for i, units in enumerate(subtotals)
+        ]
+        marketplace = Marketplace(env=POPO_ENV)
+        try:
+            cause = make_cause()
+            session = make_session(items, currency, fee_bps, granularity=step)
+            _, order = place_order(marketplace, session, cause)
+            partial_refunds = data.draw(st.integers(min_value=0, max_value=5), label="partial refunds")
+            count = 0
+            while (left := marketplace.get_order(order.id).refundable_amount) > 0:
+                last = count >= partial_refunds
+                amount = (
+                    left if last else step * data.draw(st.integers(1, left // step), label=f"refund {count}")
+                )
+                result = marketplace.refund_order(str(order.id), amount, None, f"r-{count}", cause)
+                assert sum(a["amount"] for a in result["allocations"]) == amount
+                for part in result["allocations"]:
+                    fee, payout = part["platform_fee_reversed_amount"], part["payout_reversed_amount"]
+                    assert part["amount"] % step == 0 and fee % step == 0 and payout % step == 0
+                    assert fee + payout == part["amount"]
+                count += 1
+            for i, seller in enumerate(order.sellers):
+                allocation = allocation_of(marketplace, order, f"s-{i}")
+                assert allocation.granularity == step
+                assert allocation.platform_fee_reversed_amount == seller["platform_fee_amount"]
+                assert allocation.payout_reversed_amount == seller["payout_amount"]
+        finally:
+            marketplace.close()
+
+    def test_a_refund_the_provider_cannot_take_in_its_currency_is_refused_naming_the_rule(
+        self, marketplace: Marketplace, cause: dict
+    ) -> None:
+        items = [{"seller_id": "s-1", "sku": "x", "description": "", "unit_amount": 5000, "quantity": 1}]
+        _, order = place_order(marketplace, make_session(items, "KWD", granularity=10), cause)
+        with pytest.raises(InvalidRefundError, match="KWD only in multiples of 10 minor units") as refused:
+            marketplace.refund_order(str(order.id), 1005, None, "r-1", cause)
+        assert refused.value.field == "amount"
+        assert marketplace.get_order(order.id).refunded_amount == 0
+        assert marketplace.refund_order(str(order.id), 1000, None, "r-2", cause)["amount"] == 1000
 
 
 class TestFrozenTime:

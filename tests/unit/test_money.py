@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 
 import pytest
@@ -225,3 +226,71 @@ class TestSplitProportionally:
     def test_negative_or_non_integer_inputs_are_refused(self, total: object, weights: list[object]) -> None:
         with pytest.raises(InvalidAmountError):
             split_proportionally(total, weights)  # type: ignore[arg-type]  # wrong on purpose: refused
+
+
+granularities = st.sampled_from([10, 100])  # KWD and the other dinars at Stripe; MGA (whole ariary)
+
+
+class TestGranularRounding:
+    """In a currency the provider takes only in multiples of ``granularity`` minor units, every
+    rule rounds to the granularity: each part is a multiple of it and every sum stays exact."""
+
+    @PROPERTY
+    @given(step=granularities, units=st.integers(min_value=0, max_value=10**10), fee_bps=fee_rates)
+    def test_fee_and_payout_are_multiples_that_sum_to_the_subtotal(
+        self, step: int, units: int, fee_bps: int
+    ) -> None:
+        subtotal = units * step
+        fee, payout = split_fee(subtotal, fee_bps, step)
+        assert fee % step == 0 and payout % step == 0
+        assert fee + payout == subtotal
+        # The nearest multiple of the granularity to the exact fee (half up).
+        assert abs(Fraction(fee) - Fraction(subtotal * fee_bps, 10_000)) <= Fraction(step, 2)
+        assert fee == fee_for(units, fee_bps) * step
+
+    @PROPERTY
+    @given(
+        data=st.data(),
+        step=granularities,
+        weights=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=8).filter(
+            lambda ws: sum(ws) > 0
+        ),
+    )
+    def test_a_split_over_what_each_has_left_gives_multiples_within_each_share(
+        self, data: st.DataObject, step: int, weights: list[int]
+    ) -> None:
+        left = [w * step for w in weights]
+        total = step * data.draw(st.integers(min_value=0, max_value=sum(weights)), label="units")
+        parts = split_proportionally(total, left, step)
+        assert sum(parts) == total
+        assert all(p % step == 0 and 0 <= p <= w for p, w in zip(parts, left, strict=True))
+
+    @PROPERTY
+    @given(
+        step=granularities,
+        fee_units=st.integers(min_value=0, max_value=10**6),
+        subtotal=st.integers(min_value=1, max_value=10**9),
+        data=st.data(),
+    )
+    def test_prorating_a_fee_gives_a_multiple_exact_at_both_ends(
+        self, step: int, fee_units: int, subtotal: int, data: st.DataObject
+    ) -> None:
+        part = data.draw(st.integers(min_value=0, max_value=subtotal), label="part")
+        fee = fee_units * step
+        prorated = prorate(fee, part, subtotal, step)
+        assert prorated % step == 0 and 0 <= prorated <= fee
+        assert prorate(fee, 0, subtotal, step) == 0 and prorate(fee, subtotal, subtotal, step) == fee
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda: split_fee(1005, 1000, 10),
+            lambda: split_proportionally(1005, [1, 1], 10),
+            lambda: prorate(1005, 1, 2, 10),
+        ],
+    )
+    def test_amounts_that_are_not_multiples_of_the_granularity_are_refused(
+        self, call: Callable[[], object]
+    ) -> None:
+        with pytest.raises(InvalidAmountError, match="multiple of 10 minor units"):
+            call()

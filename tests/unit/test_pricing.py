@@ -65,6 +65,30 @@ class TestQuoteProperties:
                 seller["subtotal_amount"], fee_bps
             )
 
+    @settings(max_examples=200, deadline=None)
+    @given(
+        cart=items,
+        fee_bps=st.integers(min_value=0, max_value=10_000),
+        rule=st.sampled_from([("KWD", 10), ("BHD", 10), ("TND", 10), ("MGA", 100)]),
+    )
+    def test_in_a_granular_currency_every_fee_and_payout_is_a_multiple_and_adds_up(
+        self, cart: list[dict[str, Any]], fee_bps: int, rule: tuple[str, int]
+    ) -> None:
+        currency, step = rule
+        cart = [{**i, "unit_amount": i["unit_amount"] // 20 * step or step} for i in cart]
+        priced = quote(currency, cart, fee_bps, step)
+        for seller in priced.sellers:
+            assert seller.subtotal_amount % step == 0
+            assert seller.platform_fee_amount % step == 0 and seller.payout_amount % step == 0
+            assert seller.platform_fee_amount + seller.payout_amount == seller.subtotal_amount
+            exact = seller.subtotal_amount * fee_bps / 10_000
+            assert abs(seller.platform_fee_amount - exact) <= step / 2
+        assert priced.total_amount == sum(i["unit_amount"] * i["quantity"] for i in cart)
+
+    def test_a_unit_amount_the_provider_cannot_take_is_refused_naming_currency_and_rule(self) -> None:
+        with pytest.raises(InvalidCheckoutError, match="KWD only in multiples of 10 minor units"):
+            quote("KWD", [item(unit_amount=1255)], 1000, 10)
+
     @settings(max_examples=100, deadline=None)
     @given(cart=items)
     def test_sellers_appear_once_in_order_of_first_appearance(self, cart: list[dict[str, Any]]) -> None:

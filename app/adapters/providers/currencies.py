@@ -1,19 +1,27 @@
 """How each provider writes each currency, against ISO 4217 (tally's minor units).
 
-Stripe (docs.stripe.com/currencies, "Zero-decimal currencies" and "Special cases"):
+Stripe (docs.stripe.com/currencies, "Zero-decimal currencies", "Three-decimal currencies" and
+"Special cases"):
 - zero-decimal: BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF. All are ISO
-  zero-decimal too, except MGA (ISO: two decimals), which Stripe takes in whole ariary only;
+  zero-decimal too, except MGA (ISO: two decimals), which Stripe takes in whole ariary: tally's
+  amounts are multiples of 100 and divided by 100 at the boundary;
 - ISK: ISO zero-decimal, but Stripe keeps two decimals and requires multiples of 100, so tally's
   whole krónur are multiplied by 100 at the boundary (exact both ways);
-- BHD JOD KWD OMR TND: three decimals whose last digit must be 0;
+- BHD JOD KWD OMR TND: three decimals, as in ISO, "the least-significant (last) digit [must be]
+  0": tally's amounts are multiples of 10 and pass unchanged;
+- other three- and four-decimal codes (IQD, LYD, CLF, UYW) Stripe does not charge: refused;
 - minimum charges: USD 0.50 and the equivalents Stripe lists per settlement currency.
-Currencies whose provider amounts would need rounding (a granularity above 1 in tally's units)
-are refused when quoting: tally rounds fees and splits at one minor unit, and would otherwise
-produce amounts the provider refuses.
+A rule's ``granularity`` (10 for the dinars, 100 for MGA) is what tally rounds to: quoting refuses
+unit amounts that are not multiples of it, refunds must be multiples of it, and fees, splits,
+fee reversals and transfers are computed in units of it (domain/money.py), so every amount sent
+is one the provider takes and every sum holds exactly.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from domain.errors import DomainError
 from domain.money import check_currency, minor_units
 from domain.ports import CurrencyNotChargeableError, CurrencyRule
 
@@ -50,29 +58,37 @@ def stripe_rule(currency: str) -> CurrencyRule:
     """Stripe's way with ``currency``; the mock provider applies it too, so tests see it."""
     currency = check_currency(currency)
     iso = minor_units(currency)
-    stripe_exponent = 0 if currency in STRIPE_ZERO_DECIMAL else 3 if currency in STRIPE_LAST_DIGIT_ZERO else 2
-    if iso >= 3 and currency not in STRIPE_LAST_DIGIT_ZERO:
-        raise CurrencyNotChargeableError(f"Stripe does not charge {currency} ({iso} decimals)")
+    minimum = STRIPE_MINIMUM_CHARGE.get(currency, 1)
     if currency in STRIPE_LAST_DIGIT_ZERO:
-        rule = CurrencyRule(currency, granularity=10)
-    elif stripe_exponent >= iso:
-        rule = CurrencyRule(currency, scale=10 ** (stripe_exponent - iso))
-    else:
-        rule = CurrencyRule(currency, granularity=10 ** (iso - stripe_exponent))
-    if rule.granularity > 1:
-        raise CurrencyNotChargeableError(
-            f"Stripe takes {currency} only in multiples of {rule.granularity} minor units; tally rounds "
-            f"fees and splits to one minor unit, so it does not quote {currency} with Stripe"
-        )
-    return CurrencyRule(currency, rule.scale, 1, STRIPE_MINIMUM_CHARGE.get(currency, 1))
+        return CurrencyRule(currency, granularity=10, minimum=max(minimum, 10))
+    if iso >= 3:
+        raise CurrencyNotChargeableError(f"Stripe does not charge {currency} ({iso} decimals)")
+    stripe_exponent = 0 if currency in STRIPE_ZERO_DECIMAL else 2
+    if stripe_exponent >= iso:
+        return CurrencyRule(currency, scale=10 ** (stripe_exponent - iso), minimum=minimum)
+    step = 10 ** (iso - stripe_exponent)
+    return CurrencyRule(currency, granularity=step, minimum=max(minimum, step), divisor=step)
 
 
 def to_provider(rule: CurrencyRule, amount: int) -> int:
-    return amount * rule.scale
+    """Tally's amount as the provider writes it; an amount the provider cannot take is a bug
+    upstream (quotes, refunds and splits keep to the granularity), never rounded here."""
+    if amount % rule.granularity:
+        raise ValueError(f"{amount} {rule.currency} is not a multiple of {rule.granularity} minor units")
+    return amount * rule.scale // rule.divisor
 
 
 def from_provider(rule: CurrencyRule, amount: int) -> int:
-    whole, rest = divmod(amount, rule.scale)
+    whole, rest = divmod(amount * rule.divisor, rule.scale)
     if rest:
         raise ValueError(f"{amount} {rule.currency} at the provider is not a whole tally minor unit")
     return whole
+
+
+def stripe_amount_in_tally(amount: Any, currency: str) -> Any:
+    """An amount Stripe reports, in tally's minor units (ISK and MGA differ); as given when it
+    cannot be read (reconciliation then reports the difference)."""
+    try:
+        return from_provider(stripe_rule(currency), amount)
+    except (DomainError, TypeError, ValueError):
+        return amount

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import stripe
 
-from app.adapters.providers.currencies import stripe_rule
+from app.adapters.providers.currencies import stripe_rule, to_provider
 from app.adapters.providers.stripe_events import refunds_in
 from domain.errors import PaymentStateError
 from domain.ports import (
@@ -193,7 +193,7 @@ class StripeGateway:
     ) -> ChargeResult:
         started = time.time()
         params: PaymentIntentCreateParams = {
-            "amount": amount * stripe_rule(currency).scale,
+            "amount": to_provider(stripe_rule(currency), amount),
             "currency": currency.lower(),
             "payment_method": payment_method,
             "confirm": True,
@@ -238,7 +238,7 @@ class StripeGateway:
     ) -> RefundResult:
         params: RefundCreateParams = {
             "payment_intent": provider_reference,
-            "amount": amount * stripe_rule(currency).scale,
+            "amount": to_provider(stripe_rule(currency), amount),
             "metadata": {"refund_id": refund_id},
         }
         try:
@@ -293,7 +293,7 @@ class StripeGateway:
         if not destination:
             return PayoutResult(False, None, "no_connected_account")
         params: TransferCreateParams = {
-            "amount": amount * stripe_rule(currency).scale,
+            "amount": to_provider(stripe_rule(currency), amount),
             "currency": currency.lower(),
             "destination": destination,
             "transfer_group": transfer_group,
@@ -355,7 +355,7 @@ class StripeGateway:
         """A Transfer Reversal of ``amount`` of the transfer ``provider_reference`` (the connected
         account pays it back); Stripe refusing it (e.g. the account's balance is short) is a failed result."""
         params: TransferReversalCreateParams = {
-            "amount": amount * stripe_rule(currency).scale,
+            "amount": to_provider(stripe_rule(currency), amount),
             "metadata": {**metadata, "reversal_id": reversal_id},
         }
         try:

@@ -142,3 +142,25 @@ def test_a_transfer_takes_available_funds_or_draws_on_a_charge_never_beyond_it(s
     assert stub.available_balance("usd") == 1000
     assert sdk.v1.transfers.create({**plain, "amount": 400}).amount == 400
     assert stub.available_balance("usd") == 600
+
+
+def test_three_decimal_amounts_whose_last_digit_is_not_zero_are_refused_everywhere(sdk, stub):
+    error = refusal(lambda: sdk.v1.payment_intents.create({**CARD, "currency": "kwd", "amount": 5125}))
+    assert (error["status"], error["code"], error["param"]) == (
+        400,
+        "invalid_charge_amount_no_decimal_compatible",
+        "amount",
+    )
+    assert stub.intents == {}
+    intent = sdk.v1.payment_intents.create({**CARD, "currency": "kwd", "amount": 5120})
+    error = refusal(lambda: sdk.v1.refunds.create({"payment_intent": intent.id, "amount": 1005}))
+    assert error["code"] == "invalid_charge_amount_no_decimal_compatible"
+    assert sdk.v1.refunds.create({"payment_intent": intent.id, "amount": 1000}).amount == 1000
+    transfer = {"currency": "kwd", "destination": "acct_s1", "source_transaction": intent.latest_charge}
+    error = refusal(lambda: sdk.v1.transfers.create({**transfer, "amount": 3001}))
+    assert error["code"] == "invalid_charge_amount_no_decimal_compatible"
+    made = sdk.v1.transfers.create({**transfer, "amount": 3000})
+    error = refusal(lambda: sdk.v1.transfers.reversals.create(made.id, {"amount": 15}))
+    assert error["code"] == "invalid_charge_amount_no_decimal_compatible"
+    # MGA is zero-decimal at Stripe: whole ariary, any integer.
+    assert sdk.v1.payment_intents.create({**CARD, "currency": "mga", "amount": 2501}).status == "succeeded"

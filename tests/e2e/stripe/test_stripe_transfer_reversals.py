@@ -303,6 +303,7 @@ def test_an_allocation_recovers_only_the_adjustment_it_owes_and_only_once():
         payout_amount=2250,
         items=[],
         cause=cause,
+        granularity=1,
     )
     allocation.refund("r-0", 100, cause)
     with pytest.raises(AllocationStateError):  # not settled: nothing paid out to recover

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.commands.checkout import confirm_checkout, create_checkout_session
-from domain.errors import CheckoutConflictError, PaymentDeclinedError
+from domain.errors import CheckoutConflictError, InvalidCheckoutError, PaymentDeclinedError
 from domain.ports import CurrencyNotChargeableError, ProviderUnavailableError
 from tests.fakes import FakeDeps
 from tests.unit.conftest import ADDRESS, ITEMS, make_cause
@@ -105,9 +105,23 @@ def test_a_quote_below_the_minimum_charge_is_refused_naming_the_rule(deps: FakeD
 
 
 def test_a_quote_in_a_currency_the_provider_cannot_charge_is_refused(deps: FakeDeps) -> None:
-    with pytest.raises(CurrencyNotChargeableError, match="KWD"):
-        create_checkout_session(deps, cart("KWD", 5000))
+    with pytest.raises(CurrencyNotChargeableError, match="IQD"):
+        create_checkout_session(deps, cart("IQD", 5000))
     assert deps.sessions.sessions == {}
+
+
+@pytest.mark.parametrize(("currency", "step"), [("KWD", 10), ("TND", 10), ("MGA", 100)])
+def test_a_granular_currency_is_quoted_in_multiples_of_its_granularity_only(
+    deps: FakeDeps, currency: str, step: int
+) -> None:
+    with pytest.raises(InvalidCheckoutError, match=f"{currency} only in multiples of {step} minor units"):
+        create_checkout_session(deps, cart(currency, 1234 * step + 1))
+    assert deps.sessions.sessions == {}
+    session = create_checkout_session(deps, cart(currency, 1234 * step))
+    assert session["granularity"] == step
+    seller = session["sellers"][0]
+    assert seller["platform_fee_amount"] % step == 0 and seller["payout_amount"] % step == 0
+    assert seller["platform_fee_amount"] + seller["payout_amount"] == 1234 * step
 
 
 def test_a_payment_processing_at_the_provider_waits_for_its_webhook_without_a_client_secret(
