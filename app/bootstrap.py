@@ -24,11 +24,13 @@ from app.adapters.providers import build_gateway
 from app.adapters.queue import InlineJobs, RqJobs
 from app.adapters.read_models import SqlAuditor, SqlReadModels
 from app.adapters.records import SqlRecords
+from app.audit.fees import FeeRule
 from app.commands.deps import Policy
 from app.commands.notifications import deliver_notifications
 from app.commands.settlement_runs import execute_settlement_run
 from app.commands.verification import execute_verification
 from app.config import Settings
+from domain.payable import PayableRule
 from domain.ports import Mailer, PaymentGateway
 from domain.services import Marketplace
 
@@ -207,6 +209,7 @@ class Container:
                 checkout_session_ttl_seconds=settings.checkout_session_ttl_seconds,
                 reverse_payouts_on_refund=settings.payment_provider == "stripe"
                 and settings.stripe_refunds_of_paid_out == "reverse_transfer",
+                payable=PayableRule(settings.settle_after, settings.settlement_hold_days),
             ),
         )
 
@@ -234,7 +237,15 @@ class Container:
 
     @property
     def auditor(self) -> SqlAuditor:
-        return self._get("auditor", lambda: SqlAuditor(self.marketplace, self.engine))
+        return self._get(
+            "auditor",
+            lambda: SqlAuditor(
+                self.marketplace,
+                self.engine,
+                self.policy.payable,
+                FeeRule(self.policy.platform_fee_bps, self.policy.checkout_session_ttl_seconds),
+            ),
+        )
 
     def close(self) -> None:
         """Close what this process built."""

@@ -226,6 +226,7 @@ audit_group = AppGroup("audit", help="Replay the books and check them.")
 def audit_verify_command() -> None:
     """Check the hash chain, every money invariant and every read model; exit 1 on any breach."""
     from app.audit import verify
+    from app.audit.fees import FeeRule
     from projections.runner import PROJECTIONS, catch_up
 
     container = current_app.extensions["tally"]
@@ -249,7 +250,9 @@ def audit_verify_command() -> None:
             bar.__enter__()
         bar.update(n)
 
-    report = verify(app_, container.engine, progress=progress)
+    policy = container.policy
+    fees = FeeRule(policy.platform_fee_bps, policy.checkout_session_ttl_seconds)
+    report = verify(app_, container.engine, progress=progress, payable=policy.payable, fees=fees)
     for bar in bars.values():
         bar.__exit__(None, None, None)
     for what, count in report.checked.items():
@@ -281,7 +284,9 @@ def audit_settlement_command(settlement_id: str) -> None:
     container = current_app.extensions["tally"]
     if container.marketplace.get_settlement(settlement_id) is None:
         raise click.UsageError(f"no settlement {settlement_id}")
-    result = recompute_settlement(container.marketplace, container.engine, settlement_id)
+    result = recompute_settlement(
+        container.marketplace, container.engine, settlement_id, container.policy.payable
+    )
     click.echo(f"settlement {settlement_id}")
     click.echo(f"  paid     {result['paid_total_payout_amount']}")
     click.echo(f"  expected {result['expected_total_payout_amount']}")

@@ -65,6 +65,8 @@ class Settings:
     # web); Redis commands time out too.
     database_statement_timeout_seconds: int = 0
     redis_socket_timeout_seconds: int = 5
+    settle_after: str = "placed"
+    settlement_hold_days: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +79,9 @@ class Settings:
             raise SettingsError(
                 f"STRIPE_REFUNDS_OF_PAID_OUT must be adjust or reverse_transfer, got {paid_out!r}"
             )
+        settle_after = env.get("SETTLE_AFTER", "placed") or "placed"
+        if settle_after not in ("placed", "delivered"):
+            raise SettingsError(f"SETTLE_AFTER must be placed or delivered, got {settle_after!r}")
         settings = cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             database_schema=env.get("DATABASE_SCHEMA") or None,
@@ -97,6 +102,8 @@ class Settings:
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
             database_statement_timeout_seconds=_int(env, "DATABASE_STATEMENT_TIMEOUT", 0, 0, 86_400),
             redis_socket_timeout_seconds=_int(env, "REDIS_SOCKET_TIMEOUT", 5, 1, 3600),
+            settle_after=settle_after,
+            settlement_hold_days=_int(env, "SETTLEMENT_HOLD_DAYS", 0, 0, 3650),
         )
         _ = settings.database  # parse DATABASE_URL now: a bad one fails at start-up
         settings.check_provider()

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from app.adapters.outages import RETRY_AFTER_SECONDS, dependency_of, note_outage
 from domain import errors as domain_errors
+from domain.inventory import InsufficientStockError
 from domain.ports import ProviderConfigurationError, ProviderUnavailableError
 
 log = logging.getLogger("tally.errors")
@@ -23,6 +24,7 @@ STATUS_FOR: list[tuple[type[Exception], int]] = [
     (domain_errors.NotFoundError, 404),
     (domain_errors.CheckoutSessionExpiredError, 410),
     (domain_errors.CheckoutConflictError, 409),
+    (InsufficientStockError, 409),
     (domain_errors.ConcurrentChangeError, 409),
     (domain_errors.PaymentStateError, 409),
     (domain_errors.AllocationStateError, 409),
@@ -141,6 +143,8 @@ def handle_domain_error(error: domain_errors.DomainError) -> Response:
         return problem(422, str(error), errors={error.field or "_schema": [str(error)]})
     if status == 409 and isinstance(error, domain_errors.ConcurrentChangeError):
         return problem(409, str(error), headers={"Retry-After": "1"})
+    if isinstance(error, InsufficientStockError):
+        return problem(409, str(error), insufficient_stock=error.shortages)
     return problem(status, str(error))
 
 

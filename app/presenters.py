@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from domain import settlement as settlement_status
+from domain.fulfilment import Fulfilment, part_view, with_fulfilment
 from domain.order import Order
 from domain.payment import PENDING, REQUIRES_ACTION, Payment
 from domain.seller_account import SellerAccount
@@ -61,9 +62,12 @@ def dispute_views(payment: Payment) -> dict[str, Any]:
     }
 
 
-def order_view(order: Order, payment: Payment | None = None) -> dict[str, Any]:
-    """An order; with its ``payment`` given, also the disputes of that payment."""
-    document = order.document()
+def order_view(
+    order: Order, payment: Payment | None = None, fulfilments: dict[str, Fulfilment | None] | None = None
+) -> dict[str, Any]:
+    """An order; with its ``payment`` given, also the disputes of that payment; with its parts'
+    ``fulfilments`` (by seller; none given: every part ``placed``), each part's fulfilment."""
+    document = with_fulfilment(order.document(), fulfilment_parts(fulfilments or {}))
     document["created_at"] = rfc3339(document["created_at"])
     if payment is not None:
         document.update(dispute_views(payment))
@@ -72,6 +76,19 @@ def order_view(order: Order, payment: Payment | None = None) -> dict[str, Any]:
 
 # Kept with a session for tally's own use, not part of the contract.
 SESSION_INTERNALS = frozenset({"expires_at_epoch", "granularity", "attempt"})
+
+
+def fulfilment_parts(fulfilments: dict[str, Fulfilment | None]) -> dict[str, dict[str, Any]]:
+    """Each seller's part's fulfilment as the API shows it, timestamps in RFC 3339."""
+    parts = {}
+    for seller_id, fulfilment in fulfilments.items():
+        part = part_view(fulfilment)
+        part["delivered_at"] = rfc3339(part["delivered_at"])
+        part["cancelled_at"] = rfc3339(part["cancelled_at"])
+        for shipment in part["shipments"]:
+            shipment["shipped_at"] = rfc3339(shipment["shipped_at"])
+        parts[seller_id] = part
+    return parts
 
 
 def session_view(session: dict[str, Any]) -> dict[str, Any]:

@@ -78,3 +78,24 @@ def seller_account_id(seller_id: str) -> UUID:
 def transfer_undo_id(settlement_id: str, allocation_id: str) -> UUID:
     """The reversal that takes a settlement line's transfer back when another line failed for good."""
     return uuid5(NAMESPACE, f"transfer-undo/{settlement_id}/{allocation_id}")
+
+
+def fulfilment_id(allocation_id: str) -> UUID:
+    """The one fulfilment of one allocation (a seller's part of an order)."""
+    return uuid5(NAMESPACE, f"fulfilment/{allocation_id}")
+
+
+def cancellation_refund_key(allocation_id: str) -> str:
+    """The refund key of a part's cancellation: a part is cancelled once, so a retried cancel
+    (after a crash, from anyone) makes and records the same refund, never a second one."""
+    return f"cancellation/{allocation_id}"
+
+
+def seller_fee_id(seller_id: str) -> UUID:
+    """The one fee-rate history a seller has."""
+    return uuid5(NAMESPACE, f"seller-fee/{seller_id}")
+
+
+def stock_id(seller_id: str, sku: str) -> UUID:
+    """The one stock record of a seller's SKU."""
+    return uuid5(NAMESPACE, f"stock/{seller_id}/{sku}")

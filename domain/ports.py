@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from domain.errors import InvalidCheckoutError
+from domain.payable import PayableRule
 
 CHARGE_SUCCEEDED = "succeeded"
 CHARGE_REQUIRES_ACTION = "requires_action"
@@ -384,11 +385,22 @@ class ReadModels(Protocol):
 
     def catch_up(self, *names: str) -> None: ...
 
-    def unsettled_for_seller(self, seller_id: str, before: datetime) -> dict[str, dict[str, list[Any]]]:
-        """Per currency, the seller's unsettled ``allocations`` and ``adjustments`` created before."""
+    def unsettled_for_seller(
+        self,
+        seller_id: str,
+        before: datetime,
+        payable: PayableRule | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, dict[str, list[Any]]]:
+        """Per currency, the seller's unsettled ``allocations`` (payable by ``now``, never cancelled)
+        and ``adjustments`` created before."""
         ...
 
     def seller_currencies(self, seller_id: str) -> list[str]: ...
+
+    def open_reservations(self) -> dict[str, tuple[list[tuple[str, str]], datetime]]:
+        """Per checkout session with stock reserved: its (seller, SKU)s and when it expires."""
+        ...
 
     def sellers_with_unsettled(self, before: datetime) -> list[str]: ...
 

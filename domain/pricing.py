@@ -58,8 +58,15 @@ class Quote:
         }
 
 
-def quote(currency: str, items: Iterable[Mapping[str, Any]], fee_bps: int, granularity: int = 1) -> Quote:
-    """Price a cart: group items by seller (in order of first appearance) and split each subtotal.
+def quote(
+    currency: str,
+    items: Iterable[Mapping[str, Any]],
+    fee_bps: int,
+    seller_fee_bps: Mapping[str, int] | None = None,
+    granularity: int = 1,
+) -> Quote:
+    """Price a cart: group items by seller (in order of first appearance) and split each subtotal,
+    at the seller's own rate where ``seller_fee_bps`` has one, else at ``fee_bps``.
 
     ``granularity``: the provider takes this currency only in multiples of it (minor units), so
     every unit amount must be one, and fees round to it."""
@@ -91,8 +98,9 @@ def quote(currency: str, items: Iterable[Mapping[str, Any]], fee_bps: int, granu
         subtotal = sum(line["total_amount"] for line in lines)
         if subtotal > MAX_TOTAL_AMOUNT:
             raise InvalidCheckoutError(f"total exceeds {MAX_TOTAL_AMOUNT} minor units")
-        fee, payout = split_fee(subtotal, fee_bps, granularity)
-        sellers.append(SellerQuote(seller_id, subtotal, fee_bps, fee, payout, tuple(lines)))
+        rate = fee_bps if seller_fee_bps is None else seller_fee_bps.get(seller_id, fee_bps)
+        fee, payout = split_fee(subtotal, rate, granularity)
+        sellers.append(SellerQuote(seller_id, subtotal, rate, fee, payout, tuple(lines)))
     result = Quote(currency, tuple(sellers))
     if result.total_amount > MAX_TOTAL_AMOUNT:
         raise InvalidCheckoutError(f"total exceeds {MAX_TOTAL_AMOUNT} minor units")

@@ -7,12 +7,23 @@ from __future__ import annotations
 
 from domain.ids import allocation_id
 from domain.marketplace.checkout import CheckoutTransactions
+from domain.marketplace.fees import FeeTransactions
+from domain.marketplace.fulfilment import FulfilmentTransactions
+from domain.marketplace.inventory import InventoryTransactions
 from domain.marketplace.operations import OperationsTransactions
 from domain.marketplace.refunds import RefundTransactions
 from domain.marketplace.settlement import SettlementTransactions
 
 
-class Marketplace(CheckoutTransactions, RefundTransactions, SettlementTransactions, OperationsTransactions):
+class Marketplace(
+    CheckoutTransactions,
+    RefundTransactions,
+    SettlementTransactions,
+    OperationsTransactions,
+    FulfilmentTransactions,
+    FeeTransactions,
+    InventoryTransactions,
+):
     """Payments, orders and the sellers' allocations of a multi-seller marketplace."""
 
     name = "Marketplace"  # the application's name: its tables and settings are named after it

@@ -11,11 +11,16 @@ from typing import Any, Generic, TypeVar
 from eventsourcing.utils import get_topic
 
 from domain.allocation import Allocation
+from domain.fulfilment import Fulfilment
+from domain.inventory import StockItem
 from domain.order import Order
 from domain.payment import Payment
+from domain.seller_fee import SellerFee
 from domain.settlement import Settlement
 
-AGGREGATES: dict[str, type[Any]] = {cls.__name__: cls for cls in (Payment, Order, Allocation, Settlement)}
+AGGREGATES: dict[str, type[Any]] = {
+    cls.__name__: cls for cls in (Payment, Order, Allocation, Settlement, Fulfilment, SellerFee, StockItem)
+}
 
 H = TypeVar("H", bound=Callable[..., Any])
 

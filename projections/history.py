@@ -60,10 +60,17 @@ def list_audit_events(marketplace: Marketplace, engine: Engine, after: int, limi
     _catch_up_log(marketplace, engine)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(audit_log).where(audit_log.c.position > after).order_by(audit_log.c.position).limit(limit)
+            select(audit_log)
+            .where(audit_log.c.position > after)
+            .order_by(audit_log.c.position)
+            .limit(limit + 1)
         ).all()
-    events = [audit_event(row) for row in rows]
-    return {"events": events, "next_after": events[-1]["position"] if events else after}
+    events = [audit_event(row) for row in rows[:limit]]
+    return {
+        "events": events,
+        "has_more": len(rows) > limit,
+        "next_after": events[-1]["position"] if events else after,
+    }
 
 
 def audit_event_pages(marketplace: Marketplace, engine: Engine, after: int) -> Iterator[list[dict[str, Any]]]:

@@ -1,10 +1,13 @@
-"""Invoices: one per order and seller, numbered gap-free and increasing per seller.
+"""Invoices: one per order and seller, numbered gap-free and increasing per seller; and credit
+notes: one per refund (or cancellation) and seller, in their own gap-free series per seller.
 
 Numbers come from a per-seller counter row updated in the same transaction as the
-invoice and the projection's position; only one writer runs this projection at a time,
-so no number is skipped or used twice. Lines always sum to ``total_amount``, which is
-what the seller nets: items, minus the platform fee, minus refunds, plus the fee the
-refunds reversed.
+document and the projection's position; only one writer runs this projection at a time,
+so no number is skipped or used twice, and a rebuild replays the same events in the same order,
+so it gives every document the number it had. An issued invoice never changes (it only lists
+the ids of the credit notes that reference it). Lines always sum to ``total_amount``: on an
+invoice what the seller nets (items minus the platform fee), on a credit note what a refund
+takes back from it (the refund, less the platform fee it reversed).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 from domain.ids import name_id_text
 from projections.base import Projection, RowWriter, dumps
 from projections.event_types import event_class
-from projections.tables import invoice_counters, invoices_view
+from projections.tables import credit_note_counters, credit_notes_view, invoice_counters, invoices_view
 
 PLACED = event_class("Order.Placed")
 REFUND_RECORDED = event_class("Order.RefundRecorded")
@@ -26,13 +29,19 @@ def invoice_id(order_id: str, seller_id: str) -> str:
     return name_id_text(f"invoice/{order_id}/{seller_id}")
 
 
+def credit_note_id(refund_id: str, seller_id: str) -> str:
+    return name_id_text(f"credit-note/{refund_id}/{seller_id}")
+
+
 class InvoicesProjection(Projection):
     name = "invoices"
-    tables = [invoices_view, invoice_counters]
+    version = 2  # 2: refunds issue credit notes instead of changing the issued invoice
+    tables = [invoices_view, invoice_counters, credit_notes_view, credit_note_counters]
     event_classes = (PLACED, REFUND_RECORDED)
 
     def prepare(self, events: list[Any], writer: RowWriter) -> None:
         sellers: list[tuple[str]] = []
+        credited: list[tuple[str]] = []
         invoices: list[tuple[str]] = []
         for event in events:
             if isinstance(event, PLACED):
@@ -41,21 +50,23 @@ class InvoicesProjection(Projection):
                 invoices += [
                     (invoice_id(str(event.originator_id), part["seller_id"]),) for part in event.allocations
                 ]
+                credited += [(part["seller_id"],) for part in event.allocations]
         writer.load(invoice_counters, sellers)
+        writer.load(credit_note_counters, credited)
         writer.load(invoices_view, invoices)
 
     @singledispatchmethod
     def process_event(self, event: object, writer: RowWriter, position: int) -> None:
         pass
 
-    def _next_number(self, writer: RowWriter, seller_id: str) -> int:
-        """The seller's next invoice number; the counter row is written once per batch."""
-        counter = writer.get(invoice_counters, (seller_id,))
+    def _next_number(self, writer: RowWriter, seller_id: str, counters: Any = invoice_counters) -> int:
+        """The seller's next number in a series; the counter row is written once per batch."""
+        counter = writer.get(counters, (seller_id,))
         if counter is None:
-            writer.add(invoice_counters, seller_id=seller_id, last_number=1)
+            writer.add(counters, seller_id=seller_id, last_number=1)
             return 1
         number = counter["last_number"] + 1
-        writer.update(invoice_counters, (seller_id,), last_number=number)
+        writer.update(counters, (seller_id,), last_number=number)
         return number
 
     @process_event.register(PLACED)
@@ -108,15 +119,16 @@ class InvoicesProjection(Projection):
 
     @process_event.register(REFUND_RECORDED)
     def _refunded(self, event: Any, writer: RowWriter, position: int) -> None:
+        """A credit note per seller the refund reverses; the invoice only gains its id."""
         order_id = str(event.originator_id)
+        reason = event.cause.get("reason")
         for part in event.allocations:
             key = invoice_id(order_id, part["seller_id"])
             row = writer.get(invoices_view, (key,))
             if row is None:
                 raise LookupError(f"refund of invoice {key}, which was never issued")
-            document = json.loads(row["document"])
-            reason = event.cause.get("reason")
-            document["lines"].append(
+            invoice = json.loads(row["document"])
+            lines = [
                 {
                     "kind": "refund",
                     "description": f"Refund {event.refund_id}" + (f": {reason}" if reason else ""),
@@ -124,9 +136,9 @@ class InvoicesProjection(Projection):
                     "unit_amount": -part["amount"],
                     "total_amount": -part["amount"],
                 }
-            )
+            ]
             if part["platform_fee_reversed_amount"]:
-                document["lines"].append(
+                lines.append(
                     {
                         "kind": "platform_fee",
                         "description": f"Platform fee reversed on refund {event.refund_id}",
@@ -135,5 +147,31 @@ class InvoicesProjection(Projection):
                         "total_amount": part["platform_fee_reversed_amount"],
                     }
                 )
-            document["gross_amount"] -= part["amount"]
-            writer.update(invoices_view, (key,), document=dumps(document))
+            number = self._next_number(writer, part["seller_id"], credit_note_counters)
+            note = {
+                "id": credit_note_id(event.refund_id, part["seller_id"]),
+                "number": number,
+                "invoice_id": key,
+                "invoice_number": invoice["number"],
+                "order_id": order_id,
+                "seller_id": part["seller_id"],
+                "customer_id": invoice["customer_id"],
+                "allocation_id": part["allocation_id"],
+                "refund_id": event.refund_id,
+                "reason": reason,
+                "currency": invoice["currency"],
+                "issued_at": event.timestamp,
+                "lines": lines,
+            }
+            writer.add(
+                credit_notes_view,
+                credit_note_id=note["id"],
+                seller_id=part["seller_id"],
+                number=number,
+                invoice_id=key,
+                order_id=order_id,
+                issued_at=event.timestamp,
+                document=dumps(note),
+            )
+            invoice["credit_note_ids"] = [*invoice.get("credit_note_ids", []), note["id"]]
+            writer.update(invoices_view, (key,), document=dumps(invoice))

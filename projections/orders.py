@@ -7,8 +7,10 @@ from functools import singledispatchmethod
 from typing import Any
 
 from domain import order as order_refund
+from domain.fulfilment import part_view
 from projections.base import Projection, RowWriter, dumps
 from projections.event_types import event_class
+from projections.seller_orders import FULFILMENT, apply_fulfilment
 from projections.tables import orders_view
 
 PLACED = event_class("Order.Placed")
@@ -19,12 +21,12 @@ REFUND_FAILED = event_class("Order.RefundFailed")
 class OrdersProjection(Projection):
     name = "orders"
     tables = [orders_view]
-    event_classes = (PLACED, REFUND_RECORDED, REFUND_FAILED)
+    event_classes = (PLACED, REFUND_RECORDED, REFUND_FAILED, *FULFILMENT)
 
     def prepare(self, events: list[Any], writer: RowWriter) -> None:
         changed = (REFUND_RECORDED, REFUND_FAILED)
         refunded = [(str(e.originator_id),) for e in events if isinstance(e, changed)]
-        writer.load(orders_view, refunded)
+        writer.load(orders_view, refunded + [(e.order_id,) for e in events if isinstance(e, FULFILMENT)])
 
     @singledispatchmethod
     def process_event(self, event: object, writer: RowWriter, position: int) -> None:
@@ -88,3 +90,14 @@ class OrdersProjection(Projection):
             }
         )
         writer.update(orders_view, (order_id,), document=dumps(state))
+
+    @process_event.register(FULFILMENT[0])
+    @process_event.register(FULFILMENT[1])
+    @process_event.register(FULFILMENT[2])
+    @process_event.register(FULFILMENT[3])
+    def _fulfilment(self, event: Any, writer: RowWriter, position: int) -> None:
+        """A seller's part moved on: kept by seller id (a part never acted on is ``placed``)."""
+        state = self._state(writer, event.order_id)
+        parts = state.setdefault("parts", {})
+        apply_fulfilment(parts.setdefault(event.seller_id, part_view(None)), event)
+        writer.update(orders_view, (event.order_id,), document=dumps(state))

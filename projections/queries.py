@@ -7,11 +7,13 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Select, and_, case, desc, func, select
+from sqlalchemy import Column, Select, and_, case, desc, func, or_, select
 from sqlalchemy.engine import Engine, Row
 
 from domain.allocation import PENDING
+from domain.fulfilment import CANCELLED, PLACED, with_fulfilment
 from domain.order import order_document
+from domain.payable import PayableRule
 from projections.tables import (
     adjustments_view,
     allocations_view,
@@ -19,6 +21,7 @@ from projections.tables import (
     invoices_view,
     notifications_view,
     orders_view,
+    seller_orders_view,
     settlements_view,
 )
 
@@ -48,10 +51,26 @@ def rfc3339(moment: datetime | str | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def stamped(part: dict[str, Any]) -> dict[str, Any]:
+    """A part's fulfilment timestamps (stored as ISO 8601) in the API's RFC 3339 style."""
+    part["delivered_at"] = rfc3339(part.get("delivered_at"))
+    part["cancelled_at"] = rfc3339(part.get("cancelled_at"))
+    for shipment in part.get("shipments", []):
+        shipment["shipped_at"] = rfc3339(shipment.get("shipped_at"))
+    return part
+
+
+def order_of(document: str) -> dict[str, Any]:
+    """An orders_view document as the API shows the order."""
+    return _order(document)
+
+
 def _order(document: str) -> dict[str, Any]:
     state = json.loads(document)
-    order = order_document(state["placed"], state["refunds"])
+    order = with_fulfilment(order_document(state["placed"], state["refunds"]), state.get("parts", {}))
     order["created_at"] = rfc3339(order["created_at"])
+    for seller in order["sellers"]:
+        stamped(seller)
     return order
 
 
@@ -74,6 +93,10 @@ def list_customer_orders(engine: Engine, customer_id: str, limit: int = 100) -> 
         return [_order(document) for document in rows]
 
 
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment  # SQLite: naive UTC
+
+
 def _allocation(row: Any) -> dict[str, Any]:
     return {
         "allocation_id": row.allocation_id,
@@ -87,12 +110,28 @@ def _allocation(row: Any) -> dict[str, Any]:
     }
 
 
-def get_seller_payouts(engine: Engine, seller_id: str) -> dict[str, Any]:
-    """Unsettled allocations net of refunds, carried adjustments, and the balance per currency."""
+def get_seller_payouts(
+    engine: Engine, seller_id: str, payable: PayableRule | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """Unsettled allocations net of refunds (cancelled parts are never paid out), each with its
+    ``payable_at`` under ``payable``, carried adjustments, and per currency what the next
+    settlement would pay (``pending_payout_amount``) and what waits to become payable (``held``)."""
+    rule = payable or PayableRule()
+    moment = now or datetime.now(UTC)
+    parts = seller_orders_view
     with engine.connect() as conn:
         pending = conn.execute(
-            select(allocations_view)
-            .where(and_(allocations_view.c.seller_id == seller_id, allocations_view.c.status == PENDING))
+            select(allocations_view, parts.c.fulfillment_status, parts.c.delivered_at)
+            .select_from(
+                allocations_view.outerjoin(parts, parts.c.allocation_id == allocations_view.c.allocation_id)
+            )
+            .where(
+                and_(
+                    allocations_view.c.seller_id == seller_id,
+                    allocations_view.c.status == PENDING,
+                    or_(parts.c.fulfillment_status.is_(None), parts.c.fulfillment_status != CANCELLED),
+                )
+            )
             .order_by(allocations_view.c.created_at, allocations_view.c.allocation_id)
         ).all()
         adjustments = conn.execute(
@@ -103,16 +142,32 @@ def get_seller_payouts(engine: Engine, seller_id: str) -> dict[str, Any]:
             .order_by(adjustments_view.c.created_at)
         ).all()
     balances: dict[str, int] = {}
+    held: dict[str, int] = {}
+    listed = []
     for row in pending:
-        balances[row.currency] = (
-            balances.get(row.currency, 0) + row.payout_amount - row.payout_reversed_amount
+        delivered_at = None if row.delivered_at is None else _utc(row.delivered_at)
+        payable_at = rule.payable_at(_utc(row.created_at), row.fulfillment_status, delivered_at)
+        owed = held if payable_at is None or payable_at > moment else balances
+        owed[row.currency] = owed.get(row.currency, 0) + row.payout_amount - row.payout_reversed_amount
+        balances.setdefault(row.currency, 0)
+        listed.append(
+            {
+                **_allocation(row),
+                "fulfillment_status": row.fulfillment_status or PLACED,
+                "payable_at": rfc3339(payable_at),
+            }
         )
     for row in adjustments:
         balances[row.currency] = balances.get(row.currency, 0) + row.amount
     return {
         "seller_id": seller_id,
-        "balances": [{"currency": c, "pending_payout_amount": balances[c]} for c in sorted(balances)],
-        "pending": [_allocation(row) for row in pending],
+        # held_payout_amount only where something waits (SETTLE_AFTER, SETTLEMENT_HOLD_DAYS)
+        "balances": [
+            {"currency": c, "pending_payout_amount": balances[c]}
+            | ({"held_payout_amount": held[c]} if held.get(c) else {})
+            for c in sorted(balances)
+        ],
+        "pending": listed,
         "adjustments": [
             {
                 "allocation_id": row.allocation_id,
@@ -167,9 +222,17 @@ def get_settlements(engine: Engine, settlement_ids: list[str]) -> list[dict[str,
     return [by_id[sid] for sid in settlement_ids if sid in by_id]
 
 
+def invoice_of(document: str) -> dict[str, Any]:
+    """An invoices_view document as the API shows the invoice."""
+    return _invoice(document)
+
+
 def _invoice(document: str) -> dict[str, Any]:
+    """An invoice, or a credit note (the same shape of lines and total)."""
     invoice = json.loads(document)
     invoice["issued_at"] = rfc3339(invoice["issued_at"])
+    if "invoice_id" not in invoice:
+        invoice.setdefault("credit_note_ids", [])
     invoice["total_amount"] = sum(line["total_amount"] for line in invoice["lines"])
     return invoice
 
@@ -216,12 +279,32 @@ def list_notifications(
     ]
 
 
-def unsettled_for_seller(engine: Engine, seller_id: str, before: datetime) -> dict[str, dict[str, list]]:
-    """Candidates for settlement per currency: pending allocation ids and open adjustments."""
+def unsettled_for_seller(
+    engine: Engine,
+    seller_id: str,
+    before: datetime,
+    payable: PayableRule | None = None,
+    now: datetime | None = None,
+) -> dict[str, dict[str, list]]:
+    """Candidates for settlement per currency: pending allocation ids payable by ``now`` under
+    ``payable`` (default: once placed; never cancelled), and open adjustments."""
+    rule = payable or PayableRule()
+    moment = now or datetime.now(UTC)
     out: dict[str, dict[str, list]] = {}
+    parts = seller_orders_view
     with engine.connect() as conn:
         for allocation in conn.execute(
-            select(allocations_view.c.allocation_id, allocations_view.c.currency).where(
+            select(
+                allocations_view.c.allocation_id,
+                allocations_view.c.currency,
+                allocations_view.c.created_at,
+                parts.c.fulfillment_status,
+                parts.c.delivered_at,
+            )
+            .select_from(
+                allocations_view.outerjoin(parts, parts.c.allocation_id == allocations_view.c.allocation_id)
+            )
+            .where(
                 and_(
                     allocations_view.c.seller_id == seller_id,
                     allocations_view.c.status == PENDING,
@@ -229,6 +312,13 @@ def unsettled_for_seller(engine: Engine, seller_id: str, before: datetime) -> di
                 )
             )
         ):
+            at = rule.payable_at(
+                _utc(allocation.created_at),
+                allocation.fulfillment_status,
+                None if allocation.delivered_at is None else _utc(allocation.delivered_at),
+            )
+            if at is None or at > moment:
+                continue
             out.setdefault(allocation.currency, {"allocations": [], "adjustments": []})["allocations"].append(
                 allocation.allocation_id
             )

@@ -26,8 +26,10 @@ from projections.invoices import InvoicesProjection
 from projections.notifications import NotificationsProjection
 from projections.orders import OrdersProjection
 from projections.payouts import PayoutsProjection
+from projections.seller_orders import SellerOrdersProjection
 from projections.settlements import SettlementsProjection
 from projections.shadow import Shadow
+from projections.stock import StockProjection
 from projections.tables import projection_positions
 
 if TYPE_CHECKING:  # pragma: nocover
@@ -42,6 +44,8 @@ PROJECTIONS: dict[str, type[Projection]] = {
         SettlementsProjection,
         InvoicesProjection,
         NotificationsProjection,
+        SellerOrdersProjection,
+        StockProjection,
         AuditLogProjection,
     )
 }

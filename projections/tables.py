@@ -44,6 +44,7 @@ orders_view = Table(
     Column("position", BigInteger, nullable=False),
     Column("document", Text, nullable=False),
     Index("ix_orders_view_customer", "customer_id", "created_at"),
+    Index("ix_orders_view_customer_position", "customer_id", "position"),
 )
 
 allocations_view = Table(
@@ -119,6 +120,26 @@ invoice_counters = Table(
     Column("last_number", Integer, nullable=False),
 )
 
+credit_notes_view = Table(
+    "credit_notes_view",
+    metadata,
+    Column("credit_note_id", String(36), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("invoice_id", String(36), nullable=False),
+    Column("order_id", String(36), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("document", Text, nullable=False),
+    UniqueConstraint("seller_id", "number", name="uq_credit_notes_view_seller_number"),
+)
+
+credit_note_counters = Table(
+    "credit_note_counters",
+    metadata,
+    Column("seller_id", String(64), primary_key=True),
+    Column("last_number", Integer, nullable=False),
+)
+
 notifications_view = Table(
     "notifications_view",
     metadata,
@@ -130,13 +151,53 @@ notifications_view = Table(
     Index("ix_notifications_view_seller", "seller_id", "created_at"),
 )
 
+seller_orders_view = Table(
+    "seller_orders_view",
+    metadata,
+    Column("allocation_id", String(36), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("order_id", String(36), nullable=False),
+    Column("fulfillment_status", String(16), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("position", BigInteger, nullable=False),  # the order's: the list's keyset
+    Column("document", Text, nullable=False),
+    Index("ix_seller_orders_view_seller", "seller_id", "position"),
+    Index("ix_seller_orders_view_status", "seller_id", "fulfillment_status", "position"),
+)
+
+stock_view = Table(
+    "stock_view",
+    metadata,
+    Column("stock_id", String(36), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("sku", String(255), nullable=False),
+    Column("on_hand", BigInteger, nullable=False),
+    Column("reserved", BigInteger, nullable=False),
+    UniqueConstraint("seller_id", "sku", name="uq_stock_view_seller_sku"),
+)
+
+stock_reservations_view = Table(
+    "stock_reservations_view",
+    metadata,
+    Column("stock_id", String(36), primary_key=True),
+    Column("session_id", String(64), primary_key=True),
+    Column("seller_id", String(64), nullable=False),
+    Column("sku", String(255), nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_stock_reservations_view_expires", "expires_at"),
+)
+
 # Tables each projection owns (rebuild deletes exactly these).
 OWNED_TABLES = {
     "orders": [orders_view],
     "payouts": [allocations_view, adjustments_view],
     "settlements": [settlements_view],
-    "invoices": [invoices_view, invoice_counters],
+    "invoices": [invoices_view, invoice_counters, credit_notes_view, credit_note_counters],
     "notifications": [notifications_view],
+    "seller_orders": [seller_orders_view],
+    "stock": [stock_view, stock_reservations_view],
 }
 
 audit_log = Table(

@@ -10,7 +10,7 @@ from typing import ParamSpec, TypeVar
 from rq import get_current_job
 
 from app.adapters import keys
-from app.commands import janitor, notifications, settlement_runs, verification
+from app.commands import inventory, janitor, notifications, settlement_runs, verification
 from app.logs import REQUEST_ID
 from projections.runner import PROJECTIONS, catch_up
 from workers.context import get_container
@@ -85,6 +85,12 @@ def cleanup_expired_sessions() -> int:
     removed = get_container().sessions.forget_expired()
     log.info("forgot %s expired checkout sessions", removed)
     return removed
+
+
+@carries_request_id
+def sweep_reservations() -> dict[str, int]:
+    """Stock reserved by checkout sessions: sold once their order is placed, released once expired."""
+    return inventory.sweep_reservations(get_container())
 
 
 @carries_request_id

@@ -8,9 +8,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from app.audit import verify
+from app.audit.fees import FeeRule
+from domain.payable import PayableRule
 from domain.services import Marketplace
 from projections import queries
 from projections.runner import PROJECTIONS, catch_up
+from projections.seller_queries import open_reservations
 
 
 class SqlReadModels:
@@ -24,8 +27,17 @@ class SqlReadModels:
         for name in names or tuple(PROJECTIONS):
             catch_up(PROJECTIONS[name](), self.marketplace, self.engine)
 
-    def unsettled_for_seller(self, seller_id: str, before: datetime) -> dict[str, dict[str, list[Any]]]:
-        return queries.unsettled_for_seller(self.engine, seller_id, before)
+    def unsettled_for_seller(
+        self,
+        seller_id: str,
+        before: datetime,
+        payable: PayableRule | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, dict[str, list[Any]]]:
+        return queries.unsettled_for_seller(self.engine, seller_id, before, payable, now)
+
+    def open_reservations(self) -> dict[str, tuple[list[tuple[str, str]], datetime]]:
+        return open_reservations(self.engine)
 
     def seller_currencies(self, seller_id: str) -> list[str]:
         return queries.seller_currencies(self.engine, seller_id)
@@ -49,13 +61,21 @@ class SqlReadModels:
 class SqlAuditor:
     """``audit verify`` over the event store and the read models, after the audit log caught up."""
 
-    def __init__(self, marketplace: Marketplace, engine: Engine) -> None:
+    def __init__(
+        self,
+        marketplace: Marketplace,
+        engine: Engine,
+        payable: PayableRule | None = None,
+        fees: FeeRule | None = None,
+    ) -> None:
         self.marketplace = marketplace
         self.engine = engine
+        self.payable = payable
+        self.fees = fees
 
     def verify(self) -> dict[str, Any]:
         catch_up(PROJECTIONS["audit_log"](), self.marketplace, self.engine)
-        report = verify(self.marketplace, self.engine)
+        report = verify(self.marketplace, self.engine, payable=self.payable, fees=self.fees)
         return {
             "head_position": report.head[0],
             "head_hash": report.head[1],

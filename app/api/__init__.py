@@ -122,7 +122,20 @@ Blueprint.ARGUMENTS_PARSER = JsonBodyParser()
 
 
 def init_app(app: Flask) -> Api:
-    from app.api import accounts, audit, checkout, docs, health, orders, sellers, webhooks
+    from app.api import (
+        accounts,
+        audit,
+        checkout,
+        credit_notes,
+        docs,
+        fees,
+        fulfilment,
+        health,
+        inventory,
+        orders,
+        sellers,
+        webhooks,
+    )
 
     app.config.update(
         API_TITLE="tally",
@@ -138,7 +151,19 @@ def init_app(app: Flask) -> Api:
         },
     )
     api = Api(app)
-    for module in (health, checkout, orders, sellers, accounts, webhooks, audit):
+    for module in (
+        health,
+        checkout,
+        orders,
+        fulfilment,
+        sellers,
+        credit_notes,
+        accounts,
+        fees,
+        inventory,
+        webhooks,
+        audit,
+    ):
         api.register_blueprint(module.bp)
     docs.init_app(app)
     return api

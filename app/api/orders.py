@@ -25,7 +25,8 @@ def get_order(order_id: str) -> Response:
     marketplace = tally().marketplace
     order = marketplace.get_order(order_id)
     check_subject("customer", order.customer_id)
-    return json_response(order_view(order, marketplace.get_payment(order.payment_id)))
+    payment = marketplace.get_payment(order.payment_id)
+    return json_response(order_view(order, payment, marketplace.fulfilments_of(order)))
 
 
 @bp.route("/payments/<payment_id>")

@@ -23,18 +23,24 @@ from app.schemas import (
     SettlementRunRequestSchema,
     SettlementRunSchema,
 )
-from projections import queries
+from app.schemas.read_side import PageQuerySchema, SettlementPageQuerySchema
+from projections import paging, queries
 
 bp = Blueprint("sellers", __name__, url_prefix="/api", description="Sellers, settlements and invoices")
 
 
 @bp.route("/customers/<customer_id>/orders")
 @require("admin", "auditor", "customer")
+@bp.arguments(PageQuerySchema(), location="query")
 @bp.response(200, OrderListSchema)
-def list_customer_orders(customer_id: str) -> Response:
-    """A customer's orders, newest first."""
+def list_customer_orders(page: dict[str, Any], customer_id: str) -> Response:
+    """A customer's orders, newest first, a page at a time."""
     check_subject("customer", customer_id)
-    return json_response({"orders": queries.list_customer_orders(tally().engine, customer_id)})
+    return json_response(
+        paging.customer_orders(
+            tally().engine, customer_id, page["limit"], page.get("after"), queries.order_of
+        )
+    )
 
 
 @bp.route("/sellers/<seller_id>/payouts")
@@ -43,16 +49,22 @@ def list_customer_orders(customer_id: str) -> Response:
 def get_payouts(seller_id: str) -> Response:
     """Unsettled allocations (net of refunds) and what the next settlement would pay per currency."""
     check_subject("seller", seller_id)
-    return json_response(queries.get_seller_payouts(tally().engine, seller_id))
+    container = tally()
+    return json_response(queries.get_seller_payouts(container.engine, seller_id, container.policy.payable))
 
 
 @bp.route("/sellers/<seller_id>/settlements")
 @require("admin", "auditor", "seller")
+@bp.arguments(SettlementPageQuerySchema(), location="query")
 @bp.response(200, SettlementListSchema)
-def list_settlements(seller_id: str) -> Response:
-    """The seller's settlements, newest first."""
+def list_settlements(page: dict[str, Any], seller_id: str) -> Response:
+    """The seller's settlements, newest first, a page at a time."""
     check_subject("seller", seller_id)
-    return json_response({"settlements": queries.list_settlements(tally().engine, seller_id)})
+    return json_response(
+        paging.seller_settlements(
+            tally().engine, seller_id, page["limit"], page.get("after"), queries.settlement_view
+        )
+    )
 
 
 @bp.route("/sellers/<seller_id>/settlements", methods=["POST"])
@@ -98,11 +110,16 @@ def get_run(run_id: str) -> Response:
 
 @bp.route("/sellers/<seller_id>/invoices")
 @require("admin", "auditor", "seller")
+@bp.arguments(PageQuerySchema(), location="query")
 @bp.response(200, InvoiceListSchema)
-def list_invoices(seller_id: str) -> Response:
-    """The seller's invoices, highest number first."""
+def list_invoices(page: dict[str, Any], seller_id: str) -> Response:
+    """The seller's invoices, highest number first, a page at a time."""
     check_subject("seller", seller_id)
-    return json_response({"invoices": queries.list_invoices(tally().engine, seller_id)})
+    return json_response(
+        paging.seller_invoices(
+            tally().engine, seller_id, page["limit"], page.get("after"), queries.invoice_of
+        )
+    )
 
 
 @bp.route("/invoices/<invoice_id>")

@@ -16,6 +16,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from app.audit import limits
 from app.audit.books_paged import PagedBooks
 from app.audit.chain import ChainCheck, SqlChainCheck, iter_audit_rows
+from app.audit.fees import FeeCheck, FeeRule
+from app.audit.payable import PayableCheck, payable_then
 from app.audit.report import Report, unreplayable
 from projections.base import RowWriter, paused_gc
 from projections.runner import PROJECTIONS, apply_notifications, catch_up, read_batches
@@ -26,11 +28,18 @@ if TYPE_CHECKING:  # pragma: nocover
     from sqlalchemy.engine import Connection, Engine
 
     from app.audit.chain import Link
+    from domain.payable import PayableRule
     from domain.services import Marketplace
     from domain.settlement import Settlement
 
 
-def verify(app: Marketplace, engine: Engine, progress: Callable[[str, int], None] | None = None) -> Report:
+def verify(
+    app: Marketplace,
+    engine: Engine,
+    progress: Callable[[str, int], None] | None = None,
+    payable: PayableRule | None = None,
+    fees: FeeRule | None = None,
+) -> Report:
     """Replay the whole log once, in one transaction that is rolled back at the end.
 
     The transaction reads one snapshot (REPEATABLE READ on PostgreSQL) of every read model and
@@ -42,10 +51,15 @@ def verify(app: Marketplace, engine: Engine, progress: Callable[[str, int], None
     head in the snapshot is checked meanwhile: by PostgreSQL in one statement on a second
     connection (:class:`SqlChainCheck`, on the other core), or on SQLite by :class:`ChainCheck`
     fed the same batches. Its breaches come first in the report: they name the cause of the rest.
+    (4) With ``payable`` (the settings' rule), no settlement took a part before it was payable;
+    with ``fees``, every allocation's rate was in force for its seller (app.audit.fees).
     Progress: ``progress("replay", events)`` per batch, ``progress("compare", 1)`` per table.
     """
     report = Report()
     report.compared_with = _last_verified_head(app, engine)
+    payable_check = PayableCheck(payable) if payable is not None else None
+    fee_check = FeeCheck(fees) if fees is not None else None
+    checks = [check for check in (payable_check, fee_check) if check is not None]
     projections = [cls() for name, cls in sorted(PROJECTIONS.items()) if name != "audit_log"]
     with paused_gc(), ThreadPoolExecutor(max_workers=1) as pool, engine.connect() as conn:
         postgres = conn.dialect.name == "postgresql"
@@ -73,7 +87,7 @@ def verify(app: Marketplace, engine: Engine, progress: Callable[[str, int], None
                 chain_check = ChainCheck(iter_audit_rows(conn, report.head[0]), audit_stop)
                 finish_chain = chain_check.finish
             try:
-                _replay(app, conn, projections, positions, head, chain_check, report, progress)
+                _replay(app, conn, projections, positions, head, chain_check, report, progress, checks)
                 links, chained = finish_chain()
             except BaseException:
                 if chain_sql is not None:
@@ -85,6 +99,10 @@ def verify(app: Marketplace, engine: Engine, progress: Callable[[str, int], None
     ]
     report.checked = {"chained events": chained, **report.checked}
     report.checked["events"] = head
+    if payable_check is not None:
+        report.checked["settled parts payable"] = payable_check.checked
+    if fee_check is not None:
+        report.checked["allocation fee rates"] = fee_check.checked
     return report
 
 
@@ -135,6 +153,7 @@ def _replay(
     chain_check: ChainCheck | None,
     report: Report,
     progress: Callable[[str, int], None] | None,
+    checks: list[PayableCheck | FeeCheck] | None = None,
 ) -> None:
     """verify's pass over the log (and, at the end, its comparisons), on its transaction."""
     books = PagedBooks(conn)
@@ -167,6 +186,8 @@ def _replay(
         for event in decoded.values():
             try:
                 books.fold(event, report)
+                for check in checks or ():
+                    check.feed(event, report)
             except Exception as error:  # noqa: BLE001  one that an edited or missing event breaks
                 unreplayable(
                     report, event.originator_id, event.originator_version, type(event).__qualname__, error
@@ -209,8 +230,11 @@ def _replay(
         report.checked[f"read model {projection.name}"] = rows
 
 
-def recompute_settlement(app: Marketplace, engine: Engine, settlement_id: str) -> dict[str, Any]:
-    """What the settlement should have taken, from the events before it, and the difference."""
+def recompute_settlement(
+    app: Marketplace, engine: Engine, settlement_id: str, payable: PayableRule | None = None
+) -> dict[str, Any]:
+    """What the settlement should have taken, from the events before it, and the difference
+    (with ``payable``: only parts payable when it was opened)."""
     settlement: Settlement = app.repository.get(UUID(settlement_id))
     catch_up(PROJECTIONS["audit_log"](), app, engine)
     with engine.connect() as conn:
@@ -229,7 +253,11 @@ def recompute_settlement(app: Marketplace, engine: Engine, settlement_id: str) -
         Shadow(conn, list(books.TABLES.values())).create()
         books.replay(app, notification_id - 1)
         for allocation_id, a in books.allocations_of(settlement.seller_id, settlement.currency):
-            if a.settled_by is None and a.created_at.date() <= end.date():
+            due = a.settled_by is None and a.created_at.date() <= end.date()
+            if due and (
+                payable is None
+                or payable_then(app, payable, allocation_id, a.created_at, settlement.created_on)
+            ):
                 expected_allocations[allocation_id] = a.owed
             for refund_id, adjustment in a.adjustments.items():
                 if adjustment.by is None:

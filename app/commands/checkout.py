@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from app.commands.deps import Deps
+from app.commands.inventory import reserve_for_session, sell_reservation
 from domain import payment as payment_status
 from domain.checkout import SESSION_AWAITING_ACTION, SESSION_COMPLETED, SESSION_OPEN
 from domain.errors import (
@@ -43,7 +44,8 @@ def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:
     configured provider cannot charge is refused here, before anyone tries to pay."""
     policy = deps.policy
     rule = deps.gateway.currency_rule(data["currency"])
-    priced = quote(data["currency"], data["items"], policy.platform_fee_bps, rule.granularity)
+    rates = deps.marketplace.fee_rates(item["seller_id"] for item in data["items"])
+    priced = quote(data["currency"], data["items"], policy.platform_fee_bps, rates, rule.granularity)
     if priced.total_amount < rule.minimum:
         raise CurrencyNotChargeableError(
             f"the payment provider charges at least {rule.minimum} {rule.currency} minor units; "
@@ -53,8 +55,10 @@ def create_checkout_session(deps: Deps, data: dict[str, Any]) -> dict[str, Any]:
     now = datetime.now(UTC)
     ttl = policy.checkout_session_ttl_seconds
     expires = now + timedelta(seconds=ttl)
+    session_id = str(uuid.uuid4())
+    reserve_for_session(deps, session_id, data["items"], expires)  # 409 when a tracked SKU is short
     session = {
-        "id": str(uuid.uuid4()),
+        "id": session_id,
         "status": SESSION_OPEN,
         "customer_id": data["customer_id"],
         **priced.to_dict(),
@@ -148,6 +152,7 @@ def confirm_checkout(
                 payment_id, result.provider_reference or "", cause, payment=payment
             )
             sessions.save({**session, "status": SESSION_COMPLETED, "order_id": str(order.id)})
+            sell_reservation(deps, session, str(order.id))
             return "succeeded", payment, order
         if result.status == CHARGE_REQUIRES_ACTION:
             payment = marketplace.record_action_required(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from domain.payable import PayableRule
 from domain.ports import (
     Auditor,
     CheckoutSessions,
@@ -28,6 +29,8 @@ class Policy:
     # Refunds of money already paid out: reverse the seller's payout at the provider (when the
     # gateway can), else carry a negative adjustment to the seller's next settlement.
     reverse_payouts_on_refund: bool = False
+    # When a seller's part becomes payable (SETTLE_AFTER, SETTLEMENT_HOLD_DAYS).
+    payable: PayableRule = field(default_factory=PayableRule)
 
 
 class Deps(Protocol):

@@ -166,19 +166,30 @@ def settle_seller(
     Returns (settlements, any_new). Idempotent: the settlement ids are deterministic and
     allocations refuse a second settlement; a crashed payout resumes on the next run.
     """
-    deps.read_models.catch_up("payouts")
+    deps.read_models.catch_up("payouts", "seller_orders")
     before = end_of(period_end)
+    now = datetime.now(UTC)
+    payable = deps.policy.payable
     ps, pe = period_start.isoformat(), period_end.isoformat()
     marketplace, read = deps.marketplace, deps.read_models
     results: list[Settlement] = []
     created = False
     with deps.locks.seller_settlement(seller_id):
-        candidates = read.unsettled_for_seller(seller_id, before)
+        candidates = read.unsettled_for_seller(seller_id, before, payable, now)
         currencies = set(candidates) | set(read.seller_currencies(seller_id))
         for currency in sorted(currencies):
             found = candidates.get(currency, {"allocations": [], "adjustments": []})
             settlement, opened = marketplace.open_settlement(
-                seller_id, currency, ps, pe, before, found["allocations"], found["adjustments"], cause
+                seller_id,
+                currency,
+                ps,
+                pe,
+                before,
+                found["allocations"],
+                found["adjustments"],
+                cause,
+                payable=payable,
+                now=now,
             )
             if settlement is None:
                 continue

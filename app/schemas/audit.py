@@ -36,6 +36,7 @@ class AuditEventSchema(Schema):
 
 class AuditEventsSchema(Schema):
     events = fields.List(fields.Nested(AuditEventSchema), required=True)
+    has_more = fields.Boolean()
     next_after = fields.Integer(required=True)
 
 

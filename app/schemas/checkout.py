@@ -143,6 +143,12 @@ class PaymentSchema(Schema):
 class OrderSellerSchema(SellerQuoteSchema):
     allocation_id = Text(required=True)
     refunded_amount = Amount(required=True)
+    fulfillment_status = Text(
+        validate=validate.OneOf(["placed", "accepted", "shipped", "delivered", "cancelled"])
+    )
+    shipments = fields.List(fields.Dict())
+    delivered_at = Text(allow_none=True)
+    cancelled_at = Text(allow_none=True)
 
 
 class OrderSchema(Schema):
@@ -160,6 +166,9 @@ class OrderSchema(Schema):
     sellers = fields.List(fields.Nested(OrderSellerSchema), required=True)
     disputed_amount = Amount(metadata={"description": "Withdrawn by disputes and not reinstated"})
     disputes = fields.List(fields.Nested(DisputeSchema))
+    fulfillment_status = Text(
+        validate=validate.OneOf(["unfulfilled", "partially_fulfilled", "fulfilled", "cancelled"])
+    )
 
 
 class ConfirmedSchema(Schema):

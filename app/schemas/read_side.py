@@ -11,11 +11,14 @@ from app.schemas.common import Amount, StrictSchema, Text
 
 class OrderListSchema(Schema):
     orders = fields.List(fields.Nested(OrderSchema), required=True)
+    has_more = fields.Boolean()
+    next_after = Text(allow_none=True)
 
 
 class BalanceSchema(Schema):
     currency = Text(required=True)
     pending_payout_amount = Amount(required=True)
+    held_payout_amount = Amount(metadata={"description": "Owed but not yet payable (SETTLE_AFTER, hold)"})
 
 
 class PendingAllocationSchema(Schema):
@@ -27,6 +30,8 @@ class PendingAllocationSchema(Schema):
     payout_amount = Amount(required=True)
     status = Text(required=True)
     created_at = Text(required=True)
+    fulfillment_status = Text()
+    payable_at = Text(allow_none=True, metadata={"description": "null while not yet delivered"})
 
 
 class AdjustmentSchema(Schema):
@@ -64,6 +69,8 @@ class SettlementSchema(Schema):
 
 class SettlementListSchema(Schema):
     settlements = fields.List(fields.Nested(SettlementSchema), required=True)
+    has_more = fields.Boolean()
+    next_after = Text(allow_none=True)
 
 
 class PeriodQuerySchema(StrictSchema):
@@ -107,10 +114,36 @@ class InvoiceSchema(Schema):
     gross_amount = Amount()
     total_amount = Amount(required=True)
     lines = fields.List(fields.Nested(InvoiceLineSchema), required=True)
+    credit_note_ids = fields.List(Text(), metadata={"description": "Credit notes referencing it"})
+
+
+class CreditNoteSchema(Schema):
+    id = Text(required=True)
+    number = fields.Integer(required=True)
+    invoice_id = Text(required=True)
+    invoice_number = fields.Integer()
+    order_id = Text(required=True)
+    seller_id = Text(required=True)
+    customer_id = Text()
+    allocation_id = Text()
+    refund_id = Text(required=True)
+    reason = Text(allow_none=True)
+    currency = Text(required=True)
+    issued_at = Text(required=True)
+    total_amount = Amount(required=True)
+    lines = fields.List(fields.Nested(InvoiceLineSchema), required=True)
+
+
+class CreditNoteListSchema(Schema):
+    credit_notes = fields.List(fields.Nested(CreditNoteSchema), required=True)
+    has_more = fields.Boolean(required=True)
+    next_after = Text(allow_none=True)
 
 
 class InvoiceListSchema(Schema):
     invoices = fields.List(fields.Nested(InvoiceSchema), required=True)
+    has_more = fields.Boolean()
+    next_after = Text(allow_none=True)
 
 
 class NotificationSchema(Schema):
@@ -123,3 +156,20 @@ class NotificationSchema(Schema):
 
 class NotificationListSchema(Schema):
     notifications = fields.List(fields.Nested(NotificationSchema), required=True)
+
+
+class PageQuerySchema(StrictSchema):
+    """``limit`` (1-1000) items after ``after``: the ``next_after`` of the previous page."""
+
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    after = Text(
+        validate=validate.Regexp(r"^[0-9]{1,18}$", error="Not a cursor of this list."),
+        metadata={"description": "The next_after of the previous page (opaque)"},
+    )
+
+
+class SettlementPageQuerySchema(PageQuerySchema):
+    after = Text(
+        validate=validate.Regexp(r"^[0-9]{1,16}\.[0-9a-f-]{0,36}$", error="Not a cursor of this list."),
+        metadata={"description": "The next_after of the previous page (opaque)"},
+    )

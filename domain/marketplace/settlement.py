@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from domain import settlement as settlement_status
@@ -10,10 +10,13 @@ from domain.allocation import Allocation
 from domain.errors import (
     SettlementStateError,
 )
+from domain.fulfilment import Fulfilment
 from domain.ids import (
+    fulfilment_id,
     settlement_id,
 )
 from domain.marketplace.base import MarketplaceBase, _retry_on_conflict
+from domain.payable import PayableRule
 from domain.settlement import Settlement, SettlementRun
 
 
@@ -38,8 +41,13 @@ class SettlementTransactions(MarketplaceBase):
         allocation_ids: list[str],
         adjustment_refs: list[tuple[str, str]],
         cause: dict[str, Any],
+        payable: PayableRule | None = None,
+        now: datetime | None = None,
     ) -> tuple[Settlement | None, bool]:
         """Open the settlement of (seller, currency, period) over what is still unsettled.
+
+        Only parts payable by ``now`` under ``payable`` (default: once placed) are taken, never a
+        cancelled one (nor one whose cancellation is under way): the rest stay for a later run.
 
         Returns (settlement, opened_now). Re-running returns the existing settlement and
         settles nothing twice: the id is deterministic and every allocation refuses a
@@ -50,6 +58,8 @@ class SettlementTransactions(MarketplaceBase):
         existing = self.get_settlement(sid)
         if existing is not None:
             return existing, False
+        rule = payable or PayableRule()
+        moment = now or datetime.now(UTC)
         touched: dict[str, Allocation] = {}
         taken: list[dict[str, Any]] = []
         for aid in allocation_ids:
@@ -59,6 +69,9 @@ class SettlementTransactions(MarketplaceBase):
                 or allocation.seller_id != seller_id
                 or allocation.currency != currency
                 or allocation.created_on >= before
+                or not rule.is_payable(
+                    allocation.created_on, self._find(fulfilment_id(aid), Fulfilment), moment
+                )
             ):
                 continue
             touched[aid] = allocation

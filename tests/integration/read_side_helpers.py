@@ -185,7 +185,11 @@ def head(container) -> int:
 
 def build_busy_history(client, admin, customer, *, period_a, period_b) -> dict[str, Any]:
     """Orders in USD and EUR for several sellers, partial refunds, a settlement of s-1, a refund of
-    a settled allocation, and a second settlement of s-1 carrying the negative adjustment."""
+    a settled allocation, and a second settlement of s-1 carrying the negative adjustment; stock
+    tracked on three of s-1's SKUs (reserved by the sessions) and one part shipped."""
+    for sku in ("mug", "lamp", "pen"):
+        stocked = client.put(f"/api/sellers/s-1/inventory/{sku}", json={"on_hand": 10}, headers=admin)
+        assert stocked.status_code == 200, stocked.get_data(as_text=True)
     o1 = order_for(client, customer, "c-1", [item("s-1", 2500, "mug"), item("s-2", 1999, "tee")])
     o2 = order_for(client, customer, "c-1", [item("s-1", 4000, "lamp")], currency="EUR")
     o3 = order_for(client, customer, "c-1", [item("s-2", 1500, "cap"), item("s-3", 3333, "bag")])
@@ -199,6 +203,12 @@ def build_busy_history(client, admin, customer, *, period_a, period_b) -> dict[s
         f"/api/sellers/s-1/settlements?period_start={period_a[0]}&period_end={period_a[1]}", headers=admin
     )
     assert first.status_code == 201, first.get_data(as_text=True)
+    shipped = client.post(
+        f"/api/orders/{o3['order']['id']}/sellers/s-3/shipments",
+        json={"carrier": "UPS", "tracking_number": "1Z1"},
+        headers=admin,
+    )
+    assert shipped.status_code == 201, shipped.get_data(as_text=True)
     late_refund = client.post(
         f"/api/orders/{o1['order']['id']}/refunds", json={"amount": 400, "seller_id": "s-1"}, headers=admin
     )

@@ -51,10 +51,10 @@ def test_read_models_are_stale_until_a_real_rq_worker_runs(app, client, containe
     assert _projection_jobs(container) == Counter({name: 1 for name in PROJECTIONS})
 
     stale_orders = client.get("/api/customers/c-rq/orders", headers=customer).json
-    assert stale_orders == {"orders": []}
+    assert stale_orders == {"orders": [], "has_more": False, "next_after": None}
     stale_payouts = client.get("/api/sellers/s-rq/payouts", headers=seller).json
     assert stale_payouts["pending"] == [] and stale_payouts["balances"] == []
-    assert client.get("/api/sellers/s-rq/invoices", headers=seller).json == {"invoices": []}
+    assert client.get("/api/sellers/s-rq/invoices", headers=seller).json["invoices"] == []
     assert client.get("/api/sellers/s-rq/notifications", headers=seller).json == {"notifications": []}
 
     run_worker_burst(container)
@@ -74,13 +74,14 @@ def test_read_models_are_stale_until_a_real_rq_worker_runs(app, client, containe
     invoices = client.get("/api/sellers/s-rq/invoices", headers=seller).json["invoices"]
     assert sorted(i["number"] for i in invoices) == [1, 2]
     by_order = {i["order_id"]: i for i in invoices}
-    assert [line["kind"] for line in by_order[first["order"]["id"]]["lines"]] == [
-        "item",
-        "platform_fee",
-        "refund",
-        "platform_fee",
-    ]
-    assert by_order[first["order"]["id"]]["total_amount"] == 2000 - 200 - 500 + 50
+    # an issued invoice stays as issued; the refund is a credit note referencing it
+    invoice = by_order[first["order"]["id"]]
+    assert [line["kind"] for line in invoice["lines"]] == ["item", "platform_fee"]
+    assert invoice["total_amount"] == 2000 - 200
+    [note] = client.get("/api/sellers/s-rq/credit-notes", headers=seller).json["credit_notes"]
+    assert note["invoice_id"] == invoice["id"] and invoice["credit_note_ids"] == [note["id"]]
+    assert [line["kind"] for line in note["lines"]] == ["refund", "platform_fee"]
+    assert note["total_amount"] == -500 + 50
     one = client.get(f"/api/invoices/{by_order[first['order']['id']]['id']}", headers=customer)
     assert one.status_code == 200 and one.json == by_order[first["order"]["id"]]
     assert one.json["customer_id"] == "c-rq" and one.json["seller_id"] == "s-rq"

@@ -76,7 +76,7 @@ class TestQuoteProperties:
     ) -> None:
         currency, step = rule
         cart = [{**i, "unit_amount": i["unit_amount"] // 20 * step or step} for i in cart]
-        priced = quote(currency, cart, fee_bps, step)
+        priced = quote(currency, cart, fee_bps, granularity=step)
         for seller in priced.sellers:
             assert seller.subtotal_amount % step == 0
             assert seller.platform_fee_amount % step == 0 and seller.payout_amount % step == 0
@@ -87,7 +87,7 @@ class TestQuoteProperties:
 
     def test_a_unit_amount_the_provider_cannot_take_is_refused_naming_currency_and_rule(self) -> None:
         with pytest.raises(InvalidCheckoutError, match="KWD only in multiples of 10 minor units"):
-            quote("KWD", [item(unit_amount=1255)], 1000, 10)
+            quote("KWD", [item(unit_amount=1255)], 1000, granularity=10)
 
     @settings(max_examples=100, deadline=None)
     @given(cart=items)

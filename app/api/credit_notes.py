@@ -1,0 +1,45 @@
+"""Credit notes: what a refund or a cancellation takes back from an issued invoice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+from flask_smorest import Blueprint
+from werkzeug.exceptions import NotFound
+
+from app.api.common import json_response, tally
+from app.auth import check_subject, current_principal, require
+from app.schemas.read_side import CreditNoteListSchema, CreditNoteSchema, PageQuerySchema
+from projections import paging, queries
+
+bp = Blueprint("credit_notes", __name__, url_prefix="/api", description="Credit notes")
+
+
+@bp.route("/sellers/<seller_id>/credit-notes")
+@require("admin", "auditor", "seller")
+@bp.arguments(PageQuerySchema(), location="query")
+@bp.response(200, CreditNoteListSchema)
+def list_credit_notes(page: dict[str, Any], seller_id: str) -> Response:
+    """The seller's credit notes, highest number first (their own gap-free series)."""
+    check_subject("seller", seller_id)
+    return json_response(
+        paging.seller_credit_notes(
+            tally().engine, seller_id, page["limit"], page.get("after"), queries.invoice_of
+        )
+    )
+
+
+@bp.route("/credit-notes/<credit_note_id>")
+@require("admin", "auditor", "seller", "customer")
+@bp.response(200, CreditNoteSchema)
+def get_credit_note(credit_note_id: str) -> Response:
+    """One credit note, referencing the invoice it credits."""
+    note = paging.credit_note(tally().engine, credit_note_id, queries.invoice_of)
+    if note is None:
+        raise NotFound(f"no credit note {credit_note_id}")
+    if current_principal().role == "customer":
+        check_subject("customer", note["customer_id"])
+    else:
+        check_subject("seller", note["seller_id"])
+    return json_response(note)
