@@ -1,5 +1,5 @@
 # Two commands: `make run` and `make test`. Everything else is set up on the way.
-# Also: `make unit` / `integration` / `e2e` (one speed of tests), `lint`, `typecheck`, `coverage`;
+# Also: `make unit` / `integration` / `e2e` (one speed of tests), `chaos`, `lint`, `typecheck`, `coverage`;
 # `lock` (the image's pinned dependencies), `compose-smoke` (the docker compose stack, where docker runs).
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +9,7 @@ PORT ?= 8000
 WEB_THREADS ?= 8
 TEST_WORKERS ?= 3
 
-.PHONY: run test unit integration e2e lint typecheck coverage bench clean lock compose-smoke
+.PHONY: run test unit integration e2e chaos lint typecheck coverage bench clean lock compose-smoke
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ integration: $(BIN)/.installed
 
 e2e: $(BIN)/.installed
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+# Kill -9 and restarts under load, on throwaway servers (~70 s); prints what clients saw.
+chaos: $(BIN)/.installed
+	$(BIN)/pytest tests/chaos -s $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

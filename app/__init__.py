@@ -37,6 +37,21 @@ def _echo_request_id(response: Response) -> Response:
     return response
 
 
+def _refuse_unstorable_text() -> Response | None:
+    """A path parameter or query value the database cannot store (NUL, a lone surrogate) names
+    nothing tally holds: 404 for the path, 422 for the query, with the parameter named."""
+    from app.errors import problem
+    from app.schemas import UNSTORABLE, is_storable
+
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and not is_storable(value):
+            return problem(404, f"No such {name}: {UNSTORABLE}", errors={name: [UNSTORABLE]})
+    bad = sorted({name for name, value in request.args.items(multi=True) if not is_storable(name + value)})
+    if bad:
+        return problem(422, "The request failed validation.", errors={name: [UNSTORABLE] for name in bad})
+    return None
+
+
 # Commands that record no events (a checkout session lives in Redis only).
 _WRITES_NO_EVENTS = frozenset({"checkout.create_session"})
 
@@ -75,6 +90,7 @@ def create_app(
     logs.init_sentry(settings.sentry_dsn)
 
     app.before_request(_assign_request_id)
+    app.before_request(_refuse_unstorable_text)
     metrics.init_app(app)
     app.before_request(auth.load_principal)
     idempotency.init_app(app)

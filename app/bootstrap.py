@@ -56,6 +56,32 @@ def _stand_in_redis(name: str) -> Redis:
     return fakeredis.FakeRedis(server=server)
 
 
+# How long the event store waits for a pooled connection. It retries a failed statement ten times
+# (0.2 s apart), so this bounds a request to ~6 s while PostgreSQL is down instead of 10 x 30 s.
+STORE_POOL_WAIT_SECONDS = 0.4
+
+
+def _shorten_store_pool_wait(marketplace: Marketplace) -> None:
+    pool = getattr(getattr(marketplace.recorder, "datastore", None), "pool", None)
+    if pool is not None and hasattr(pool, "timeout"):
+        pool.timeout = STORE_POOL_WAIT_SECONDS  # POSTGRES_CONNECT_TIMEOUT takes whole seconds only
+
+
+def redis_client(url: str, socket_timeout: float) -> Redis:
+    """A Redis client that fails fast when Redis is down, and reconnects once when a pooled
+    connection died (a restarted Redis) before giving up."""
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=min(2.0, socket_timeout),
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 2),
+        health_check_interval=30,
+    )
+
+
 class Container:
     """Holds the adapters of one process; tests pass fakes as keyword overrides.
 
@@ -139,7 +165,9 @@ class Container:
     def _marketplace(self, engine: Engine) -> Marketplace:
         def factory() -> Marketplace:
             with ddl_lock(engine):  # the event store runs CREATE OR REPLACE FUNCTION on every start
-                return Marketplace(env=self.settings.database.eventsourcing_env())
+                marketplace = Marketplace(env=self.settings.database.eventsourcing_env())
+            _shorten_store_pool_wait(marketplace)
+            return marketplace
 
         return self._get("marketplace", factory)
 
@@ -147,7 +175,7 @@ class Container:
     def redis(self) -> Redis:
         def factory() -> Redis:
             if self.settings.redis_url:
-                return Redis.from_url(self.settings.redis_url)
+                return redis_client(self.settings.redis_url, self.settings.redis_socket_timeout_seconds)
             return _stand_in_redis(self.settings.key_prefix)
 
         return self._get("redis", factory)

@@ -132,12 +132,17 @@ def projections_status_command() -> None:
             f"{row['name']:<15}{row['position']:>10}{row['head']:>10}{row['lag_events']:>12}{row['lag_seconds']:>10}"
         )
     if container.settings.redis_url:
-        from app.adapters.queue import queue_report
+        from app.adapters.queue import queue_report, worker_report
 
-        for queue in queue_report(container.redis, container.settings.key_prefix):
-            click.echo(f"queue {queue['name']}: {queue['queued']} queued, {queue['failed']} failed")
+        prefix = container.settings.key_prefix
+        workers = worker_report(container.redis, prefix)
+        for queue in queue_report(container.redis, prefix):
+            serving = workers["workers"].get(queue["name"], [])
+            alive = f"{len(serving)} worker(s) alive" if serving else "NO WORKER ALIVE"
+            click.echo(f"queue {queue['name']}: {queue['queued']} queued, {queue['failed']} failed, {alive}")
             for job_id in queue["failed_job_ids"]:
                 click.echo(f"  failed job {job_id}")
+        click.echo(f"cron scheduler: {'alive' if workers['cron'] else 'DOWN (not heartbeating)'}")
 
 
 @projections_group.command("rebuild")

@@ -68,6 +68,10 @@ class Settings:
     key_prefix: str = "tally"
     smtp_url: str | None = field(default=None, repr=False)
     mail_from: str = "tally@localhost"
+    # Outages: no statement runs longer than this (0: no limit; gunicorn.conf.py sets one for the
+    # web); Redis commands time out too.
+    database_statement_timeout_seconds: int = 0
+    redis_socket_timeout_seconds: int = 5
     settle_after: str = "placed"
     settlement_hold_days: int = 0
     admin_email: str | None = None
@@ -117,6 +121,8 @@ class Settings:
             key_prefix=env.get("REDIS_KEY_PREFIX", "tally") or "tally",
             smtp_url=env.get("SMTP_URL") or None,
             mail_from=env.get("MAIL_FROM", "tally@localhost") or "tally@localhost",
+            database_statement_timeout_seconds=_int(env, "DATABASE_STATEMENT_TIMEOUT", 0, 0, 86_400),
+            redis_socket_timeout_seconds=_int(env, "REDIS_SOCKET_TIMEOUT", 5, 1, 3600),
             settle_after=settle_after,
             settlement_hold_days=_int(env, "SETTLEMENT_HOLD_DAYS", 0, 0, 3650),
             admin_email=env.get("ADMIN_EMAIL") or None,
@@ -146,7 +152,9 @@ class Settings:
 
     @property
     def database(self) -> DatabaseConfig:
-        return DatabaseConfig.parse(self.database_url, self.database_schema)
+        return DatabaseConfig.parse(
+            self.database_url, self.database_schema, self.database_statement_timeout_seconds
+        )
 
 
 @dataclass(frozen=True)
@@ -161,9 +169,10 @@ class DatabaseConfig:
     password: str = field(default="", repr=False)
     dbname: str = ""
     schema: str | None = None
+    statement_timeout_seconds: int = 0
 
     @classmethod
-    def parse(cls, url: str, schema: str | None = None) -> DatabaseConfig:
+    def parse(cls, url: str, schema: str | None = None, statement_timeout_seconds: int = 0) -> DatabaseConfig:
         parts = urlsplit(url)
         scheme = parts.scheme.split("+")[0]
         if scheme == "sqlite":
@@ -180,6 +189,7 @@ class DatabaseConfig:
                 password=unquote(parts.password or ""),
                 dbname=(parts.path or "/").lstrip("/") or "postgres",
                 schema=schema,
+                statement_timeout_seconds=statement_timeout_seconds,
             )
         raise SettingsError(f"DATABASE_URL must start with sqlite:/// or postgresql://, got {scheme!r}")
 
@@ -200,6 +210,9 @@ class DatabaseConfig:
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "10",
             "POSTGRES_LOCK_TIMEOUT": "5",
+            # Seconds to wait for a pooled connection (an int); app.bootstrap shortens it further,
+            # since the store retries a failed connection ten times.
+            "POSTGRES_CONNECT_TIMEOUT": "1",
         }
         if self.schema:
             env["POSTGRES_SCHEMA"] = self.schema

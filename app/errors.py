@@ -9,6 +9,7 @@ from eventsourcing.persistence import IntegrityError as StoreConflict
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from app.adapters.outages import RETRY_AFTER_SECONDS, dependency_of, note_outage
 from domain import errors as domain_errors
 from domain.inventory import InsufficientStockError
 from domain.ports import ProviderConfigurationError, ProviderUnavailableError
@@ -124,6 +125,11 @@ def handle_http_exception(error: HTTPException) -> Response:
         if status == 400:
             return problem(400, "The request body is not valid JSON.", headers=headers, errors=errors)
         return problem(status, "The request failed validation.", headers=headers, errors=errors)
+    original = getattr(error, "original_exception", None)
+    if isinstance(original, BaseException) and (dependency := dependency_of(original)) is not None:
+        # Raised outside the view (after_request): Flask wrapped it in a 500.
+        note_outage(dependency, original)
+        return dependency_unavailable(dependency)
     if status >= 500:
         log.error("HTTP %s (request %s): %s", status, getattr(g, "request_id", "-"), error)
         return problem(status, "The server could not complete the request.", headers=headers)
@@ -166,9 +172,23 @@ def handle_provider_misconfigured(error: ProviderConfigurationError) -> Response
     )
 
 
+def dependency_unavailable(dependency: str) -> Response:
+    """503: the database or Redis does not answer; the client retries (same Idempotency-Key)."""
+    return problem(
+        503,
+        f"A dependency ({dependency}) is unavailable; retry the request.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        dependency=dependency,
+    )
+
+
 def handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
+    dependency = dependency_of(error)
+    if dependency is not None:
+        note_outage(dependency, error)
+        return dependency_unavailable(dependency)
     log.exception("unhandled error (request %s)", getattr(g, "request_id", "-"))
     return problem(500, "The server could not complete the request.")
 

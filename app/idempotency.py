@@ -1,14 +1,22 @@
 """Idempotency-Key on every POST: the first response is stored durably and replayed.
 
 The claim is an INSERT on (principal, key): the primary key makes racing requests safe
-on both PostgreSQL and SQLite. The request that wins runs the command; the others wait
-for its response and replay it. The same key with a different request is a 409.
+on both PostgreSQL and SQLite. The request that wins runs the command; a duplicate waits a
+moment for its response and replays it, or answers 409 with Retry-After while it still runs.
+The same key with a different request is a 409.
+
+A claim is a short lease owned by a live request: ``created_at`` is renewed every couple of
+seconds by the process's heartbeat while the request runs, and the renewal and the final
+write both name the stamp they last wrote (a fence), so a claim taken over after it lapsed is
+never overwritten by its old owner. A request whose process died lets go within
+``LEASE_SECONDS``; a server error releases the key at once, so the retry runs again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -17,17 +25,66 @@ from flask import Flask, Response, current_app, g, request
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.adapters.heartbeat import LEASE_SECONDS, heartbeat
+from app.adapters.outages import DEPENDENCY_ERRORS, dependency_of, note_outage
 from app.adapters.tables import idempotency_keys
 from app.errors import problem
+from app.schemas import is_storable
 
 if TYPE_CHECKING:  # pragma: nocover
-    from sqlalchemy.engine import Row
+    from sqlalchemy.engine import Engine, Row
+    from sqlalchemy.sql.elements import ColumnElement
 
 HEADER = "Idempotency-Key"
-WAIT_SECONDS = 30.0
-# A claim older than this belongs to a request that died without letting go of it.
-LEASE_SECONDS = 300.0
+# A duplicate waits this long for the first request's answer, then hears "retry" (no thread
+# is held polling for long).
+WAIT_SECONDS = 2.0
 MAX_KEY_LENGTH = 255
+
+
+class _Claim:
+    """This request's lease on its key: the stamp it last wrote, renewed until it is done."""
+
+    def __init__(self, engine: Engine, where: ColumnElement[bool], stamp: datetime) -> None:
+        self.engine = engine
+        self.where = where
+        self.stamp = stamp
+        self.done = False
+        self.lock = threading.Lock()
+        self.handle = heartbeat.add(self.renew)
+
+    def _mine(self) -> ColumnElement[bool]:
+        return and_(
+            self.where,
+            idempotency_keys.c.state == "in_progress",
+            idempotency_keys.c.created_at == self.stamp,
+        )
+
+    def renew(self) -> bool:
+        with self.lock:
+            if self.done:
+                return False
+            now = datetime.now(UTC)
+            with self.engine.connect() as conn:
+                renewed = conn.execute(update(idempotency_keys).where(self._mine()).values(created_at=now))
+            if renewed.rowcount != 1:  # lapsed and taken over: the new owner decides
+                self.done = True
+                return False
+            self.stamp = now
+            return True
+
+    def finish(self, **values: Any) -> None:
+        """Store the response (``values``), or with none release the key; then stop renewing."""
+        heartbeat.remove(self.handle)
+        with self.lock:
+            if self.done:
+                return
+            self.done = True
+            with self.engine.connect() as conn:
+                if values:
+                    conn.execute(update(idempotency_keys).where(self._mine()).values(**values))
+                else:
+                    conn.execute(delete(idempotency_keys).where(self._mine()))
 
 
 def _request_hash() -> str:
@@ -47,6 +104,10 @@ def _replay(row: Row[Any]) -> Response:
     return response
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def claim() -> Response | None:
     """before_request: claim the key, or answer with the stored response, or a 409."""
     if request.method != "POST":
@@ -55,104 +116,110 @@ def claim() -> Response | None:
     principal = getattr(g, "principal", None)
     if key is None or principal is None:
         return None
-    if not key or len(key) > MAX_KEY_LENGTH:
+    if not key or len(key) > MAX_KEY_LENGTH or not is_storable(key):
         return problem(400, f"{HEADER} must be 1-{MAX_KEY_LENGTH} characters.")
     engine = current_app.extensions["tally"].autocommit
     request_hash = _request_hash()
     where = and_(idempotency_keys.c.principal == principal.key_id, idempotency_keys.c.key == key)
-    try:
-        with engine.connect() as conn:
-            conn.execute(
-                insert(idempotency_keys).values(
-                    principal=principal.key_id,
-                    key=key,
-                    method=request.method,
-                    path=request.path,
-                    request_hash=request_hash,
-                    state="in_progress",
-                    created_at=datetime.now(UTC),
-                )
-            )
-    except IntegrityError:
-        deadline = time.monotonic() + WAIT_SECONDS
-        while True:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        stamp = datetime.now(UTC)
+        try:
             with engine.connect() as conn:
-                row = conn.execute(select(idempotency_keys).where(where)).first()
-            if row is None:  # the first attempt failed with a server error and let go of the key
-                return claim()
-            if row.request_hash != request_hash:
-                return problem(409, f"This {HEADER} was already used with a different request.")
-            if row.state == "done":
-                return _replay(row)
-            created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-            if (datetime.now(UTC) - created).total_seconds() > LEASE_SECONDS:
-                with engine.begin() as conn:  # take over an abandoned claim (only one taker wins)
-                    conn.execute(
-                        delete(idempotency_keys).where(
-                            and_(
-                                where,
-                                idempotency_keys.c.state == "in_progress",
-                                idempotency_keys.c.created_at == row.created_at,
-                            )
+                conn.execute(
+                    insert(idempotency_keys).values(
+                        principal=principal.key_id,
+                        key=key,
+                        method=request.method,
+                        path=request.path,
+                        request_hash=request_hash,
+                        state="in_progress",
+                        created_at=stamp,
+                    )
+                )
+        except IntegrityError:
+            pass
+        else:
+            g.idempotency_key = key
+            g.idempotency_claim = _Claim(engine, where, stamp)
+            return None
+        with engine.connect() as conn:
+            row = conn.execute(select(idempotency_keys).where(where)).first()
+        if row is None:  # the first attempt let go of the key (a server error): claim it
+            continue
+        if row.request_hash != request_hash:
+            return problem(409, f"This {HEADER} was already used with a different request.")
+        if row.state == "done":
+            return _replay(row)
+        if (datetime.now(UTC) - _aware(row.created_at)).total_seconds() > LEASE_SECONDS:
+            with engine.connect() as conn:  # its owner died: take over (one taker wins the insert)
+                conn.execute(
+                    delete(idempotency_keys).where(
+                        and_(
+                            where,
+                            idempotency_keys.c.state == "in_progress",
+                            idempotency_keys.c.created_at == row.created_at,
                         )
                     )
-                return claim()
-            if time.monotonic() > deadline:
-                return problem(409, f"A request with this {HEADER} is still in progress; retry later.")
-            time.sleep(0.02)
-    g.idempotency_key = key
-    return None
+                )
+            continue
+        if time.monotonic() > deadline:
+            return problem(
+                409,
+                f"A request with this {HEADER} is still in progress; retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+        time.sleep(0.05)
+
+
+def current_attempt() -> str | None:
+    """This request's attempt, when it claimed an Idempotency-Key: the same on every retry."""
+    key = getattr(g, "idempotency_key", None)
+    if key is None:
+        return None
+    return hashlib.sha256(f"{g.principal.key_id}\0{key}".encode()).hexdigest()[:32]
 
 
 def record(response: Response) -> Response:
     """after_request: store the response of the claimed request (or release it on a 5xx)."""
-    key = getattr(g, "idempotency_key", None)
-    if key is None:
+    claim_: _Claim | None = getattr(g, "idempotency_claim", None)
+    if claim_ is None:
         return response
-    g.idempotency_key = None
-    engine = current_app.extensions["tally"].autocommit
-    principal = g.principal
-    where = and_(idempotency_keys.c.principal == principal.key_id, idempotency_keys.c.key == key)
-    with engine.connect() as conn:
+    g.idempotency_claim = None
+    try:
         if response.status_code >= 500 or "Retry-After" in response.headers:
             # A server error or a transient refusal ("busy, retry"): the retry must run again.
-            conn.execute(delete(idempotency_keys).where(where))
+            claim_.finish()
             return response
         headers = {
             name: value
             for name, value in response.headers.items()
             if name in ("Content-Type", "Location", "Retry-After")
         }
-        conn.execute(
-            update(idempotency_keys)
-            .where(where)
-            .values(
-                state="done",
-                response_status=response.status_code,
-                response_body=response.get_data(as_text=True),
-                response_headers=json.dumps(headers),
-                completed_at=datetime.now(UTC),
-            )
+        claim_.finish(
+            state="done",
+            response_status=response.status_code,
+            response_body=response.get_data(as_text=True),
+            response_headers=json.dumps(headers),
+            completed_at=datetime.now(UTC),
         )
+    except DEPENDENCY_ERRORS as exc:
+        # The database went away after the command: its answer stands for this client, and the
+        # claim lapses within LEASE_SECONDS, after which a retry finds the command's effects.
+        note_outage(dependency_of(exc) or "database", exc, "idempotency record")
     return response
 
 
 def release_on_teardown(_exc: BaseException | None) -> None:
-    """teardown: a request that died before after_request must not hold its key forever."""
-    key = getattr(g, "idempotency_key", None)
-    if key is None:
+    """teardown: a request that died before after_request must not hold its key."""
+    claim_: _Claim | None = getattr(g, "idempotency_claim", None)
+    if claim_ is None:
         return
-    engine = current_app.extensions["tally"].engine
-    with engine.begin() as conn:
-        conn.execute(
-            delete(idempotency_keys).where(
-                and_(
-                    idempotency_keys.c.principal == g.principal.key_id,
-                    idempotency_keys.c.key == key,
-                    idempotency_keys.c.state == "in_progress",
-                )
-            )
-        )
+    g.idempotency_claim = None
+    try:
+        claim_.finish()
+    except DEPENDENCY_ERRORS as exc:
+        note_outage(dependency_of(exc) or "database", exc, "idempotency release")
 
 
 def init_app(app: Flask) -> None:

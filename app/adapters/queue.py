@@ -6,6 +6,7 @@ composition root, so this adapter never imports the commands.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,9 @@ QUEUES = ("projections", "settlements", "notifications", "audit", "webhooks")
 # Read models the job that uses them catches up itself (the delivery run of webhooks): no
 # catch-up job of their own after each command (the safety net still catches them up).
 CAUGHT_UP_BY_THEIR_JOBS = ("webhook_events",)
+# A worker heartbeats at least this often while idle (RQ waits worker_ttl - 15 s on the queue), and
+# is taken for dead when it has not for this long.
+WORKER_TTL_SECONDS = 60
 
 
 def queue_names(prefix: str) -> dict[str, str]:
@@ -53,6 +57,30 @@ def queue_report(redis: Redis, prefix: str) -> list[dict[str, Any]]:
             }
         )
     return report
+
+
+def worker_report(redis: Redis, prefix: str) -> dict[str, Any]:
+    """The workers alive on each queue, and whether the cron scheduler is: a worker or scheduler
+    that has not heartbeat for ``WORKER_TTL_SECONDS`` (killed, or cut off from Redis) counts as down."""
+    from rq import Queue, Worker
+    from rq.cron import CronScheduler
+
+    from app.adapters.keys import cron_scheduler
+
+    now = time.time()
+    alive: dict[str, list[str]] = {}
+    for name in queue_names(prefix).values():
+        workers = Worker.all(queue=Queue(name, connection=redis))
+        alive[name] = sorted(
+            worker.name
+            for worker in workers
+            if worker.last_heartbeat is not None
+            and now - worker.last_heartbeat.timestamp() < WORKER_TTL_SECONDS
+        )
+    schedulers = [s for s in CronScheduler.all(redis) if s.name == cron_scheduler(prefix)]
+    beats = [s.last_heartbeat.timestamp() for s in schedulers if s.last_heartbeat is not None]
+    cron_alive = bool(beats) and now - max(beats) < WORKER_TTL_SECONDS
+    return {"workers": alive, "cron": cron_alive}
 
 
 class InlineJobs:

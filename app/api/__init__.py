@@ -36,6 +36,7 @@ OPAQUE_PATH_PARAMETERS = {"customer_id", "seller_id"}
 class ProblemResponsesPlugin(BasePlugin):
     """Documents the errors every operation can answer, as the contract's conventions list them.
 
+    503 everywhere (the database or Redis is down: retry after Retry-After),
     401/403 wherever a key is needed, 404 for an unknown id in the path, 400 (malformed) and
     413 (too large) wherever there is a body, and on every authenticated POST the
     Idempotency-Key header with its 409 (key reused with another body). The
@@ -55,6 +56,8 @@ class ProblemResponsesPlugin(BasePlugin):
                 if status.value not in responses and str(status.value) not in responses:
                     responses[str(status.value)] = status.name
 
+            # Any operation may meet a dependency that is down: 503 with Retry-After.
+            document(http.HTTPStatus.SERVICE_UNAVAILABLE)
             secured = operation.get("security") != []
             if secured:
                 document(http.HTTPStatus.UNAUTHORIZED)

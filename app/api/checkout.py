@@ -12,6 +12,7 @@ from app.auth import check_subject, current_principal, require
 from app.commands import checkout
 from app.commands.bank_transfers import start_bank_transfer
 from app.commands.checkout_action import complete_checkout_action
+from app.idempotency import current_attempt
 from app.presenters import order_view, payment_view, session_view
 from app.schemas import (
     ActionRequiredSchema,
@@ -108,7 +109,7 @@ def confirm_session(data: dict[str, Any], session_id: str) -> Response:
             outcome, payment, order = start_bank_transfer(container, session_id, cause)
         else:
             outcome, payment, order = checkout.confirm_checkout(
-                container, session_id, method, cause, session=session
+                container, session_id, method, cause, session=session, attempt=current_attempt()
             )
     if outcome != "succeeded" or order is None:  # requires_action, or processing at the provider
         view = payment_view(payment)

@@ -74,6 +74,7 @@ class TallyCollector(Collector):
                 failed.add_metric([queue["name"]], queue["failed"])
             yield depth
             yield failed
+            yield from _liveness(container)
 
         intake = provider_event_counts(container.engine)
         settlements = settlement_counts(container.engine)
@@ -98,6 +99,20 @@ class TallyCollector(Collector):
             ok = GaugeMetricFamily("tally_last_verification_ok", "1 if the last verification found no breach")
             ok.add_metric([], 1.0 if verification.ok else 0.0)
             yield ok
+
+
+def _liveness(container: Container) -> Iterator[Metric]:
+    """Live workers per queue and the scheduler (0: down, or cut off from Redis for 60 s)."""
+    from app.adapters.queue import worker_report
+
+    report = worker_report(container.redis, container.settings.key_prefix)
+    workers = GaugeMetricFamily("tally_workers_alive", "Workers heartbeating per queue", labels=["queue"])
+    for queue, names in report["workers"].items():
+        workers.add_metric([queue], len(names))
+    yield workers
+    yield GaugeMetricFamily(
+        "tally_scheduler_alive", "1 while the cron scheduler heartbeats", value=int(report["cron"])
+    )
 
 
 def _started() -> None:

@@ -98,6 +98,7 @@ def confirm_checkout(
     payment_method: str,
     cause: dict[str, Any],
     session: dict[str, Any] | None = None,
+    attempt: str | None = None,
 ) -> tuple[Outcome, Payment, Order | None]:
     """Take the payment first; only a successful payment places the order and its allocations.
 
@@ -105,22 +106,32 @@ def confirm_checkout(
     while the customer or the provider still has to act; a decline
     raises PaymentDeclinedError after the failed attempt is recorded. ``session`` is the
     caller's copy, used for an early refusal; the one read under the lock decides.
+
+    ``attempt`` names the client's attempt (its Idempotency-Key): a retry of the attempt that
+    placed the order, whose answer was lost with its process, gets that order back.
     """
     sessions, marketplace, gateway = deps.sessions, deps.marketplace, deps.gateway
-    _check_confirmable(session or sessions.get(session_id))
+    current = session or sessions.get(session_id)
+    placed = _placed_by(deps, current, attempt)
+    if placed is not None:
+        return placed
+    _check_confirmable(current)
     with sessions.lock(session_id):
         session = sessions.get(session_id)
+        placed = _placed_by(deps, session, attempt)
+        if placed is not None:
+            return placed
         _check_confirmable(session)
         if marketplace.order_exists_for_session(session_id):
             raise CheckoutConflictError("this checkout session is already completed")
         unanswered = _unanswered_payment(deps, session, payment_method)
         payment = unanswered or marketplace.start_payment(session, payment_method, gateway.name, cause)
         payment_id = str(payment.id)
-        if unanswered is None:
+        if unanswered is None or session.get("attempt") != attempt:
             # Before the call: if this process dies after the provider acted, the next confirm
             # finds this payment (and looks it up) instead of charging a second one. From here on
-            # the stored session names this payment.
-            session = {**session, "payment_id": payment_id}
+            # the stored session names this payment, and the attempt that charged it.
+            session = {**session, "payment_id": payment_id, "attempt": attempt}
             sessions.save(session)
         try:
             # A retry of an unanswered payment looks it up first: its key may be pruned by now.
@@ -183,6 +194,23 @@ def apply_charge_result(
     reason = result.failure_reason or "declined"
     marketplace.record_failure(payment_id, result.provider_reference, reason, cause, payment=payment)
     raise PaymentDeclinedError(payment_id, reason)
+
+
+def _placed_by(
+    deps: Deps, session: dict[str, Any], attempt: str | None
+) -> tuple[Literal["succeeded"], Payment, Order] | None:
+    """The order this very attempt placed, if it did (its answer never reached the client)."""
+    if attempt is None or session.get("attempt") != attempt:
+        return None
+    if not deps.marketplace.order_exists_for_session(session["id"]):
+        return None
+    order = deps.marketplace.get_order(order_id_for_session(session["id"]))
+    if str(order.payment_id) != session.get("payment_id"):
+        return None
+    payment = deps.marketplace.get_payment(order.payment_id)
+    if session["status"] != SESSION_COMPLETED:  # the process died before it noted the order
+        deps.sessions.save({**session, "status": SESSION_COMPLETED, "order_id": str(order.id)})
+    return "succeeded", payment, order
 
 
 def _unanswered_payment(deps: Deps, session: dict[str, Any], payment_method: str) -> Payment | None:

@@ -40,6 +40,7 @@ from app.schemas.checkout import (
 )
 from app.schemas.common import (
     SUBJECT,
+    UNSTORABLE,
     Amount,
     HealthSchema,
     NotReadyProblemSchema,
@@ -49,7 +50,9 @@ from app.schemas.common import (
     StripeEventDataSchema,
     StripeEventObjectSchema,
     StripeEventSchema,
+    Text,
     WebhookAckSchema,
+    is_storable,
 )
 from app.schemas.contacts import PageQuerySchema, ProfileRequestSchema, ProfileSchema
 from app.schemas.read_side import (
@@ -72,6 +75,7 @@ from app.schemas.read_side import (
 
 __all__ = [
     "SUBJECT",
+    "UNSTORABLE",
     "ActionRequiredPaymentSchema",
     "ActionRequiredSchema",
     "AddressSchema",
@@ -127,6 +131,8 @@ __all__ = [
     "StripeEventDataSchema",
     "StripeEventObjectSchema",
     "StripeEventSchema",
+    "Text",
     "VerificationSchema",
     "WebhookAckSchema",
+    "is_storable",
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.schemas.common import Amount, StrictSchema
+from app.schemas.common import Amount, StrictSchema, Text
 
 # ---- audit -----------------------------------------------------------------------------------
 from app.schemas.read_side import BalanceSchema
@@ -23,17 +23,17 @@ class AsOfQuerySchema(StrictSchema):
 
 class AuditEventSchema(Schema):
     position = fields.Integer(required=True)
-    stream_id = fields.String(required=True)
-    stream_type = fields.String(required=True)
+    stream_id = Text(required=True)
+    stream_type = Text(required=True)
     version = fields.Integer(required=True)
-    type = fields.String(required=True)
-    timestamp = fields.String(required=True, allow_none=True)
+    type = Text(required=True)
+    timestamp = Text(required=True, allow_none=True)
     data = fields.Dict(required=True)
-    actor_id = fields.String(allow_none=True)
-    actor_role = fields.String(allow_none=True)
-    request_id = fields.String(allow_none=True)
-    reason = fields.String(allow_none=True)
-    hash = fields.String()
+    actor_id = Text(allow_none=True)
+    actor_role = Text(allow_none=True)
+    request_id = Text(allow_none=True)
+    reason = Text(allow_none=True)
+    hash = Text()
 
 
 class AuditEventsSchema(Schema):
@@ -44,48 +44,48 @@ class AuditEventsSchema(Schema):
 
 class AuditHeadSchema(Schema):
     position = fields.Integer(required=True)
-    hash = fields.String(required=True)
+    hash = Text(required=True)
 
 
 class VerificationSchema(Schema):
     """A run of `audit verify` and, once done, its verdict on the log up to ``head_position``."""
 
-    id = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["queued", "running", "done", "failed"]))
+    id = Text(required=True)
+    status = Text(required=True, validate=validate.OneOf(["queued", "running", "done", "failed"]))
     ok = fields.Boolean(
         allow_none=True,
         metadata={"description": "true: the books balance and history is intact; false: see breaches"},
     )
     head_position = fields.Integer(allow_none=True)
-    head_hash = fields.String(allow_none=True)
-    breaches = fields.List(fields.String(), required=True)
-    checked = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
-    error = fields.String(allow_none=True)
-    requested_at = fields.String(required=True)
-    finished_at = fields.String(allow_none=True)
+    head_hash = Text(allow_none=True)
+    breaches = fields.List(Text(), required=True)
+    checked = fields.Dict(keys=Text(), values=fields.Integer(), required=True)
+    error = Text(allow_none=True)
+    requested_at = Text(required=True)
+    finished_at = Text(allow_none=True)
 
 
 class AuditStreamSchema(Schema):
-    stream_id = fields.String(required=True)
-    stream_type = fields.String(required=True)
+    stream_id = Text(required=True)
+    stream_type = Text(required=True)
     version = fields.Integer(required=True)
     state = fields.Dict(required=True)
     events = fields.List(fields.Dict(), required=True)
 
 
 class BalanceAsOfSchema(Schema):
-    seller_id = fields.String(required=True)
-    as_of = fields.String(required=True)
+    seller_id = Text(required=True)
+    as_of = Text(required=True)
     balances = fields.List(fields.Nested(BalanceSchema), required=True)
     entries = fields.List(fields.Dict(), required=True)
 
 
 class StatementLineSchema(Schema):
-    kind = fields.String(required=True, validate=validate.OneOf(["order", "refund", "dispute", "adjustment"]))
-    order_id = fields.String(required=True)
-    allocation_id = fields.String(required=True)
-    refund_id = fields.String(allow_none=True)
-    date = fields.String(allow_none=True)
+    kind = Text(required=True, validate=validate.OneOf(["order", "refund", "dispute", "adjustment"]))
+    order_id = Text(required=True)
+    allocation_id = Text(required=True)
+    refund_id = Text(allow_none=True)
+    date = Text(allow_none=True)
     gross_amount = Amount(required=True)
     platform_fee_amount = Amount(required=True)
     net_amount = Amount(required=True)
@@ -93,12 +93,12 @@ class StatementLineSchema(Schema):
 
 
 class StatementSchema(Schema):
-    settlement_id = fields.String(required=True)
-    seller_id = fields.String(required=True)
-    currency = fields.String(required=True)
-    period_start = fields.String(required=True)
-    period_end = fields.String(required=True)
-    status = fields.String(required=True)
+    settlement_id = Text(required=True)
+    seller_id = Text(required=True)
+    currency = Text(required=True)
+    period_start = Text(required=True)
+    period_end = Text(required=True)
+    status = Text(required=True)
     total_payout_amount = Amount(required=True)
     lines = fields.List(fields.Nested(StatementLineSchema), required=True)
 
@@ -106,11 +106,11 @@ class StatementSchema(Schema):
 class SellerAccountRequestSchema(StrictSchema):
     """One of the two: the seller's Stripe connected account, or its Razorpay Route linked account."""
 
-    stripe_account_id = fields.String(
+    stripe_account_id = Text(
         validate=validate.Regexp(r"^acct_[A-Za-z0-9]{1,64}$", error="a Stripe connected account id (acct_…)"),
         metadata={"example": "acct_1Nx2Yz3Ab4Cd5Ef"},
     )
-    razorpay_account_id = fields.String(
+    razorpay_account_id = Text(
         validate=validate.Regexp(r"^acc_[A-Za-z0-9]{1,64}$", error="a Razorpay linked account id (acc_…)"),
         metadata={"example": "acc_IROu8Nod6PXPtZ"},
     )
@@ -122,10 +122,10 @@ class SellerAccountRequestSchema(StrictSchema):
 
 
 class SellerAccountSchema(Schema):
-    seller_id = fields.String(required=True)
-    stripe_account_id = fields.String()
-    razorpay_account_id = fields.String()
+    seller_id = Text(required=True)
+    stripe_account_id = Text()
+    razorpay_account_id = Text()
     version = fields.Integer(
         required=True, metadata={"description": "How many times the link was set or changed"}
     )
-    updated_at = fields.String(required=True)
+    updated_at = Text(required=True)

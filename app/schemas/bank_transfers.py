@@ -5,12 +5,12 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from app.schemas.checkout import OrderSchema, PaymentSchema, RefundSchema
-from app.schemas.common import Amount, StrictSchema
+from app.schemas.common import Amount, StrictSchema, Text
 
 
 class ReceiptRequestSchema(StrictSchema):
     amount = Amount(required=True, validate=validate.Range(min=1, error="Must be a positive amount."))
-    bank_reference = fields.String(
+    bank_reference = Text(
         required=True,
         validate=validate.Length(1, 128),
         metadata={
@@ -24,8 +24,8 @@ class ReceiptRequestSchema(StrictSchema):
 
 class ReceiptSchema(Schema):
     amount = Amount(required=True)
-    bank_reference = fields.String(required=True)
-    received_at = fields.String(required=True)
+    bank_reference = Text(required=True)
+    received_at = Text(required=True)
 
 
 class BankTransferPaymentSchema(PaymentSchema):
@@ -40,10 +40,10 @@ class ReceiptRecordedSchema(Schema):
 
 
 class RefundPaidRequestSchema(StrictSchema):
-    bank_reference = fields.String(
+    bank_reference = Text(
         validate=validate.Length(1, 128), metadata={"description": "the reference of the transfer sent back"}
     )
 
 
 class ManualRefundSchema(RefundSchema):
-    paid_reference = fields.String()
+    paid_reference = Text()

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.schemas.common import SUBJECT, Amount, StrictSchema
+from app.schemas.common import SUBJECT, Amount, StrictSchema, Text
 from domain.checkout import SESSION_STATUSES
 from domain.money import CURRENCIES
 from domain.pricing import MAX_TOTAL_AMOUNT
@@ -15,27 +15,25 @@ from domain.pricing import MAX_TOTAL_AMOUNT
 
 
 class AddressSchema(StrictSchema):
-    line1 = fields.String(required=True, validate=validate.Length(1, 200))
-    line2 = fields.String(validate=validate.Length(0, 200))
-    city = fields.String(required=True, validate=validate.Length(1, 100))
-    state = fields.String(validate=validate.Length(0, 100))
-    postal_code = fields.String(required=True, validate=validate.Length(1, 20))
-    country = fields.String(
-        required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="ISO 3166-1 alpha-2 code")
-    )
+    line1 = Text(required=True, validate=validate.Length(1, 200))
+    line2 = Text(validate=validate.Length(0, 200))
+    city = Text(required=True, validate=validate.Length(1, 100))
+    state = Text(validate=validate.Length(0, 100))
+    postal_code = Text(required=True, validate=validate.Length(1, 20))
+    country = Text(required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="ISO 3166-1 alpha-2 code"))
 
 
 class ItemSchema(StrictSchema):
-    seller_id = fields.String(required=True, validate=SUBJECT)
-    sku = fields.String(required=True, validate=validate.Length(1, 64))
-    description = fields.String(load_default="", validate=validate.Length(0, 500))
+    seller_id = Text(required=True, validate=SUBJECT)
+    sku = Text(required=True, validate=validate.Length(1, 64))
+    description = Text(load_default="", validate=validate.Length(0, 500))
     unit_amount = Amount(required=True, validate=validate.Range(min=1, max=MAX_TOTAL_AMOUNT))
     quantity = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=1_000_000))
 
 
 class CheckoutSessionRequestSchema(StrictSchema):
-    customer_id = fields.String(required=True, validate=SUBJECT)
-    currency = fields.String(
+    customer_id = Text(required=True, validate=SUBJECT)
+    currency = Text(
         required=True,
         validate=validate.OneOf(
             sorted(CURRENCIES), error="Unknown ISO 4217 currency code (use upper case, e.g. USD)."
@@ -59,7 +57,7 @@ RAZORPAY_ID = r"^[A-Za-z0-9_]{1,64}$"
 
 
 class ConfirmRequestSchema(StrictSchema):
-    payment_method = fields.String(
+    payment_method = Text(
         validate=validate.Regexp(
             r"^(pm_[A-Za-z0-9_]{1,250}|razorpay|bank_transfer)$",
             error="a payment method id (pm_…), razorpay or bank_transfer",
@@ -70,13 +68,9 @@ class ConfirmRequestSchema(StrictSchema):
         },
     )
     # Razorpay Checkout's answer, brought back by the front end to complete the payment (all three)
-    razorpay_payment_id = fields.String(
-        validate=validate.Regexp(RAZORPAY_ID), metadata={"example": "pay_29Q"}
-    )
-    razorpay_order_id = fields.String(
-        validate=validate.Regexp(RAZORPAY_ID), metadata={"example": "order_9A3"}
-    )
-    razorpay_signature = fields.String(
+    razorpay_payment_id = Text(validate=validate.Regexp(RAZORPAY_ID), metadata={"example": "pay_29Q"})
+    razorpay_order_id = Text(validate=validate.Regexp(RAZORPAY_ID), metadata={"example": "order_9A3"})
+    razorpay_signature = Text(
         validate=validate.Regexp(r"^[0-9a-fA-F]{1,128}$"),
         metadata={"description": "hex HMAC-SHA256 of 'order_id|payment_id' with the key secret"},
     )
@@ -84,23 +78,23 @@ class ConfirmRequestSchema(StrictSchema):
 
 class RefundRequestSchema(StrictSchema):
     amount = Amount(required=True, validate=validate.Range(min=1, error="Must be a positive amount."))
-    seller_id = fields.String(validate=SUBJECT)
-    reason = fields.String(validate=validate.Length(0, 500))
+    seller_id = Text(validate=SUBJECT)
+    reason = Text(validate=validate.Length(0, 500))
 
 
 # ---- responses -----------------------------------------------------------------------
 
 
 class LineItemSchema(Schema):
-    sku = fields.String(required=True)
-    description = fields.String(required=True)
+    sku = Text(required=True)
+    description = Text(required=True)
     unit_amount = Amount(required=True)
     quantity = fields.Integer(required=True)
     total_amount = Amount(required=True)
 
 
 class SellerQuoteSchema(Schema):
-    seller_id = fields.String(required=True)
+    seller_id = Text(required=True)
     subtotal_amount = Amount(required=True)
     fee_bps = fields.Integer(required=True)
     platform_fee_amount = Amount(required=True)
@@ -109,30 +103,28 @@ class SellerQuoteSchema(Schema):
 
 
 class CheckoutSessionSchema(Schema):
-    id = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(SESSION_STATUSES))
-    customer_id = fields.String(required=True)
-    currency = fields.String(required=True)
-    created_at = fields.String(required=True)
-    expires_at = fields.String(required=True)
+    id = Text(required=True)
+    status = Text(required=True, validate=validate.OneOf(SESSION_STATUSES))
+    customer_id = Text(required=True)
+    currency = Text(required=True)
+    created_at = Text(required=True)
+    expires_at = Text(required=True)
     total_amount = Amount(required=True)
     platform_fee_amount = Amount(required=True)
     sellers = fields.List(fields.Nested(SellerQuoteSchema), required=True)
     delivery_address = fields.Nested(AddressSchema, allow_none=True)
-    customer_email = fields.String()
-    order_id = fields.String(allow_none=True)
-    payment_id = fields.String(allow_none=True)
+    customer_email = Text()
+    order_id = Text(allow_none=True)
+    payment_id = Text(allow_none=True)
 
 
 class DisputeSchema(Schema):
-    id = fields.String(required=True, metadata={"example": "dp_1Nx..."})
+    id = Text(required=True, metadata={"example": "dp_1Nx..."})
     amount = Amount(required=True)
-    currency = fields.String(required=True)
-    reason = fields.String(required=True)
-    status = fields.String(
-        required=True, metadata={"description": "Stripe's dispute status (won, lost, ...)"}
-    )
-    funds = fields.String(
+    currency = Text(required=True)
+    reason = Text(required=True)
+    status = Text(required=True, metadata={"description": "Stripe's dispute status (won, lost, ...)"})
+    funds = Text(
         required=True,
         validate=validate.OneOf(["kept", "withdrawn", "reinstated"]),
         metadata={
@@ -145,8 +137,8 @@ class DisputeSchema(Schema):
 
 
 class PaymentSchema(Schema):
-    id = fields.String(required=True)
-    status = fields.String(
+    id = Text(required=True)
+    status = Text(
         required=True,
         validate=validate.OneOf(
             ["requires_action", "succeeded", "failed", "partially_refunded", "refunded", "processing"]
@@ -154,15 +146,15 @@ class PaymentSchema(Schema):
     )
     amount = Amount(required=True)
     refunded_amount = Amount()
-    currency = fields.String(required=True)
-    provider = fields.String(required=True)
-    provider_reference = fields.String(allow_none=True, required=True)
-    failure_reason = fields.String(allow_none=True, required=True)
-    client_secret = fields.String()
-    customer_id = fields.String()
-    checkout_session_id = fields.String()
-    order_id = fields.String(allow_none=True)
-    created_at = fields.String()
+    currency = Text(required=True)
+    provider = Text(required=True)
+    provider_reference = Text(allow_none=True, required=True)
+    failure_reason = Text(allow_none=True, required=True)
+    client_secret = Text()
+    customer_id = Text()
+    checkout_session_id = Text()
+    order_id = Text(allow_none=True)
+    created_at = Text()
     disputed_amount = Amount(metadata={"description": "Withdrawn by disputes and not reinstated"})
     disputes = fields.List(fields.Nested(DisputeSchema))
     received_amount = Amount(metadata={"description": "bank transfers: the receipts' sum"})
@@ -171,32 +163,32 @@ class PaymentSchema(Schema):
 
 
 class OrderSellerSchema(SellerQuoteSchema):
-    allocation_id = fields.String(required=True)
+    allocation_id = Text(required=True)
     refunded_amount = Amount(required=True)
-    fulfillment_status = fields.String(
+    fulfillment_status = Text(
         validate=validate.OneOf(["placed", "accepted", "shipped", "delivered", "cancelled"])
     )
     shipments = fields.List(fields.Dict())
-    delivered_at = fields.String(allow_none=True)
-    cancelled_at = fields.String(allow_none=True)
+    delivered_at = Text(allow_none=True)
+    cancelled_at = Text(allow_none=True)
 
 
 class OrderSchema(Schema):
-    id = fields.String(required=True)
-    customer_id = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["paid", "partially_refunded", "refunded"]))
-    currency = fields.String(required=True)
+    id = Text(required=True)
+    customer_id = Text(required=True)
+    status = Text(required=True, validate=validate.OneOf(["paid", "partially_refunded", "refunded"]))
+    currency = Text(required=True)
     total_amount = Amount(required=True)
     platform_fee_amount = Amount()
     refunded_amount = Amount(required=True)
-    payment_id = fields.String(required=True)
-    checkout_session_id = fields.String()
-    created_at = fields.String(required=True)
+    payment_id = Text(required=True)
+    checkout_session_id = Text()
+    created_at = Text(required=True)
     delivery_address = fields.Dict(allow_none=True)
     sellers = fields.List(fields.Nested(OrderSellerSchema), required=True)
     disputed_amount = Amount(metadata={"description": "Withdrawn by disputes and not reinstated"})
     disputes = fields.List(fields.Nested(DisputeSchema))
-    fulfillment_status = fields.String(
+    fulfillment_status = Text(
         validate=validate.OneOf(["unfulfilled", "partially_fulfilled", "fulfilled", "cancelled"])
     )
 
@@ -207,7 +199,7 @@ class ConfirmedSchema(Schema):
 
 
 class ActionRequiredPaymentSchema(PaymentSchema):
-    client_secret = fields.String(required=True)
+    client_secret = Text(required=True)
     next_action = fields.Dict(
         metadata={
             "description": "what the customer's browser does next: with Razorpay "
@@ -221,8 +213,8 @@ class ActionRequiredSchema(Schema):
 
 
 class RefundAllocationSchema(Schema):
-    seller_id = fields.String(required=True)
-    allocation_id = fields.String(required=True)
+    seller_id = Text(required=True)
+    allocation_id = Text(required=True)
     amount = Amount(required=True)
     platform_fee_reversed_amount = Amount(required=True)
     payout_reversed_amount = Amount(required=True)
@@ -241,10 +233,10 @@ class RefundAllocationSchema(Schema):
 
 
 class RefundSchema(Schema):
-    id = fields.String(required=True)
-    order_id = fields.String(required=True)
-    status = fields.String(required=True)
+    id = Text(required=True)
+    order_id = Text(required=True)
+    status = Text(required=True)
     amount = Amount(required=True)
-    currency = fields.String(required=True)
-    reason = fields.String(allow_none=True)
+    currency = Text(required=True)
+    reason = Text(allow_none=True)
     allocations = fields.List(fields.Nested(RefundAllocationSchema), required=True)

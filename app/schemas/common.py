@@ -6,6 +6,33 @@ from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, fields, validate
 
+UNSTORABLE = "Must not contain NUL characters or unpaired surrogates."
+
+
+def is_storable(text: str) -> bool:
+    """Whether the database can store ``text``: PostgreSQL refuses NUL, UTF-8 lone surrogates."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class Text(fields.String):
+    """Every string tally accepts: refused with the field named when the database cannot store it,
+    so nothing is accepted that fails later."""
+
+    default_error_messages = {"unstorable": UNSTORABLE}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not is_storable(text):
+            raise self.make_error("unstorable")
+        return text
+
+
 SUBJECT = validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$", error="1-64 characters of [A-Za-z0-9_.:-]")
 
 
@@ -20,8 +47,8 @@ class StrictSchema(Schema):
 
 
 class HealthSchema(Schema):
-    status = fields.String(required=True)
-    checks = fields.Dict(keys=fields.String(), values=fields.String())
+    status = Text(required=True)
+    checks = fields.Dict(keys=Text(), values=Text())
 
 
 class StripeEventObjectSchema(Schema):
@@ -30,10 +57,10 @@ class StripeEventObjectSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
-    id = fields.String(metadata={"example": "pi_3Nx..."})
-    object = fields.String(metadata={"example": "payment_intent"})
-    payment_intent = fields.String(allow_none=True)
-    metadata = fields.Dict(keys=fields.String(), values=fields.String())
+    id = Text(metadata={"example": "pi_3Nx..."})
+    object = Text(metadata={"example": "payment_intent"})
+    payment_intent = Text(allow_none=True)
+    metadata = fields.Dict(keys=Text(), values=Text())
 
 
 class StripeEventDataSchema(Schema):
@@ -49,38 +76,38 @@ class StripeEventSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
-    id = fields.String(required=True, metadata={"example": "evt_1Nx..."})
-    object = fields.String(metadata={"example": "event"})
-    type = fields.String(required=True, metadata={"example": "payment_intent.succeeded"})
+    id = Text(required=True, metadata={"example": "evt_1Nx..."})
+    object = Text(metadata={"example": "event"})
+    type = Text(required=True, metadata={"example": "payment_intent.succeeded"})
     created = fields.Integer()
     data = fields.Nested(StripeEventDataSchema, required=True)
 
 
 class WebhookAckSchema(Schema):
     received = fields.Boolean(required=True)
-    outcome = fields.String(required=True)
+    outcome = Text(required=True)
 
 
 class ProblemSchema(Schema):
     """RFC 9457 problem details."""
 
-    type = fields.String(required=True)
-    title = fields.String(required=True)
+    type = Text(required=True)
+    title = Text(required=True)
     status = fields.Integer(required=True)
-    detail = fields.String(required=True)
-    request_id = fields.String()
-    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
-    payment_id = fields.String()
-    failure_reason = fields.String()
+    detail = Text(required=True)
+    request_id = Text()
+    errors = fields.Dict(keys=Text(), values=fields.List(Text()))
+    payment_id = Text()
+    failure_reason = Text()
 
 
 class NotReadyProblemSchema(ProblemSchema):
     """503 from /readyz: which dependency does not answer."""
 
-    checks = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    checks = fields.Dict(keys=Text(), values=Text(), required=True)
 
 
 class PaymentDeclinedProblemSchema(ProblemSchema):
     """402: the declined attempt is a payment of its own, recorded with its reason."""
 
-    payment_id = fields.String(required=True)
+    payment_id = Text(required=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import StrictSchema
+from app.schemas.common import StrictSchema, Text
 
 
 class FeeRequestSchema(StrictSchema):
@@ -13,13 +13,13 @@ class FeeRequestSchema(StrictSchema):
 
 class FeeChangeSchema(Schema):
     fee_bps = fields.Integer(required=True)
-    set_at = fields.String(required=True)
+    set_at = Text(required=True)
 
 
 class FeeSchema(Schema):
-    seller_id = fields.String(required=True)
+    seller_id = Text(required=True)
     fee_bps = fields.Integer(required=True)
-    source = fields.String(
+    source = Text(
         required=True,
         validate=validate.OneOf(["seller", "platform_default"]),
         metadata={"description": "seller: set for this seller; platform_default: PLATFORM_FEE_BPS"},

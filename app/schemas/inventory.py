@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import StrictSchema
+from app.schemas.common import StrictSchema, Text
 
 
 class StockRequestSchema(StrictSchema):
@@ -12,8 +12,8 @@ class StockRequestSchema(StrictSchema):
 
 
 class StockSchema(Schema):
-    seller_id = fields.String(required=True)
-    sku = fields.String(required=True)
+    seller_id = Text(required=True)
+    sku = Text(required=True)
     on_hand = fields.Integer(required=True)
     reserved = fields.Integer(required=True)
     available = fields.Integer(required=True)
