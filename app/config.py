@@ -132,7 +132,22 @@ class Settings:
         )
         _ = settings.database  # parse DATABASE_URL now: a bad one fails at start-up
         settings.check_provider()
+        settings.check_smtp()
         return settings
+
+    def check_smtp(self) -> None:
+        """SMTP_URL, when set, is smtp:// or smtps:// with a host (and a numeric port if any)."""
+        if not self.smtp_url:
+            return
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.smtp_url)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname or not port_ok:
+            raise SettingsError("SMTP_URL must be smtp://[user:password@]host[:port] or smtps://…")
 
     def check_provider(self) -> None:
         """The configured provider's settings, present and well-formed, before anything is served."""

@@ -110,3 +110,13 @@ def deliver_webhooks() -> int:
     container = get_container()
     container.redis.delete(keys.webhooks_pending(container.settings.key_prefix))
     return webhooks.deliver_webhooks(container)
+
+
+@carries_request_id
+def purge_idempotency_keys() -> int:
+    """Forget Idempotency-Keys older than a day (their answers are replayed for 24 hours)."""
+    from app.adapters.records import purge_idempotency_keys as purge
+
+    removed = purge(get_container().engine)
+    log.info("forgot %s idempotency keys older than a day", removed)
+    return removed

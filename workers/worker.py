@@ -87,6 +87,7 @@ def build_cron(container: Container) -> CronScheduler:
     cron = CronScheduler(connection=container.redis, name=keys.cron_scheduler(container.settings.key_prefix))
     cron.register(jobs.catch_up_all, names["projections"], interval=30, job_timeout=3600)
     cron.register(jobs.cleanup_expired_sessions, names["projections"], cron="17 * * * *")
+    cron.register(jobs.purge_idempotency_keys, names["projections"], cron="43 * * * *")
     cron.register(jobs.sweep_reservations, names["projections"], interval=60, job_timeout=600)
     cron.register(jobs.repair_in_flight, names["settlements"], cron="*/15 * * * *", job_timeout=3600)
     cron.register(jobs.settle_previous_month, names["settlements"], cron="0 2 1 * *", job_timeout=6 * 3600)

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.adapters.tables import (
+    idempotency_keys,
     payment_references,
     provider_attempts,
     provider_events,
@@ -186,3 +187,19 @@ def provider_event_counts(engine: Engine) -> list[tuple[str, str, int]]:
             )
         ).all()
     return [(provider, state, count) for provider, state, count in rows]
+
+
+IDEMPOTENCY_KEPT = 24 * 3600  # seconds an Idempotency-Key's answer is replayed for
+
+
+def purge_idempotency_keys(engine: Engine, now: datetime | None = None) -> int:
+    """Forget Idempotency-Keys older than a day: answered ones, and claims whose request died long
+    ago (a live claim is renewed every few seconds). The number of keys forgotten."""
+    from datetime import timedelta
+
+    from sqlalchemy import delete
+
+    cutoff = (now or _now()) - timedelta(seconds=IDEMPOTENCY_KEPT)
+    with engine.begin() as conn:
+        result = conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < cutoff))
+    return int(result.rowcount or 0)

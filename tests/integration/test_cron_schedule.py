@@ -1,8 +1,9 @@
 """The one scheduler (`flask --app wsgi cron`) registers what README's Commands table promises:
 the read-model catch-up every 30 s, the session clean-up hourly, the in-flight janitor every 15
-minutes, the stock reservations' sweep every minute, the previous month's settlement on the 1st
-at 02:00 and `audit verify` daily at 03:30 (host local time), each on its queue; and it fires
-them then, not otherwise (walked through a day and a month boundary under frozen time)."""
+minutes, the stock reservations' sweep every minute, the Idempotency-Key purge hourly at minute
+43, the previous month's settlement on the 1st at 02:00 and `audit verify` daily at 03:30 (host
+local time), each on its queue; and it fires them then, not otherwise (walked through a day and a
+month boundary under frozen time)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ MONTHLY = "workers.jobs.settle_previous_month"
 DAILY = "workers.jobs.verify_on_schedule"
 NOTIFY = "workers.jobs.deliver_notifications"
 SWEEP = "workers.jobs.sweep_reservations"
+PURGE = "workers.jobs.purge_idempotency_keys"
 
 
 def local(text: str) -> datetime:
@@ -48,6 +50,7 @@ def test_the_scheduler_registers_each_documented_job_on_its_queue(container, mak
     assert registered(build_cron(container)) == {
         CATCH_UP: (names["projections"], 30, None),
         CLEAN_UP: (names["projections"], None, "17 * * * *"),
+        PURGE: (names["projections"], None, "43 * * * *"),
         SWEEP: (names["projections"], 60, None),
         JANITOR: (names["settlements"], None, "*/15 * * * *"),
         MONTHLY: (names["settlements"], None, "0 2 1 * *"),
@@ -78,17 +81,17 @@ def test_each_job_fires_on_its_schedule_and_not_between(container):
         ("2026-10-31 23:16:59", {CATCH_UP, SWEEP}),  # the sweep: every 60 s
         ("2026-10-31 23:17:00", {CLEAN_UP}),  # hourly, at minute 17
         ("2026-10-31 23:17:30", {CATCH_UP}),
-        ("2026-11-01 00:16:59", {CATCH_UP, JANITOR, SWEEP}),  # 23:30's janitor, late
+        ("2026-11-01 00:16:59", {CATCH_UP, JANITOR, PURGE, SWEEP}),  # 23:30's janitor, 23:43's purge, late
         ("2026-11-01 00:17:00", {CLEAN_UP}),
-        ("2026-11-01 01:59:59", {CATCH_UP, CLEAN_UP, JANITOR, SWEEP}),  # 01:17's clean-up, late
+        ("2026-11-01 01:59:59", {CATCH_UP, CLEAN_UP, JANITOR, PURGE, SWEEP}),  # 01:17's clean-up, late
         ("2026-11-01 02:00:00", {MONTHLY, JANITOR}),  # the 1st at 02:00
-        ("2026-11-01 03:29:59", {CATCH_UP, CLEAN_UP, JANITOR, SWEEP}),
+        ("2026-11-01 03:29:59", {CATCH_UP, CLEAN_UP, JANITOR, PURGE, SWEEP}),
         ("2026-11-01 03:30:00", {DAILY, JANITOR}),  # daily at 03:30
         ("2026-11-01 03:31:00", {CATCH_UP, SWEEP}),
-        ("2026-11-02 01:59:59", {CATCH_UP, CLEAN_UP, JANITOR, SWEEP}),  # no settlement on the 2nd
+        ("2026-11-02 01:59:59", {CATCH_UP, CLEAN_UP, JANITOR, PURGE, SWEEP}),  # no settlement on the 2nd
         ("2026-11-02 02:00:01", {JANITOR}),
-        ("2026-11-02 03:30:00", {CATCH_UP, CLEAN_UP, DAILY, JANITOR, SWEEP}),
-        ("2026-12-01 02:00:00", {CATCH_UP, CLEAN_UP, DAILY, JANITOR, MONTHLY, SWEEP}),
+        ("2026-11-02 03:30:00", {CATCH_UP, CLEAN_UP, DAILY, JANITOR, PURGE, SWEEP}),
+        ("2026-12-01 02:00:00", {CATCH_UP, CLEAN_UP, DAILY, JANITOR, MONTHLY, PURGE, SWEEP}),
     ]
     assert [(at, tick(at)) for at, _ in steps] == steps
 

@@ -71,3 +71,11 @@ def test_the_tally_script_is_flask_app_wsgi(tmp_path):
     result = _run("tally", tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:3] == ["id", "role", "subject"]
+
+
+def test_a_malformed_smtp_url_stops_the_process_with_one_line(tmp_path):
+    result = _run("flask", tmp_path, SMTP_URL="mail.example.com:25")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "tally: configuration error: SMTP_URL must be smtp://[user:password@]host[:port] or smtps://…"
+    ]
