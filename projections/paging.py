@@ -26,6 +26,13 @@ def page_of(
     return page, len(rows) > limit, cursor(page[-1]) if page else after
 
 
+INTEGER_MAX = 2**31 - 1  # the number columns are INTEGER: a larger cursor is past every row anyway
+
+
+def _number_cursor(after: str) -> int:
+    return min(int(after), INTEGER_MAX)
+
+
 def _run(engine: Engine, statement: Select[Any]) -> Sequence[Row[Any]]:
     with engine.connect() as conn:
         return conn.execute(statement).all()
@@ -95,7 +102,7 @@ def seller_invoices(
     """Highest number first, keyed on the number (unique per seller)."""
     where = [invoices_view.c.seller_id == seller_id]
     if after is not None:
-        where.append(invoices_view.c.number < int(after))
+        where.append(invoices_view.c.number < _number_cursor(after))
     rows = _run(
         engine,
         select(invoices_view.c.number, invoices_view.c.document)
@@ -114,7 +121,7 @@ def seller_credit_notes(
     table = credit_notes_view
     where = [table.c.seller_id == seller_id]
     if after is not None:
-        where.append(table.c.number < int(after))
+        where.append(table.c.number < _number_cursor(after))
     rows = _run(
         engine,
         select(table.c.number, table.c.document)

@@ -26,6 +26,13 @@ class Text(fields.String):
 
     default_error_messages = {"unstorable": UNSTORABLE}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not any(isinstance(v, validate.Regexp) for v in self.validators):
+            # Documented too, so a client (or a fuzzer) knows NUL is refused; a Regexp validator
+            # of the field's own already excludes it.
+            self.metadata = {"pattern": "^[^\\u0000]*$", **self.metadata}
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         if not is_storable(text):

@@ -70,7 +70,8 @@ SIGN = "sign-me"  # placeholder Stripe-Signature, replaced by a valid one in the
 # a declined card a 402, an expired session a 410, a webhook whose signature does not
 # verify a 400, a webhook endpoint URL that does not resolve to a public address a 422; a confirm
 # without a payment method where the provider needs one, or a Razorpay answer that does not hold,
-# a 422 or 400; an account body naming neither or both providers' account ids a 422.
+# a 422 or 400; an account body naming neither or both providers' account ids a 422; a stock
+# record for a seller id or SKU outside the id alphabet a 422.
 # (One filter per [[operations]] entry: several include-* keys are OR-ed.)
 CONFIG = schemathesis.Config.from_str(
     """
@@ -111,6 +112,10 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "5xx"]
 [[operations]]
 include-name = "POST /api/webhooks/razorpay"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "5xx"]
+
+[[operations]]
+include-name = "PUT /api/sellers/{seller_id}/inventory/{sku}"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "5xx"]
 
 [[operations]]
 include-name = "PUT /api/sellers/{seller_id}/account"

@@ -67,10 +67,10 @@ class Driver:
 @pytest.fixture(params=["mock", "stripe", "razorpay"])
 def driver(request):
     if request.param == "mock":
-        yield Driver("mock", "USD", "acct_mockSeller", "BHD", needs_account=False)
+        yield Driver("mock", "USD", "acct_mockSeller", "LYD", needs_account=False)
     elif request.param == "stripe":
         with StripeStub() as stub:
-            yield Driver("stripe", "USD", "acct_s1contract", "BHD", stub, stripe_changes(stub))
+            yield Driver("stripe", "USD", "acct_s1contract", "LYD", stub, stripe_changes(stub))
     else:
         with RazorpayStub() as stub:
             yield Driver("razorpay", "INR", "acc_s1contract", "USD", stub, razorpay_changes(stub))
