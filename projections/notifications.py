@@ -25,6 +25,9 @@ ORDER_REFUND_FAILED = event_class("Order.RefundFailed")
 SETTLEMENT_OPENED = event_class("Settlement.Opened")
 SETTLEMENT_PAID = event_class("Settlement.Paid")
 SETTLEMENT_FAILED = event_class("Settlement.Failed")
+FULFILMENT_SHIPPED = event_class("Fulfilment.Shipped")
+FULFILMENT_DELIVERED = event_class("Fulfilment.Delivered")
+FULFILMENT_CANCELLED = event_class("Fulfilment.Cancelled")
 CONTACT_REGISTERED = vars(Contact)["Registered"]
 CONTACT_CHANGED = vars(Contact)["Changed"]
 ALERT_RAISED = vars(Alert)["Raised"]
@@ -42,7 +45,7 @@ def notification_id(event: Aggregate.Event, recipient_id: str, role: str = SELLE
 
 class NotificationsProjection(Projection):
     name = "notifications"
-    version = 2  # 2: customers and the platform too, contacts, recipients (tables of their own)
+    version = 3  # 2: customers and the platform too, contacts, recipients; 3: shipments, deliveries, cancels
     tables = [notifications_view, contacts_view, notification_subjects]
     event_classes = (
         ORDER_PLACED,
@@ -56,6 +59,9 @@ class NotificationsProjection(Projection):
         ALERT_RAISED,
         VERIFICATION_COMPLETED,
         VERIFICATION_FAILED,
+        FULFILMENT_SHIPPED,
+        FULFILMENT_DELIVERED,
+        FULFILMENT_CANCELLED,
     )
 
     @singledispatchmethod
@@ -246,3 +252,34 @@ class NotificationsProjection(Projection):
     @process_event.register(CONTACT_CHANGED)
     def _contact_changed(self, event: Any, writer: RowWriter, position: int) -> None:
         writer.update(contacts_view, (event.role, event.subject_id), email=event.email, name=event.name)
+
+    def _customer_of(self, writer: RowWriter, order_id: str) -> str | None:
+        customer = self._subject(writer, order_id).get("customer_id")
+        return str(customer) if customer else None
+
+    @process_event.register(FULFILMENT_SHIPPED)
+    def _shipped(self, event: Any, writer: RowWriter, position: int) -> None:
+        customer = self._customer_of(writer, event.order_id)
+        if customer is not None:
+            data = {
+                "order_id": event.order_id,
+                "seller_id": event.seller_id,
+                "carrier": event.carrier,
+                "tracking_number": event.tracking_number,
+            }
+            self._notify(writer, event, position, CUSTOMER, customer, "order_shipped", data)
+
+    @process_event.register(FULFILMENT_DELIVERED)
+    def _delivered(self, event: Any, writer: RowWriter, position: int) -> None:
+        customer = self._customer_of(writer, event.order_id)
+        if customer is not None:
+            data = {"order_id": event.order_id, "seller_id": event.seller_id}
+            self._notify(writer, event, position, CUSTOMER, customer, "order_delivered", data)
+
+    @process_event.register(FULFILMENT_CANCELLED)
+    def _part_cancelled(self, event: Any, writer: RowWriter, position: int) -> None:
+        data = {"order_id": event.order_id, "seller_id": event.seller_id, "refund_id": event.refund_id}
+        self._notify(writer, event, position, SELLER, event.seller_id, "order_cancelled", data)
+        customer = self._customer_of(writer, event.order_id)
+        if customer is not None:
+            self._notify(writer, event, position, CUSTOMER, customer, "order_cancelled", data)

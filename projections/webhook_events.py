@@ -2,7 +2,8 @@
 
 Each becomes one row with a stable ``evt_`` id (derived from the log event), its type, time and
 data; the sender fans rows out to endpoints and owns the deliveries, so a rebuild never sends.
-``order.cancelled`` and ``fulfillment.updated`` have no log events yet (fulfilment is not built).
+A seller's part accepted, shipped or delivered is ``fulfillment.updated``; a part cancelled is
+``order.cancelled`` (with the seller it concerns).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ PAYMENT_FAILED = event_class("Payment.Failed")
 SETTLEMENT_OPENED = event_class("Settlement.Opened")
 SETTLEMENT_PAID = event_class("Settlement.Paid")
 SETTLEMENT_FAILED = event_class("Settlement.Failed")
+FULFILMENT_ACCEPTED = event_class("Fulfilment.Accepted")
+FULFILMENT_SHIPPED = event_class("Fulfilment.Shipped")
+FULFILMENT_DELIVERED = event_class("Fulfilment.Delivered")
+FULFILMENT_CANCELLED = event_class("Fulfilment.Cancelled")
 
 EVENT_TYPES = (
     "order.placed",
@@ -46,6 +51,7 @@ def webhook_event_id(event: Aggregate.Event) -> str:
 
 class WebhookEventsProjection(Projection):
     name = "webhook_events"
+    version = 2  # 2: fulfilment transitions and cancellations
     tables = [webhook_events_view, webhook_subjects]
     event_classes = (
         ORDER_PLACED,
@@ -56,6 +62,10 @@ class WebhookEventsProjection(Projection):
         SETTLEMENT_OPENED,
         SETTLEMENT_PAID,
         SETTLEMENT_FAILED,
+        FULFILMENT_ACCEPTED,
+        FULFILMENT_SHIPPED,
+        FULFILMENT_DELIVERED,
+        FULFILMENT_CANCELLED,
     )
 
     @singledispatchmethod
@@ -180,3 +190,18 @@ class WebhookEventsProjection(Projection):
             "reason": event.reason,
         }
         self._emit(writer, event, position, "settlement.failed", data)
+
+    @process_event.register(FULFILMENT_ACCEPTED)
+    @process_event.register(FULFILMENT_SHIPPED)
+    @process_event.register(FULFILMENT_DELIVERED)
+    def _fulfilment(self, event: Any, writer: RowWriter, position: int) -> None:
+        status = type(event).__qualname__.rsplit(".", 1)[-1].lower()
+        data = {"order_id": event.order_id, "seller_id": event.seller_id, "fulfillment_status": status}
+        if status == "shipped":
+            data.update(carrier=event.carrier, tracking_number=event.tracking_number)
+        self._emit(writer, event, position, "fulfillment.updated", data)
+
+    @process_event.register(FULFILMENT_CANCELLED)
+    def _cancelled(self, event: Any, writer: RowWriter, position: int) -> None:
+        data = {"order_id": event.order_id, "seller_id": event.seller_id, "refund_id": event.refund_id}
+        self._emit(writer, event, position, "order.cancelled", data)

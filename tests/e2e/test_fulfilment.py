@@ -258,3 +258,43 @@ def test_transitions_are_in_the_audit_log_with_causes_and_as_of(client, keys, or
     container.read_models.catch_up()
     logged = client.get("/api/audit/events?limit=1000", headers=keys["auditor"]).json["events"]
     assert "Fulfilment.Shipped" in {e["type"] for e in logged}
+
+
+def test_shipments_deliveries_and_cancels_are_told_to_people_and_to_the_marketplace(
+    client, keys, order, container
+):
+    from sqlalchemy import select
+
+    from projections.tables import webhook_events_view
+
+    oid = order["id"]
+    assert client.post(part(oid, "s-1", "shipments"), json=SHIPMENT, headers=keys["s-1"]).status_code == 201
+    assert client.post(part(oid, "s-1", "delivery"), headers=keys["s-1"]).status_code == 200
+    cancelled = client.post(part(oid, "s-2", "cancel"), json={}, headers=keys["s-2"])
+    assert cancelled.status_code == 200, cancelled.json
+    container.read_models.catch_up()
+
+    def kinds(path: str, headers: dict[str, str]) -> list[tuple[str, dict]]:
+        listed = client.get(path, headers=headers).json["notifications"]
+        return [(n["kind"], n["data"]) for n in listed]
+
+    customer = dict(kinds("/api/customers/c-1/notifications", keys["c-1"]))
+    assert (
+        customer["order_shipped"]["carrier"] == "UPS"
+        and customer["order_shipped"]["tracking_number"] == "1Z999"
+    )
+    assert customer["order_delivered"] == {"order_id": oid, "seller_id": "s-1"}
+    assert customer["order_cancelled"]["seller_id"] == "s-2"
+    seller = dict(kinds("/api/sellers/s-2/notifications", keys["s-2"]))
+    assert seller["order_cancelled"]["order_id"] == oid
+    assert "order_cancelled" not in dict(kinds("/api/sellers/s-1/notifications", keys["s-1"]))
+
+    with container.engine.connect() as conn:
+        events = conn.execute(
+            select(webhook_events_view.c.type, webhook_events_view.c.data).order_by(
+                webhook_events_view.c.position
+            )
+        ).all()
+    types = [t for t, _ in events]
+    assert types.count("fulfillment.updated") == 2  # shipped, delivered
+    assert types.count("order.cancelled") == 1
