@@ -12,9 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-import redis
-import sqlalchemy.exc
 
+from app.adapters.outages import DEPENDENCY_ERRORS, dependency_of
 from app.adapters.schema import SchemaOutOfDateError
 from domain.ports import ProviderConfigurationError, ProviderUnavailableError
 
@@ -22,15 +21,20 @@ OK, FINDING, USAGE, COULD_NOT_RUN = 0, 1, 2, 3
 
 log = logging.getLogger(__name__)
 
-_UNREACHABLE: tuple[tuple[type[BaseException], str], ...] = (
-    (sqlalchemy.exc.OperationalError, "the database"),
-    (sqlalchemy.exc.InterfaceError, "the database"),
-    (sqlalchemy.exc.TimeoutError, "the database"),
-    (redis.exceptions.ConnectionError, "Redis"),
-    (redis.exceptions.TimeoutError, "Redis"),
-    (ProviderUnavailableError, "the payment provider"),
-    (ProviderConfigurationError, "the payment provider (configuration)"),
-)
+# The same errors the web answers with a 503 (app/adapters/outages.py), and the provider's.
+NAMES = {"database": "the database", "redis": "Redis"}
+PROVIDER: dict[type[Exception], str] = {
+    ProviderUnavailableError: "the payment provider",
+    ProviderConfigurationError: "the payment provider (configuration)",
+}
+UNREACHABLE: tuple[type[BaseException], ...] = (*DEPENDENCY_ERRORS, *PROVIDER)
+
+
+def _unreachable(exc: BaseException) -> str:
+    dependency = dependency_of(exc)
+    if dependency is not None:
+        return NAMES[dependency]
+    return next(name for kind, name in PROVIDER.items() if isinstance(exc, kind))
 
 
 def could_not_run(callback: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,8 +42,8 @@ def could_not_run(callback: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return callback(*args, **kwargs)
-        except tuple(kind for kind, _ in _UNREACHABLE) as exc:
-            what = next(name for kind, name in _UNREACHABLE if isinstance(exc, kind))
+        except UNREACHABLE as exc:
+            what = _unreachable(exc)
             log.error("command could not run: %s unreachable (%s)", what, type(exc).__name__)
             click.echo(f"could not run: {what} is unreachable ({type(exc).__name__})", err=True)
             raise SystemExit(COULD_NOT_RUN) from None
