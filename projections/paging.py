@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, desc, or_, select
+from sqlalchemy import Select, Table, and_, desc, or_, select
 from sqlalchemy.engine import Engine, Row
 
 from projections.tables import credit_notes_view, invoices_view, orders_view, settlements_view
@@ -96,29 +96,16 @@ def seller_settlements(
     return {"settlements": [present(row) for row in page], "has_more": more, "next_after": next_after}
 
 
-def seller_invoices(
-    engine: Engine, seller_id: str, limit: int, after: str | None, present: Callable[[str], dict[str, Any]]
+def _seller_documents(
+    engine: Engine,
+    table: Table,
+    key: str,
+    seller_id: str,
+    limit: int,
+    after: str | None,
+    present: Callable[[str], dict[str, Any]],
 ) -> dict[str, Any]:
-    """Highest number first, keyed on the number (unique per seller)."""
-    where = [invoices_view.c.seller_id == seller_id]
-    if after is not None:
-        where.append(invoices_view.c.number < _number_cursor(after))
-    rows = _run(
-        engine,
-        select(invoices_view.c.number, invoices_view.c.document)
-        .where(and_(*where))
-        .order_by(desc(invoices_view.c.number))
-        .limit(limit + 1),
-    )
-    page, more, next_after = page_of(rows, limit, after, lambda row: str(row.number))
-    return {"invoices": [present(row.document) for row in page], "has_more": more, "next_after": next_after}
-
-
-def seller_credit_notes(
-    engine: Engine, seller_id: str, limit: int, after: str | None, present: Callable[[str], dict[str, Any]]
-) -> dict[str, Any]:
-    """Highest number first, keyed on the number (unique per seller)."""
-    table = credit_notes_view
+    """A seller's numbered documents, highest number first, keyed on the number (unique per seller)."""
     where = [table.c.seller_id == seller_id]
     if after is not None:
         where.append(table.c.number < _number_cursor(after))
@@ -130,11 +117,19 @@ def seller_credit_notes(
         .limit(limit + 1),
     )
     page, more, next_after = page_of(rows, limit, after, lambda row: str(row.number))
-    return {
-        "credit_notes": [present(row.document) for row in page],
-        "has_more": more,
-        "next_after": next_after,
-    }
+    return {key: [present(row.document) for row in page], "has_more": more, "next_after": next_after}
+
+
+def seller_invoices(
+    engine: Engine, seller_id: str, limit: int, after: str | None, present: Callable[[str], dict[str, Any]]
+) -> dict[str, Any]:
+    return _seller_documents(engine, invoices_view, "invoices", seller_id, limit, after, present)
+
+
+def seller_credit_notes(
+    engine: Engine, seller_id: str, limit: int, after: str | None, present: Callable[[str], dict[str, Any]]
+) -> dict[str, Any]:
+    return _seller_documents(engine, credit_notes_view, "credit_notes", seller_id, limit, after, present)
 
 
 def credit_note(
