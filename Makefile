@@ -60,7 +60,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.checkout; checkout=$$?; \
 	$(BIN)/python -m bench.webhooks; webhooks=$$?; \
 	$(BIN)/python -m bench.read_side; read_side=$$?; \
-	[ $$checkout = 0 ] && [ $$webhooks = 0 ] && [ $$read_side = 0 ]
+	$(BIN)/python -m bench.inventory; inventory=$$?; \
+	[ $$checkout = 0 ] && [ $$webhooks = 0 ] && [ $$read_side = 0 ] && [ $$inventory = 0 ]
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -99,6 +99,7 @@ class Config:
     lag_workers: int = field(default_factory=lambda: _env_int("BENCH_LAG_WORKERS", 2))
     lag_interval: float = field(default_factory=lambda: _env_float("BENCH_LAG_INTERVAL", 0.1))
     lag_target: float = field(default_factory=lambda: _env_float("BENCH_LAG_TARGET", 1.0))
+    inventory: bool = False  # stock recorded for every SKU before the load (bench.inventory sets it)
 
     def gunicorn_args(self) -> list[str]:
         return ["--workers", str(self.workers), "--threads", str(self.threads), "--worker-class", "gthread"]
@@ -548,6 +549,11 @@ def run_tally(config: Config, logdir: Path, cleanup: Cleanup) -> tuple[SideResul
         container.engine  # noqa: B018 (built here, outside the timing)
         container.marketplace  # noqa: B018
         _, key = create_key(container.engine, "customer", CUSTOMER)
+        if config.inventory:  # stock tracked on every SKU the load buys (bench.inventory)
+            cause = {"actor_id": "bench", "actor_role": "admin", "request_id": "bench", "reason": None}
+            for seller_id in SELLERS:
+                for sku in ("mug", "tee"):
+                    container.marketplace.set_stock(seller_id, sku, 100_000_000, cause)
     finally:
         container.close()
     server = Gunicorn("tally", config.tally_app, config, env, logdir)
