@@ -12,21 +12,18 @@ from flask.json.provider import DefaultJSONProvider
 
 from app.bootstrap import Container, build
 from app.config import Settings
+from app.logs import REQUEST_ID
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def _assign_request_id() -> None:
-    from app.logs import REQUEST_ID
-
     incoming = request.headers.get("X-Request-Id", "")
     g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
     REQUEST_ID.set(g.request_id)  # in every log line of this request and the jobs it enqueues
 
 
 def _forget_request_id(_: BaseException | None) -> None:
-    from app.logs import REQUEST_ID
-
     REQUEST_ID.set(None)
 
 

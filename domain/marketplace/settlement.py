@@ -128,9 +128,7 @@ class SettlementTransactions(MarketplaceBase):
 
     @_retry_on_conflict
     def start_settlement_processing(self, settlement_id_: str, cause: dict[str, Any]) -> Settlement:
-        settlement = self.get_settlement(settlement_id_)
-        if settlement is None:
-            raise SettlementStateError(f"no settlement {settlement_id_}")
+        settlement = self._settlement(settlement_id_)
         settlement.start_processing(cause)
         self.save(settlement)
         return settlement
@@ -171,9 +169,7 @@ class SettlementTransactions(MarketplaceBase):
         self, settlement_id_: str, succeeded: bool, reference_or_reason: str, cause: dict[str, Any]
     ) -> Settlement:
         """Record the payout's outcome; a failed payout makes its allocations payable again."""
-        settlement = self.get_settlement(settlement_id_)
-        if settlement is None:
-            raise SettlementStateError(f"no settlement {settlement_id_}")
+        settlement = self._settlement(settlement_id_)
         if succeeded:
             settlement.mark_paid(reference_or_reason, cause)
             self.save(settlement)
