@@ -74,7 +74,7 @@ def create_app(
     settings: Settings | None = None, container: Container | None = None, **overrides: Any
 ) -> Flask:
     """Build the app: Settings -> Container (lazy, fork-safe) -> blueprints, errors, CLI."""
-    from app import api, auth, cli, errors, idempotency, logs
+    from app import api, auth, cli, console_web, errors, idempotency, logs
     from app.api import metrics
 
     container = container or build(settings, **overrides)
@@ -95,6 +95,7 @@ def create_app(
     app.teardown_request(_forget_request_id)
     app.after_request(_trigger_read_side)
     api.init_app(app)
+    console_web.init_app(app, settings)
     errors.init_app(app)
     cli.init_app(app)
     return app

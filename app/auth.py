@@ -166,6 +166,14 @@ def authenticate(engine: Engine, header: str | None) -> Principal | None:
     return principal
 
 
+def principal_for_key_id(engine: Engine, key_id: str) -> Principal | None:
+    """The principal of a key still valid (not revoked, not expired) by its id alone: for the
+    console, whose session holds the id after the full key was checked at sign-in."""
+    if not re.fullmatch(r"[0-9a-f]{24}", key_id):
+        return None
+    return _lookup(engine, key_id)[1]
+
+
 def load_principal() -> None:
     """before_request: identify the caller (authorization happens per endpoint)."""
     container = current_app.extensions["tally"]

@@ -81,6 +81,11 @@ class Settings:
     # plain http) may receive them (development and tests).
     webhook_secret_key: str | None = field(default=None, repr=False)
     webhooks_allow_private: bool = False
+    # The web console: the key its session cookies are signed with (unset: a key file under var/,
+    # made once: for development only), plain-http cookies for local use, and the session's life.
+    console_secret_key: str | None = field(default=None, repr=False)
+    console_insecure_cookies: bool = False
+    console_session_seconds: int = 8 * 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -129,11 +134,23 @@ class Settings:
             mail_locale=env.get("MAIL_LOCALE") or "en_US",
             webhook_secret_key=env.get("WEBHOOK_SECRET_KEY") or None,
             webhooks_allow_private=env.get("WEBHOOKS_ALLOW_PRIVATE", "") in ("1", "true", "yes"),
+            console_secret_key=env.get("CONSOLE_SECRET_KEY") or None,
+            console_insecure_cookies=env.get("CONSOLE_INSECURE_COOKIES", "") in ("1", "true", "yes"),
+            console_session_seconds=_int(env, "CONSOLE_SESSION_SECONDS", 8 * 3600, 60, 30 * 86_400),
         )
         _ = settings.database  # parse DATABASE_URL now: a bad one fails at start-up
         settings.check_provider()
         settings.check_smtp()
+        settings.check_console()
         return settings
+
+    def check_console(self) -> None:
+        """CONSOLE_SECRET_KEY, when set, is long enough to sign sessions with (32+ characters)."""
+        if self.console_secret_key is not None and len(self.console_secret_key) < 32:
+            raise SettingsError(
+                "CONSOLE_SECRET_KEY must be at least 32 characters: "
+                'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
 
     def check_smtp(self) -> None:
         """SMTP_URL, when set, is smtp:// or smtps:// with a host (and a numeric port if any)."""

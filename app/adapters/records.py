@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -187,6 +188,30 @@ def provider_event_counts(engine: Engine) -> list[tuple[str, str, int]]:
             )
         ).all()
     return [(provider, state, count) for provider, state, count in rows]
+
+
+def recent_provider_events(engine: Engine, limit: int, before: str | None = None) -> dict[str, Any]:
+    """The provider's webhook events kept, newest first (without payloads), paged by
+    ``before`` (the ``next_before`` of the previous page: received_at and id)."""
+    columns = [c for c in provider_events.c if c.name != "payload"]
+    statement = select(*columns)
+    if before:
+        moment, _, event_id = before.partition("|")
+        at = datetime.fromisoformat(moment)
+        statement = statement.where(
+            (provider_events.c.received_at < at)
+            | ((provider_events.c.received_at == at) & (provider_events.c.id < event_id))
+        )
+    order = (provider_events.c.received_at.desc(), provider_events.c.id.desc())
+    with engine.connect() as conn:
+        rows = conn.execute(statement.order_by(*order).limit(limit + 1)).all()
+    page = [dict(row._mapping) for row in rows[:limit]]
+    last = page[-1] if page else None
+    return {
+        "events": page,
+        "has_more": len(rows) > limit,
+        "next_before": f"{last['received_at'].isoformat()}|{last['id']}" if last else None,
+    }
 
 
 IDEMPOTENCY_KEPT = 24 * 3600  # seconds an Idempotency-Key's answer is replayed for

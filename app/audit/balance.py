@@ -65,3 +65,21 @@ def seller_balance(
         "balances": [{"currency": c, "pending_payout_amount": balances[c]} for c in sorted(balances)],
         "entries": entries,
     }
+
+
+def balance_history(
+    marketplace: Marketplace, engine: Engine, seller_id: str, now: datetime, points: int = 8
+) -> dict[str, list[tuple[datetime, int]]]:
+    """The seller's pending payout per currency at ``points`` moments evenly spread from its
+    first allocation to ``now`` (the payouts page's chart)."""
+    allocation_ids = seller_allocation_ids(marketplace, engine, seller_id)
+    if not allocation_ids:
+        return {}
+    first = events_of(marketplace, UUID(allocation_ids[0]))[0].timestamp
+    step = (now - first) / max(1, points - 1)
+    series: dict[str, list[tuple[datetime, int]]] = {}
+    for index in range(points):
+        moment = now if index == points - 1 else first + step * index
+        for line in seller_balance(marketplace, engine, seller_id, moment)["balances"]:
+            series.setdefault(line["currency"], []).append((moment, line["pending_payout_amount"]))
+    return series

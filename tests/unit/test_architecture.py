@@ -50,13 +50,15 @@ WEB = ("flask", "flask_smorest", "werkzeug")
 DELIVERY = (
     "app/__init__.py",
     "app/api/*",
+    "app/console_web/*",
     "app/cli.py",
     "app/console.py",
     "app/errors.py",
     "app/auth.py",
     "app/idempotency.py",
 )
-API_VIEWS = ("app/api/*",)
+# The API's views and the console's pages read through queries and adapters, never SQL or tables.
+API_VIEWS = ("app/api/*", "app/console_web/*")
 STORAGE = ("sqlalchemy", "projections.tables", "app.adapters.tables")
 RQ_HOMES = ("app/adapters/queue.py", "workers/*")
 STRIPE_HOMES = ("app/adapters/payments.py", "app/adapters/providers/*")

@@ -1,0 +1,70 @@
+"""The web console under /console: server-rendered pages per role, signed in with an API key.
+
+The session cookie (signed with CONSOLE_SECRET_KEY) holds the key's id, never the key; each
+request looks the id up again, so a revoked or expired key ends the session within a second.
+Every form carries a CSRF token tied to the session. Pages read through the API's own query
+code and authorise with the API's own checks (``app.auth.check_subject``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Flask
+
+from app.config import ROOT
+
+if TYPE_CHECKING:  # pragma: nocover
+    from app.config import Settings
+
+log = logging.getLogger(__name__)
+DEV_SECRET_FILE = ROOT / "var" / "console-secret.key"
+COOKIE_NAME = "tally_console"
+
+bp = Blueprint(
+    "console",
+    __name__,
+    url_prefix="/console",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+
+def _dev_secret(path: Path) -> str:
+    """A signing key made once under var/ (development: set CONSOLE_SECRET_KEY in production)."""
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    log.warning("CONSOLE_SECRET_KEY is unset: made a development key in %s", path)
+    return path.read_text().strip()
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Register the console with its cookie settings and template helpers."""
+    from app.console_web import audit_pages, format, operator_pages, seller_pages, session
+
+    app.secret_key = settings.console_secret_key or _dev_secret(DEV_SECRET_FILE)
+    app.config.update(
+        SESSION_COOKIE_NAME=COOKIE_NAME,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=not settings.console_insecure_cookies,
+        SESSION_COOKIE_PATH="/console",
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.console_session_seconds),
+    )
+    session.init(bp)
+    format.init(bp)
+    for module in (audit_pages, operator_pages, seller_pages):
+        module.register(bp)
+    app.register_blueprint(bp)
