@@ -25,16 +25,6 @@ log = logging.getLogger(__name__)
 DEV_SECRET_FILE = ROOT / "var" / "console-secret.key"
 COOKIE_NAME = "tally_console"
 
-bp = Blueprint(
-    "console",
-    __name__,
-    url_prefix="/console",
-    template_folder="templates",
-    static_folder="static",
-    static_url_path="/static",
-)
-
-
 def _dev_secret(path: Path) -> str:
     """A signing key made once under var/ (development: set CONSOLE_SECRET_KEY in production)."""
     import secrets
@@ -54,6 +44,14 @@ def init_app(app: Flask, settings: Settings) -> None:
     """Register the console with its cookie settings and template helpers."""
     from app.console_web import audit_pages, format, operator_pages, seller_pages, session
 
+    bp = Blueprint(  # one per app: a blueprint is set up once
+        "console",
+        __name__,
+        url_prefix="/console",
+        template_folder="templates",
+        static_folder="static",
+        static_url_path="/static",
+    )
     app.secret_key = settings.console_secret_key or _dev_secret(DEV_SECRET_FILE)
     app.config.update(
         SESSION_COOKIE_NAME=COOKIE_NAME,
