@@ -109,7 +109,10 @@ def test_a_bad_key_shows_the_form_again_with_an_error_and_401(client, world) -> 
 def test_sign_in_without_a_valid_csrf_token_is_a_400(client, world) -> None:
     client.get("/console/login")
     assert client.post("/console/login", data={"key": world.keys["admin"]}).status_code == 400
-    assert client.post("/console/login", data={"key": world.keys["admin"], "csrf_token": "forged"}).status_code == 400
+    assert (
+        client.post("/console/login", data={"key": world.keys["admin"], "csrf_token": "forged"}).status_code
+        == 400
+    )
     assert client.get("/console/").status_code == 302  # not signed in
 
 
@@ -194,7 +197,13 @@ def test_every_form_without_or_with_a_wrong_csrf_token_is_a_400_and_changes_noth
         "console.ship",
         "console.deliver",
     }
-    form = {"amount": "100", "idempotency_key": "k" * 16, "role": "admin", "carrier": "UPS", "tracking_number": "1"}
+    form = {
+        "amount": "100",
+        "idempotency_key": "k" * 16,
+        "role": "admin",
+        "carrier": "UPS",
+        "tracking_number": "1",
+    }
     for rule in posts:
         for token in ({}, {"csrf_token": "forged"}):
             response = client.post(url_of(rule, world), data={**form, **token})
@@ -268,7 +277,7 @@ def test_a_seller_sees_only_its_own_orders_and_documents(app, world) -> None:
     invoices = client.get("/console/sellers/s-2/invoices")
     assert invoices.status_code == 403
     own = client.get("/console/sellers/s-1/invoices").get_data(as_text=True)
-    invoice_id = own.split('/console/invoices/')[1].split('"')[0]
+    invoice_id = own.split("/console/invoices/")[1].split('"')[0]
     assert client.get(f"/console/invoices/{invoice_id}").status_code == 200
     other = app.test_client()
     sign_in(other, world.keys["s-2"])
@@ -333,7 +342,9 @@ def test_the_key_never_appears_in_a_page_a_url_the_cookie_or_the_logs(app, world
 # ---- actions ----------------------------------------------------------------------------------
 
 
-def test_an_admin_refunds_from_the_order_page_once_whatever_the_form_is_sent(client, container, world) -> None:
+def test_an_admin_refunds_from_the_order_page_once_whatever_the_form_is_sent(
+    client, container, world
+) -> None:
     order_id = world.orders["c-1"]["id"]
     sign_in(client, world.keys["admin"])
     page = client.get(f"/console/orders/{order_id}").get_data(as_text=True)
@@ -383,7 +394,9 @@ def test_a_seller_accepts_ships_and_delivers_its_part(client, container, world) 
     page = client.get("/console/sellers/s-2/orders").get_data(as_text=True)
     token = csrf_of(page)
     assert client.post(f"{base}/accept", data={"csrf_token": token}).status_code == 303
-    shipped = client.post(f"{base}/ship", data={"csrf_token": token, "carrier": "UPS", "tracking_number": "1Z9"})
+    shipped = client.post(
+        f"{base}/ship", data={"csrf_token": token, "carrier": "UPS", "tracking_number": "1Z9"}
+    )
     assert shipped.status_code == 303
     assert client.post(f"{base}/deliver", data={"csrf_token": token}).status_code == 303
     container.read_models.catch_up()
@@ -391,7 +404,10 @@ def test_a_seller_accepts_ships_and_delivers_its_part(client, container, world) 
     assert order_id[:8] in listed and "UPS 1Z9" in listed
     # delivering twice is the API's 409, shown as a page; s-2 may not act on s-1's part
     assert client.post(f"{base}/deliver", data={"csrf_token": token}).status_code == 409
-    assert client.post(f"/console/sellers/s-1/orders/{order_id}/accept", data={"csrf_token": token}).status_code == 403
+    assert (
+        client.post(f"/console/sellers/s-1/orders/{order_id}/accept", data={"csrf_token": token}).status_code
+        == 403
+    )
 
 
 def test_an_admin_requests_a_verification_and_sees_its_verdict(client, container, world) -> None:
