@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 DEV_SECRET_FILE = ROOT / "var" / "console-secret.key"
 COOKIE_NAME = "tally_console"
 
+
 def _dev_secret(path: Path) -> str:
     """A signing key made once under var/ (development: set CONSOLE_SECRET_KEY in production)."""
     import secrets
