@@ -36,7 +36,7 @@ def balance_chart(
     points: list[tuple[datetime, int]], currency: str, width: int = 640, height: int = 200
 ) -> Markup:
     """A line of the balance over time as inline SVG (scales with the page; titled for screen readers)."""
-    pad = 40
+    pad, left = 30, 90
     title = f"Pending payout in {currency} over time"
     if not points:
         return Markup('<p class="muted">No balance history yet.</p>')
@@ -46,7 +46,7 @@ def balance_chart(
     span = (end - start) or 1.0
 
     def x(moment: datetime) -> float:
-        return pad + (moment.timestamp() - start) / span * (width - 2 * pad)
+        return left + (moment.timestamp() - start) / span * (width - left - pad)
 
     def y(value: int) -> float:
         return height - pad - (value - low) / (high - low) * (height - 2 * pad)
@@ -57,17 +57,18 @@ def balance_chart(
         f"<title>{escape(when(m))}: {escape(money(v, currency))}</title></circle>"
         for m, v in points
     )
+    shown = "%Y-%m-%d" if span > 2 * 86_400 else "%Y-%m-%d %H:%M"
     labels = (
-        f'<text x="{pad}" y="{height - 8}">{escape(points[0][0].strftime("%Y-%m-%d"))}</text>'
+        f'<text x="{left}" y="{height - 8}">{escape(points[0][0].strftime(shown))}</text>'
         f'<text x="{width - pad}" y="{height - 8}" text-anchor="end">'
-        f"{escape(points[-1][0].strftime('%Y-%m-%d'))}</text>"
-        f'<text x="4" y="{y(high) + 4:.1f}">{escape(money(high, currency))}</text>'
-        f'<text x="4" y="{y(low) + 4:.1f}">{escape(money(low, currency))}</text>'
+        f"{escape(points[-1][0].strftime(shown))}</text>"
+        f'<text x="{left - 8}" y="{y(high) + 4:.1f}" text-anchor="end">{escape(money(high, currency))}</text>'
+        f'<text x="{left - 8}" y="{y(low) + 4:.1f}" text-anchor="end">{escape(money(low, currency))}</text>'
     )
     return Markup(
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
         f"<title>{escape(title)}</title>"
-        f'<line class="axis" x1="{pad}" y1="{y(low):.1f}" x2="{width - pad}" y2="{y(low):.1f}"/>'
+        f'<line class="axis" x1="{left}" y1="{y(low):.1f}" x2="{width - pad}" y2="{y(low):.1f}"/>'
         f'<polyline points="{line}"/>{dots}{labels}</svg>'
     )
 
