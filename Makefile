@@ -20,6 +20,8 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	@mkdir -p var
 	$(BIN)/flask --app wsgi db upgrade
+	@# local http: the console's session cookie is sent without TLS unless told otherwise
+	CONSOLE_INSECURE_COOKIES=$${CONSOLE_INSECURE_COOKIES:-1} \
 	$(BIN)/gunicorn --workers 1 --threads $(WEB_THREADS) --bind $(HOST):$(PORT) --access-logfile - --logger-class app.logs.GunicornLogger wsgi:app
 
 # Every test has its own PostgreSQL schema and Redis prefix, so they run in parallel (pytest-xdist).
