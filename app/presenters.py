@@ -216,6 +216,26 @@ def statement_csv(statement: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
+def table_csv(columns: Iterable[str], rows: Iterable[dict[str, Any]]) -> str:
+    """Rows as CSV under these columns: cells neutralised as every export's are, nested values as
+    compact JSON."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    columns = list(columns)
+    writer.writerow(columns)
+    for row in rows:
+        cells = [row.get(column) for column in columns]
+        writer.writerow(
+            [
+                csv_cell(
+                    json.dumps(c, sort_keys=True, separators=(",", ":")) if isinstance(c, (dict, list)) else c
+                )
+                for c in cells
+            ]
+        )
+    return buffer.getvalue()
+
+
 def verification_view(verification: Verification) -> dict[str, Any]:
     """A verification's progress and, once done, its verdict."""
     finished = verification.status in (DONE, FAILED)

@@ -3,8 +3,6 @@ moment, seller balances as of a moment; each with its CSV."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +25,7 @@ from app.audit import seller_balance
 from app.commands import verification
 from app.console_web.format import page_args
 from app.console_web.session import principal, roles, tally
-from app.presenters import audit_events_csv, csv_cell, verification_view
+from app.presenters import audit_events_csv, table_csv, verification_view
 from projections import console_queries, history
 
 VERIFICATIONS_SHOWN = 20
@@ -184,21 +182,52 @@ BALANCE_COLUMNS = (
 )
 
 
+def _csv(text: str, filename: str) -> Response:
+    return Response(
+        text, mimetype="text/csv", headers={"Content-Disposition": f"attachment; filename={filename}"}
+    )
+
+
 @roles("admin", "auditor")
 def balances_csv() -> Response:
     _, balance = _balance()
     if balance is None:
         abort(400, "seller_id is required")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(BALANCE_COLUMNS)
-    for entry in balance["entries"]:
-        writer.writerow([csv_cell(entry.get(column)) for column in BALANCE_COLUMNS])
-    return Response(
-        buffer.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": "attachment; filename=tally-balance.csv"},
-    )
+    return _csv(table_csv(BALANCE_COLUMNS, balance["entries"]), "tally-balance.csv")
+
+
+VERIFICATION_COLUMNS = (
+    "id",
+    "status",
+    "ok",
+    "head_position",
+    "head_hash",
+    "requested_at",
+    "finished_at",
+    "error",
+    "breaches",
+)
+
+
+@roles("admin", "auditor")
+def verifications_csv() -> Response:
+    return _csv(table_csv(VERIFICATION_COLUMNS, _verifications()), "tally-verifications.csv")
+
+
+STREAM_COLUMNS = ("version", "type", "timestamp", "data")
+
+
+@roles("admin", "auditor")
+def stream_csv() -> Response:
+    """The stream's events up to ``as_of``: what its state was rebuilt from."""
+    stream_id = request.args.get("stream_id", "").strip()
+    try:
+        result = history.stream_as_of(tally().marketplace, UUID(stream_id), moment("as_of"))
+    except ValueError:
+        result = None
+    if result is None:
+        abort(404, f"stream {stream_id} has no events by then")
+    return _csv(table_csv(STREAM_COLUMNS, result["events"]), f"stream-{stream_id}.csv")
 
 
 def register(bp: Blueprint) -> None:
@@ -207,6 +236,8 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/audit/chain", "chain", chain)
     bp.add_url_rule("/audit/verifications", "request_verification", request_verification, methods=["POST"])
     bp.add_url_rule("/audit/verifications/<verification_id>", "verification", verification_page)
+    bp.add_url_rule("/audit/verifications.csv", "verifications_csv", verifications_csv)
     bp.add_url_rule("/audit/streams", "stream", stream)
+    bp.add_url_rule("/audit/streams.csv", "stream_csv", stream_csv)
     bp.add_url_rule("/audit/balances", "balances", balances)
     bp.add_url_rule("/audit/balances.csv", "balances_csv", balances_csv)

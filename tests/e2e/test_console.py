@@ -465,3 +465,29 @@ def test_forms_carry_the_sessions_token(client, world) -> None:
     page = client.get(f"/console/orders/{world.orders['c-1']['id']}").get_data(as_text=True)
     tokens = set(CSRF_RE.findall(page))
     assert len(tokens) == 1 and page.count('name="csrf_token"') == 3  # sign-out, refund, cancel
+
+
+def test_every_view_downloads_as_csv_with_formulas_neutralised(client, world) -> None:
+    order_id = world.orders["c-1"]["id"]
+    sign_in(client, world.keys["admin"])
+    page = client.get(f"/console/orders/{order_id}").get_data(as_text=True)
+    review = client.post(
+        f"/console/orders/{order_id}/refund/confirm",
+        data={"csrf_token": csrf_of(page), "amount": "100", "reason": "=HYPERLINK(1)"},
+    ).get_data(as_text=True)
+    key = review.split('name="idempotency_key" value="')[1].split('"')[0]
+    form = {"csrf_token": csrf_of(review), "idempotency_key": key, "amount": "100", "reason": "=HYPERLINK(1)"}
+    assert client.post(f"/console/orders/{order_id}/refund", data=form).status_code == 303
+    log = client.get(f"/console/audit/events.csv?stream={order_id}").get_data(as_text=True)
+    assert "'=HYPERLINK(1)" in log and ",=HYPERLINK" not in log
+    stream = client.get(f"/console/audit/streams.csv?stream_id={order_id}")
+    lines = stream.get_data(as_text=True).splitlines()
+    assert stream.mimetype == "text/csv" and lines[0] == "version,type,timestamp,data"
+    assert "Order.Placed" in lines[1] and "Order.RefundRecorded" in stream.get_data(as_text=True)
+    verifications = client.get("/console/audit/verifications.csv").get_data(as_text=True)
+    assert verifications.splitlines()[0].startswith("id,status,ok,head_position")
+    balance = client.get("/console/audit/balances.csv?seller_id=s-2").get_data(as_text=True).splitlines()
+    assert balance[0].startswith("kind,allocation_id,order_id") and len(balance) == 3  # two orders of s-2
+    statement = client.get(f"/console/sellers/s-1/settlements/{world.settlement['id']}/statement.csv")
+    assert statement.get_data(as_text=True).splitlines()[0].startswith("kind,")
+    assert client.get("/console/audit/streams.csv?stream_id=nope").status_code == 404
