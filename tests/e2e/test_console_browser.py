@@ -305,3 +305,32 @@ def test_pages_fit_a_390_pixel_wide_screen(page, world) -> None:
         overflow = browser.execute_script("return document.documentElement.scrollWidth")
         assert overflow <= viewport, (path, overflow, viewport)  # wide tables scroll in their box
         shot(browser, name)
+
+
+def tab_to(browser: Any, matches: Callable[[Any], bool], limit: int = 80) -> Any:
+    """Press Tab until the focused element matches; the element (every step by keyboard alone)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    for _ in range(limit):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        focused = browser.switch_to.active_element
+        if matches(focused):
+            return focused
+    raise AssertionError("never reached by Tab")
+
+
+def test_an_admin_refunds_with_the_keyboard_alone(page, world, container) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    order_id = world.orders["c-1"]["id"]
+    sign_in(page, world.keys["admin"])
+    browser = page(f"/console/orders/{order_id}")
+    first = tab_to(browser, lambda e: True)
+    assert first.text == "Skip to content"  # the first stop skips the navigation
+    tab_to(browser, lambda e: e.get_attribute("id") == "amount").send_keys("300")
+    tab_to(browser, lambda e: e.text == "Review refund…").send_keys(Keys.ENTER)
+    wait_for(lambda: "Confirm the refund" in text(browser))
+    tab_to(browser, lambda e: e.text == "Yes, refund").send_keys(Keys.ENTER)
+    wait_for(lambda: "recorded" in text(browser))
+    assert container.marketplace.get_order(order_id).refunded_amount == 300
