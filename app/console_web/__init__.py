@@ -14,7 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 
 from app.config import ROOT
 
@@ -41,6 +43,41 @@ def _dev_secret(path: Path) -> str:
     return path.read_text().strip()
 
 
+class ConsoleSessions(SecureCookieSessionInterface):
+    """Signed cookie sessions for /console only (the API has none), with CONSOLE_SECRET_KEY or
+    else a development key under var/, read when a console page first needs it: a process that
+    never serves the console (a worker, an image whose var/ is read-only) never needs a key."""
+
+    def __init__(self, configured: str | None, dev_file: Path = DEV_SECRET_FILE) -> None:
+        self.configured = configured
+        self.dev_file = dev_file
+        self.key: str | None = None
+
+    def secret(self) -> str | None:
+        if self.key is None:
+            try:
+                self.key = self.configured or _dev_secret(self.dev_file)
+            except OSError as exc:
+                log.error("CONSOLE_SECRET_KEY is unset and no development key could be made: %s", exc)
+        return self.key
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        secret = self.secret()
+        if secret is None:
+            return None
+        return URLSafeTimedSerializer(
+            secret,
+            salt=self.salt,
+            serializer=self.serializer,
+            signer_kwargs={"key_derivation": self.key_derivation, "digest_method": self.digest_method},
+        )
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.path.startswith("/console/"):
+            return None  # Flask's null session: nothing outside the console reads or sets a cookie
+        return super().open_session(app, request)
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     """Register the console with its cookie settings and template helpers."""
     from app.console_web import audit_pages, format, operator_pages, seller_pages, session
@@ -53,7 +90,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         static_folder="static",
         static_url_path="/static",
     )
-    app.secret_key = settings.console_secret_key or _dev_secret(DEV_SECRET_FILE)
+    app.session_interface = ConsoleSessions(settings.console_secret_key)
     app.config.update(
         SESSION_COOKIE_NAME=COOKIE_NAME,
         SESSION_COOKIE_HTTPONLY=True,

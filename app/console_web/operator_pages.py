@@ -244,7 +244,9 @@ def create_key_page() -> tuple[str, int]:
     role = request.form.get("role", "")
     subject = request.form.get("subject", "").strip() or None
     days = request.form.get("expires_in_days", "").strip()
-    expires = datetime.now(UTC) + timedelta(days=int(days)) if days.isdigit() and int(days) > 0 else None
+    if days and not (days.isdigit() and 1 <= int(days) <= 3650):
+        abort(400, "expires in days must be a whole number from 1 to 3650 (or empty: never)")
+    expires = datetime.now(UTC) + timedelta(days=int(days)) if days else None
     try:
         key_id, key = create_key(tally().engine, role, subject, expires)
     except ValueError as exc:

@@ -337,3 +337,22 @@ def test_the_key_never_appears_in_a_page_a_url_the_cookie_or_the_logs(app, world
         assert secret not in response.get_data(as_text=True), rule.rule
         assert secret not in response.headers.get("Location", ""), rule.rule
     assert secret not in caplog.text
+
+
+def test_without_a_signing_key_the_console_says_so_and_the_api_is_untouched(app, client, world) -> None:
+    from pathlib import Path
+
+    from app.console_web import ConsoleSessions
+
+    # CONSOLE_SECRET_KEY unset in an image whose var/ is read-only: no development key can be made
+    app.session_interface = ConsoleSessions(None, Path("/proc/no-such-dir/console-secret.key"))
+    page = client.get("/console/login")
+    assert page.status_code == 503 and "CONSOLE_SECRET_KEY" in page.get_data(as_text=True)
+    api = client.get("/api/sellers/s-1/payouts", headers={"Authorization": f"Bearer {world.keys['s-1']}"})
+    assert api.status_code == 200 and "Set-Cookie" not in api.headers
+
+
+def test_the_api_never_sets_a_cookie(client, world) -> None:
+    sign_in(client, world.keys["admin"])
+    api = client.get("/api/audit/head", headers={"Authorization": f"Bearer {world.keys['admin']}"})
+    assert api.status_code == 200 and "Set-Cookie" not in api.headers
