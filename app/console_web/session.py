@@ -69,10 +69,10 @@ def _signed_in() -> Principal | None:
 
 def guard() -> Redirect | None:
     """before_request of every console page: CSRF first, then a valid session or the sign-in."""
+    g.principal = None  # the console never takes an Authorization header
     if request.endpoint != "console.static" and current_app.session_interface.is_null_session(session):
         abort(503, "The console needs CONSOLE_SECRET_KEY to sign its sessions (see the README's settings).")
     _check_csrf()
-    g.principal = None  # the console never takes an Authorization header
     if request.endpoint in OPEN_ENDPOINTS:
         return None
     principal = _signed_in()

@@ -176,7 +176,9 @@ def test_auditor_reads_everything_and_every_write_route_is_403(app, client, keys
     before = event_count(container)
     tried = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in signed_not_keyed:
+        # The API's routes (the console's forms are its session's, refused without a CSRF token:
+        # tests/e2e/test_console.py).
+        if rule.endpoint in signed_not_keyed or not rule.rule.startswith("/api/"):
             continue
         for method in sorted(rule.methods - {"GET", "HEAD", "OPTIONS"}):
             url = rule.build({name: values.get(name, "x") for name in rule.arguments}, append_unknown=False)[

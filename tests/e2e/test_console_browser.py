@@ -129,7 +129,7 @@ def sign_in(page: Callable[..., Any], key: str) -> Any:
     return browser
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> None:
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, browser: Any = None) -> None:
     """Poll until ``condition`` holds (a page still loading, its elements replaced, counts as not yet)."""
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
@@ -141,7 +141,8 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> None:
         except (StaleElementReferenceException, NoSuchElementException):
             pass
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the page")
+            seen = f": {browser.current_url} shows {text(browser)[:600]!r}" if browser is not None else ""
+            raise AssertionError(f"timed out waiting for the page{seen}")
         time.sleep(0.05)
 
 
@@ -188,16 +189,17 @@ def test_the_admin_refunds_from_the_order_page_and_verifies_the_chain(page, worl
     assert "Refund $5.00 across the sellers (scratched)?" in text(browser)
     shot(browser, "admin-refund-confirm")
     submit_text(browser, "Yes, refund")
-    wait_for(lambda: "recorded" in text(browser))
+    wait_for(lambda: "recorded" in text(browser), browser=browser)
     assert container.marketplace.get_order(order_id).refunded_amount == 500
     assert "partially refunded" in text(browser)
 
+    container.read_models.catch_up()  # what the workers do after the refund, before verifying
     browser = page("/console/audit/chain")
     submit_text(browser, "Verify the books now")
     wait_for(lambda: "/console/audit/verifications/" in browser.current_url)
     run_worker_burst(container)  # the verification runs in the background, as in production
     browser.refresh()
-    wait_for(lambda: "the books hold" in text(browser))
+    wait_for(lambda: "the books hold" in text(browser), browser=browser)
     shot(browser, "admin-verification")
     shot(page("/console/audit/chain"), "admin-chain")
     shot(page("/console/operations"), "admin-operations")
@@ -332,5 +334,5 @@ def test_an_admin_refunds_with_the_keyboard_alone(page, world, container) -> Non
     tab_to(browser, lambda e: e.text == "Review refund…").send_keys(Keys.ENTER)
     wait_for(lambda: "Confirm the refund" in text(browser))
     tab_to(browser, lambda e: e.text == "Yes, refund").send_keys(Keys.ENTER)
-    wait_for(lambda: "recorded" in text(browser))
+    wait_for(lambda: "recorded" in text(browser), browser=browser)
     assert container.marketplace.get_order(order_id).refunded_amount == 300
