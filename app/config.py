@@ -214,6 +214,7 @@ class DatabaseConfig:
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": self.sqlite_path or "",
                 "SQLITE_LOCK_TIMEOUT": "30",
+                "APPLICATION_RECORDER_TOPIC": "app.adapters.event_store:SQLiteEventRecorder",
             }
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
