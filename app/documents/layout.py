@@ -25,6 +25,7 @@ FONT, BOLD = "TallyVera", "TallyVera-Bold"
 MARGIN = 18 * mm
 GRID = colors.HexColor("#c8c8c8")
 SHADE = colors.HexColor("#f0f0f0")
+FOOTER_CHARS = 110
 
 
 @cache
@@ -118,6 +119,9 @@ def build(story: list[Flowable], title: str, author: str, footer: str, wide: boo
     _fonts()
     buffer = io.BytesIO()
     pagesize = landscape(A4) if wide else A4
+
+    if len(footer) > FOOTER_CHARS:  # one line, clear of the page number, whatever the names
+        footer = footer[: FOOTER_CHARS - 1] + "\u2026"
 
     def page(canvas: Canvas, doc: SimpleDocTemplate) -> None:
         canvas.saveState()
