@@ -3,7 +3,7 @@ the app served on a loopback port (a threaded werkzeug server on the test Postgr
 
 Each role signs in through the form, sees its own data and none of another tenant's; the admin
 refunds from the order page and asks for a verification; the auditor downloads the log as CSV;
-the seller ships and reads its payouts and statement. A screenshot of every main page is saved
+the seller ships and reads its payouts and statement, and downloads it as CSV and PDF. A screenshot of every main page is saved
 under var/screenshots/ (1280 px wide, and 390 px for the narrow check).
 """
 
@@ -278,6 +278,11 @@ def test_the_seller_ships_and_reads_its_payouts_and_statement(page, world, conta
     downloaded = next(p for p in browser.downloads.glob("*.csv"))
     wait_for(lambda: "order" in downloaded.read_text())
     assert world.orders["c-1"]["id"] in downloaded.read_text()
+    click(browser, "a[href$='/statement.pdf']")  # the API's PDF, under this session
+    wait_for(lambda: any(p.suffix == ".pdf" for p in browser.downloads.glob("*")))
+    pdf = next(p for p in browser.downloads.glob("*.pdf"))
+    wait_for(lambda: pdf.stat().st_size > 500 and pdf.read_bytes().rstrip().endswith(b"%%EOF"))
+    assert pdf.read_bytes().startswith(b"%PDF-")
 
 
 def test_the_customer_sees_its_own_orders_only(page, world) -> None:

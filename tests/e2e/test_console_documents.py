@@ -1,37 +1,16 @@
-"""The console links and serves the API's PDF documents once the app has them (API.md, "Console
-and documents": GET /invoices/{id}.pdf, same access rules as the JSON): run as the signed-in key,
-so the API's own checks decide. Here a stand-in PDF view plays the API's part; without one the
-console offers no PDF link and its PDF page is a 404."""
+"""The console links and serves the API's PDF documents (API.md, "Console and documents": GET
+/invoices/{id}.pdf, /credit-notes/{id}.pdf, statement.pdf, same access rules as their JSON):
+the API's own views, run as the signed-in key, so the API's checks decide who gets one."""
 
 from __future__ import annotations
 
-import pytest
-from flask import Response
-from werkzeug.exceptions import NotFound
+import re
 
-from app import create_app
-from app.auth import check_subject, current_principal, require
-from projections import queries
-from tests.e2e.console_helpers import build_world, sign_in
+import pytest
+
+from tests.e2e.console_helpers import bearer, build_world, csrf_of, sign_in
 
 pytestmark = pytest.mark.e2e
-
-PDF = b"%PDF-1.7 stand-in"
-
-
-@require("admin", "auditor", "seller", "customer")
-def invoice_pdf(invoice_id: str) -> Response:
-    """What GET /api/invoices/{id}.pdf answers: the invoice's JSON rules, a PDF body."""
-    from app.api.common import tally
-
-    invoice = queries.get_invoice(tally().engine, invoice_id)
-    if invoice is None:
-        raise NotFound(invoice_id)
-    if current_principal().role == "customer":
-        check_subject("customer", invoice["customer_id"])
-    else:
-        check_subject("seller", invoice["seller_id"])
-    return Response(PDF, mimetype="application/pdf")
 
 
 @pytest.fixture
@@ -39,41 +18,59 @@ def settings(make_settings):
     return make_settings("pg", console_insecure_cookies=True)
 
 
-@pytest.fixture
-def app_with_pdfs(container):
-    app = create_app(container=container)
-    app.add_url_rule("/api/invoices/<invoice_id>.pdf", "documents.invoice_pdf", invoice_pdf)
-    return app
+def _links(html: str, kind: str) -> list[str]:
+    return re.findall(rf'href="(/console/{kind}/[^"]+\.pdf)"', html)
 
 
-def _invoice_id(client) -> str:
-    page = client.get("/console/sellers/s-1/invoices").get_data(as_text=True)
-    return page.split("/console/invoices/")[1].split('"')[0].removesuffix(".pdf")
+def _is_pdf(response) -> bool:
+    return (
+        response.status_code == 200
+        and response.mimetype == "application/pdf"
+        and response.data[:5] == b"%PDF-"
+    )
 
 
-def test_invoices_link_their_pdf_served_under_the_api_rules(app_with_pdfs, container) -> None:
-    app = app_with_pdfs
-    world = build_world(app.test_client(), container)
+def test_a_sellers_invoices_and_statements_link_their_pdfs_and_no_one_elses(app, client, container) -> None:
+    world = build_world(client, container)
     seller = app.test_client()
     sign_in(seller, world.keys["s-1"])
-    invoice_id = _invoice_id(seller)
-    listing = seller.get("/console/sellers/s-1/invoices").get_data(as_text=True)
-    assert f'href="/console/invoices/{invoice_id}.pdf"' in listing
-    pdf = seller.get(f"/console/invoices/{invoice_id}.pdf")
-    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf" and pdf.data == PDF
+    invoices = seller.get("/console/sellers/s-1/invoices").get_data(as_text=True)
+    (invoice_pdf,) = _links(invoices, "invoices")
+    assert _is_pdf(seller.get(invoice_pdf))
+    statement = seller.get(f"/console/sellers/s-1/settlements/{world.settlement['id']}/statement")
+    (statement_pdf,) = re.findall(r'href="([^"]+/statement\.pdf)"', statement.get_data(as_text=True))
+    assert _is_pdf(seller.get(statement_pdf))
     other = app.test_client()
     sign_in(other, world.keys["s-2"])
-    assert other.get(f"/console/invoices/{invoice_id}.pdf").status_code == 403
+    assert other.get(invoice_pdf).status_code == 403
+    assert other.get(statement_pdf).status_code == 403
     customer = app.test_client()
     sign_in(customer, world.keys["c-1"])
-    assert customer.get(f"/console/invoices/{invoice_id}.pdf").data == PDF
-    assert app.test_client().get(f"/console/invoices/{invoice_id}.pdf").status_code == 302  # no session
+    assert _is_pdf(customer.get(invoice_pdf))  # the customer it was issued to
+    stranger = app.test_client()
+    sign_in(stranger, world.keys["c-2"])
+    assert stranger.get(invoice_pdf).status_code == 403
+    assert app.test_client().get(invoice_pdf).status_code == 302  # no session: the sign-in
 
 
-def test_without_the_apis_pdfs_there_is_no_link_and_no_pdf(client, container) -> None:
+def test_a_credit_note_links_its_pdf_after_a_refund(app, client, container) -> None:
     world = build_world(client, container)
-    sign_in(client, world.keys["s-1"])
-    listing = client.get("/console/sellers/s-1/invoices").get_data(as_text=True)
-    assert ".pdf" not in listing
-    invoice_id = listing.split("/console/invoices/")[1].split('"')[0]
-    assert client.get(f"/console/invoices/{invoice_id}.pdf").status_code == 404
+    order_id = world.orders["c-1"]["id"]
+    refunded = client.post(
+        f"/api/orders/{order_id}/refunds",
+        json={"amount": 500, "seller_id": "s-1"},
+        headers={**bearer(world.keys["admin"]), "Idempotency-Key": "pdf-refund"},
+    )
+    assert refunded.status_code == 201, refunded.get_data(as_text=True)
+    container.read_models.catch_up()
+    seller = app.test_client()
+    sign_in(seller, world.keys["s-1"])
+    listing = seller.get("/console/sellers/s-1/invoices").get_data(as_text=True)
+    (note_pdf,) = _links(listing, "credit-notes")
+    assert _is_pdf(seller.get(note_pdf))
+    note_page = note_pdf.removesuffix(".pdf")
+    assert "Download PDF" in seller.get(note_page).get_data(as_text=True)
+    assert csrf_of(listing)  # the page's sign-out form carries the token
+    other = app.test_client()
+    sign_in(other, world.keys["s-2"])
+    assert other.get(note_pdf).status_code == 403
