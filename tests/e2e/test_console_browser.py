@@ -3,8 +3,8 @@ the app served on a loopback port (a threaded werkzeug server on the test Postgr
 
 Each role signs in through the form, sees its own data and none of another tenant's; the admin
 refunds from the order page and asks for a verification; the auditor downloads the log as CSV;
-the seller ships and reads its payouts and statement, and downloads it as CSV and PDF. A screenshot of every main page is saved
-under var/screenshots/ (1280 px wide, and 390 px for the narrow check).
+the seller ships, reads its payouts and statement, and downloads that as CSV and PDF. A
+screenshot of every main page is saved under var/screenshots/ (1280 px wide, 390 px narrow).
 """
 
 from __future__ import annotations
