@@ -217,6 +217,10 @@ def operations() -> str:
         prefix = container.settings.key_prefix
         workers = worker_report(container.redis, prefix)
         queues = queue_report(container.redis, prefix)
+    try:
+        provider_events = recent_provider_events(container.engine, limit, before)
+    except ValueError:
+        abort(400, "after is not a cursor of this list")
     endpoints = container.webhook_endpoints.list()
     deliveries = {
         e["id"]: container.webhook_endpoints.deliveries(e["id"], 10, None)["deliveries"] for e in endpoints
@@ -226,7 +230,7 @@ def operations() -> str:
         projections=projection_status(container.marketplace, container.engine),
         queues=queues,
         workers=workers,
-        provider_events=recent_provider_events(container.engine, limit, before),
+        provider_events=provider_events,
         endpoints=endpoints,
         deliveries=deliveries,
         limit=limit,

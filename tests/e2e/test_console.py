@@ -356,3 +356,19 @@ def test_the_api_never_sets_a_cookie(client, world) -> None:
     sign_in(client, world.keys["admin"])
     api = client.get("/api/audit/head", headers={"Authorization": f"Bearer {world.keys['admin']}"})
     assert api.status_code == 200 and "Set-Cookie" not in api.headers
+
+
+def test_a_cursor_that_is_not_one_is_a_400_page(client, world) -> None:
+    sign_in(client, world.keys["admin"])
+    for url in (
+        "/console/operations?after=garbage",
+        "/console/orders?after=x",
+        "/console/audit/events?after=-1",
+        "/console/sellers/s-1/orders?after=x",
+        "/console/sellers/s-1/settlements?after=x",
+        "/console/customers/c-1/orders?after=x",
+        "/console/sellers/s-1/invoices?after=x",
+    ):
+        response = client.get(url)
+        assert response.status_code == 400, (url, response.status_code)
+        assert "text/html" in response.content_type
