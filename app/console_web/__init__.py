@@ -97,7 +97,9 @@ def init_app(app: Flask, settings: Settings) -> None:
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_SECURE=not settings.console_insecure_cookies,
         SESSION_COOKIE_PATH="/console",
-        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.console_session_seconds),
+        # The session's end is judged by the server (its "expires"); the cookie lives a minute
+        # longer, so a page opened just after the end says so instead of a bare sign-in form.
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.console_session_seconds + 60),
     )
     session.init(bp)
     format.init(bp)
