@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, desc, select
 
-from projections.history import _catch_up_log, audit_event
+from projections.history import audit_event
 from projections.queries import order_of
+from projections.runner import PROJECTIONS, catch_up
 from projections.tables import audit_log, orders_view
 
 if TYPE_CHECKING:  # pragma: nocover
@@ -17,6 +18,10 @@ if TYPE_CHECKING:  # pragma: nocover
     from sqlalchemy.sql.elements import ColumnElement
 
     from domain.services import Marketplace
+
+
+def _catch_up_log(marketplace: Marketplace, engine: Engine) -> None:
+    catch_up(PROJECTIONS["audit_log"](), marketplace, engine)
 
 
 def _log_filters(
