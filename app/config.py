@@ -217,6 +217,8 @@ class DatabaseConfig:
             }
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            # The library's recorder plus a read of many streams in one query (app.adapters.event_store).
+            "APPLICATION_RECORDER_TOPIC": "app.adapters.event_store:StreamsRecorder",
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port),

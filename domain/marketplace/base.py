@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from random import random
 from time import sleep
@@ -82,6 +82,25 @@ class MarketplaceBase(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, kind) else None
+
+    def _find_many(self, aggregate_ids: Iterable[str | UUID], kind: type[T]) -> dict[str, T]:
+        """The aggregates of this kind with these ids, by id as given (absent ones left out): one
+        query where the store reads many streams at once (``select_streams``, PostgreSQL), else one
+        read each."""
+        wanted = {uid: str(given) for given in aggregate_ids if (uid := _as_uuid(given)) is not None}
+        select_streams = getattr(self.recorder, "select_streams", None)
+        if select_streams is None:
+            found = {key: self._find(uid, kind) for uid, key in wanted.items()}
+            return {key: aggregate for key, aggregate in found.items() if aggregate is not None}
+        out: dict[str, T] = {}
+        to_domain_event = self.mapper.to_domain_event
+        for uid, stored in select_streams(list(wanted)).items():
+            aggregate: object = None
+            for event in map(to_domain_event, stored):
+                aggregate = event.mutate(aggregate)  # type: ignore[attr-defined]
+            if isinstance(aggregate, kind):
+                out[wanted[uid]] = aggregate
+        return out
 
     def get_payment(self, payment_id: str | UUID) -> Payment:
         payment = self._find(payment_id, Payment)
