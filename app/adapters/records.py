@@ -182,16 +182,17 @@ class SqlRecords:
             return {}
         with self.autocommit.connect() as conn:
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            statement = dialect.insert(provider_attempts).values(
-                [{"name": name, "attempts": 1} for name in dict.fromkeys(names)]
-            )
-            rows = conn.execute(
-                statement.on_conflict_do_update(
+            statement = (
+                dialect.insert(provider_attempts)
+                .on_conflict_do_update(
                     index_elements=[provider_attempts.c.name],
                     set_={"attempts": provider_attempts.c.attempts + 1},
-                ).returning(provider_attempts.c.name, provider_attempts.c.attempts)
-            ).all()
-        return {name: int(attempts) for name, attempts in rows}
+                )
+                .returning(provider_attempts.c.name, provider_attempts.c.attempts)
+            )
+            # One statement compiled once, its rows sent as one batch (SQLAlchemy's insertmanyvalues).
+            rows = conn.execute(statement, [{"name": name, "attempts": 1} for name in dict.fromkeys(names)])
+            return {name: int(attempts) for name, attempts in rows.all()}
 
 
 def provider_event_counts(engine: Engine) -> list[tuple[str, str, int]]:

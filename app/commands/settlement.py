@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -52,26 +53,32 @@ def end_of(period_end: date) -> datetime:
     return datetime.combine(period_end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
 
 
-# Lines whose transfers are recorded in one save (the attempts of all lines are counted at once).
-TRANSFER_BATCH = 50
+# Transfers made are recorded (one save) every this many lines or seconds, whichever comes first, and
+# with Paid after the last line: a crash leaves at most that much for the resumed payout to look up.
+RECORD_EVERY_LINES = 100
+RECORD_EVERY_SECONDS = 2.0
 
 
-def pay_out(deps: Deps, settlement: Settlement, cause: dict[str, Any]) -> Settlement:
+def pay_out(
+    deps: Deps, settlement: Settlement, cause: dict[str, Any], resumed: bool | None = None
+) -> Settlement:
     """pending -> processing -> paid | failed, one provider transfer per order line (see
     ``Settlement.transfer_lines``); resumable.
 
     A line's transfer carries the order's ``transfer_group`` (its charge has the same) and draws on
     the order's payment (``source_payment``), so funds not yet available never fail it. Its key is
     ``<settlement id>:<allocation id>``, fixed by the Opened event; every line's attempt is counted
-    before any call (one round trip), and the transfers made are recorded ``TRANSFER_BATCH`` lines
-    at a time (the last batch together with Paid). A resumed settlement (found processing: a
-    call may have reached the provider without being recorded, maybe longer ago than the provider
-    keeps keys) or a retried line looks the transfer up first, so nothing is paid twice. A line
-    refused for good takes back the lines already transferred (those of its batch recorded first;
-    full reversals) before the settlement fails, so a settlement pays all its lines or none."""
+    before any call (one round trip), and the transfers made are recorded every
+    ``RECORD_EVERY_LINES`` lines or ``RECORD_EVERY_SECONDS`` (the last ones together with Paid).
+    A resumed settlement (found processing: a call may have reached the provider without being
+    recorded, maybe longer ago than the provider keeps keys) or a retried line looks the transfer up
+    first, so nothing is paid twice. A line refused for good takes back the lines already
+    transferred (those not yet recorded are recorded first; full reversals) before the settlement
+    fails, so a settlement pays all its lines or none."""
     marketplace = deps.marketplace
     sid = str(settlement.id)
-    resumed = settlement.status == PROCESSING
+    if resumed is None:  # found processing: an earlier attempt may have made calls
+        resumed = settlement.status == PROCESSING
     if settlement.status == PENDING:
         settlement = marketplace.start_settlement_processing(sid, cause, given=settlement)
     if settlement.status != PROCESSING:
@@ -95,15 +102,19 @@ def pay_out(deps: Deps, settlement: Settlement, cause: dict[str, Any]) -> Settle
         lines = settlement.lines_to_transfer
         keys = attempts(deps, "payout", [f"{sid}:{line['allocation_id']}" for line in lines])
         sources = _sources(deps, lines)
-        for at in range(0, len(lines), TRANSFER_BATCH):
-            for line in lines[at : at + TRANSFER_BATCH]:
-                key, retried = keys[f"{sid}:{line['allocation_id']}"]
-                result = _transfer_line(deps, settlement, line, destination, resumed or retried, key, sources)
-                if not result.succeeded:
-                    settlement = record() if made else settlement
-                    return _undo_and_fail(deps, settlement, result.failure_reason or "payout_failed", cause)
-                made.append((line["allocation_id"], line["amount"], result.provider_reference or ""))
-            settlement = record(then_paid=at + TRANSFER_BATCH >= len(lines))
+        recorded_at = time.monotonic()
+        for n, line in enumerate(lines, 1):
+            key, retried = keys[f"{sid}:{line['allocation_id']}"]
+            result = _transfer_line(deps, settlement, line, destination, resumed or retried, key, sources)
+            if not result.succeeded:
+                settlement = record() if made else settlement
+                return _undo_and_fail(deps, settlement, result.failure_reason or "payout_failed", cause)
+            made.append((line["allocation_id"], line["amount"], result.provider_reference or ""))
+            if n == len(lines):
+                settlement = record(then_paid=True)
+            elif len(made) >= RECORD_EVERY_LINES or time.monotonic() - recorded_at >= RECORD_EVERY_SECONDS:
+                settlement = record()
+                recorded_at = time.monotonic()
     except ProviderConfigurationError:
         # No retry helps: whatever was transferred is taken back and the allocations become payable again.
         settlement = record() if made else settlement
@@ -245,12 +256,13 @@ def settle_seller(
                 cause,
                 payable=payable,
                 now=now,
+                then_processing=True,
             )
             if settlement is None:
                 continue
             created = created or opened
             if settlement.status in (PENDING, PROCESSING):
-                settlement = pay_out(deps, settlement, cause)
+                settlement = pay_out(deps, settlement, cause, resumed=None if not opened else False)
             results.append(settlement)
     if created:
         deps.jobs.projections_changed()

@@ -45,6 +45,7 @@ class SettlementTransactions(MarketplaceBase):
         cause: dict[str, Any],
         payable: PayableRule | None = None,
         now: datetime | None = None,
+        then_processing: bool = False,
     ) -> tuple[Settlement | None, bool]:
         """Open the settlement of (seller, currency, period) over what is still unsettled.
 
@@ -54,7 +55,8 @@ class SettlementTransactions(MarketplaceBase):
         Returns (settlement, opened_now). Re-running returns the existing settlement and
         settles nothing twice: the id is deterministic and every allocation refuses a
         second settlement. Negative adjustments are taken only while the total stays
-        non-negative; otherwise they are carried on to a later settlement.
+        non-negative; otherwise they are carried on to a later settlement. With ``then_processing``
+        a new settlement is saved processing already (its payout follows at once: one save less).
         """
         sid = settlement_id(seller_id, currency, period_start, period_end)
         existing = self.get_settlement(sid)
@@ -128,6 +130,8 @@ class SettlementTransactions(MarketplaceBase):
             allocation = touched[item["allocation_id"]]
             allocation.settle_adjustment(item["refund_id"], sid_str, cause)
             changed[item["allocation_id"]] = allocation
+        if then_processing:
+            settlement.start_processing(cause)
         self.save(settlement, *changed.values())
         return settlement, True
 
