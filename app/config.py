@@ -217,8 +217,7 @@ class DatabaseConfig:
             }
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            # The library's recorder plus a read of many streams in one query (app.adapters.event_store).
-            "APPLICATION_RECORDER_TOPIC": "app.adapters.event_store:StreamsRecorder",
+            "APPLICATION_RECORDER_TOPIC": "app.adapters.event_store:EventRecorder",  # no NOTIFY
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port),

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from functools import wraps
 from random import random
 from time import sleep
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -25,6 +25,7 @@ from domain.ids import (
     order_id_for_session,
     seller_account_id,
 )
+from domain.marketplace.hot import HotAggregates
 from domain.order import Order
 from domain.payment import Payment
 from domain.seller_account import SellerAccount
@@ -72,6 +73,15 @@ def _as_uuid(value: str | UUID) -> UUID | None:
 class MarketplaceBase(Application[UUID]):
     """Reads of the write model and the retry loop every transaction shares."""
 
+    _hot_aggregates: HotAggregates | None = None
+
+    @property
+    def hot(self) -> HotAggregates:
+        """Stock and fee records, many in one read, kept current in this process (.hot)."""
+        if self._hot_aggregates is None:
+            self._hot_aggregates = HotAggregates(self.recorder, self.mapper)
+        return self._hot_aggregates
+
     def _find(self, aggregate_id: str | UUID, kind: type[T]) -> T | None:
         """The aggregate of this kind with this id (one read), or None for anything else."""
         uid = _as_uuid(aggregate_id)
@@ -85,18 +95,21 @@ class MarketplaceBase(Application[UUID]):
 
     def _find_many(self, aggregate_ids: Iterable[str | UUID], kind: type[T]) -> dict[str, T]:
         """The aggregates of this kind with these ids, by id as given (absent ones left out): one
-        query where the store reads many streams at once (``select_streams``, PostgreSQL), else one
-        read each."""
+        query where the recorder reads many aggregates at once (``select_events_after``,
+        PostgreSQL), else one read each. Nothing is kept: memory stays that of one batch."""
         wanted = {uid: str(given) for given in aggregate_ids if (uid := _as_uuid(given)) is not None}
-        select_streams = getattr(self.recorder, "select_streams", None)
-        if select_streams is None:
+        select_after = getattr(self.recorder, "select_events_after", None)
+        if select_after is None:
             found = {key: self._find(uid, kind) for uid, key in wanted.items()}
             return {key: aggregate for key, aggregate in found.items() if aggregate is not None}
+        streams: dict[UUID, list[Any]] = {}
+        for stored in select_after([(uid, 0) for uid in wanted]):
+            streams.setdefault(UUID(str(stored.originator_id)), []).append(stored)
         out: dict[str, T] = {}
         to_domain_event = self.mapper.to_domain_event
-        for uid, stored in select_streams(list(wanted)).items():
+        for uid, stored_events in streams.items():
             aggregate: object = None
-            for event in map(to_domain_event, stored):
+            for event in map(to_domain_event, stored_events):
                 aggregate = event.mutate(aggregate)  # type: ignore[attr-defined]
             if isinstance(aggregate, kind):
                 out[wanted[uid]] = aggregate
