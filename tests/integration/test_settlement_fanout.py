@@ -182,3 +182,16 @@ def test_a_chunk_whose_worker_was_killed_mid_way_is_picked_up_and_pays_nothing_t
     assert run.status == "done" and len(run.settlement_ids) == len(SELLERS)
     _assert_paid_once(container, len(SELLERS) * 3)
     container.close()
+
+
+@pytest.mark.parametrize("backend", ["pg", "sqlite"])
+def test_attempts_are_counted_many_at_once_and_continue_one_at_a_time(make_settings, backend):
+    container = Container(make_settings(backend))
+    try:
+        records = container.records
+        assert records.count_attempt("payout:a") == 1
+        assert records.count_attempts(["payout:a", "payout:b", "payout:b"]) == {"payout:a": 2, "payout:b": 1}
+        assert records.count_attempt("payout:b") == 2
+        assert records.count_attempts([]) == {}
+    finally:
+        container.close()
