@@ -82,6 +82,11 @@ class MarketplaceBase(Application[UUID]):
             self._hot_aggregates = HotAggregates(self.recorder, self.mapper)
         return self._hot_aggregates
 
+    @property
+    def saves_payment_references(self) -> bool:
+        """Whether the store writes an order's payment reference with the order's events."""
+        return bool(getattr(self.recorder, "saves_payment_references", False))
+
     def _find(self, aggregate_id: str | UUID, kind: type[T]) -> T | None:
         """The aggregate of this kind with this id (one read), or None for anything else."""
         uid = _as_uuid(aggregate_id)
