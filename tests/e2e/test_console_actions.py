@@ -172,3 +172,23 @@ def test_every_view_downloads_as_csv_with_formulas_neutralised(client, world) ->
     statement = client.get(f"/console/sellers/s-1/settlements/{world.settlement['id']}/statement.csv")
     assert statement.get_data(as_text=True).splitlines()[0].startswith("kind,")
     assert client.get("/console/audit/streams.csv?stream_id=nope").status_code == 404
+
+
+def test_settlement_runs_and_their_results(client, container, world) -> None:
+    from tests.e2e.console_helpers import PERIOD
+    from tests.integration.read_side_helpers import run_worker_burst
+
+    requested = client.post(
+        "/api/settlements/runs",
+        json={"period_start": PERIOD[0], "period_end": PERIOD[1]},
+        headers={**bearer(world.keys["admin"]), "Idempotency-Key": "console-run"},
+    )
+    assert requested.status_code == 202, requested.get_data(as_text=True)
+    run_worker_burst(container)
+    sign_in(client, world.keys["auditor"])
+    runs = client.get("/console/settlement-runs").get_data(as_text=True)
+    run_id = requested.json["id"]
+    assert f'href="/console/settlement-runs/{run_id}"' in runs
+    page = client.get(f"/console/settlement-runs/{run_id}").get_data(as_text=True)
+    assert "done" in page and "s-2" in page  # s-2 was still owed: this run paid it
+    assert "/statement" in page
