@@ -216,14 +216,21 @@ def catch_up_many(
     with ExitStack() as stack:
         for name in chosen:
             stack.enter_context(_thread_lock(engine, name))
+        isolate = False
         while len(failures) < len(chosen):
             head = app.recorder.max_notification_id() or 0
             try:
                 with engine.begin() as conn:
-                    end = _apply_batch(conn, app, chosen, failures, applied, head, batch_size, before_commit)
+                    end = _apply_batch(
+                        conn, app, chosen, failures, applied, head, batch_size, before_commit, isolate
+                    )
             except _AloneFailed as alone:
                 failures[alone.name] = alone.error
                 continue
+            except _BatchFailed:
+                isolate = True  # once more, each projection under a savepoint, to find who failed
+                continue
+            isolate = False
             if end is None or end >= head:
                 break
     if failures:
@@ -238,6 +245,10 @@ class _AloneFailed(Exception):
         self.name, self.error = name, error
 
 
+class _BatchFailed(Exception):
+    """A projection failed in a batch applied without savepoints: the batch is rolled back."""
+
+
 def _apply_batch(
     conn: Connection,
     app: Application,
@@ -247,9 +258,14 @@ def _apply_batch(
     head: int,
     batch_size: int,
     before_commit: Callable[[int], None] | None,
+    isolate: bool,
 ) -> int | None:
     """One batch of ``catch_up_many`` in ``conn``'s transaction: the position it reached (None:
-    every projection was at the head)."""
+    every projection was at the head).
+
+    Savepoints cost two round trips per projection and batch, so a batch first runs without
+    them; only after a failure (_BatchFailed: all of it rolled back) is it run again with one
+    savepoint per projection (``isolate``), to keep the projections that succeed."""
     positions = lock_positions(conn, [name for name in chosen if name not in failures])
     behind = [chosen[name] for name, position in positions.items() if position < head]
     if not behind:
@@ -265,7 +281,7 @@ def _apply_batch(
     for projection in todo:
         position = positions[projection.name]
         try:
-            with conn.begin_nested() if len(todo) > 1 else nullcontext():
+            with conn.begin_nested() if isolate and len(todo) > 1 else nullcontext():
                 writer = RowWriter(conn)
                 count = apply_notifications(projection, app, writer, notifications, end, decoded, position)
                 writer.flush()
@@ -274,14 +290,17 @@ def _apply_batch(
                 raise _AloneFailed(projection.name, exc) from exc
             if conn.invalidated:  # the connection is gone: nothing more commits
                 raise
+            if not isolate:
+                raise _BatchFailed from exc
             failures[projection.name] = exc
             log.exception("projection %s failed after position %s", projection.name, position)
             continue
-        moved[projection.name] = end
-        applied[projection.name] += count
-    _store_positions(conn, moved)
+        moved[projection.name] = count
+    _store_positions(conn, dict.fromkeys(moved, end))
     if before_commit is not None and moved:
         before_commit(end)
+    for name, count in moved.items():
+        applied[name] += count
     return end
 
 

@@ -37,14 +37,14 @@ print(json.dumps(applied))
 
 
 class BrokenOrders(OrdersProjection):
-    """The orders read model, failing in its second batch after it has written to its table."""
+    """The orders read model, failing from its second batch on, after it has written to its table."""
 
     def __init__(self) -> None:
         self.batches = 0
 
     def prepare(self, events: list[Any], writer: Any) -> None:
         self.batches += 1
-        if self.batches == 2:
+        if self.batches >= 2:
             writer.execute(delete(orders_view))  # sent to the database, then the batch fails
             raise RuntimeError("broken read model")
         super().prepare(events, writer)
