@@ -217,6 +217,7 @@ class DatabaseConfig:
             }
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "APPLICATION_RECORDER_TOPIC": "app.adapters.event_store:EventRecorder",  # no NOTIFY
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port),

@@ -82,7 +82,7 @@ def order_view(
 
 
 # Kept with a session for tally's own use, not part of the contract.
-SESSION_INTERNALS = frozenset({"expires_at_epoch", "granularity", "attempt"})
+SESSION_INTERNALS = frozenset({"expires_at_epoch", "granularity", "attempt", "reserved"})
 
 
 def fulfilment_parts(fulfilments: dict[str, Fulfilment | None]) -> dict[str, dict[str, Any]]:

@@ -63,7 +63,7 @@ def create_checkout_session(
     ttl = policy.checkout_session_ttl_seconds
     expires = now + timedelta(seconds=ttl)
     session_id = str(uuid.uuid4())
-    reserve_for_session(deps, session_id, data["items"], expires)  # 409 when a tracked SKU is short
+    reserved = reserve_for_session(deps, session_id, data["items"], expires)  # 409 when short
     session = {
         "id": session_id,
         "status": SESSION_OPEN,
@@ -76,6 +76,7 @@ def create_checkout_session(
         "expires_at_epoch": expires.timestamp(),
         "order_id": None,
         "payment_id": None,
+        "reserved": reserved,  # the tracked (seller, SKU)s: what the order sells
     }
     email = data.get("customer_email")
     if email:
@@ -169,11 +170,13 @@ def apply_charge_result(
     if result.provider_reference:
         deps.records.remember_payment_reference(result.provider_reference, payment_id)
     if result.status == CHARGE_SUCCEEDED:
-        payment, order = marketplace.complete_payment(
-            payment_id, result.provider_reference or "", cause, payment=payment
+        reserved = [(seller_id, sku) for seller_id, sku in session.get("reserved", [])]
+        payment, order, sold = marketplace.complete_checkout(
+            payment_id, result.provider_reference or "", cause, payment, reserved
         )
         sessions.save({**session, "status": SESSION_COMPLETED, "order_id": str(order.id)})
-        sell_reservation(deps, session, str(order.id))
+        if reserved and not sold:  # the order was placed by another confirm, or without its stock
+            sell_reservation(deps, session, str(order.id))
         return "succeeded", payment, order
     if result.status == CHARGE_REQUIRES_ACTION:
         if payment.outcome != payment_status.REQUIRES_ACTION:

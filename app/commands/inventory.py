@@ -22,16 +22,23 @@ log = logging.getLogger(__name__)
 
 def reserve_for_session(
     deps: Deps, session_id: str, items: list[dict[str, Any]], expires_at: datetime
-) -> None:
-    """Reserve the cart's tracked SKUs for the session's lifetime (InsufficientStockError: 409)."""
+) -> list[list[str]]:
+    """Reserve the cart's tracked SKUs for the session's lifetime (InsufficientStockError: 409);
+    returns the (seller, SKU)s it reserved."""
     cause = Cause.system(session_id, "checkout session opened").to_dict()
-    deps.marketplace.reserve_stock(session_id, items, expires_at, cause)
+    tracked = deps.marketplace.reserve_stock(session_id, items, expires_at, cause)
+    return [[item.seller_id, item.sku] for item in tracked]
 
 
 def sell_reservation(deps: Deps, session: dict[str, Any], order_id: str) -> None:
     """The session's order is placed: its reservation leaves the shelf now. Never fails the paid
     checkout: whatever goes wrong here, the sweep sells it within a minute."""
-    keys = [(seller["seller_id"], line["sku"]) for seller in session["sellers"] for line in seller["items"]]
+    if "reserved" in session:  # what the session reserved when it opened
+        keys = [(seller_id, sku) for seller_id, sku in session["reserved"]]
+    else:  # a session opened by an earlier release
+        keys = [(s["seller_id"], line["sku"]) for s in session["sellers"] for line in s["items"]]
+    if not keys:
+        return
     cause = Cause.system(session["id"], f"order {order_id} placed").to_dict()
     try:
         deps.marketplace.finish_reservation(session["id"], keys, order_id, cause)

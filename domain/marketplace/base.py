@@ -25,6 +25,7 @@ from domain.ids import (
     order_id_for_session,
     seller_account_id,
 )
+from domain.marketplace.hot import HotAggregates
 from domain.order import Order
 from domain.payment import Payment
 from domain.seller_account import SellerAccount
@@ -71,6 +72,15 @@ def _as_uuid(value: str | UUID) -> UUID | None:
 
 class MarketplaceBase(Application[UUID]):
     """Reads of the write model and the retry loop every transaction shares."""
+
+    _hot_aggregates: HotAggregates | None = None
+
+    @property
+    def hot(self) -> HotAggregates:
+        """Stock and fee records, many in one read, kept current in this process (.hot)."""
+        if self._hot_aggregates is None:
+            self._hot_aggregates = HotAggregates(self.recorder, self.mapper)
+        return self._hot_aggregates
 
     def _find(self, aggregate_id: str | UUID, kind: type[T]) -> T | None:
         """The aggregate of this kind with this id (one read), or None for anything else."""

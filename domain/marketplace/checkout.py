@@ -6,16 +6,22 @@ from typing import Any
 
 from domain import payment as payment_status
 from domain.allocation import Allocation
+from domain.cause import Cause
 from domain.errors import (
     CheckoutConflictError,
     PaymentStateError,
 )
 from domain.ids import (
     order_id_for_session,
+    stock_id,
 )
+from domain.inventory import StockItem
 from domain.marketplace.base import MarketplaceBase
 from domain.order import Order
 from domain.payment import Payment
+
+# How many times placing an order also tries to sell the session's reserved stock in its save.
+SELL_WITH_ORDER_ATTEMPTS = 3
 
 
 class CheckoutTransactions(MarketplaceBase):
@@ -97,17 +103,44 @@ class CheckoutTransactions(MarketplaceBase):
         A caller that passes the ``payment`` it just saved (and has checked that the session
         placed no order yet) saves a read; after any conflict everything is reloaded.
         """
+        payment, order, _ = self.complete_checkout(payment_id, provider_reference, cause, payment, [])
+        return payment, order
 
-        def command(attempt: int) -> tuple[Payment, Order]:
+    def complete_checkout(
+        self,
+        payment_id: str,
+        provider_reference: str,
+        cause: dict[str, Any],
+        payment: Payment | None,
+        reserved: list[tuple[str, str]],
+    ) -> tuple[Payment, Order, bool]:
+        """:meth:`complete_payment`, selling the session's ``reserved`` (seller, SKU)s in the same
+        save; True when it did. After ``SELL_WITH_ORDER_ATTEMPTS`` conflicting saves (other
+        checkouts busy on the same stock) the order is placed without them, so stock contention
+        never holds up a paid order: the caller, or the sweep, sells them then."""
+
+        def command(attempt: int) -> tuple[Payment, Order, bool]:
             current = self._current(payment_id, payment, attempt)
-            return self._complete(
-                current, provider_reference, cause, check_order=payment is None or attempt > 0
+            selling = reserved if attempt < SELL_WITH_ORDER_ATTEMPTS else []
+            placing = current.outcome != payment_status.SUCCEEDED  # else: placed before
+            paid, order = self._complete(
+                current,
+                provider_reference,
+                cause,
+                check_order=payment is None or attempt > 0,
+                reserved=selling,
             )
+            return paid, order, placing and bool(selling)
 
         return self._with_retry(command)
 
     def _complete(
-        self, payment: Payment, provider_reference: str, cause: dict[str, Any], check_order: bool
+        self,
+        payment: Payment,
+        provider_reference: str,
+        cause: dict[str, Any],
+        check_order: bool,
+        reserved: list[tuple[str, str]] | None = None,
     ) -> tuple[Payment, Order]:
         if payment.outcome == payment_status.SUCCEEDED:
             return payment, self.get_order(self._order_id_of(payment))
@@ -116,19 +149,34 @@ class CheckoutTransactions(MarketplaceBase):
         order_id = order_id_for_session(payment.checkout["session_id"])
         if check_order and order_id in self.repository:
             raise CheckoutConflictError("this checkout session already placed an order")
-        return self._place_order(payment, provider_reference, cause)
+        return self._place_order(payment, provider_reference, cause, reserved or [])
 
     def _place_order(
-        self, payment: Payment, provider_reference: str, cause: dict[str, Any]
+        self,
+        payment: Payment,
+        provider_reference: str,
+        cause: dict[str, Any],
+        reserved: list[tuple[str, str]] | None = None,
     ) -> tuple[Payment, Order]:
-        """Succeed the payment and place its order and allocations in one atomic save."""
+        """Succeed the payment and place its order and allocations (and sell the ``reserved``
+        stock) in one atomic save."""
         order, allocations = order_for(payment, cause)
         if payment.outcome == payment_status.FAILED:
             payment.succeed_after_failure(provider_reference, str(order.id), cause)
         else:
             payment.succeed(provider_reference, str(order.id), cause)
-        self.save(payment, order, *allocations)
+        self.save(payment, order, *allocations, *self._sold(payment, str(order.id), reserved or []))
         return payment, order
+
+    def _sold(self, payment: Payment, order_id: str, reserved: list[tuple[str, str]]) -> list[StockItem]:
+        """The session's reserved stock records, each with its reservation sold to ``order_id``."""
+        if not reserved:
+            return []
+        session_id = payment.checkout["session_id"]
+        cause = Cause.system(session_id, f"order {order_id} placed").to_dict()
+        ids = [stock_id(seller_id, sku) for seller_id, sku in reserved]
+        items = self.hot.get_many(ids, StockItem).values()
+        return [item for item in items if item.sell(session_id, order_id, cause)]
 
     def complete_late_payment(
         self, payment_id: str, provider_reference: str, cause: dict[str, Any]

@@ -14,7 +14,7 @@ class FeeTransactions(MarketplaceBase):
     """Fee rates per seller: set one, read one, and the rates a quote uses."""
 
     def get_seller_fee(self, seller_id: str) -> SellerFee | None:
-        return self._find(seller_fee_id(seller_id), SellerFee)
+        return self.hot.get_many([seller_fee_id(seller_id)], SellerFee).get(seller_fee_id(seller_id))
 
     @_retry_on_conflict
     def set_seller_fee(self, seller_id: str, fee_bps: int, cause: dict[str, Any]) -> SellerFee:
@@ -27,10 +27,7 @@ class FeeTransactions(MarketplaceBase):
         return fee
 
     def fee_rates(self, seller_ids: Iterable[str]) -> dict[str, int]:
-        """The negotiated rate in force now of each seller that has one."""
-        rates = {}
-        for seller_id in dict.fromkeys(seller_ids):
-            fee = self.get_seller_fee(seller_id)
-            if fee is not None:
-                rates[seller_id] = fee.fee_bps
-        return rates
+        """The negotiated rate in force now of each seller that has one (one read for all)."""
+        ids = {seller_fee_id(seller_id): seller_id for seller_id in seller_ids}
+        found = self.hot.get_many(list(ids), SellerFee)
+        return {ids[fee_id]: fee.fee_bps for fee_id, fee in found.items()}

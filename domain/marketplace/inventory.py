@@ -14,7 +14,8 @@ class InventoryTransactions(MarketplaceBase):
     """Stock per seller and SKU: set it, reserve it for a session, sell, release or restock it."""
 
     def get_stock(self, seller_id: str, sku: str) -> StockItem | None:
-        return self._find(stock_id(seller_id, sku), StockItem)
+        found = self._tracked([(seller_id, sku)])
+        return found[0] if found else None
 
     @_retry_on_conflict
     def set_stock(self, seller_id: str, sku: str, on_hand: int, cause: dict[str, Any]) -> StockItem:
@@ -27,8 +28,10 @@ class InventoryTransactions(MarketplaceBase):
         return item
 
     def _tracked(self, keys: list[tuple[str, str]]) -> list[StockItem]:
-        found = [self.get_stock(seller_id, sku) for seller_id, sku in keys]
-        return [item for item in found if item is not None]
+        """The stock records of these (seller, SKU)s that exist, in their order (one read)."""
+        ids = [stock_id(seller_id, sku) for seller_id, sku in keys]
+        found = self.hot.get_many(ids, StockItem)
+        return [found[item_id] for item_id in dict.fromkeys(ids) if item_id in found]
 
     @_retry_on_conflict
     def reserve_stock(

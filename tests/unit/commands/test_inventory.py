@@ -46,6 +46,12 @@ def test_the_sweep_sells_what_the_confirm_could_not(deps: FakeDeps, monkeypatch:
     def down(*args: Any, **kwargs: Any) -> int:
         raise RuntimeError("store unavailable")
 
+    place = deps.marketplace.complete_checkout
+
+    def place_without_stock(*args: Any) -> Any:  # as after conflicts on the stock records
+        return place(*args[:4], [])
+
+    monkeypatch.setattr(deps.marketplace, "complete_checkout", place_without_stock)
     monkeypatch.setattr(deps.marketplace, "finish_reservation", down)
     outcome, _, order = confirm_checkout(deps, str(session["id"]), "pm_card_visa", make_cause())
     assert outcome == "succeeded" and order is not None  # the paid checkout stands
@@ -107,3 +113,43 @@ def test_a_cancelled_part_restocks_once_unless_it_was_shipped(deps: FakeDeps) ->
 def test_an_unknown_sku_has_no_stock_record(deps: FakeDeps) -> None:
     assert deps.marketplace.get_stock("s-1", "nothing") is None
     create_checkout_session(deps, CART)  # nothing tracked: nothing reserved, nothing refused
+
+
+def test_the_order_and_its_stock_sale_are_one_save(deps: FakeDeps) -> None:
+    deps.marketplace.set_stock("s-1", "mug", 5, make_cause())
+    session = create_checkout_session(deps, CART)
+    _, _, order = confirm_checkout(deps, str(session["id"]), "pm_card_visa", make_cause())
+    assert order is not None
+    placed = [
+        n
+        for n in deps.marketplace.recorder.select_notifications(start=1, limit=1000)
+        if n.topic.endswith(("Order.Placed", "StockItem.Sold"))
+    ]
+    assert [n.topic.rsplit(".", 1)[-1] for n in placed] == ["Placed", "Sold"]
+    assert placed[1].id == placed[0].id + 3  # Placed, two Allocation.Created, then Sold: one insert
+
+
+def test_stock_contention_never_holds_up_a_paid_order(
+    deps: FakeDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every save that includes the stock conflicts: the order is placed without it, then sold."""
+    from eventsourcing.persistence import IntegrityError
+
+    from domain.inventory import StockItem
+
+    deps.marketplace.set_stock("s-1", "mug", 5, make_cause())
+    session = create_checkout_session(deps, CART)
+    save = deps.marketplace.save
+    conflicts = []
+
+    def contended(*aggregates: Any) -> Any:
+        if len(aggregates) > 1 and any(isinstance(a, StockItem) for a in aggregates):
+            conflicts.append(len(aggregates))
+            raise IntegrityError("another checkout saved this stock record first")
+        return save(*aggregates)
+
+    monkeypatch.setattr(deps.marketplace, "save", contended)
+    outcome, _, order = confirm_checkout(deps, str(session["id"]), "pm_card_visa", make_cause())
+    assert outcome == "succeeded" and order is not None
+    assert len(conflicts) == 3  # SELL_WITH_ORDER_ATTEMPTS, then the order alone, then the sale alone
+    assert stock(deps) == (3, 0, 3)

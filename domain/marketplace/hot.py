@@ -1,0 +1,82 @@
+"""Small, hot aggregates (stock records, fee records) read many at a time, in one round trip.
+
+A checkout reads a stock record per tracked SKU and a fee record per seller. Each is one query
+when read through ``repository.get``, and a stock record's whole history every time. Here all of
+one checkout's records are read together, and this process keeps a copy of each: a read asks the
+store only for the events after the copy's version (one query for all of them), so the cost stays
+the same however long a record's history grows. Callers get their own deep copy, so a command
+that fails half-way leaves the kept copy untouched; a copy is replaced only by a newer version.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
+from copy import deepcopy
+from threading import Lock
+from typing import Any, Protocol, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import project_aggregate
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import StoredEvent
+
+A = TypeVar("A", bound=Aggregate)
+
+MAX_KEPT = 20_000
+
+
+class ReadsEventsAfter(Protocol):
+    """A recorder that reads several aggregates' events past given versions in one query."""
+
+    def select_events_after(self, after: Sequence[tuple[UUID, int]]) -> Sequence[StoredEvent]: ...
+
+
+class HotAggregates:
+    """This process's up-to-date copies of small aggregates, read many at a time."""
+
+    def __init__(self, recorder: Any, mapper: Any) -> None:
+        self.recorder = recorder
+        self.mapper = mapper
+        self._kept: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._lock = Lock()
+
+    def get_many(self, ids: Sequence[UUID], kind: type[A]) -> dict[UUID, A]:
+        """The aggregates of this kind among ``ids`` as they are now (absent ones left out)."""
+        unique = list(dict.fromkeys(ids))
+        with self._lock:
+            kept = {aggregate_id: self._kept.get(aggregate_id) for aggregate_id in unique}
+        after = [(aggregate_id, held.version if held else 0) for aggregate_id, held in kept.items()]
+        new_events: dict[UUID, list[Any]] = defaultdict(list)
+        for stored in self._events_after(after):
+            new_events[UUID(str(stored.originator_id))].append(self.mapper.to_domain_event(stored))
+        found: dict[UUID, A] = {}
+        for aggregate_id, held in kept.items():
+            events = new_events.get(aggregate_id)
+            current = project_aggregate(deepcopy(held), events) if events else held
+            if not isinstance(current, kind):
+                continue
+            if events:
+                self._keep(aggregate_id, current)
+            found[aggregate_id] = deepcopy(current)
+        return found
+
+    def _keep(self, aggregate_id: UUID, aggregate: Aggregate) -> None:
+        with self._lock:
+            held = self._kept.get(aggregate_id)
+            if held is None or held.version < aggregate.version:
+                self._kept[aggregate_id] = aggregate
+            self._kept.move_to_end(aggregate_id)
+            while len(self._kept) > MAX_KEPT:
+                self._kept.popitem(last=False)
+
+    def _events_after(self, after: list[tuple[UUID, int]]) -> Sequence[StoredEvent]:
+        if not after:
+            return []
+        select = getattr(self.recorder, "select_events_after", None)
+        if select is not None:
+            return select(after)  # type: ignore[no-any-return]
+        stored: list[StoredEvent] = []
+        for aggregate_id, version in after:  # stores without the one-query read (SQLite)
+            stored.extend(self.recorder.select_events(aggregate_id, gt=version or None))
+        return stored

@@ -1,0 +1,50 @@
+"""Stock and fee records read many at a time, kept per process, always current (PostgreSQL and SQLite)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from app.bootstrap import Container
+from app.config import Settings
+from domain.ids import stock_id
+from domain.inventory import StockItem
+from tests.unit.conftest import make_cause
+
+
+@pytest.mark.parametrize("backend", ["pg", "sqlite"])
+def test_a_kept_copy_is_brought_up_to_date_by_another_process_s_writes(
+    make_settings: Callable[..., Settings], backend: str
+) -> None:
+    settings = make_settings(backend)
+    first, second = Container(settings), Container(settings)  # two processes' write models
+    try:
+        first.marketplace.set_stock("s-1", "mug", 5, make_cause())
+        first.marketplace.set_seller_fee("s-1", 250, make_cause())
+        assert first.marketplace.get_stock("s-1", "mug").on_hand == 5  # kept by `first` now
+        assert first.marketplace.fee_rates(["s-1", "s-2"]) == {"s-1": 250}
+        for on_hand in (7, 3):
+            second.marketplace.set_stock("s-1", "mug", on_hand, make_cause())
+        second.marketplace.set_seller_fee("s-1", 300, make_cause())
+        second.marketplace.set_stock("s-2", "tee", 1, make_cause())
+        item = first.marketplace.get_stock("s-1", "mug")
+        assert (item.on_hand, item.version) == (3, 3)
+        assert first.marketplace.fee_rates(["s-1", "s-2"]) == {"s-1": 300}
+        found = first.marketplace.hot.get_many(
+            [stock_id("s-1", "mug"), stock_id("s-2", "tee"), stock_id("s-3", "cup")], StockItem
+        )
+        assert {(i.seller_id, i.sku, i.on_hand) for i in found.values()} == {
+            ("s-1", "mug", 3),
+            ("s-2", "tee", 1),
+        }
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_command_that_fails_half_way_leaves_the_kept_copy_as_stored(container: Container) -> None:
+    container.marketplace.set_stock("s-1", "mug", 5, make_cause())
+    mine = container.marketplace.get_stock("s-1", "mug")
+    mine.set_on_hand(9, make_cause())  # changed, never saved
+    assert container.marketplace.get_stock("s-1", "mug").on_hand == 5
