@@ -3,7 +3,7 @@
 * ``Workers``: N ``flask --app wsgi worker`` processes (the service's own command, same
   environment as gunicorn), each in its own process group, stopped by that group's id.
 * ``LagSampler``: a thread sampling, every ``interval`` seconds, each projection's lag as
-  ``projections.runner.status`` defines it: seconds between now and the timestamp of the first
+  ``projections.status.status`` defines it: seconds between now and the timestamp of the first
   event the projection has not applied (0 when caught up). It does what ``status`` does
   minus the event count (a scan of the whole backlog, too heavy for 10 samples a second).
 """

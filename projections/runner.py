@@ -16,7 +16,6 @@ from contextlib import ExitStack, nullcontext
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.domain import DomainEvent
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -384,35 +383,6 @@ def rebuild(
     return read
 
 
-def status(app: Application, engine: Engine) -> list[dict[str, object]]:
-    """Each projection's position, the log head, and the lag in events and seconds."""
-    head = app.recorder.max_notification_id() or 0
-    with engine.connect() as conn:
-        positions = dict(
-            conn.execute(select(projection_positions.c.name, projection_positions.c.position)).all()
-        )
-    now = datetime.now(UTC)
-    rows = []
-    for name in PROJECTIONS:
-        position = positions.get(name, 0)
-        behind = app.recorder.select_notifications(start=position + 1, limit=1, stop=head)
-        lag_seconds = 0.0
-        oldest = app.mapper.to_domain_event(behind[0]) if behind else None
-        if isinstance(oldest, DomainEvent):  # all of ours are; the library's protocol has no timestamp
-            lag_seconds = max(0.0, (now - oldest.timestamp).total_seconds())
-        lag_events = sum(len(batch) for batch in read_batches(app, position, head, 1000)) if behind else 0
-        rows.append(
-            {
-                "name": name,
-                "position": position,
-                "head": head,
-                "lag_events": lag_events,
-                "lag_seconds": round(lag_seconds, 3),
-            }
-        )
-    return rows
-
-
 __all__ = [
     "PROJECTIONS",
     "CatchUpFailed",
@@ -423,5 +393,4 @@ __all__ = [
     "lock_position",
     "read_batches",
     "rebuild",
-    "status",
 ]
