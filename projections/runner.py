@@ -1,10 +1,11 @@
 """Catching a projection up with the global event log, exactly once.
 
-Each batch runs in one read-model transaction that (1) locks the projection's row in
+Each batch runs in one read-model transaction that (1) locks the projections' rows in
 ``projection_positions`` (``SELECT … FOR UPDATE``: one writer per projection, the
-others wait and then see the new position), (2) applies the events after that
-position in log order, and (3) stores the new position. Rows and position commit
-together or not at all, so a crash at any point neither loses nor repeats an event.
+others wait and then see the new position), (2) applies the events after each position
+in log order, and (3) stores the new positions. Rows and positions commit together or
+not at all, so a crash at any point neither loses nor repeats an event. One batch serves
+every projection a worker runs (``catch_up_many``): read and decoded once.
 """
 
 from __future__ import annotations
@@ -184,7 +185,8 @@ def catch_up(
     batch_size: int = BATCH_SIZE,
     before_commit: Callable[[int], None] | None = None,
 ) -> int:
-    """Apply every event up to the log's head; return how many were applied."""
+    """Apply every event up to the log's head (as read when the last batch began); return how
+    many were applied."""
     try:
         return catch_up_many([projection], app, engine, batch_size, before_commit)[projection.name]
     except CatchUpFailed as failed:
@@ -202,12 +204,15 @@ def catch_up_many(
     ``projections``; return how many each applied.
 
     Each batch is read and decoded ONCE for all of them, in one transaction that locks their
-    position rows (in name order), applies each projection's share of the batch under a
-    savepoint of its own, and stores the positions of those that succeeded. A projection that
-    fails is rolled back to its savepoint, keeps its position and is left out of the later
-    batches; the others commit and carry on, and CatchUpFailed is raised at the end. Two
-    catch-ups of overlapping sets wait on each other's locks and then see each other's
-    positions, so each event is applied once.
+    position rows (in name order), applies each projection's share of the batch and stores
+    their positions. When a projection fails, that transaction is rolled back and the batch
+    applied again with a savepoint per projection: the one that fails is rolled back to its
+    savepoint, keeps its position and is left out of the later batches; the others commit and
+    carry on, and CatchUpFailed is raised at the end. Two catch-ups of overlapping sets wait on
+    each other's locks and then see each other's positions, so each event is applied once.
+
+    It stops at the head read when its last batch began: an event committed before the
+    catch-up started is applied by it; one committed later queued a catch-up of its own.
     """
     chosen = {projection.name: projection for projection in sorted(projections, key=lambda p: p.name)}
     applied = dict.fromkeys(chosen, 0)
