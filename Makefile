@@ -61,7 +61,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.webhooks; webhooks=$$?; \
 	$(BIN)/python -m bench.read_side; read_side=$$?; \
 	$(BIN)/python -m bench.inventory; inventory=$$?; \
-	[ $$checkout = 0 ] && [ $$webhooks = 0 ] && [ $$read_side = 0 ] && [ $$inventory = 0 ]
+	$(BIN)/python -m bench.scaleout; scaleout=$$?; \
+	[ $$checkout = 0 ] && [ $$webhooks = 0 ] && [ $$read_side = 0 ] && [ $$inventory = 0 ] && [ $$scaleout = 0 ]
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

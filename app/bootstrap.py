@@ -33,7 +33,7 @@ from app.adapters.webhook_store import SqlWebhookStore
 from app.audit.fees import FeeRule
 from app.commands.deps import Policy
 from app.commands.notifications import deliver_notifications
-from app.commands.settlement_runs import execute_settlement_run
+from app.commands.settlement_runs import execute_settlement_run, settle_run_chunk
 from app.commands.verification import execute_verification
 from app.commands.webhooks import deliver_webhooks
 from app.config import Settings
@@ -199,6 +199,7 @@ class Container:
                 {
                     "catch_up": self.read_models.catch_up,
                     "settlement_run": lambda run_id: execute_settlement_run(self, run_id),
+                    "settlement_chunk": lambda run_id, index: settle_run_chunk(self, run_id, index),
                     "verification": lambda verification_id: execute_verification(self, verification_id),
                     "notifications": lambda: deliver_notifications(self),
                     "webhooks": lambda: deliver_webhooks(self),

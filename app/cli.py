@@ -203,7 +203,8 @@ def settle_command(period: str) -> None:
     unpaid: list[str] = []
     with click.progressbar(sellers, label=f"settling {start} .. {end}") as bar:
         for seller_id in bar:
-            settlements, _ = settle_seller(container, seller_id, start, end, cause)
+            # sellers_due caught the read models up once for all of them
+            settlements, _ = settle_seller(container, seller_id, start, end, cause, catch_up=False)
             ids.extend(str(s.id) for s in settlements)
             unpaid.extend(
                 f"{s.id} ({s.seller_id}, {s.total_payout_amount} {s.currency}): "

@@ -41,6 +41,18 @@ def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) ->
     return value
 
 
+def _locale(env: Mapping[str, str], key: str, default: str = "en_US") -> str:
+    """A locale Babel (CLDR) knows, e.g. en_US or de_DE: a bad one fails at start-up, not per PDF."""
+    from babel import Locale, UnknownLocaleError
+
+    value = env.get(key) or default
+    try:
+        Locale.parse(value)
+    except (UnknownLocaleError, ValueError, TypeError):
+        raise SettingsError(f"{key} must be a locale such as en_US or de_DE, got {value!r}") from None
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything tally can be configured with."""
@@ -76,6 +88,10 @@ class Settings:
     settlement_hold_days: int = 0
     admin_email: str | None = None
     mail_locale: str = "en_US"
+    # PDF documents (invoices, credit notes, statements): the platform named on them, and the
+    # locale their numbers are written in (separators; the decimals are always ISO 4217's).
+    platform_name: str = "tally"
+    document_locale: str = "en_US"
     # Outbound webhooks: the Fernet key their signing secrets are encrypted with (unset: a key
     # file under var/, made once: for development only), and whether private addresses (and
     # plain http) may receive them (development and tests).
@@ -127,6 +143,8 @@ class Settings:
             settlement_hold_days=_int(env, "SETTLEMENT_HOLD_DAYS", 0, 0, 3650),
             admin_email=env.get("ADMIN_EMAIL") or None,
             mail_locale=env.get("MAIL_LOCALE") or "en_US",
+            platform_name=(env.get("PLATFORM_NAME") or "tally").strip() or "tally",
+            document_locale=_locale(env, "DOCUMENT_LOCALE"),
             webhook_secret_key=env.get("WEBHOOK_SECRET_KEY") or None,
             webhooks_allow_private=env.get("WEBHOOKS_ALLOW_PRIVATE", "") in ("1", "true", "yes"),
         )
@@ -214,6 +232,7 @@ class DatabaseConfig:
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": self.sqlite_path or "",
                 "SQLITE_LOCK_TIMEOUT": "30",
+                "APPLICATION_RECORDER_TOPIC": "app.adapters.event_store:SQLiteEventRecorder",
             }
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",

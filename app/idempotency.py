@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.adapters.heartbeat import LEASE_SECONDS, heartbeat
@@ -33,7 +33,6 @@ from app.schemas import is_storable
 
 if TYPE_CHECKING:  # pragma: nocover
     from sqlalchemy.engine import Engine, Row
-    from sqlalchemy.sql.elements import ColumnElement
 
 HEADER = "Idempotency-Key"
 # A duplicate waits this long for the first request's answer, then hears "retry" (no thread
@@ -42,23 +41,38 @@ WAIT_SECONDS = 2.0
 MAX_KEY_LENGTH = 255
 
 
+_T = idempotency_keys.c
+_KEY = and_(_T.principal == bindparam("b_principal"), _T.key == bindparam("b_key"))
+# The statements, built once (a request pays for its parameters only, not for building SQL).
+_CLAIM = insert(idempotency_keys)
+_READ = select(idempotency_keys).where(_KEY)
+# A lease is its owner's while the row still carries the stamp the owner last wrote (a fence).
+_LEASE = and_(_KEY, _T.state == "in_progress", _T.created_at == bindparam("b_stamp"))
+_RENEW = update(idempotency_keys).where(_LEASE).values(created_at=bindparam("b_now"))
+_FINISH = (
+    update(idempotency_keys)
+    .where(_LEASE)
+    .values(
+        state=bindparam("b_state"),
+        response_status=bindparam("b_status"),
+        response_body=bindparam("b_body"),
+        response_headers=bindparam("b_headers"),
+        completed_at=bindparam("b_completed_at"),
+    )
+)
+_RELEASE = delete(idempotency_keys).where(_LEASE)
+
+
 class _Claim:
     """This request's lease on its key: the stamp it last wrote, renewed until it is done."""
 
-    def __init__(self, engine: Engine, where: ColumnElement[bool], stamp: datetime) -> None:
+    def __init__(self, engine: Engine, principal: str, key: str, stamp: datetime) -> None:
         self.engine = engine
-        self.where = where
+        self.key = {"b_principal": principal, "b_key": key}
         self.stamp = stamp
         self.done = False
         self.lock = threading.Lock()
         self.handle = heartbeat.add(self.renew)
-
-    def _mine(self) -> ColumnElement[bool]:
-        return and_(
-            self.where,
-            idempotency_keys.c.state == "in_progress",
-            idempotency_keys.c.created_at == self.stamp,
-        )
 
     def renew(self) -> bool:
         with self.lock:
@@ -66,25 +80,37 @@ class _Claim:
                 return False
             now = datetime.now(UTC)
             with self.engine.connect() as conn:
-                renewed = conn.execute(update(idempotency_keys).where(self._mine()).values(created_at=now))
+                renewed = conn.execute(_RENEW, {**self.key, "b_stamp": self.stamp, "b_now": now})
             if renewed.rowcount != 1:  # lapsed and taken over: the new owner decides
                 self.done = True
                 return False
             self.stamp = now
             return True
 
-    def finish(self, **values: Any) -> None:
-        """Store the response (``values``), or with none release the key; then stop renewing."""
+    def finish(self, response: dict[str, Any] | None = None) -> None:
+        """Store the response (status, body, headers: JSON text), or with none release the key;
+        then stop renewing."""
         heartbeat.remove(self.handle)
         with self.lock:
             if self.done:
                 return
             self.done = True
+            lease = {**self.key, "b_stamp": self.stamp}
             with self.engine.connect() as conn:
-                if values:
-                    conn.execute(update(idempotency_keys).where(self._mine()).values(**values))
-                else:
-                    conn.execute(delete(idempotency_keys).where(self._mine()))
+                if response is None:
+                    conn.execute(_RELEASE, lease)
+                    return
+                conn.execute(
+                    _FINISH,
+                    {
+                        **lease,
+                        "b_state": "done",
+                        "b_status": response["status"],
+                        "b_body": response["body"],
+                        "b_headers": response["headers"],
+                        "b_completed_at": datetime.now(UTC),
+                    },
+                )
 
 
 def _request_hash() -> str:
@@ -120,31 +146,32 @@ def claim() -> Response | None:
         return problem(400, f"{HEADER} must be 1-{MAX_KEY_LENGTH} characters.")
     engine = current_app.extensions["tally"].autocommit
     request_hash = _request_hash()
-    where = and_(idempotency_keys.c.principal == principal.key_id, idempotency_keys.c.key == key)
+    mine = {"b_principal": principal.key_id, "b_key": key}
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         stamp = datetime.now(UTC)
         try:
             with engine.connect() as conn:
                 conn.execute(
-                    insert(idempotency_keys).values(
-                        principal=principal.key_id,
-                        key=key,
-                        method=request.method,
-                        path=request.path,
-                        request_hash=request_hash,
-                        state="in_progress",
-                        created_at=stamp,
-                    )
+                    _CLAIM,
+                    {
+                        "principal": principal.key_id,
+                        "key": key,
+                        "method": request.method,
+                        "path": request.path,
+                        "request_hash": request_hash,
+                        "state": "in_progress",
+                        "created_at": stamp,
+                    },
                 )
         except IntegrityError:
             pass
         else:
             g.idempotency_key = key
-            g.idempotency_claim = _Claim(engine, where, stamp)
+            g.idempotency_claim = _Claim(engine, principal.key_id, key, stamp)
             return None
         with engine.connect() as conn:
-            row = conn.execute(select(idempotency_keys).where(where)).first()
+            row = conn.execute(_READ, mine).first()
         if row is None:  # the first attempt let go of the key (a server error): claim it
             continue
         if row.request_hash != request_hash:
@@ -153,15 +180,7 @@ def claim() -> Response | None:
             return _replay(row)
         if (datetime.now(UTC) - _aware(row.created_at)).total_seconds() > LEASE_SECONDS:
             with engine.connect() as conn:  # its owner died: take over (one taker wins the insert)
-                conn.execute(
-                    delete(idempotency_keys).where(
-                        and_(
-                            where,
-                            idempotency_keys.c.state == "in_progress",
-                            idempotency_keys.c.created_at == row.created_at,
-                        )
-                    )
-                )
+                conn.execute(_RELEASE, {**mine, "b_stamp": row.created_at})
             continue
         if time.monotonic() > deadline:
             return problem(
@@ -197,11 +216,11 @@ def record(response: Response) -> Response:
             if name in ("Content-Type", "Location", "Retry-After")
         }
         claim_.finish(
-            state="done",
-            response_status=response.status_code,
-            response_body=response.get_data(as_text=True),
-            response_headers=json.dumps(headers),
-            completed_at=datetime.now(UTC),
+            {
+                "status": response.status_code,
+                "body": response.get_data(as_text=True),
+                "headers": json.dumps(headers),
+            }
         )
     except DEPENDENCY_ERRORS as exc:
         # The database went away after the command: its answer stands for this client, and the

@@ -110,6 +110,13 @@ def settlement_run_view(run: SettlementRun) -> dict[str, Any]:
         "period_end": run.period_end,
         "settlement_ids": run.settlement_ids,
         "error": run.error,
+        # Progress of a long run: its chunks of sellers (each a job) and the sellers in them.
+        "progress": {
+            "chunks": len(run.chunks),
+            "chunks_done": len(run.chunk_settlements),
+            "sellers": run.seller_count,
+            "sellers_done": run.sellers_done,
+        },
     }
 
 

@@ -33,6 +33,9 @@ Settings (environment):
   BENCH_ALLOCATIONS=100000   BENCH_SELLERS=1000   the main settlement size (d)
   BENCH_SETTLE_SIZES=        extra "allocations/sellers,..." for (d); default: A/10 over S/10 and A/5 over S;
                              "none": the main size only
+  BENCH_FANOUT_WORKERS=1,2   (d) also settles the main size by a settlement run fanned out over this
+                             many real RQ workers (`flask --app wsgi worker`), each count on fresh data;
+                             "none" skips it. BENCH_SETTLE_TARGET_MS=20 is the per-seller target (1 worker)
   BENCH_PARTS=abd            which parts to run ("ab" skips settlement, "d" runs it alone)
   BENCH_PYSPY=               a directory: run every phase under `py-spy record --idle` (raw
                              collapsed stacks, one file per phase) for profiling; summarise one with
@@ -91,8 +94,15 @@ class Config:
     redis_url: str = field(
         default_factory=lambda: os.environ.get("BENCH_REDIS_URL") or "redis://127.0.0.1:6379/0"
     )
+    fanout: str = field(default_factory=lambda: os.environ.get("BENCH_FANOUT_WORKERS", "1,2").strip())
+    settle_target_ms: float = field(default_factory=lambda: _env_float("BENCH_SETTLE_TARGET_MS", 20.0))
     rebuild_target: float = field(default_factory=lambda: _env_float("BENCH_REBUILD_TARGET", 0.25))
     verify_target: float = field(default_factory=lambda: _env_float("BENCH_VERIFY_TARGET", 0.2))
+
+    def fanout_workers(self) -> list[int]:
+        if self.fanout.lower() in ("", "none", "0"):
+            return []
+        return [int(n) for n in self.fanout.split(",")]
 
     def settle_sizes(self) -> list[tuple[int, int]]:
         sizes = [(self.allocations, self.sellers)]
@@ -229,6 +239,7 @@ class Results:
     rebuild: dict[str, Any] | None = None
     verify: dict[str, Any] | None = None
     settle: list[dict[str, Any]] = field(default_factory=list)  # each with "size" and "generated"
+    fanout: list[dict[str, Any]] = field(default_factory=list)  # a settlement run over 1, 2 workers
 
     @property
     def raw_rate(self) -> float | None:
@@ -328,6 +339,10 @@ def run_d(config: Config, phases: Phases, cleanup: Cleanup, results: Results) ->
             f"(before settle_all {mib(settled['memory_before']['VmRSS'])})"
         )
         drop_once(config.database_url, schema)
+        if i == 0:
+            from bench.read_side_fanout import run_fanout
+
+            run_fanout(config, phases, cleanup, results, allocations, sellers)
 
 
 # ---- report -------------------------------------------------------------------------------------
@@ -444,6 +459,10 @@ def report(config: Config, command: str, results: Results, started: float, load:
             f"     main size: {main['seconds']:.1f} s for {main['allocations_settled']:,} allocations "
             f"({main['rate']:,.0f}/s, {main['seconds'] / max(1, main['sellers']) * 1000:.0f} ms per seller)"
         )
+    if results.fanout:
+        from bench.read_side_fanout import report_fanout
+
+        report_fanout(config, results)
     if config.pyspy:
         say("-" * 100)
         say(f"py-spy profiles (raw collapsed stacks, --idle) in {Path(config.pyspy).resolve()}")

@@ -4,7 +4,7 @@
 
 The environment carries tally's settings (DATABASE_URL, DATABASE_SCHEMA, REDIS_URL,
 REDIS_KEY_PREFIX). Progress goes to stdout; the last line is ``RESULT {json}``.
-Phases: generate, raw_read, rebuild, verify, settle.
+Phases: generate, raw_read, rebuild, verify, settle, settle_fanout (bench.settle_fanout).
 """
 
 from __future__ import annotations
@@ -310,12 +310,20 @@ def phase_settle(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def phase_settle_fanout(args: dict[str, Any]) -> dict[str, Any]:
+    """A settlement run fanned out over ``workers`` real RQ workers (bench.settle_fanout)."""
+    from bench.settle_fanout import phase_settle_fanout as run
+
+    return run(args)
+
+
 PHASES = {
     "generate": phase_generate,
     "raw_read": phase_raw_read,
     "rebuild": phase_rebuild,
     "verify": phase_verify,
     "settle": phase_settle,
+    "settle_fanout": phase_settle_fanout,
 }
 
 

@@ -308,6 +308,10 @@ class Jobs(Protocol):
 
     def settlement_run_requested(self, run_id: str) -> None: ...
 
+    def settlement_chunk_requested(self, run_id: str, index: int) -> None:
+        """Settle one chunk of the run's sellers (not queued again while queued or running)."""
+        ...
+
     def verification_requested(self, verification_id: str) -> None: ...
 
     def notifications_changed(self) -> None: ...
@@ -360,6 +364,10 @@ class ProviderRecords(Protocol):
 
     def count_attempt(self, name: str) -> int:
         """Record one more attempt of the provider write ``name``; returns its number (1 for the first)."""
+        ...
+
+    def count_attempts(self, names: list[str]) -> dict[str, int]:
+        """:meth:`count_attempt` of each (distinct) name at once: name -> its attempt's number."""
         ...
 
 
@@ -525,6 +533,10 @@ class ReadModels(Protocol):
 
     def payments_in_flight(self, before: datetime) -> list[str]:
         """Payments started before ``before`` with neither success nor failure recorded."""
+        ...
+
+    def settlement_runs_unfinished(self) -> list[str]:
+        """Settlement runs requested but not done (queued, running or failed), oldest first."""
         ...
 
     def settlements_in_flight(self) -> list[str]:

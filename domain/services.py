@@ -15,12 +15,14 @@ from domain.marketplace.inventory import InventoryTransactions
 from domain.marketplace.operations import OperationsTransactions
 from domain.marketplace.refunds import RefundTransactions
 from domain.marketplace.settlement import SettlementTransactions
+from domain.marketplace.settlement_runs import SettlementRunTransactions
 
 
 class Marketplace(
     CheckoutTransactions,
     RefundTransactions,
     SettlementTransactions,
+    SettlementRunTransactions,
     OperationsTransactions,
     FulfilmentTransactions,
     FeeTransactions,

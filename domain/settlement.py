@@ -82,6 +82,14 @@ class Settlement(Aggregate):
                 )
         return lines
 
+    def _line_of(self, allocation_id: str) -> dict[str, Any] | None:
+        """The transfer line of one allocation (the lines never change once opened: kept by id)."""
+        lines = self.__dict__.get("_lines_by_allocation")
+        if lines is None:
+            lines = {line["allocation_id"]: line for line in self.transfer_lines}
+            self.__dict__["_lines_by_allocation"] = lines
+        return lines.get(allocation_id)
+
     @property
     def lines_to_transfer(self) -> list[dict[str, Any]]:
         """The lines whose transfer is not recorded yet."""
@@ -93,7 +101,7 @@ class Settlement(Aggregate):
         """The provider made the transfer of one line (it is recorded once, for the line's amount)."""
         if self.status != PROCESSING:
             raise SettlementStateError(f"settlement is {self.status}, cannot record a transfer")
-        line = next((x for x in self.transfer_lines if x["allocation_id"] == allocation_id), None)
+        line = self._line_of(allocation_id)
         if line is None or allocation_id in self.transfers:
             raise SettlementStateError(f"no transfer is due for allocation {allocation_id}")
         if amount != line["amount"] or not provider_reference:
@@ -168,7 +176,8 @@ class Settlement(Aggregate):
 
 
 class SettlementRun(Aggregate):
-    """Settling every seller for a period, in the background."""
+    """Settling every seller for a period, in the background: the sellers due are planned in chunks,
+    each settled by a job of its own; the run is done when every chunk is."""
 
     @event("Requested")
     def __init__(self, period_start: str, period_end: str, cause: dict[str, Any]) -> None:
@@ -177,16 +186,85 @@ class SettlementRun(Aggregate):
         self.status = RUN_QUEUED
         self.settlement_ids: list[str] = []
         self.error: str | None = None
+        self.seller_count = 0
+        self.chunks: list[list[str]] = []  # sellers of each chunk, fixed once planned
+        self.planned = False
+        self.chunk_settlements: dict[int, list[str]] = {}  # chunk index -> its settlement ids
+        self.failed_chunks: dict[int, str] = {}  # chunk index -> why its last attempt failed
 
     @event("Started")
     def start(self, seller_count: int) -> None:
         self.status = RUN_RUNNING
         self.seller_count = seller_count
 
+    def plan(self, chunks: list[list[str]]) -> None:
+        """Fix the chunks (each seller in one); a run with nothing to settle is done at once."""
+        if self.planned or self.status == RUN_DONE:
+            raise SettlementStateError("the settlement run is planned already")
+        if self.status == RUN_QUEUED or self.status == RUN_FAILED:
+            self.start(sum(len(chunk) for chunk in chunks))
+        self._planned([list(chunk) for chunk in chunks])
+        if not chunks:
+            self.complete([])
+
+    @event("Planned")
+    def _planned(self, chunks: list[list[str]]) -> None:
+        self.chunks = [list(chunk) for chunk in chunks]
+        self.planned = True
+        self.status = RUN_RUNNING
+        self.error = None
+
+    @property
+    def open_chunks(self) -> list[int]:
+        """The chunks not settled yet."""
+        return [i for i in range(len(self.chunks)) if i not in self.chunk_settlements]
+
+    @property
+    def sellers_done(self) -> int:
+        return sum(len(self.chunks[i]) for i in self.chunk_settlements)
+
+    def settle_chunk(self, index: int, settlement_ids: list[str]) -> None:
+        """One chunk's sellers are all settled; the last chunk completes the run (settlement ids in
+        chunk order, as one process would have listed them)."""
+        self._check_open_chunk(index)
+        self._chunk_settled(index, list(settlement_ids))
+        if not self.open_chunks:
+            self.complete([sid for i in range(len(self.chunks)) for sid in self.chunk_settlements[i]])
+
+    @event("ChunkSettled")
+    def _chunk_settled(self, index: int, settlement_ids: list[str]) -> None:
+        self.chunk_settlements[index] = list(settlement_ids)
+        self.failed_chunks.pop(index, None)
+        self._status_of_chunks()
+
+    def fail_chunk(self, index: int, error: str) -> None:
+        """An attempt at a chunk failed (it is retried: the run turns done once every chunk is)."""
+        self._check_open_chunk(index)
+        self._chunk_failed(index, error)
+
+    @event("ChunkFailed")
+    def _chunk_failed(self, index: int, error: str) -> None:
+        self.failed_chunks[index] = error
+        self._status_of_chunks()
+
+    def _status_of_chunks(self) -> None:
+        if self.failed_chunks:
+            self.status = RUN_FAILED
+            first = min(self.failed_chunks)
+            self.error = f"chunk {first}: {self.failed_chunks[first]}"
+        else:
+            self.status = RUN_RUNNING
+            self.error = None
+
+    def _check_open_chunk(self, index: int) -> None:
+        if not 0 <= index < len(self.chunks) or index in self.chunk_settlements:
+            raise SettlementStateError(f"chunk {index} of the settlement run is not open")
+
     @event("Completed")
     def complete(self, settlement_ids: list[str]) -> None:
         self.status = RUN_DONE
         self.settlement_ids = list(settlement_ids)
+        self.error = None
 
     @event("Failed")
     def fail(self, error: str) -> None:

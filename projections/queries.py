@@ -370,6 +370,19 @@ def payments_in_flight(engine: Engine, before: datetime) -> list[str]:
         return list(rows)
 
 
+def settlement_runs_unfinished(engine: Engine) -> list[str]:
+    """Settlement runs requested but not completed, oldest first (from the audit log)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(audit_log.c.stream_id)
+            .where(audit_log.c.stream_type == "SettlementRun")
+            .group_by(audit_log.c.stream_id)
+            .having(func.sum(case((audit_log.c.type == "SettlementRun.Completed", 1), else_=0)) == 0)
+            .order_by(func.min(audit_log.c.position))
+        ).scalars()
+        return list(rows)
+
+
 def carried_adjustments(engine: Engine) -> list[tuple[str, str]]:
     """Negative adjustments (money a seller owes back) that no settlement has taken yet."""
     with engine.connect() as conn:

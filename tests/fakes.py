@@ -154,6 +154,9 @@ class FakeJobs:
     def settlement_run_requested(self, run_id: str) -> None:
         self.requested.append(("settlement_run", run_id))
 
+    def settlement_chunk_requested(self, run_id: str, index: int) -> None:
+        self.requested.append(("settlement_chunk", f"{run_id}:{index}"))
+
     def verification_requested(self, verification_id: str) -> None:
         self.requested.append(("verification", verification_id))
 
@@ -248,6 +251,9 @@ class InMemoryRecords:
     def count_attempt(self, name: str) -> int:
         self.attempts[name] = self.attempts.get(name, 0) + 1
         return self.attempts[name]
+
+    def count_attempts(self, names: list[str]) -> dict[str, int]:
+        return {name: self.count_attempt(name) for name in dict.fromkeys(names)}
 
 
 class InMemoryOutbox:

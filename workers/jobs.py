@@ -109,6 +109,12 @@ def execute_settlement_run(run_id: str) -> None:
 
 
 @carries_request_id
+def settle_run_chunk(run_id: str, index: int) -> list[str]:
+    """One chunk of a settlement run's sellers; the run is done when its last chunk is."""
+    return settlement_runs.settle_run_chunk(get_container(), run_id, index)
+
+
+@carries_request_id
 def execute_verification(verification_id: str) -> None:
     verification.execute_verification(get_container(), verification_id)
 

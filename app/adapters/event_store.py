@@ -1,5 +1,9 @@
-"""tally's PostgreSQL event recorder: the library's, without NOTIFY, plus a many-aggregate read.
+"""tally's event recorders: the library's, plus payment references saved with the events, a
+many-aggregate read, and (PostgreSQL) no NOTIFY.
 
+- ``save(..., payment_references=[(provider_reference, payment_id)])`` writes those rows of the
+  ``payment_references`` table in the same transaction as the events (the confirm that places
+  an order saves one commit; a retried save writes the same row, and keeps the first).
 - No ``NOTIFY`` on every save: nothing in tally LISTENs (read models are caught up by RQ jobs
   that the saving process enqueues), and every NOTIFY-ing commit takes PostgreSQL's global
   notification-queue lock.
@@ -17,13 +21,18 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
 TOPIC = "app.adapters.event_store:EventRecorder"
+SQLITE_TOPIC = "app.adapters.event_store:SQLiteEventRecorder"
 
 
 class EventRecorder(PostgresApplicationRecorder):
-    """The library's application recorder without NOTIFY, plus ``select_events_after``."""
+    """The library's application recorder without NOTIFY, plus ``select_events_after`` and
+    ``payment_references`` written with the events."""
+
+    saves_payment_references = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -34,6 +43,16 @@ class EventRecorder(PostgresApplicationRecorder):
             " ON e.originator_id = k.id AND e.originator_version > k.after"
             " ORDER BY e.originator_id, e.originator_version"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        self._insert_reference = SQL(
+            "INSERT INTO {schema}.payment_references (provider_reference, payment_id)"
+            " VALUES (%s, %s) ON CONFLICT (provider_reference) DO NOTHING"
+        ).format(schema=Identifier(self.datastore.schema))
+
+    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        references = kwargs.get("payment_references")
+        if references:
+            curs.executemany(self._insert_reference, list(references))
+        super()._insert_events(curs, stored_events, **kwargs)
 
     def _notify_channel(self, curs: Any) -> None:
         """Nobody listens: see the module's docstring."""
@@ -52,3 +71,19 @@ class EventRecorder(PostgresApplicationRecorder):
                 )
                 for row in curs.fetchall()
             ]
+
+
+class SQLiteEventRecorder(SQLiteApplicationRecorder):
+    """The embedded store's recorder, with ``payment_references`` written with the events (the
+    app's tables are in the same SQLite file)."""
+
+    saves_payment_references = True
+
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
+        references = kwargs.get("payment_references")
+        if references:
+            c.executemany(
+                "INSERT OR IGNORE INTO payment_references (provider_reference, payment_id) VALUES (?, ?)",
+                list(references),
+            )
+        return super()._insert_events(c, stored_events, **kwargs)

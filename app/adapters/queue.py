@@ -29,6 +29,9 @@ CAUGHT_UP_BY_THEIR_JOBS = ("webhook_events",)
 # A worker heartbeats at least this often while idle (RQ waits worker_ttl - 15 s on the queue), and
 # is taken for dead when it has not for this long.
 WORKER_TTL_SECONDS = 60
+# A settlement run's chunk (25 sellers; each line a provider call): RQ takes a chunk whose worker
+# died for abandoned this long after it started (plus 60 s), and the janitor queues it again.
+CHUNK_TIMEOUT_SECONDS = 1800
 
 
 def queue_names(prefix: str) -> dict[str, str]:
@@ -100,6 +103,9 @@ class InlineJobs:
     def settlement_run_requested(self, run_id: str) -> None:
         self.run["settlement_run"](run_id)
 
+    def settlement_chunk_requested(self, run_id: str, index: int) -> None:
+        self.run["settlement_chunk"](run_id, index)
+
     def verification_requested(self, verification_id: str) -> None:
         try:
             self.run["verification"](verification_id)
@@ -162,6 +168,37 @@ class RqJobs:
             retry=self._retry(),
             failure_ttl=FAILURE_TTL,
             job_timeout=6 * 3600,
+        )
+
+    def settlement_chunk_requested(self, run_id: str, index: int) -> None:
+        """One job per chunk, its id fixed by the run and the chunk: not queued again while it waits or
+        runs (within its time in RQ's started registry: timeout + 60 s), queued afresh once it
+        finished, failed for good, or was abandoned by a worker that died (settling it again settles
+        nothing twice)."""
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job, JobStatus
+        from rq.registry import StartedJobRegistry
+
+        job_id = f"{self.prefix}-settlement-run-{run_id}-chunk-{index}"
+        try:
+            status = Job.fetch(job_id, connection=self.redis).get_status(refresh=False)
+        except NoSuchJobError:
+            status = None
+        if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+            return
+        if status == JobStatus.STARTED:
+            started = StartedJobRegistry(queue=self.queues["settlements"])
+            if job_id in started.get_job_ids(cleanup=False) and job_id not in started.get_expired_job_ids():
+                return
+        self.queues["settlements"].enqueue(
+            "workers.jobs.settle_run_chunk",
+            run_id,
+            index,
+            job_id=job_id,
+            meta=job_meta(),
+            retry=self._retry(),
+            failure_ttl=FAILURE_TTL,
+            job_timeout=CHUNK_TIMEOUT_SECONDS,
         )
 
     def verification_requested(self, verification_id: str) -> None:

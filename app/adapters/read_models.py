@@ -54,6 +54,10 @@ class SqlReadModels:
         self.catch_up("payouts")
         return queries.carried_adjustments(self.engine)
 
+    def settlement_runs_unfinished(self) -> list[str]:
+        self.catch_up("audit_log")
+        return queries.settlement_runs_unfinished(self.engine)
+
     def settlements_in_flight(self) -> list[str]:
         self.catch_up("settlements")
         return queries.settlements_in_flight(self.engine)

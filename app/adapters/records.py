@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from app.adapters.tables import (
@@ -174,6 +175,24 @@ class SqlRecords:
                 select(provider_attempts.c.attempts).where(provider_attempts.c.name == name)
             ).scalar_one()
         return attempts
+
+    def count_attempts(self, names: list[str]) -> dict[str, int]:
+        """``count_attempt`` of each name, in one statement (an upsert, atomic per row)."""
+        if not names:
+            return {}
+        with self.autocommit.connect() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            statement = (
+                dialect.insert(provider_attempts)
+                .on_conflict_do_update(
+                    index_elements=[provider_attempts.c.name],
+                    set_={"attempts": provider_attempts.c.attempts + 1},
+                )
+                .returning(provider_attempts.c.name, provider_attempts.c.attempts)
+            )
+            # One statement compiled once, its rows sent as one batch (SQLAlchemy's insertmanyvalues).
+            rows = conn.execute(statement, [{"name": name, "attempts": 1} for name in dict.fromkeys(names)])
+            return {name: int(attempts) for name, attempts in rows.all()}
 
 
 def provider_event_counts(engine: Engine) -> list[tuple[str, str, int]]:

@@ -13,10 +13,12 @@ from marshmallow import Schema
 from werkzeug.exceptions import NotFound
 
 from app import presenters
+from app.api import pdf
 from app.api.common import json_response, tally
 from app.audit import seller_balance
 from app.auth import check_subject, current_principal, require
 from app.commands import verification
+from app.documents import render_statement
 from app.presenters import audit_events_csv, verification_view
 from app.schemas import (
     AsOfQuerySchema,
@@ -48,7 +50,9 @@ def arguments(schema: Schema, **options: Any) -> Decorator:
     return decorator
 
 
-def response(status: int, schema: type[Schema] | Schema | None = None, **options: Any) -> Decorator:
+def response(
+    status: int, schema: type[Schema] | Schema | dict[str, Any] | None = None, **options: Any
+) -> Decorator:
     decorator: Decorator = bp.response(status, schema, **options)
     return decorator
 
@@ -146,6 +150,16 @@ def statement(seller_id: str, settlement_id: str) -> Response:
 def statement_csv(seller_id: str, settlement_id: str) -> Response:
     """The statement as CSV."""
     return Response(presenters.statement_csv(_statement(seller_id, settlement_id)), mimetype="text/csv")
+
+
+@route("/sellers/<seller_id>/settlements/<settlement_id>/statement.pdf")
+@require("admin", "auditor", "seller")
+@response(200, pdf.PDF_SCHEMA, content_type=pdf.PDF)
+def statement_pdf(seller_id: str, settlement_id: str) -> Response:
+    """The statement as a PDF: its lines, adjustments, totals and the settlement's status."""
+    statement = _statement(seller_id, settlement_id)
+    document = render_statement(statement, pdf.parties(statement["seller_id"]), pdf.locale())
+    return pdf.pdf_response(document, f"statement-{statement['seller_id']}-{statement['period_start']}.pdf")
 
 
 @route("/audit/verifications", methods=["POST"])

@@ -8,9 +8,11 @@ from flask import Response, g
 from flask_smorest import Blueprint
 from werkzeug.exceptions import NotFound
 
+from app.api import pdf
 from app.api.common import json_response, tally
 from app.auth import check_subject, current_principal, require
 from app.commands import settlement, settlement_runs
+from app.documents import render_invoice
 from app.presenters import settlement_document, settlement_run_view
 from app.schemas import (
     InvoiceListSchema,
@@ -121,11 +123,8 @@ def list_invoices(page: dict[str, Any], seller_id: str) -> Response:
     )
 
 
-@bp.route("/invoices/<invoice_id>")
-@require("admin", "auditor", "seller", "customer")
-@bp.response(200, InvoiceSchema)
-def get_invoice(invoice_id: str) -> Response:
-    """One invoice (one per order and seller)."""
+def readable_invoice(invoice_id: str) -> dict[str, Any]:
+    """The invoice, if the caller may read it: its customer, its seller, admins and auditors."""
     invoice = queries.get_invoice(tally().engine, invoice_id)
     if invoice is None:
         raise NotFound(f"no invoice {invoice_id}")
@@ -134,4 +133,22 @@ def get_invoice(invoice_id: str) -> Response:
         check_subject("customer", invoice["customer_id"])
     else:
         check_subject("seller", invoice["seller_id"])
-    return json_response(invoice)
+    return invoice
+
+
+@bp.route("/invoices/<invoice_id>")
+@require("admin", "auditor", "seller", "customer")
+@bp.response(200, InvoiceSchema)
+def get_invoice(invoice_id: str) -> Response:
+    """One invoice (one per order and seller)."""
+    return json_response(readable_invoice(invoice_id))
+
+
+@bp.route("/invoices/<invoice_id>.pdf")
+@require("admin", "auditor", "seller", "customer")
+@bp.response(200, pdf.PDF_SCHEMA, content_type=pdf.PDF)
+def get_invoice_pdf(invoice_id: str) -> Response:
+    """The invoice as a PDF: the same data as its JSON, with seller and platform details."""
+    invoice = readable_invoice(invoice_id)
+    document = render_invoice(invoice, pdf.parties(invoice["seller_id"]), pdf.locale())
+    return pdf.pdf_response(document, f"invoice-{invoice['seller_id']}-{invoice['number']}.pdf")

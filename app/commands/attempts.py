@@ -11,3 +11,13 @@ def attempt(deps: Deps, kind: str, object_id: str) -> tuple[str, bool]:
     """(idempotency key, whether an earlier attempt may have reached the provider)."""
     number = deps.records.count_attempt(f"{kind}:{object_id}")
     return (object_id if number == 1 else f"{object_id}/{number}"), number > 1
+
+
+def attempts(deps: Deps, kind: str, object_ids: list[str]) -> dict[str, tuple[str, bool]]:
+    """:func:`attempt` of several provider writes, counted in one round trip before any is made."""
+    numbers = deps.records.count_attempts([f"{kind}:{object_id}" for object_id in object_ids])
+    out = {}
+    for object_id in object_ids:
+        number = numbers[f"{kind}:{object_id}"]
+        out[object_id] = (object_id if number == 1 else f"{object_id}/{number}"), number > 1
+    return out

@@ -167,7 +167,8 @@ def apply_charge_result(
     action or processing waits, a decline is recorded and raised (PaymentDeclinedError)."""
     sessions, marketplace = deps.sessions, deps.marketplace
     payment_id = str(payment.id)
-    if result.provider_reference:
+    placing = result.status == CHARGE_SUCCEEDED and marketplace.saves_payment_references
+    if result.provider_reference and not placing:  # else the order's own save keeps it
         deps.records.remember_payment_reference(result.provider_reference, payment_id)
     if result.status == CHARGE_SUCCEEDED:
         reserved = [(seller_id, sku) for seller_id, sku in session.get("reserved", [])]

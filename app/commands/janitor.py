@@ -17,6 +17,7 @@ from app.commands.deps import Deps
 from app.commands.late_payments import settle_late_success
 from app.commands.refunds import recover_paid_out
 from app.commands.settlement import pay_out
+from app.commands.settlement_runs import resume_settlement_runs
 from domain import payment as payment_status
 from domain.bank_transfer import BANK_TRANSFER
 from domain.cause import Cause
@@ -52,6 +53,7 @@ class JanitorReport:
     awaiting_action: list[str] = field(default_factory=list)
     settled: list[str] = field(default_factory=list)
     reversed: list[str] = field(default_factory=list)  # allocation/refund recovered by a payout reversal
+    runs_resumed: list[str] = field(default_factory=list)  # settlement runs whose open chunks were queued
     unresolved: list[str] = field(default_factory=list)  # the provider could not be asked, or it conflicts
 
     def lines(self) -> list[str]:
@@ -67,6 +69,7 @@ def repair_in_flight(deps: Deps, now: datetime | None = None) -> JanitorReport:
         _repair_payment(deps, payment_id, report)
     for settlement_id in deps.read_models.settlements_in_flight():
         _repair_settlement(deps, settlement_id, report)
+    report.runs_resumed.extend(resume_settlement_runs(deps))
     if deps.policy.reverse_payouts_on_refund and deps.gateway.reverses_payouts:
         # Refunds of paid-out money whose reversal was refused, unanswered or lost: try again,
         # looking first for the one a lost answer may have made.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from app.commands.attempts import attempt
+from app.commands.attempts import attempt, attempts
 from app.commands.deps import Deps
 from domain import ids
 from domain.errors import InvalidPeriodError
@@ -51,57 +53,113 @@ def end_of(period_end: date) -> datetime:
     return datetime.combine(period_end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
 
 
-def pay_out(deps: Deps, settlement: Settlement, cause: dict[str, Any]) -> Settlement:
+# Transfers made are recorded (one save) every this many lines or seconds, whichever comes first, and
+# with Paid after the last line: a crash leaves at most that much for the resumed payout to look up.
+RECORD_EVERY_LINES = 100
+RECORD_EVERY_SECONDS = 2.0
+
+
+def pay_out(
+    deps: Deps, settlement: Settlement, cause: dict[str, Any], resumed: bool | None = None
+) -> Settlement:
     """pending -> processing -> paid | failed, one provider transfer per order line (see
-    ``Settlement.transfer_lines``), each recorded before the next is made; resumable.
+    ``Settlement.transfer_lines``); resumable.
 
     A line's transfer carries the order's ``transfer_group`` (its charge has the same) and draws on
     the order's payment (``source_payment``), so funds not yet available never fail it. Its key is
-    ``<settlement id>:<allocation id>``, fixed by the Opened event before any call; a resumed
-    settlement (found processing: a call may have reached the provider, maybe longer ago than the
-    provider keeps keys) or a retried line looks the transfer up first. A line refused for good
-    takes back the lines already transferred (full reversals) before the settlement fails, so a
-    settlement pays all its lines or none."""
+    ``<settlement id>:<allocation id>``, fixed by the Opened event; every line's attempt is counted
+    before any call (one round trip), and the transfers made are recorded every
+    ``RECORD_EVERY_LINES`` lines or ``RECORD_EVERY_SECONDS`` (the last ones together with Paid).
+    A resumed settlement (found processing: a call may have reached the provider without being
+    recorded, maybe longer ago than the provider keeps keys) or a retried line looks the transfer up
+    first, so nothing is paid twice. A line refused for good takes back the lines already
+    transferred (those not yet recorded are recorded first; full reversals) before the settlement
+    fails, so a settlement pays all its lines or none."""
     marketplace = deps.marketplace
     sid = str(settlement.id)
-    resumed = settlement.status == PROCESSING
+    if resumed is None:  # found processing: an earlier attempt may have made calls
+        resumed = settlement.status == PROCESSING
     if settlement.status == PENDING:
-        settlement = marketplace.start_settlement_processing(sid, cause)
+        settlement = marketplace.start_settlement_processing(sid, cause, given=settlement)
     if settlement.status != PROCESSING:
         return settlement
     if settlement.total_payout_amount == 0:
         return marketplace.finish_settlement(sid, True, "nothing_to_pay", cause)
     account = marketplace.get_seller_account(settlement.seller_id)
     destination = account.account_id if account is not None else None
+    made: list[tuple[str, int, str]] = []
+
+    def record(then_paid: bool = False) -> Settlement:
+        recorded = marketplace.record_settlement_transfers(sid, made, cause, settlement, then_paid)
+        made.clear()
+        return recorded
+
     try:
         if resumed and not settlement.transfers:
             legacy = deps.gateway.find_payout(sid, sid, None)  # paid by one transfer, before lines existed
             if legacy is not None and legacy.succeeded:
                 return marketplace.finish_settlement(sid, True, legacy.provider_reference or "", cause)
-        for line in settlement.lines_to_transfer:
-            result = _transfer_line(deps, settlement, line, destination, resumed)
+        lines = settlement.lines_to_transfer
+        keys = attempts(deps, "payout", [f"{sid}:{line['allocation_id']}" for line in lines])
+        sources = _sources(deps, lines)
+        recorded_at = time.monotonic()
+        for n, line in enumerate(lines, 1):
+            key, retried = keys[f"{sid}:{line['allocation_id']}"]
+            result = _transfer_line(deps, settlement, line, destination, resumed or retried, key, sources)
             if not result.succeeded:
+                settlement = record() if made else settlement
                 return _undo_and_fail(deps, settlement, result.failure_reason or "payout_failed", cause)
-            settlement = marketplace.record_settlement_transfer(
-                sid, line["allocation_id"], line["amount"], result.provider_reference or "", cause
-            )
+            made.append((line["allocation_id"], line["amount"], result.provider_reference or ""))
+            if n == len(lines):
+                settlement = record(then_paid=True)
+            elif len(made) >= RECORD_EVERY_LINES or time.monotonic() - recorded_at >= RECORD_EVERY_SECONDS:
+                settlement = record()
+                recorded_at = time.monotonic()
     except ProviderConfigurationError:
         # No retry helps: whatever was transferred is taken back and the allocations become payable again.
+        settlement = record() if made else settlement
         return _undo_and_fail(deps, settlement, PROVIDER_CONFIGURATION, cause)
-    first = settlement.transfers[settlement.transfer_lines[0]["allocation_id"]]["reference"]
-    return marketplace.finish_settlement(sid, True, first, cause)
+    except BaseException:
+        if made:  # what reached the provider is recorded, so a resumed payout need not look it up
+            with contextlib.suppress(Exception):
+                record()
+        raise
+    if settlement.status == PROCESSING:  # nothing was left to transfer (resumed after the last batch)
+        first = settlement.transfers[settlement.transfer_lines[0]["allocation_id"]]["reference"]
+        return marketplace.finish_settlement(sid, True, first, cause)
+    return settlement
+
+
+def _sources(deps: Deps, lines: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Each line's order -> the provider reference of the payment it draws on (two reads in all)."""
+    orders = deps.marketplace.get_orders([line["order_id"] for line in lines])
+    payments = deps.marketplace.get_payments([o.payment_id for o in orders.values() if o.payment_id])
+    out: dict[str, str | None] = {}
+    for order_id, order in orders.items():
+        payment = payments.get(str(order.payment_id))
+        if payment is not None:
+            out[order_id] = payment.provider_reference or None
+    return out
 
 
 def _transfer_line(
-    deps: Deps, settlement: Settlement, line: dict[str, Any], destination: str | None, resumed: bool
+    deps: Deps,
+    settlement: Settlement,
+    line: dict[str, Any],
+    destination: str | None,
+    look_up: bool,
+    key: str,
+    sources: dict[str, str | None],
 ) -> PayoutResult:
     sid, aid, order_id = str(settlement.id), line["allocation_id"], line["order_id"]
-    key, retried = attempt(deps, "payout", f"{sid}:{aid}")
-    found = deps.gateway.find_payout(sid, order_id, aid) if resumed or retried else None
+    found = deps.gateway.find_payout(sid, order_id, aid) if look_up else None
     if found is not None:
         return found
-    order = deps.marketplace.get_order(order_id)
-    payment = deps.marketplace.get_payment(order.payment_id)
+    if order_id not in sources:  # raises OrderNotFoundError or PaymentNotFoundError, as ever
+        sources[order_id] = (
+            deps.marketplace.get_payment(deps.marketplace.get_order(order_id).payment_id).provider_reference
+            or None
+        )
     return deps.gateway.payout(
         seller_id=settlement.seller_id,
         amount=line["amount"],
@@ -109,7 +167,7 @@ def _transfer_line(
         transfer_group=order_id,
         settlement_id=sid,
         allocation_id=aid,
-        source_payment=payment.provider_reference or None,
+        source_payment=sources[order_id],
         idempotency_key=key,
         destination=destination,
     )
@@ -159,14 +217,22 @@ def _undo_and_fail(deps: Deps, settlement: Settlement, reason: str, cause: dict[
 
 
 def settle_seller(
-    deps: Deps, seller_id: str, period_start: date, period_end: date, cause: dict[str, Any]
+    deps: Deps,
+    seller_id: str,
+    period_start: date,
+    period_end: date,
+    cause: dict[str, Any],
+    catch_up: bool = True,
 ) -> tuple[list[Settlement], bool]:
     """Settle everything of the seller's still unsettled and created by the end of the period.
 
     Returns (settlements, any_new). Idempotent: the settlement ids are deterministic and
-    allocations refuse a second settlement; a crashed payout resumes on the next run.
+    allocations refuse a second settlement; a crashed payout resumes on the next run. Without
+    ``catch_up`` the caller has caught the read models up (once for many sellers): they only name
+    candidates, and each allocation itself refuses what is settled already.
     """
-    deps.read_models.catch_up("payouts", "seller_orders")
+    if catch_up:
+        deps.read_models.catch_up("payouts", "seller_orders")
     before = end_of(period_end)
     now = datetime.now(UTC)
     payable = deps.policy.payable
@@ -190,12 +256,13 @@ def settle_seller(
                 cause,
                 payable=payable,
                 now=now,
+                then_processing=True,
             )
             if settlement is None:
                 continue
             created = created or opened
             if settlement.status in (PENDING, PROCESSING):
-                settlement = pay_out(deps, settlement, cause)
+                settlement = pay_out(deps, settlement, cause, resumed=None if not opened else False)
             results.append(settlement)
     if created:
         deps.jobs.projections_changed()
@@ -203,8 +270,8 @@ def settle_seller(
 
 
 def sellers_due(deps: Deps, period_end: date) -> list[str]:
-    """Every seller with something unsettled by the end of the period."""
-    deps.read_models.catch_up("payouts")
+    """Every seller with something unsettled by the end of the period (read models caught up)."""
+    deps.read_models.catch_up("payouts", "seller_orders")
     return deps.read_models.sellers_with_unsettled(end_of(period_end))
 
 
@@ -218,7 +285,7 @@ def settle_all(
     """Settle every seller with something unsettled by the end of the period; the settlement ids."""
     ids: list[str] = []
     for seller_id in sellers_due(deps, period_end):
-        settlements, _ = settle_seller(deps, seller_id, period_start, period_end, cause)
+        settlements, _ = settle_seller(deps, seller_id, period_start, period_end, cause, catch_up=False)
         ids.extend(str(s.id) for s in settlements)
         if progress is not None:
             progress(seller_id)

@@ -83,6 +83,15 @@ class SettlementRunRequestSchema(StrictSchema):
     period_end = fields.Date(required=True)
 
 
+class SettlementRunProgressSchema(Schema):
+    """How far a run is: its chunks of sellers (each a job) and the sellers in them."""
+
+    chunks = fields.Integer(required=True)
+    chunks_done = fields.Integer(required=True)
+    sellers = fields.Integer(required=True)
+    sellers_done = fields.Integer(required=True)
+
+
 class SettlementRunSchema(Schema):
     id = Text(required=True)
     status = Text(required=True, validate=validate.OneOf(["queued", "running", "done", "failed"]))
@@ -90,6 +99,7 @@ class SettlementRunSchema(Schema):
     period_end = Text()
     settlement_ids = fields.List(Text())
     error = Text(allow_none=True)
+    progress = fields.Nested(SettlementRunProgressSchema)
 
 
 class InvoiceLineSchema(Schema):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from random import random
 from time import sleep
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -82,6 +82,11 @@ class MarketplaceBase(Application[UUID]):
             self._hot_aggregates = HotAggregates(self.recorder, self.mapper)
         return self._hot_aggregates
 
+    @property
+    def saves_payment_references(self) -> bool:
+        """Whether the store writes an order's payment reference with the order's events."""
+        return bool(getattr(self.recorder, "saves_payment_references", False))
+
     def _find(self, aggregate_id: str | UUID, kind: type[T]) -> T | None:
         """The aggregate of this kind with this id (one read), or None for anything else."""
         uid = _as_uuid(aggregate_id)
@@ -92,6 +97,28 @@ class MarketplaceBase(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, kind) else None
+
+    def _find_many(self, aggregate_ids: Iterable[str | UUID], kind: type[T]) -> dict[str, T]:
+        """The aggregates of this kind with these ids, by id as given (absent ones left out): one
+        query where the recorder reads many aggregates at once (``select_events_after``,
+        PostgreSQL), else one read each. Nothing is kept: memory stays that of one batch."""
+        wanted = {uid: str(given) for given in aggregate_ids if (uid := _as_uuid(given)) is not None}
+        select_after = getattr(self.recorder, "select_events_after", None)
+        if select_after is None:
+            found = {key: self._find(uid, kind) for uid, key in wanted.items()}
+            return {key: aggregate for key, aggregate in found.items() if aggregate is not None}
+        streams: dict[UUID, list[Any]] = {}
+        for stored in select_after([(uid, 0) for uid in wanted]):
+            streams.setdefault(UUID(str(stored.originator_id)), []).append(stored)
+        out: dict[str, T] = {}
+        to_domain_event = self.mapper.to_domain_event
+        for uid, stored_events in streams.items():
+            aggregate: object = None
+            for event in map(to_domain_event, stored_events):
+                aggregate = event.mutate(aggregate)  # type: ignore[attr-defined]
+            if isinstance(aggregate, kind):
+                out[wanted[uid]] = aggregate
+        return out
 
     def get_payment(self, payment_id: str | UUID) -> Payment:
         payment = self._find(payment_id, Payment)

@@ -165,7 +165,12 @@ class CheckoutTransactions(MarketplaceBase):
             payment.succeed_after_failure(provider_reference, str(order.id), cause)
         else:
             payment.succeed(provider_reference, str(order.id), cause)
-        self.save(payment, order, *allocations, *self._sold(payment, str(order.id), reserved or []))
+        # A store that can keeps the reference -> payment row in this same transaction.
+        references = [(provider_reference, str(payment.id))] if provider_reference else []
+        stock = [stock_id(seller_id, sku) for seller_id, sku in reserved or []]
+        with self.hot.serialised(stock):
+            sold = self._sold(payment, str(order.id), reserved or [])
+            self.save(payment, order, *allocations, *sold, payment_references=references)
         return payment, order
 
     def _sold(self, payment: Payment, order_id: str, reserved: list[tuple[str, str]]) -> list[StockItem]:

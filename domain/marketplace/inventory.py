@@ -40,18 +40,19 @@ class InventoryTransactions(MarketplaceBase):
         """Reserve the cart's quantities of every tracked SKU, all or none (one atomic save; a
         concurrent reservation of the same SKU conflicts, and the retry sees what it left)."""
         wanted = quantities(items)
-        tracked = self._tracked(list(wanted))
-        shortages = [
-            short
-            for item in tracked
-            if (short := item.shortage(wanted[(item.seller_id, item.sku)])) is not None
-        ]
-        if shortages:
-            raise InsufficientStockError(shortages)
-        for item in tracked:
-            item.reserve(session_id, wanted[(item.seller_id, item.sku)], expires_at, cause)
-        if tracked:
-            self.save(*tracked)
+        with self.hot.serialised([stock_id(seller_id, sku) for seller_id, sku in wanted]):
+            tracked = self._tracked(list(wanted))
+            shortages = [
+                short
+                for item in tracked
+                if (short := item.shortage(wanted[(item.seller_id, item.sku)])) is not None
+            ]
+            if shortages:
+                raise InsufficientStockError(shortages)
+            for item in tracked:
+                item.reserve(session_id, wanted[(item.seller_id, item.sku)], expires_at, cause)
+            if tracked:
+                self.save(*tracked)
         return tracked
 
     @_retry_on_conflict
@@ -60,12 +61,13 @@ class InventoryTransactions(MarketplaceBase):
     ) -> int:
         """The session placed ``order_id`` (sold) or ended without one (released); how many changed."""
         changed = []
-        for item in self._tracked(keys):
-            done = item.sell(session_id, order_id, cause) if order_id else item.release(session_id, cause)
-            if done:
-                changed.append(item)
-        if changed:
-            self.save(*changed)
+        with self.hot.serialised([stock_id(seller_id, sku) for seller_id, sku in keys]):
+            for item in self._tracked(keys):
+                done = item.sell(session_id, order_id, cause) if order_id else item.release(session_id, cause)
+                if done:
+                    changed.append(item)
+            if changed:
+                self.save(*changed)
         return len(changed)
 
     @_retry_on_conflict

@@ -1,4 +1,4 @@
-"""Settlements, their runs, and payouts taken back by transfer reversals."""
+"""Settlements and payouts taken back by transfer reversals (their runs: settlement_runs.py)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ from domain.ids import (
     settlement_id,
 )
 from domain.marketplace.base import MarketplaceBase, _retry_on_conflict
+from domain.order import Order
 from domain.payable import PayableRule
-from domain.settlement import Settlement, SettlementRun
+from domain.payment import Payment
+from domain.settlement import Settlement
 
 
 class SettlementTransactions(MarketplaceBase):
-    """Settlements, their runs, and payouts taken back by transfer reversals."""
+    """Settlements and payouts taken back by transfer reversals."""
 
     @_retry_on_conflict
     def settle_allocation(self, allocation_id_: str, settlement_id: str, cause: dict[str, Any]) -> Allocation:
@@ -43,6 +45,7 @@ class SettlementTransactions(MarketplaceBase):
         cause: dict[str, Any],
         payable: PayableRule | None = None,
         now: datetime | None = None,
+        then_processing: bool = False,
     ) -> tuple[Settlement | None, bool]:
         """Open the settlement of (seller, currency, period) over what is still unsettled.
 
@@ -52,7 +55,8 @@ class SettlementTransactions(MarketplaceBase):
         Returns (settlement, opened_now). Re-running returns the existing settlement and
         settles nothing twice: the id is deterministic and every allocation refuses a
         second settlement. Negative adjustments are taken only while the total stays
-        non-negative; otherwise they are carried on to a later settlement.
+        non-negative; otherwise they are carried on to a later settlement. With ``then_processing``
+        a new settlement is saved processing already (its payout follows at once: one save less).
         """
         sid = settlement_id(seller_id, currency, period_start, period_end)
         existing = self.get_settlement(sid)
@@ -60,17 +64,20 @@ class SettlementTransactions(MarketplaceBase):
             return existing, False
         rule = payable or PayableRule()
         moment = now or datetime.now(UTC)
+        # Every allocation and fulfilment in two reads, not two per allocation.
+        loaded = self._find_many([*allocation_ids, *(aid for aid, _ in adjustment_refs)], Allocation)
+        fulfilments = self._find_many((fulfilment_id(aid) for aid in allocation_ids), Fulfilment)
         touched: dict[str, Allocation] = {}
         taken: list[dict[str, Any]] = []
         for aid in allocation_ids:
-            allocation = self._allocation(aid)
+            allocation = loaded.get(aid) or self._allocation(aid)
             if (
                 allocation.is_settled
                 or allocation.seller_id != seller_id
                 or allocation.currency != currency
                 or allocation.created_on >= before
                 or not rule.is_payable(
-                    allocation.created_on, self._find(fulfilment_id(aid), Fulfilment), moment
+                    allocation.created_on, fulfilments.get(str(fulfilment_id(aid))), moment
                 )
             ):
                 continue
@@ -84,7 +91,7 @@ class SettlementTransactions(MarketplaceBase):
             )
         adjustments: list[dict[str, Any]] = []
         for aid, refund_id in adjustment_refs:
-            allocation = touched.get(aid) or self._allocation(aid)
+            allocation = touched.get(aid) or loaded.get(aid) or self._allocation(aid)
             refund = next((r for r in allocation.settleable_adjustments if r["refund_id"] == refund_id), None)
             if refund is None or allocation.seller_id != seller_id or allocation.currency != currency:
                 continue
@@ -123,15 +130,61 @@ class SettlementTransactions(MarketplaceBase):
             allocation = touched[item["allocation_id"]]
             allocation.settle_adjustment(item["refund_id"], sid_str, cause)
             changed[item["allocation_id"]] = allocation
+        if then_processing:
+            settlement.start_processing(cause)
         self.save(settlement, *changed.values())
         return settlement, True
 
-    @_retry_on_conflict
-    def start_settlement_processing(self, settlement_id_: str, cause: dict[str, Any]) -> Settlement:
-        settlement = self._settlement(settlement_id_)
-        settlement.start_processing(cause)
-        self.save(settlement)
-        return settlement
+    def start_settlement_processing(
+        self, settlement_id_: str, cause: dict[str, Any], given: Settlement | None = None
+    ) -> Settlement:
+        """pending -> processing; ``given``, the caller's current copy, saves a read."""
+
+        def start(attempt: int) -> Settlement:
+            settlement = self._current_settlement(settlement_id_, given, attempt)
+            settlement.start_processing(cause)
+            self.save(settlement)
+            return settlement
+
+        return self._with_retry(start)
+
+    def record_settlement_transfers(
+        self,
+        settlement_id_: str,
+        transfers: list[tuple[str, int, str]],
+        cause: dict[str, Any],
+        given: Settlement | None = None,
+        then_paid: bool = False,
+    ) -> Settlement:
+        """Several lines' transfers were made: [(allocation id, amount, provider reference)], recorded in
+        one save; with ``then_paid``, and the settlement paid (every line transferred) in the same save.
+        ``given``, the caller's current copy, saves a read."""
+
+        def record(attempt: int) -> Settlement:
+            settlement = self._current_settlement(settlement_id_, given, attempt)
+            for allocation_id_, amount, reference in transfers:
+                settlement.record_transfer(allocation_id_, amount, reference, cause)
+            if then_paid:
+                first = settlement.transfers[settlement.transfer_lines[0]["allocation_id"]]["reference"]
+                settlement.mark_paid(first, cause)
+            self.save(settlement)
+            return settlement
+
+        return self._with_retry(record)
+
+    def _current_settlement(self, settlement_id_: str, given: Settlement | None, attempt: int) -> Settlement:
+        """The caller's copy on the first attempt, a fresh one after a conflicting save."""
+        if given is not None and attempt == 0 and str(given.id) == str(settlement_id_):
+            return given
+        return self._settlement(settlement_id_)
+
+    def get_orders(self, order_ids: list[str]) -> dict[str, Order]:
+        """The orders with these ids, by id, in one read (absent ones left out)."""
+        return self._find_many(order_ids, Order)
+
+    def get_payments(self, payment_ids: list[str]) -> dict[str, Payment]:
+        """The payments with these ids, by id, in one read (absent ones left out)."""
+        return self._find_many(payment_ids, Payment)
 
     @_retry_on_conflict
     def record_settlement_transfer(
@@ -250,35 +303,6 @@ class SettlementTransactions(MarketplaceBase):
         allocation.reverse_transfer(refund_id, settlement_id_, amount, provider_reference, cause)
         self.save(allocation)
         return allocation
-
-    def request_settlement_run(
-        self, period_start: str, period_end: str, cause: dict[str, Any]
-    ) -> SettlementRun:
-        run = SettlementRun(period_start=period_start, period_end=period_end, cause=cause)
-        self.save(run)
-        return run
-
-    @_retry_on_conflict
-    def record_run_started(self, run_id: str, seller_count: int) -> None:
-        run = self.get_settlement_run(run_id)
-        if run.status in (
-            settlement_status.RUN_QUEUED,
-            settlement_status.RUN_FAILED,
-        ):  # a failed run is retried from the start
-            run.start(seller_count)
-            self.save(run)
-
-    @_retry_on_conflict
-    def record_run_finished(self, run_id: str, settlement_ids: list[str], error: str | None) -> SettlementRun:
-        run = self.get_settlement_run(run_id)
-        if run.status != settlement_status.RUN_RUNNING:
-            return run
-        if error is None:
-            run.complete(settlement_ids)
-        else:
-            run.fail(error)
-        self.save(run)
-        return run
 
 
 def _transfer_paying(settlement: Settlement, allocation: Allocation) -> dict[str, Any] | None:

@@ -124,7 +124,7 @@ def test_a_claim_is_renewed_while_its_request_runs_and_fenced_once_taken_over(co
                 created_at=stamp,
             )
         )
-    claim = idempotency._Claim(engine, where, stamp)
+    claim = idempotency._Claim(engine, "p", "k", stamp)
     assert claim.renew() is True  # what the process's heartbeat does every couple of seconds
     with engine.connect() as conn:
         renewed = conn.execute(idempotency_keys.select().where(where)).one().created_at
@@ -135,7 +135,7 @@ def test_a_claim_is_renewed_while_its_request_runs_and_fenced_once_taken_over(co
             update(idempotency_keys).where(where).values(created_at=datetime.now(UTC) + timedelta(hours=1))
         )
     assert claim.renew() is False  # the new owner's: the old one stops renewing
-    claim.finish(state="done", response_status=201, response_body="{}", response_headers="{}")
+    claim.finish({"status": 201, "body": "{}", "headers": "{}"})
     with engine.connect() as conn:
         assert conn.execute(idempotency_keys.select().where(where)).one().state == "in_progress"
 

@@ -48,3 +48,47 @@ def test_a_command_that_fails_half_way_leaves_the_kept_copy_as_stored(container:
     mine = container.marketplace.get_stock("s-1", "mug")
     mine.set_on_hand(9, make_cause())  # changed, never saved
     assert container.marketplace.get_stock("s-1", "mug").on_hand == 5
+
+
+def test_one_process_s_racing_reservations_queue_instead_of_conflicting(container: Container) -> None:
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from eventsourcing.persistence import IntegrityError
+
+    from domain.inventory import InsufficientStockError
+
+    marketplace = container.marketplace
+    marketplace.set_stock("s-1", "mug", 5, make_cause())
+    conflicts, outcomes = [], []
+    save = marketplace.save
+
+    def counted(*aggregates, **kwargs):
+        try:
+            return save(*aggregates, **kwargs)
+        except IntegrityError:
+            conflicts.append(1)
+            raise
+
+    marketplace.save = counted  # type: ignore[method-assign]
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    item = {"seller_id": "s-1", "sku": "mug", "quantity": 1}
+    start = threading.Barrier(8)
+
+    def reserve(n: int) -> None:
+        start.wait()
+        try:
+            marketplace.reserve_stock(f"session-{n}", [item], expires, make_cause())
+            outcomes.append("reserved")
+        except InsufficientStockError:
+            outcomes.append("short")
+
+    threads = [threading.Thread(target=reserve, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["reserved"] * 5 + ["short"] * 3
+    assert conflicts == []
+    stock = marketplace.get_stock("s-1", "mug")
+    assert (stock.on_hand, stock.reserved, stock.available) == (5, 5, 0)

@@ -142,11 +142,11 @@ def test_stock_contention_never_holds_up_a_paid_order(
     save = deps.marketplace.save
     conflicts = []
 
-    def contended(*aggregates: Any) -> Any:
+    def contended(*aggregates: Any, **kwargs: Any) -> Any:
         if len(aggregates) > 1 and any(isinstance(a, StockItem) for a in aggregates):
             conflicts.append(len(aggregates))
             raise IntegrityError("another checkout saved this stock record first")
-        return save(*aggregates)
+        return save(*aggregates, **kwargs)
 
     monkeypatch.setattr(deps.marketplace, "save", contended)
     outcome, _, order = confirm_checkout(deps, str(session["id"]), "pm_card_visa", make_cause())

@@ -8,10 +8,15 @@ import pytest
 
 from app.commands.notifications import deliver_notifications
 from app.commands.settlement import month_period, parse_period, previous_month, settle_all, settle_seller
-from app.commands.settlement_runs import execute_settlement_run, request_settlement_run, settle_previous_month
+from app.commands.settlement_runs import (
+    execute_settlement_run,
+    request_settlement_run,
+    settle_previous_month,
+    settle_run_chunk,
+)
 from app.commands.verification import execute_verification, request_verification, verify_on_schedule
 from domain.errors import InvalidPeriodError
-from domain.ports import PendingNotification
+from domain.ports import PayoutResult, PendingNotification, ProviderUnavailableError
 from tests.fakes import FakeDeps
 from tests.unit.commands.test_refunds_and_provider_events import paid_order
 from tests.unit.conftest import make_cause
@@ -65,15 +70,77 @@ def test_settle_all_pays_every_seller_with_money_due(deps: FakeDeps) -> None:
     assert sorted(call["seller_id"] for call in deps.gateway.calls_to("payout")) == ["s-1", "s-2"]
 
 
+def _chunks_requested(deps: FakeDeps, run_id: str) -> list[int]:
+    return [
+        int(str(what).rsplit(":", 1)[1])
+        for kind, what in deps.jobs.requested
+        if kind == "settlement_chunk" and str(what).startswith(f"{run_id}:")
+    ]
+
+
 def test_a_settlement_run_is_queued_then_settles_everyone_and_is_done(deps: FakeDeps) -> None:
     paid_order(deps)
     run_id = request_settlement_run(deps, *EVER, make_cause())
     assert deps.jobs.requested[-1] == ("settlement_run", run_id)
     execute_settlement_run(deps, run_id)
     run = deps.marketplace.get_settlement_run(run_id)
+    assert run.status == "running" and run.chunks == [["s-1", "s-2"]] and run.seller_count == 2
+    assert _chunks_requested(deps, run_id) == [0]
+    settle_run_chunk(deps, run_id, 0)
+    run = deps.marketplace.get_settlement_run(run_id)
     assert run.status == "done" and len(run.settlement_ids) == 2
     execute_settlement_run(deps, run_id)  # a retry of a finished run does nothing
+    settle_run_chunk(deps, run_id, 0)  # nor does a chunk delivered twice
+    assert _chunks_requested(deps, run_id) == [0]
     assert len(deps.gateway.calls_to("payout")) == 2
+
+
+def test_a_run_is_done_only_when_its_last_chunk_is(deps: FakeDeps) -> None:
+    paid_order(deps)
+    run_id = request_settlement_run(deps, *EVER, make_cause())
+    execute_settlement_run(deps, run_id, chunk_sellers=1)
+    assert deps.marketplace.get_settlement_run(run_id).chunks == [["s-1"], ["s-2"]]
+    assert _chunks_requested(deps, run_id) == [0, 1]
+    [second] = settle_run_chunk(deps, run_id, 1)
+    run = deps.marketplace.get_settlement_run(run_id)
+    assert (run.status, run.open_chunks, run.sellers_done, run.settlement_ids) == ("running", [0], 1, [])
+    execute_settlement_run(deps, run_id)  # re-planning keeps the plan and queues the open chunk only
+    assert _chunks_requested(deps, run_id) == [0, 1, 0]
+    [first] = settle_run_chunk(deps, run_id, 0)
+    run = deps.marketplace.get_settlement_run(run_id)
+    assert run.status == "done" and run.settlement_ids == [first, second]  # in chunk order
+
+
+def test_a_failed_chunk_fails_the_run_until_its_retry_settles_it_without_paying_twice(
+    deps: FakeDeps,
+) -> None:
+    paid_order(deps)
+    run_id = request_settlement_run(deps, *EVER, make_cause())
+    execute_settlement_run(deps, run_id, chunk_sellers=1)
+    deps.gateway.unavailable = {"payout"}
+    with pytest.raises(ProviderUnavailableError):
+        settle_run_chunk(deps, run_id, 0)
+    run = deps.marketplace.get_settlement_run(run_id)
+    assert run.status == "failed" and run.error and run.error.startswith("chunk 0: ProviderUnavailableError")
+    [lost] = deps.gateway.calls_to("payout")  # its answer was lost: the provider made the transfer
+    deps.gateway.held_payouts[lost["idempotency_key"]] = PayoutResult(True, "tr_made_before")
+    deps.gateway.unavailable = set()
+    settle_run_chunk(deps, run_id, 1)
+    assert deps.marketplace.get_settlement_run(run_id).status == "failed"  # chunk 0 still open
+    settle_run_chunk(deps, run_id, 0)  # the retry looks the transfer up instead of making another
+    run = deps.marketplace.get_settlement_run(run_id)
+    assert (run.status, run.error, len(run.settlement_ids)) == ("done", None, 2)
+    assert sorted(call["seller_id"] for call in deps.gateway.calls_to("payout")) == ["s-1", "s-2"]
+    first = deps.marketplace.get_settlement(run.settlement_ids[0])
+    assert first is not None and first.status == "paid"
+    assert [t["reference"] for t in first.transfers.values()] == ["tr_made_before"]
+
+
+def test_a_run_with_no_seller_due_is_done_at_once(deps: FakeDeps) -> None:
+    run_id = request_settlement_run(deps, *EVER, make_cause())
+    execute_settlement_run(deps, run_id)
+    run = deps.marketplace.get_settlement_run(run_id)
+    assert (run.status, run.settlement_ids, _chunks_requested(deps, run_id)) == ("done", [], [])
 
 
 def test_the_monthly_job_settles_the_previous_month_only(deps: FakeDeps) -> None:
