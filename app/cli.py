@@ -122,7 +122,7 @@ projections_group = AppGroup("projections", help="Read models: status and rebuil
 @projections_group.command("status")
 def projections_status_command() -> None:
     """Each read model's position, the log head, and lag in events and seconds."""
-    from projections.runner import status
+    from projections.status import status
 
     container = current_app.extensions["tally"]
     rows = status(container.marketplace, container.engine)

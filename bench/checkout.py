@@ -29,6 +29,7 @@ Settings (environment):
   BENCH_TALLY_APP=wsgi:app  the WSGI app gunicorn serves as tally (experiments; PYTHONPATH is passed on)
   BENCH_LAG=1             0 skips the run with workers (lag)   BENCH_LAG_WORKERS=2
   BENCH_LAG_INTERVAL=0.1  seconds between lag samples         BENCH_LAG_TARGET=1.0  seconds, for p99
+  BENCH_WORKER_CPU_TARGET=5.3  ms of worker CPU per checkout placed in the window (half of 10.7 ms)
 
 Tally runs in a fresh schema bench_<random> with Redis key prefix bench-<random>; the baseline in
 bench_bare_<random>. Schemas, Redis keys and every process started here are removed at the end,
@@ -99,6 +100,7 @@ class Config:
     lag_workers: int = field(default_factory=lambda: _env_int("BENCH_LAG_WORKERS", 2))
     lag_interval: float = field(default_factory=lambda: _env_float("BENCH_LAG_INTERVAL", 0.1))
     lag_target: float = field(default_factory=lambda: _env_float("BENCH_LAG_TARGET", 1.0))
+    worker_cpu_target_ms: float = field(default_factory=lambda: _env_float("BENCH_WORKER_CPU_TARGET", 5.3))
     inventory: bool = False  # stock recorded for every SKU before the load (bench.inventory sets it)
 
     def gunicorn_args(self) -> list[str]:
@@ -636,7 +638,9 @@ def run_with_workers(
         result = run_load(server, "checkout", params, config, f"(b) tally + {n} workers", on_window=on_window)
         lag = sampler.result
         if "start" in marks and "end" in marks:
-            lag.workers_cpu = (marks["end"][1] - marks["start"][1]) / (marks["end"][0] - marks["start"][0])
+            lag.workers_cpu_seconds = marks["end"][1] - marks["start"][1]
+            lag.workers_cpu = lag.workers_cpu_seconds / (marks["end"][0] - marks["start"][0])
+            lag.checkouts = result.load.ok
         try:
             lag.drain_seconds = sampler.wait_caught_up(120, alive=workers.check_alive)
         except RuntimeError as exc:
@@ -648,7 +652,8 @@ def run_with_workers(
             f"  lag over {len(lag.samples)} samples (worst projection per sample): p50 {p50:.3f} s, "
             f"p99 {p99:.3f} s, max {worst:.3f} s; caught up "
             f"{lag.drain_seconds if lag.drain_seconds is not None else float('nan'):.1f} s "
-            f"after the load stopped; workers used {lag.workers_cpu:.2f} cores"
+            f"after the load stopped; workers used {lag.workers_cpu:.2f} cores, "
+            f"{lag.cpu_per_checkout_ms():.2f} ms of CPU per checkout"
         )
         for line in lag.worker_errors[:5]:
             say(f"  worker log: {line[:240]}")
@@ -803,18 +808,23 @@ def report(
     for line in judged.lines:
         say(line)
     if config.lag and (config.only in ("", "tally")):
-        report_lag(config, tally_workers)
+        failure = report_lag(config, tally_workers)
+        if failure:
+            judged.failures.append(failure)
     if judged.failures:
         say("FAIL: " + "; ".join(judged.failures))
     say("=" * 100)
     return judged
 
 
-def report_lag(config: Config, result: SideResult | None) -> None:
+def report_lag(config: Config, result: SideResult | None) -> str | None:
+    """The lag and worker-CPU lines; returns the worker-CPU failure, if any."""
+    from bench.lag import judge_worker_cpu
+
     say("-" * 100)
     if result is None or result.lag is None:
         say("(lag) read-model lag: NOT MEASURED (the run with workers failed; see above)")
-        return
+        return "worker CPU per checkout not measured"
     lag = result.lag
     p50, p99, worst = lag.stats(lag.worst())
     verdict = "MEETS" if p99 < config.lag_target else "BELOW"
@@ -839,6 +849,9 @@ def report_lag(config: Config, result: SideResult | None) -> None:
         f"a sample took {sample_ms:.1f} ms (p50); sampling errors {lag.errors}; "
         f"worker log error lines {len(lag.worker_errors)}"
     )
+    line, failure = judge_worker_cpu(lag, config.worker_cpu_target_ms)
+    say(line)
+    return failure
 
 
 # ---- main -------------------------------------------------------------------------------------------

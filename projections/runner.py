@@ -1,22 +1,23 @@
 """Catching a projection up with the global event log, exactly once.
 
-Each batch runs in one read-model transaction that (1) locks the projection's row in
+Each batch runs in one read-model transaction that (1) locks the projections' rows in
 ``projection_positions`` (``SELECT … FOR UPDATE``: one writer per projection, the
-others wait and then see the new position), (2) applies the events after that
-position in log order, and (3) stores the new position. Rows and position commit
-together or not at all, so a crash at any point neither loses nor repeats an event.
+others wait and then see the new position), (2) applies the events after each position
+in log order, and (3) stores the new positions. Rows and positions commit together or
+not at all, so a crash at any point neither loses nor repeats an event. One batch serves
+every projection a worker runs (``catch_up_many``): read and decoded once.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.domain import DomainEvent
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
@@ -53,6 +54,8 @@ PROJECTIONS: dict[str, type[Projection]] = {
 }
 BATCH_SIZE = 500
 
+log = logging.getLogger(__name__)
+
 _thread_locks: dict[tuple[str, str], threading.Lock] = {}
 _thread_locks_guard = threading.Lock()
 
@@ -64,25 +67,48 @@ def _thread_lock(engine: Engine, name: str) -> threading.Lock:
         return _thread_locks.setdefault(key, threading.Lock())
 
 
-def _insert_ignore(conn: Connection, name: str) -> None:
+def _insert_ignore(conn: Connection, names: Sequence[str]) -> None:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(projection_positions).values(name=name, position=0).on_conflict_do_nothing())
+    rows = [{"name": name, "position": 0} for name in names]
+    conn.execute(dialect.insert(projection_positions).values(rows).on_conflict_do_nothing())
 
 
 def lock_position(conn: Connection, name: str) -> int:
     """Lock the projection's position row for this transaction and return the position."""
-    _insert_ignore(conn, name)
-    return conn.execute(
-        select(projection_positions.c.position).where(projection_positions.c.name == name).with_for_update()
-    ).scalar_one()
+    return lock_positions(conn, [name])[name]
+
+
+def lock_positions(conn: Connection, names: Sequence[str]) -> dict[str, int]:
+    """Lock the position rows of ``names`` (in name order, as every locker does, so two never
+    wait on each other crosswise) for this transaction and return the positions."""
+    wanted = sorted(names)
+    query = (
+        select(projection_positions.c.name, projection_positions.c.position)
+        .where(projection_positions.c.name.in_(wanted))
+        .order_by(projection_positions.c.name)
+        .with_for_update()
+    )
+    positions: dict[str, int] = {name: position for name, position in conn.execute(query)}
+    if len(positions) < len(wanted):  # a projection's first run
+        _insert_ignore(conn, [name for name in wanted if name not in positions])
+        positions = {name: position for name, position in conn.execute(query)}
+    return positions
+
+
+def _store_positions(conn: Connection, positions: dict[str, int]) -> None:
+    if not positions:
+        return
+    now = datetime.now(UTC)
+    conn.execute(
+        update(projection_positions)
+        .where(projection_positions.c.name == bindparam("key_name"))
+        .values(position=bindparam("new_position"), updated_at=now),
+        [{"key_name": name, "new_position": position} for name, position in sorted(positions.items())],
+    )
 
 
 def _store_position(conn: Connection, name: str, position: int) -> None:
-    conn.execute(
-        update(projection_positions)
-        .where(projection_positions.c.name == name)
-        .values(position=position, updated_at=datetime.now(UTC))
-    )
+    _store_positions(conn, {name: position})
 
 
 def read_batches(
@@ -110,13 +136,16 @@ def apply_notifications(
     notifications: Sequence[Notification],
     stop: int | None = None,
     decoded: dict[int, Any] | None = None,
+    after: int = 0,
 ) -> int:
-    """Apply the projection's events among ``notifications`` (up to ``stop``) in log order;
-    return how many. ``decoded`` (notification id -> event) is shared by the callers that run
-    several projections over one batch, so each event is decoded once."""
+    """Apply the projection's events among ``notifications`` (after ``after``, up to ``stop``)
+    in log order; return how many. ``decoded`` (notification id -> event) is shared by the
+    callers that run several projections over one batch, so each event is decoded once."""
     wanted = projection.topic_set
     selected = [
-        n for n in notifications if (wanted is None or n.topic in wanted) and (stop is None or n.id <= stop)
+        n
+        for n in notifications
+        if n.id > after and (wanted is None or n.topic in wanted) and (stop is None or n.id <= stop)
     ]
     if not selected:
         return 0
@@ -137,18 +166,16 @@ def apply_notifications(
     return len(events)
 
 
-def _apply_batch(
-    projection: Projection, app: Application, conn: Connection, position: int, head: int, batch_size: int
-) -> tuple[int, int]:
-    """Apply up to one batch after ``position``; return (new position, events applied)."""
-    notifications = app.recorder.select_notifications(
-        start=position + 1, limit=batch_size, stop=head, topics=projection.topics
-    )
-    writer = RowWriter(conn)
-    apply_notifications(projection, app, writer, notifications)
-    writer.flush()
-    new_position = notifications[-1].id if len(notifications) == batch_size else head
-    return new_position, len(notifications)
+class CatchUpFailed(Exception):
+    """Some projections failed in a shared catch-up (the others committed): ``failures`` by name."""
+
+    def __init__(self, failures: dict[str, BaseException], applied: dict[str, int]) -> None:
+        super().__init__(
+            "catch-up failed for "
+            + ", ".join(f"{name} ({type(exc).__name__}: {exc})" for name, exc in sorted(failures.items()))
+        )
+        self.failures = failures
+        self.applied = applied
 
 
 def catch_up(
@@ -158,20 +185,127 @@ def catch_up(
     batch_size: int = BATCH_SIZE,
     before_commit: Callable[[int], None] | None = None,
 ) -> int:
-    """Apply every event up to the log's head; return how many were applied."""
-    applied = 0
-    with _thread_lock(engine, projection.name):
-        while True:
+    """Apply every event up to the log's head (as read when the last batch began); return how
+    many were applied."""
+    try:
+        return catch_up_many([projection], app, engine, batch_size, before_commit)[projection.name]
+    except CatchUpFailed as failed:
+        raise failed.failures[projection.name] from None
+
+
+def catch_up_many(
+    projections: Sequence[Projection],
+    app: Application,
+    engine: Engine,
+    batch_size: int = BATCH_SIZE,
+    before_commit: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Apply every event up to the log's head (as read when each batch starts) to each of
+    ``projections``; return how many each applied.
+
+    Each batch is read and decoded ONCE for all of them, in one transaction that locks their
+    position rows (in name order), applies each projection's share of the batch and stores
+    their positions. When a projection fails, that transaction is rolled back and the batch
+    applied again with a savepoint per projection: the one that fails is rolled back to its
+    savepoint, keeps its position and is left out of the later batches; the others commit and
+    carry on, and CatchUpFailed is raised at the end. Two catch-ups of overlapping sets wait on
+    each other's locks and then see each other's positions, so each event is applied once.
+
+    It stops at the head read when its last batch began: an event committed before the
+    catch-up started is applied by it; one committed later queued a catch-up of its own.
+    """
+    chosen = {projection.name: projection for projection in sorted(projections, key=lambda p: p.name)}
+    applied = dict.fromkeys(chosen, 0)
+    failures: dict[str, BaseException] = {}
+    with ExitStack() as stack:
+        for name in chosen:
+            stack.enter_context(_thread_lock(engine, name))
+        isolate = False
+        while len(failures) < len(chosen):
             head = app.recorder.max_notification_id() or 0
-            with engine.begin() as conn:
-                position = lock_position(conn, projection.name)
-                if position >= head:
-                    return applied
-                position, count = _apply_batch(projection, app, conn, position, head, batch_size)
-                _store_position(conn, projection.name, position)
-                if before_commit is not None:
-                    before_commit(position)
-            applied += count
+            try:
+                with engine.begin() as conn:
+                    end = _apply_batch(
+                        conn, app, chosen, failures, applied, head, batch_size, before_commit, isolate
+                    )
+            except _AloneFailed as alone:
+                failures[alone.name] = alone.error
+                continue
+            except _BatchFailed:
+                isolate = True  # once more, each projection under a savepoint, to find who failed
+                continue
+            isolate = False
+            if end is None or end >= head:
+                break
+    if failures:
+        raise CatchUpFailed(failures, applied)
+    return applied
+
+
+class _AloneFailed(Exception):
+    """The only projection applying a batch failed: its whole transaction is rolled back."""
+
+    def __init__(self, name: str, error: BaseException) -> None:
+        self.name, self.error = name, error
+
+
+class _BatchFailed(Exception):
+    """A projection failed in a batch applied without savepoints: the batch is rolled back."""
+
+
+def _apply_batch(
+    conn: Connection,
+    app: Application,
+    chosen: dict[str, Projection],
+    failures: dict[str, BaseException],
+    applied: dict[str, int],
+    head: int,
+    batch_size: int,
+    before_commit: Callable[[int], None] | None,
+    isolate: bool,
+) -> int | None:
+    """One batch of ``catch_up_many`` in ``conn``'s transaction: the position it reached (None:
+    every projection was at the head).
+
+    Savepoints cost two round trips per projection and batch, so a batch first runs without
+    them; only after a failure (_BatchFailed: all of it rolled back) is it run again with one
+    savepoint per projection (``isolate``), to keep the projections that succeed."""
+    positions = lock_positions(conn, [name for name in chosen if name not in failures])
+    behind = [chosen[name] for name, position in positions.items() if position < head]
+    if not behind:
+        return None
+    after = min(positions[p.name] for p in behind)
+    notifications = app.recorder.select_notifications(
+        start=after + 1, limit=batch_size, stop=head, topics=union_topics(behind) or ()
+    )
+    end = notifications[-1].id if len(notifications) == batch_size else head
+    todo = [p for p in behind if positions[p.name] < end]  # the others are ahead of this batch
+    decoded: dict[int, Any] = {}
+    moved: dict[str, int] = {}
+    for projection in todo:
+        position = positions[projection.name]
+        try:
+            with conn.begin_nested() if isolate and len(todo) > 1 else nullcontext():
+                writer = RowWriter(conn)
+                count = apply_notifications(projection, app, writer, notifications, end, decoded, position)
+                writer.flush()
+        except Exception as exc:
+            if len(todo) == 1:
+                raise _AloneFailed(projection.name, exc) from exc
+            if conn.invalidated:  # the connection is gone: nothing more commits
+                raise
+            if not isolate:
+                raise _BatchFailed from exc
+            failures[projection.name] = exc
+            log.exception("projection %s failed after position %s", projection.name, position)
+            continue
+        moved[projection.name] = count
+    _store_positions(conn, dict.fromkeys(moved, end))
+    if before_commit is not None and moved:
+        before_commit(end)
+    for name, count in moved.items():
+        applied[name] += count
+    return end
 
 
 def union_topics(projections: Sequence[Projection]) -> tuple[str, ...] | None:
@@ -254,42 +388,14 @@ def rebuild(
     return read
 
 
-def status(app: Application, engine: Engine) -> list[dict[str, object]]:
-    """Each projection's position, the log head, and the lag in events and seconds."""
-    head = app.recorder.max_notification_id() or 0
-    with engine.connect() as conn:
-        positions = dict(
-            conn.execute(select(projection_positions.c.name, projection_positions.c.position)).all()
-        )
-    now = datetime.now(UTC)
-    rows = []
-    for name in PROJECTIONS:
-        position = positions.get(name, 0)
-        behind = app.recorder.select_notifications(start=position + 1, limit=1, stop=head)
-        lag_seconds = 0.0
-        oldest = app.mapper.to_domain_event(behind[0]) if behind else None
-        if isinstance(oldest, DomainEvent):  # all of ours are; the library's protocol has no timestamp
-            lag_seconds = max(0.0, (now - oldest.timestamp).total_seconds())
-        lag_events = sum(len(batch) for batch in read_batches(app, position, head, 1000)) if behind else 0
-        rows.append(
-            {
-                "name": name,
-                "position": position,
-                "head": head,
-                "lag_events": lag_events,
-                "lag_seconds": round(lag_seconds, 3),
-            }
-        )
-    return rows
-
-
 __all__ = [
     "PROJECTIONS",
+    "CatchUpFailed",
     "ChainRewriteRefused",
     "apply_notifications",
     "catch_up",
+    "catch_up_many",
     "lock_position",
     "read_batches",
     "rebuild",
-    "status",
 ]

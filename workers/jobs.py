@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from rq import get_current_job
 
 from app.adapters import keys
+from app.adapters.queue import CAUGHT_UP_BY_THEIR_JOBS
 from app.commands import inventory, janitor, notifications, settlement_runs, verification, webhooks
 from app.logs import REQUEST_ID
-from projections.runner import PROJECTIONS, catch_up
+from projections.runner import PROJECTIONS, CatchUpFailed, catch_up_many
 from workers.context import get_container
+
+if TYPE_CHECKING:  # pragma: nocover
+    from app.bootstrap import Container
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -35,26 +40,66 @@ def carries_request_id(job: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+# A worker starts its next pass at least this long after its last one ended: under load, the
+# events of that time join one pass (its fixed cost, a job and a transaction, shared by more
+# checkouts) at the price of at most this much more lag; a pass after a quiet spell starts at once.
+PASS_INTERVAL_SECONDS = 0.1
+_last_pass_ended = float("-inf")
+
+
+@carries_request_id
+def catch_up_projections() -> dict[str, int]:
+    """Bring the read models up to the head of the log in one pass (each batch read and decoded
+    once for all of them); returns the events each applied. The webhook events are left to the
+    delivery run, which catches them up itself."""
+    global _last_pass_ended
+    container = get_container()
+    # Clamped: a clock that jumped (a test's frozen time) never makes it wait longer.
+    wait = min(PASS_INTERVAL_SECONDS, _last_pass_ended + PASS_INTERVAL_SECONDS - time.monotonic())
+    if wait > 0:  # the flag is still set: commands meanwhile queue no job, this pass takes them
+        time.sleep(wait)
+    # Clear the flag before reading, so a command committed from now on enqueues again.
+    container.redis.delete(keys.projections_pending(container.settings.key_prefix))
+    names = [name for name in PROJECTIONS if name not in CAUGHT_UP_BY_THEIR_JOBS]
+    try:
+        return _catch_up(container, names)
+    finally:
+        _last_pass_ended = time.monotonic()
+
+
 @carries_request_id
 def catch_up_projection(name: str) -> int:
     """Bring one read model up to the head of the log; returns the events applied."""
-    container = get_container()
-    # Clear the flag before reading, so a command committed from now on enqueues again.
-    container.redis.delete(keys.projection_pending(container.settings.key_prefix, name))
-    applied = catch_up(PROJECTIONS[name](), container.marketplace, container.engine)
-    if name == "notifications" and applied and container.mailer is not None:
-        container.jobs.notifications_changed()
-    if name == "webhook_events" and applied:
-        container.jobs.webhooks_changed()
+    return _catch_up(get_container(), [name])[name]
+
+
+def _catch_up(container: Container, names: list[str]) -> dict[str, int]:
+    """Catch ``names`` up together; queue what their new rows feed (e-mail, webhooks), also
+    when some failed (CatchUpFailed, re-raised so RQ retries the job: the others are done)."""
+    try:
+        chosen = [PROJECTIONS[name]() for name in names]
+        applied = catch_up_many(chosen, container.marketplace, container.engine)
+    except CatchUpFailed as failed:
+        _after(container, failed.applied)
+        raise
+    _after(container, applied)
     return applied
+
+
+def _after(container: Container, applied: dict[str, int]) -> None:
+    if applied.get("notifications") and container.mailer is not None:
+        container.jobs.notifications_changed()
+    if applied.get("webhook_events"):
+        container.jobs.webhooks_changed()
 
 
 @carries_request_id
 def catch_up_all() -> dict[str, int]:
     """The safety net: catch every read model up, whatever triggers were lost; and queue a
     webhook delivery run, which also posts the retries that came due (every 30 s)."""
-    applied = {name: catch_up_projection(name) for name in PROJECTIONS}
-    get_container().jobs.webhooks_changed()
+    container = get_container()
+    applied = _catch_up(container, list(PROJECTIONS))
+    container.jobs.webhooks_changed()
     return applied
 
 

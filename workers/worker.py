@@ -19,7 +19,6 @@ from rq.cron import CronScheduler
 from app.adapters import keys
 from app.adapters.outages import DEPENDENCY_ERRORS, backoff, dependency_of, note_outage
 from app.adapters.queue import WORKER_TTL_SECONDS, queue_names
-from projections.runner import PROJECTIONS
 from workers import jobs
 from workers.context import install
 
@@ -76,8 +75,7 @@ def run_worker(
 
 def catch_up_everything(container: Container) -> None:
     """Queue a catch-up of every read model, even if a catch-up is marked queued (it may be lost)."""
-    prefix = container.settings.key_prefix
-    container.redis.delete(*(keys.projection_pending(prefix, name) for name in PROJECTIONS))
+    container.redis.delete(keys.projections_pending(container.settings.key_prefix))
     container.jobs.projections_changed()
 
 

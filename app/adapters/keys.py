@@ -23,9 +23,9 @@ def settle_lock(prefix: str, seller_id: str) -> str:
     return f"{prefix}:settle-lock:{seller_id}"
 
 
-def projection_pending(prefix: str, projection: str) -> str:
-    """Set while a catch-up of ``projection`` is queued and not yet started."""
-    return f"{prefix}:projection-pending:{projection}"
+def projections_pending(prefix: str) -> str:
+    """Set while a catch-up of the read models is queued and not yet started."""
+    return f"{prefix}:projections-pending"
 
 
 def notifications_pending(prefix: str) -> str:

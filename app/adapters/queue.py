@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from app.adapters import keys
 from app.logs import job_meta
-from projections.runner import PROJECTIONS
 
 if TYPE_CHECKING:  # pragma: nocover
     from redis import Redis
@@ -140,29 +139,25 @@ class RqJobs:
         return Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS)
 
     def projections_changed(self) -> None:
-        """One catch-up per projection, unless one is already queued and not yet started; and a
-        webhook delivery run (it catches its read model up itself: one job between an event and
-        its POST, not two)."""
+        """One catch-up of every read model (one pass over the new events), unless one is already
+        queued and not yet started; and a webhook delivery run (it catches its read model up
+        itself: one job between an event and its POST, not two)."""
         pipe = self.redis.pipeline(transaction=False)
-        names = [name for name in PROJECTIONS if name not in CAUGHT_UP_BY_THEIR_JOBS]
-        for name in names:
-            pipe.set(keys.projection_pending(self.prefix, name), "1", nx=True, ex=60)
+        pipe.set(keys.projections_pending(self.prefix), "1", nx=True, ex=60)
         pipe.set(keys.webhooks_pending(self.prefix), "1", nx=True, ex=30)
-        *fresh_names, fresh_webhooks = pipe.execute()
+        fresh_projections, fresh_webhooks = pipe.execute()
         if fresh_webhooks:
             self._enqueue_webhooks()
-        for name, fresh in zip(names, fresh_names, strict=True):
-            if fresh:
-                self.queues["projections"].enqueue(
-                    "workers.jobs.catch_up_projection",
-                    name,
-                    job_id=f"{self.prefix}-projection-{name}-{uuid.uuid4().hex[:12]}",
-                    meta=job_meta(),
-                    retry=self._retry(),
-                    result_ttl=60,
-                    failure_ttl=FAILURE_TTL,
-                    job_timeout=3600,
-                )
+        if fresh_projections:
+            self.queues["projections"].enqueue(
+                "workers.jobs.catch_up_projections",
+                job_id=f"{self.prefix}-projections-{uuid.uuid4().hex[:12]}",
+                meta=job_meta(),
+                retry=self._retry(),
+                result_ttl=60,
+                failure_ttl=FAILURE_TTL,
+                job_timeout=3600,
+            )
 
     def settlement_run_requested(self, run_id: str) -> None:
         self.queues["settlements"].enqueue(

@@ -12,7 +12,7 @@ from app.audit.fees import FeeRule
 from domain.payable import PayableRule
 from domain.services import Marketplace
 from projections import queries
-from projections.runner import PROJECTIONS, catch_up
+from projections.runner import PROJECTIONS, catch_up, catch_up_many
 from projections.seller_queries import open_reservations
 
 
@@ -24,8 +24,9 @@ class SqlReadModels:
         self.engine = engine
 
     def catch_up(self, *names: str) -> None:
-        for name in names or tuple(PROJECTIONS):
-            catch_up(PROJECTIONS[name](), self.marketplace, self.engine)
+        """Catch ``names`` (default: every read model) up together, each batch read once."""
+        chosen = [PROJECTIONS[name]() for name in names or tuple(PROJECTIONS)]
+        catch_up_many(chosen, self.marketplace, self.engine)
 
     def unsettled_for_seller(
         self,

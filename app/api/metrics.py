@@ -49,7 +49,7 @@ class TallyCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         from projections.history import latest_verification
         from projections.queries import settlement_counts
-        from projections.runner import status
+        from projections.status import status
 
         container = self.container
         lag_events = GaugeMetricFamily(
