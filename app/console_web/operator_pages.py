@@ -20,8 +20,8 @@ from app.console_web.session import principal, roles, tally
 from app.presenters import order_view, payment_view, settlement_run_view
 from domain.errors import NotFoundError
 from projections import console_queries, paging, queries
-from projections.runner import status as projection_status
 from projections.seller_queries import BadCursorError, list_seller_orders
+from projections.status import status as projection_status
 
 FORMS_REMEMBERED = 20
 
