@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from domain import payment as payment_status
 from domain.allocation import Allocation
@@ -169,18 +170,17 @@ class CheckoutTransactions(MarketplaceBase):
         references = [(provider_reference, str(payment.id))] if provider_reference else []
         stock = [stock_id(seller_id, sku) for seller_id, sku in reserved or []]
         with self.hot.serialised(stock):
-            sold = self._sold(payment, str(order.id), reserved or [])
+            sold = self._sold(payment, str(order.id), stock)
             self.save(payment, order, *allocations, *sold, payment_references=references)
         return payment, order
 
-    def _sold(self, payment: Payment, order_id: str, reserved: list[tuple[str, str]]) -> list[StockItem]:
+    def _sold(self, payment: Payment, order_id: str, stock: list[UUID]) -> list[StockItem]:
         """The session's reserved stock records, each with its reservation sold to ``order_id``."""
-        if not reserved:
+        if not stock:
             return []
         session_id = payment.checkout["session_id"]
         cause = Cause.system(session_id, f"order {order_id} placed").to_dict()
-        ids = [stock_id(seller_id, sku) for seller_id, sku in reserved]
-        items = self.hot.get_many(ids, StockItem).values()
+        items = self.hot.get_many(stock, StockItem).values()
         return [item for item in items if item.sell(session_id, order_id, cause)]
 
     def complete_late_payment(
