@@ -24,9 +24,6 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
-TOPIC = "app.adapters.event_store:EventRecorder"
-SQLITE_TOPIC = "app.adapters.event_store:SQLiteEventRecorder"
-
 
 class EventRecorder(PostgresApplicationRecorder):
     """The library's application recorder without NOTIFY, plus ``select_events_after`` and

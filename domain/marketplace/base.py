@@ -6,10 +6,11 @@ from collections.abc import Callable, Iterable
 from functools import wraps
 from random import random
 from time import sleep
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from domain.allocation import Allocation
@@ -33,6 +34,7 @@ from domain.settlement import Settlement, SettlementRun
 from domain.verification import Verification
 
 T = TypeVar("T")
+A = TypeVar("A", bound=Aggregate)
 P = ParamSpec("P")
 
 _MAX_ATTEMPTS = 30
@@ -98,27 +100,12 @@ class MarketplaceBase(Application[UUID]):
             return None
         return aggregate if isinstance(aggregate, kind) else None
 
-    def _find_many(self, aggregate_ids: Iterable[str | UUID], kind: type[T]) -> dict[str, T]:
-        """The aggregates of this kind with these ids, by id as given (absent ones left out): one
-        query where the recorder reads many aggregates at once (``select_events_after``,
-        PostgreSQL), else one read each. Nothing is kept: memory stays that of one batch."""
+    def _find_many(self, aggregate_ids: Iterable[str | UUID], kind: type[A]) -> dict[str, A]:
+        """The aggregates of this kind with these ids, by id as given (absent ones left out), in
+        one read where the store can (``HotAggregates.read_many``); nothing is kept."""
         wanted = {uid: str(given) for given in aggregate_ids if (uid := _as_uuid(given)) is not None}
-        select_after = getattr(self.recorder, "select_events_after", None)
-        if select_after is None:
-            found = {key: self._find(uid, kind) for uid, key in wanted.items()}
-            return {key: aggregate for key, aggregate in found.items() if aggregate is not None}
-        streams: dict[UUID, list[Any]] = {}
-        for stored in select_after([(uid, 0) for uid in wanted]):
-            streams.setdefault(UUID(str(stored.originator_id)), []).append(stored)
-        out: dict[str, T] = {}
-        to_domain_event = self.mapper.to_domain_event
-        for uid, stored_events in streams.items():
-            aggregate: object = None
-            for event in map(to_domain_event, stored_events):
-                aggregate = event.mutate(aggregate)  # type: ignore[attr-defined]
-            if isinstance(aggregate, kind):
-                out[wanted[uid]] = aggregate
-        return out
+        found = self.hot.read_many(list(wanted), kind)
+        return {wanted[uid]: aggregate for uid, aggregate in found.items()}
 
     def get_payment(self, payment_id: str | UUID) -> Payment:
         payment = self._find(payment_id, Payment)
