@@ -90,8 +90,9 @@ def build_checkout(session: dict[str, Any], cause: dict[str, Any]) -> tuple[Paym
         checkout=checkout,
         cause=cause,
     )
-    order, allocations = order_for(payment, cause)
-    payment.succeed("pi_bench_" + uuid.uuid4().hex[:20], str(order.id), cause)
+    reference = "pi_bench_" + uuid.uuid4().hex[:20]
+    order, allocations = order_for(payment, cause, payment_reference=reference)
+    payment.succeed(reference, str(order.id), cause)
     return payment, order, allocations
 
 

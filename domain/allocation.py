@@ -25,9 +25,10 @@ class Allocation(Aggregate):
         return allocation_id(UUID(order_id), seller_id)
 
     class Created(Aggregate.Created):
-        """Version 2 adds ``granularity``: the provider takes the currency only in multiples of it."""
+        """Version 2 adds ``granularity``: the provider takes the currency only in multiples of it.
+        Version 3 adds ``payment_reference``: the provider's reference of the payment that placed it."""
 
-        class_version = 2
+        class_version = 3
         order_id: str
         seller_id: str
         customer_id: str
@@ -40,10 +41,15 @@ class Allocation(Aggregate):
         items: list[dict[str, Any]]
         cause: dict[str, Any]
         granularity: int
+        payment_reference: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["granularity"] = 1  # stored before granular currencies were charged at all
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["payment_reference"] = None  # not carried then: the payment itself says
 
     @event("Created")
     def __init__(
@@ -60,6 +66,7 @@ class Allocation(Aggregate):
         items: list[dict[str, Any]],
         cause: dict[str, Any],
         granularity: int,
+        payment_reference: str | None = None,
     ) -> None:
         self.order_id = order_id
         self.seller_id = seller_id
@@ -72,6 +79,9 @@ class Allocation(Aggregate):
         self.payout_amount = payout_amount
         self.items = items
         self.granularity = granularity  # refunds and fee reversals are multiples of it
+        # The succeeded payment's provider reference (fixed once it succeeded), which the seller's
+        # transfers draw on; None when placed before allocations carried it (read the payment).
+        self.payment_reference = payment_reference
         self.refunded_amount = 0
         self.platform_fee_reversed_amount = 0
         self.payout_reversed_amount = 0

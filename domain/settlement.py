@@ -42,8 +42,10 @@ class Settlement(Aggregate):
         total_payout_amount: int,
         cause: dict[str, Any],
     ) -> None:
-        """``allocations``: [{allocation_id, order_id, payout_amount}] (net of refunds so far);
-        ``adjustments``: [{allocation_id, refund_id, amount}] with negative amounts."""
+        """``allocations``: [{allocation_id, order_id, payout_amount, payment_reference}] (net of
+        refunds so far; ``payment_reference``, the order's payment at the provider, is absent for
+        allocations placed before they carried it); ``adjustments``: [{allocation_id, refund_id,
+        amount}] with negative amounts."""
         self.seller_id = seller_id
         self.currency = currency
         self.period_start = period_start
@@ -62,7 +64,8 @@ class Settlement(Aggregate):
 
     @property
     def transfer_lines(self) -> list[dict[str, Any]]:
-        """What each order's transfer pays: [{allocation_id, order_id, amount}], the seller's share of
+        """What each order's transfer pays: [{allocation_id, order_id, amount}] (plus the allocation's
+        ``payment_reference`` where it carries one), the seller's share of
         that order net of refunds, less the carried negative adjustments taken from the lines in
         settlement order (each line gives what it has, never below zero); lines left at zero need no
         transfer and are omitted. The amounts sum to ``total_payout_amount`` exactly."""
@@ -73,13 +76,14 @@ class Settlement(Aggregate):
             taken = min(amount, owed)
             owed -= taken
             if amount - taken > 0:
-                lines.append(
-                    {
-                        "allocation_id": item["allocation_id"],
-                        "order_id": item["order_id"],
-                        "amount": amount - taken,
-                    }
-                )
+                line = {
+                    "allocation_id": item["allocation_id"],
+                    "order_id": item["order_id"],
+                    "amount": amount - taken,
+                }
+                if "payment_reference" in item:
+                    line["payment_reference"] = item["payment_reference"]
+                lines.append(line)
         return lines
 
     def _line_of(self, allocation_id: str) -> dict[str, Any] | None:

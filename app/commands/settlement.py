@@ -131,10 +131,17 @@ def pay_out(
 
 
 def _sources(deps: Deps, lines: list[dict[str, Any]]) -> dict[str, str | None]:
-    """Each line's order -> the provider reference of the payment it draws on (two reads in all)."""
-    orders = deps.marketplace.get_orders([line["order_id"] for line in lines])
+    """Each line's order -> the provider reference of the payment it draws on: the line's own (its
+    allocation carries it since placement); for lines of older allocations, read from their orders'
+    payments (two reads in all)."""
+    out: dict[str, str | None] = {
+        line["order_id"]: line["payment_reference"] or None for line in lines if "payment_reference" in line
+    }
+    older = [line["order_id"] for line in lines if "payment_reference" not in line]
+    if not older:
+        return out
+    orders = deps.marketplace.get_orders(older)
     payments = deps.marketplace.get_payments([o.payment_id for o in orders.values() if o.payment_id])
-    out: dict[str, str | None] = {}
     for order_id, order in orders.items():
         payment = payments.get(str(order.payment_id))
         if payment is not None:

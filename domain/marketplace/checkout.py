@@ -161,7 +161,7 @@ class CheckoutTransactions(MarketplaceBase):
     ) -> tuple[Payment, Order]:
         """Succeed the payment and place its order and allocations (and sell the ``reserved``
         stock) in one atomic save."""
-        order, allocations = order_for(payment, cause)
+        order, allocations = order_for(payment, cause, payment_reference=provider_reference)
         if payment.outcome == payment_status.FAILED:
             payment.succeed_after_failure(provider_reference, str(order.id), cause)
         else:
@@ -231,9 +231,11 @@ class CheckoutTransactions(MarketplaceBase):
         return self._with_retry(command)
 
 
-def order_for(payment: Payment, cause: dict[str, Any]) -> tuple[Order, list[Allocation]]:
+def order_for(
+    payment: Payment, cause: dict[str, Any], *, payment_reference: str
+) -> tuple[Order, list[Allocation]]:
     """The order and per-seller allocations a paid checkout places (not saved; the caller saves
-    them with the payment's success, in one atomic save)."""
+    them with the payment's success by ``payment_reference``, in one atomic save)."""
     checkout = payment.checkout
     order_id = order_id_for_session(checkout["session_id"])
     sellers = []
@@ -253,6 +255,7 @@ def order_for(payment: Payment, cause: dict[str, Any]) -> tuple[Order, list[Allo
             cause=cause,
             # Payments started before granular currencies were quoted carry none: they could not be.
             granularity=checkout.get("granularity", 1),
+            payment_reference=payment_reference,
         )
         allocations.append(alloc)
         sellers.append(

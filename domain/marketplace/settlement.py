@@ -66,7 +66,8 @@ class SettlementTransactions(MarketplaceBase):
         moment = now or datetime.now(UTC)
         # Every allocation and fulfilment in two reads, not two per allocation.
         loaded = self._find_many([*allocation_ids, *(aid for aid, _ in adjustment_refs)], Allocation)
-        fulfilments = self._find_many((fulfilment_id(aid) for aid in allocation_ids), Fulfilment)
+        fulfilment_ids = {aid: str(fulfilment_id(aid)) for aid in allocation_ids}
+        fulfilments = self._find_many(fulfilment_ids.values(), Fulfilment)
         touched: dict[str, Allocation] = {}
         taken: list[dict[str, Any]] = []
         for aid in allocation_ids:
@@ -76,19 +77,18 @@ class SettlementTransactions(MarketplaceBase):
                 or allocation.seller_id != seller_id
                 or allocation.currency != currency
                 or allocation.created_on >= before
-                or not rule.is_payable(
-                    allocation.created_on, fulfilments.get(str(fulfilment_id(aid))), moment
-                )
+                or not rule.is_payable(allocation.created_on, fulfilments.get(fulfilment_ids[aid]), moment)
             ):
                 continue
             touched[aid] = allocation
-            taken.append(
-                {
-                    "allocation_id": aid,
-                    "order_id": allocation.order_id,
-                    "payout_amount": allocation.payout_amount - allocation.payout_reversed_amount,
-                }
-            )
+            item: dict[str, Any] = {
+                "allocation_id": aid,
+                "order_id": allocation.order_id,
+                "payout_amount": allocation.payout_amount - allocation.payout_reversed_amount,
+            }
+            if allocation.payment_reference is not None:  # else the payout reads the payment
+                item["payment_reference"] = allocation.payment_reference
+            taken.append(item)
         adjustments: list[dict[str, Any]] = []
         for aid, refund_id in adjustment_refs:
             allocation = touched.get(aid) or loaded.get(aid) or self._allocation(aid)

@@ -29,6 +29,7 @@ def allocation(subtotal: int = 10, fee: int = 1, **fields: Any) -> Allocation:
         items=[],
         cause=make_cause(),
         granularity=fields.get("granularity", 1),
+        payment_reference=fields.get("payment_reference"),
     )
 
 
@@ -161,7 +162,8 @@ class TestGranularity:
         marketplace.save(saved)
         (stored,) = marketplace.recorder.select_events(saved.id)
         state = marketplace.mapper.transcoder.decode(stored.state)
-        assert state.pop("class_version") == 2 and state.pop("granularity") == 10
+        assert state.pop("class_version") == 3 and state.pop("granularity") == 10
+        del state["payment_reference"]  # version 3's: version 1 had neither
         version_1 = type(stored)(
             originator_id=stored.originator_id,
             originator_version=stored.originator_version,
@@ -172,3 +174,34 @@ class TestGranularity:
         assert isinstance(created, Allocation.Created) and created.granularity == 1
         replayed = created.mutate(None)
         assert replayed is not None and replayed.granularity == 1
+        assert replayed.payment_reference is None
+
+
+class TestPaymentReference:
+    def test_an_allocation_carries_the_reference_of_the_payment_that_placed_it(
+        self, marketplace: Marketplace
+    ) -> None:
+        saved = allocation(payment_reference="pi_123")
+        marketplace.save(saved)
+        loaded = marketplace.repository.get(saved.id)
+        assert isinstance(loaded, Allocation) and loaded.payment_reference == "pi_123"
+
+    def test_a_created_event_stored_before_it_carried_the_reference_is_upcast_to_none(
+        self, marketplace: Marketplace
+    ) -> None:
+        saved = allocation(payment_reference="pi_123", granularity=10)
+        marketplace.save(saved)
+        (stored,) = marketplace.recorder.select_events(saved.id)
+        state = marketplace.mapper.transcoder.decode(stored.state)
+        assert state.pop("payment_reference") == "pi_123"
+        state["class_version"] = 2
+        version_2 = type(stored)(
+            originator_id=stored.originator_id,
+            originator_version=stored.originator_version,
+            topic=stored.topic,
+            state=marketplace.mapper.transcoder.encode(state),
+        )
+        created = marketplace.mapper.to_domain_event(version_2)
+        assert isinstance(created, Allocation.Created) and created.payment_reference is None
+        replayed = created.mutate(None)
+        assert replayed is not None and replayed.payment_reference is None and replayed.granularity == 10

@@ -57,7 +57,7 @@ class TestOpeningASettlement:
     def test_opening_takes_each_unsettled_allocation_net_of_refunds_and_settles_it_in_one_save(
         self, marketplace: Marketplace, placed: tuple[Payment, Order], cause: dict
     ) -> None:
-        _, order = placed
+        payment, order = placed
         aid = allocation_id_of(order, "s-1")
         marketplace.refund_order(str(order.id), 500, "s-1", "r-1", cause)  # payout 2250 - 450
         before = last_position(marketplace)
@@ -69,7 +69,12 @@ class TestOpeningASettlement:
         assert opened and settlement is not None
         assert settlement.id == ids.settlement_id("s-1", "USD", "2026-10-01", "2026-10-31")
         assert settlement.allocations == [
-            {"allocation_id": aid, "order_id": str(order.id), "payout_amount": 1800}
+            {
+                "allocation_id": aid,
+                "order_id": str(order.id),
+                "payout_amount": 1800,
+                "payment_reference": payment.provider_reference,
+            }
         ]
         assert (settlement.total_payout_amount, settlement.status) == (1800, PENDING)
         assert [type(e).__qualname__ for e in recorded_events(marketplace, after=before)] == [

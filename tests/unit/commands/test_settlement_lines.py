@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -190,3 +192,75 @@ def test_a_reversal_the_provider_surely_did_not_make_is_carried_to_the_next_sett
     paid_order(deps)
     later = settle(deps)
     assert [a["amount"] for a in later.adjustments] == [-2250] and later.total_payout_amount == 0
+
+
+def test_the_lines_draw_on_the_payment_the_allocations_carry_without_reading_orders_or_payments(
+    deps: FakeDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, first, _ = paid_order(deps)
+    _, second, _ = paid_order(deps)
+    for read in ("get_order", "get_orders", "get_payment", "get_payments"):
+        monkeypatch.setattr(deps.marketplace, read, _refused)
+    settlement = settle(deps)
+    assert {item["payment_reference"] for item in settlement.allocations} == {
+        first.provider_reference,
+        second.provider_reference,
+    }
+    calls = deps.gateway.calls_to("payout")
+    assert {c["source_payment"] for c in calls} == {first.provider_reference, second.provider_reference}
+    assert settlement.status == "paid"
+
+
+def test_allocations_placed_before_they_carried_their_payment_are_paid_from_the_payment(
+    deps: FakeDeps,
+) -> None:
+    _, old, old_order = paid_order(deps)
+    _, new, _ = paid_order(deps)
+    assert old_order is not None
+    _stored_as_version_2(deps, [s["allocation_id"] for s in old_order.sellers])
+    settlement = settle(deps)
+    lines = {item["order_id"]: item for item in settlement.allocations}
+    assert "payment_reference" not in lines[str(old_order.id)]
+    calls = {c["transfer_group"]: c["source_payment"] for c in deps.gateway.calls_to("payout")}
+    assert calls[str(old_order.id)] == old.provider_reference
+    assert set(calls.values()) == {old.provider_reference, new.provider_reference}
+    assert settlement.status == "paid"
+
+
+def test_a_settlement_opened_before_lines_carried_the_payment_resumes_from_the_payment(
+    deps: FakeDeps,
+) -> None:
+    _, payment, order = paid_order(deps)
+    assert order is not None
+    _stored_as_version_2(deps, [s["allocation_id"] for s in order.sellers])
+    deps.gateway.unavailable.add("payout")
+    with pytest.raises(ProviderUnavailableError):
+        settle(deps)
+    deps.gateway.unavailable.clear()
+    settlement = settle(deps)  # resumed: its line has no reference, its order's payment has
+    assert settlement.status == "paid"
+    assert {c["source_payment"] for c in deps.gateway.calls_to("payout")} == {payment.provider_reference}
+
+
+def _refused(*_: object, **__: object) -> None:
+    raise AssertionError("the settlement read an order or a payment")
+
+
+def _stored_as_version_2(deps: FakeDeps, allocation_ids: list[str]) -> None:
+    """Rewrite these allocations' Created events as stored before version 3 (no payment reference)."""
+    recorder: Any = deps.marketplace.recorder
+    transcoder = deps.marketplace.mapper.transcoder
+    for aid in allocation_ids:
+        position = recorder._stored_events_index[aid][1]
+        stored = recorder._stored_events[position]
+        state = transcoder.decode(stored.state)
+        assert state.pop("class_version") == 3
+        del state["payment_reference"]
+        state["class_version"] = 2
+        recorder._stored_events[position] = type(stored)(
+            originator_id=stored.originator_id,
+            originator_version=stored.originator_version,
+            topic=stored.topic,
+            state=transcoder.encode(state),
+        )
+        assert deps.marketplace.repository.get(UUID(aid)).payment_reference is None
