@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import ARRAY, Engine, Text, bindparam, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -181,19 +181,29 @@ class SqlRecords:
         """``count_attempt`` of each name, in one statement (an upsert, atomic per row)."""
         if not names:
             return {}
+        unique = list(dict.fromkeys(names))
         with self.autocommit.connect() as conn:
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            statement = (
-                dialect.insert(provider_attempts)
-                .on_conflict_do_update(
-                    index_elements=[provider_attempts.c.name],
-                    set_={"attempts": provider_attempts.c.attempts + 1},
+            if conn.dialect.name == "postgresql":
+                # The names as one array parameter, unnested by PostgreSQL: nothing per row here.
+                named = select(func.unnest(bindparam("names", unique, type_=ARRAY(Text))), literal(1))
+                rows = conn.execute(
+                    _counted(postgresql.insert(provider_attempts).from_select(["name", "attempts"], named))
                 )
-                .returning(provider_attempts.c.name, provider_attempts.c.attempts)
-            )
-            # One statement compiled once, its rows sent as one batch (SQLAlchemy's insertmanyvalues).
-            rows = conn.execute(statement, [{"name": name, "attempts": 1} for name in dict.fromkeys(names)])
+            else:
+                # One statement compiled once, its rows sent as one batch (SQLAlchemy's insertmanyvalues).
+                rows = conn.execute(
+                    _counted(sqlite.insert(provider_attempts)),
+                    [{"name": name, "attempts": 1} for name in unique],
+                )
             return {name: int(attempts) for name, attempts in rows.all()}
+
+
+def _counted(statement: Any) -> Any:
+    """An insert of attempt rows that counts one more on a name counted before; (name, count)."""
+    return statement.on_conflict_do_update(
+        index_elements=[provider_attempts.c.name],
+        set_={"attempts": provider_attempts.c.attempts + 1},
+    ).returning(provider_attempts.c.name, provider_attempts.c.attempts)
 
 
 def provider_event_counts(engine: Engine) -> list[tuple[str, str, int]]:

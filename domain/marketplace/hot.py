@@ -23,7 +23,6 @@ from threading import Lock
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import project_aggregate
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import StoredEvent
 
@@ -82,7 +81,7 @@ class HotAggregates:
         found: dict[UUID, A] = {}
         for aggregate_id, held in kept.items():
             events = new_events.get(aggregate_id)
-            current = project_aggregate(copy_aggregate(held) if held else None, events) if events else held
+            current = _replay(copy_aggregate(held) if held else None, events) if events else held
             if not isinstance(current, kind):
                 continue
             if events:
@@ -96,7 +95,7 @@ class HotAggregates:
         streams = self._new_events([(aggregate_id, 0) for aggregate_id in dict.fromkeys(ids)])
         found: dict[UUID, A] = {}
         for aggregate_id, events in streams.items():
-            aggregate = project_aggregate(None, events)
+            aggregate = _replay(None, events)
             if isinstance(aggregate, kind):
                 found[aggregate_id] = aggregate
         return found
@@ -147,3 +146,11 @@ def copy_aggregate(aggregate: A) -> A:
         }
     )
     return copied
+
+
+def _replay(aggregate: Any, events: list[Any]) -> Any:
+    """``eventsourcing.application.project_aggregate`` without its per-event ``isinstance`` check
+    against a runtime Protocol (on Python 3.11 that check costs more than the mutation itself)."""
+    for domain_event in events:
+        aggregate = domain_event.mutate(aggregate)
+    return aggregate

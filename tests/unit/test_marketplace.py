@@ -393,3 +393,39 @@ class TestTheFeeRuleWithDisputes:
         assert (allocation.refunded_amount, allocation.disputed_amount) == (5, 0)
         assert allocation.platform_fee_reversed_amount == 1  # 1 x 5/10 = 0.5, rounded half up
         assert allocation.payout_reversed_amount == 4
+
+
+class TestSave:
+    def test_a_save_records_every_event_given_in_the_order_given_as_the_library_does(
+        self, marketplace: Marketplace
+    ) -> None:
+        payment = Payment(
+            session_id="cs_1",
+            customer_id="c-1",
+            currency="USD",
+            amount=1000,
+            payment_method="pm_card_visa",
+            provider="fake",
+            checkout={},
+            cause=make_cause(),
+        )
+        payment.fail("pi_1", "declined", make_cause())
+        other = Payment(
+            session_id="cs_2",
+            customer_id="c-1",
+            currency="USD",
+            amount=500,
+            payment_method="pm_card_visa",
+            provider="fake",
+            checkout={},
+            cause=make_cause(),
+        )
+        expected = [*payment.pending_events, *other.pending_events]
+
+        recordings = marketplace.save(payment, None, *other.collect_events())
+
+        assert [r.domain_event for r in recordings] == expected
+        assert [r.notification.id for r in recordings] == [1, 2, 3]
+        assert not payment.pending_events
+        assert marketplace.get_payment(str(payment.id)).outcome == "failed"
+        assert marketplace.get_payment(str(other.id)).version == 1
