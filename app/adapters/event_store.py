@@ -43,13 +43,17 @@ class EventRecorder(PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._select_after = SQL(
-            "SELECT e.originator_id, e.originator_version, e.topic, e.state"
-            " FROM {schema}.{table} e"
-            " JOIN unnest(%s::text::uuid[], %s::text::bigint[]) AS k(id, after)"
-            " ON e.originator_id = k.id AND e.originator_version > k.after"
-            " ORDER BY e.originator_id, e.originator_version"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        self._select_after = (
+            SQL(
+                "SELECT e.originator_id, e.originator_version, e.topic, e.state"
+                " FROM {schema}.{table} e"
+                " JOIN unnest(%s::text::uuid[], %s::text::bigint[]) AS k(id, after)"
+                " ON e.originator_id = k.id AND e.originator_version > k.after"
+                " ORDER BY e.originator_id, e.originator_version"
+            )
+            .format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+            .as_bytes(None)
+        )
         names = {
             "schema": Identifier(self.datastore.schema),
             "table": Identifier(self.events_table_name),
@@ -76,10 +80,14 @@ class EventRecorder(PostgresApplicationRecorder):
                 " END; $body$"
             ).format(lock_timeout=self.datastore.lock_timeout, **names)
         )
-        self._insert = SQL(
-            "SELECT notification_id FROM {schema}.{function}"
-            "(%s::text::jsonb, %s::text::jsonb) AS notification_id"
-        ).format(**names)
+        self._insert = (
+            SQL(
+                "SELECT notification_id FROM {schema}.{function}"
+                "(%s::text::jsonb, %s::text::jsonb) AS notification_id"
+            )
+            .format(**names)
+            .as_bytes(None)
+        )  # rendered once: psycopg renders a Composed on every execute
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:

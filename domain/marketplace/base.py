@@ -9,7 +9,7 @@ from time import sleep
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording
 
@@ -85,25 +85,25 @@ class MarketplaceBase(Application[UUID]):
         return self._hot_aggregates
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
-        """The library's save, each aggregate's events collected without its two isinstance checks
-        against runtime Protocols per object (Python 3.11 recomputes a Protocol's members on every
-        such check: most of the own time of a settlement's save of 100 allocations); events, their
-        order, kwargs and hooks are as the library's. Then the aggregates this process keeps a copy
-        of (.hot) are kept as saved, so its next read of them asks the store only for other
-        processes' events."""
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
-        for obj in objs:
-            if isinstance(obj, Aggregate):
-                processing_event.events.extend(obj.collect_events())
-                processing_event.aggregates[obj.id] = obj
-            else:  # a domain event, None, or anything else the library knows what to do with
-                processing_event.collect_events(obj)
-        processing_event.saved_kwargs.update(kwargs)
-        recordings = self._record(processing_event)
-        self._take_snapshots(processing_event)
-        self._notify(recordings)
-        self.notify(processing_event.events)  # the library's deprecated hook, called as save calls it
-        self.hot.saved(objs)
+        """Save the aggregates' pending events in one transaction; then the aggregates this process
+        keeps a copy of (.hot) are kept as saved, so its next read of them asks the store only for
+        other processes' events.
+
+        Aggregates go straight to the event store: the library's ``save`` first checks each object
+        against two runtime protocols (``isinstance`` on a Protocol walks its members) for what tally
+        never uses (bare events, snapshots, an aggregate cache, ``notify``); with any of those, the
+        library's ``save`` runs as ever."""
+        aggregates = [obj for obj in objs if obj is not None]
+        if (
+            self.snapshots
+            or self.repository.cache
+            or not all(isinstance(obj, Aggregate) for obj in aggregates)
+        ):
+            recordings = super().save(*objs, **kwargs)
+        else:
+            events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+            recordings = self.events.put(events, **kwargs)
+        self.hot.saved(aggregates)
         return recordings
 
     @property
