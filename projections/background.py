@@ -17,12 +17,13 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 PENDING_BYTES = 64 * 1024 * 1024
+T = TypeVar("T")
 
 
 class BackgroundWrites:
@@ -74,6 +75,16 @@ class BackgroundWrites:
     def _before_cursor_execute(self, *args: Any, **kwargs: Any) -> None:
         if threading.get_ident() != self._worker:
             self.wait()
+
+
+def read_ahead(batches: Iterator[T]) -> Iterator[T]:
+    """``batches``, each next one read on a thread while the caller works on the one before (the
+    event store's own pooled connection waits on PostgreSQL meanwhile, not the caller)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-read-ahead") as pool:
+        upcoming = pool.submit(next, batches, None)
+        while (batch := upcoming.result()) is not None:
+            upcoming = pool.submit(next, batches, None)
+            yield batch
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from projections.audit import AuditLogProjection
-from projections.background import BackgroundWrites, background_writes
+from projections.background import BackgroundWrites, background_writes, read_ahead
 from projections.base import Projection, RowWriter, paused_gc
 from projections.invoices import InvoicesProjection
 from projections.notifications import NotificationsProjection
@@ -412,7 +412,7 @@ def rebuild(
         head = app.recorder.max_notification_id() or 0
         position = 0
         background = stack.enter_context(background_writes(conn))
-        for batch in read_batches(app, 0, head, batch_size, union_topics(chosen)):
+        for batch in read_ahead(read_batches(app, 0, head, batch_size, union_topics(chosen))):
             replay_batch(chosen, app, conn, batch, background)
             read += len(batch)
             if progress is not None:

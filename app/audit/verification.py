@@ -19,7 +19,7 @@ from app.audit.chain import ChainCheck, SqlChainCheck, iter_audit_rows
 from app.audit.fees import FeeCheck, FeeRule
 from app.audit.payable import PayableCheck, payable_then
 from app.audit.report import Report, unreplayable
-from projections.background import BackgroundWrites, background_writes
+from projections.background import BackgroundWrites, background_writes, read_ahead
 from projections.base import RowWriter, paused_gc
 from projections.runner import PROJECTIONS, apply_notifications, catch_up, read_batches, replay_batch
 from projections.shadow import Shadow
@@ -171,7 +171,7 @@ def _replay(
         for projection in projections:
             projection.reset(conn)
         live = list(projections)
-        for batch in read_batches(app, 0, head, limits.REPLAY_BATCH):
+        for batch in read_ahead(read_batches(app, 0, head, limits.REPLAY_BATCH)):
             decoded = _decode(app, batch, chain_check, report)
             books.page_in(decoded.values())
             for event in decoded.values():
