@@ -62,9 +62,14 @@ class RowWriter:
     # -- rows by primary key ---------------------------------------------------------------
 
     def add(self, table: Table, **values: Any) -> None:
-        key = tuple([values[name] for name in _key_names(table)])
-        added = self._added.setdefault(table, {})
-        if key in added or self._read.get(table, {}).get(key) is not None:
+        # Called for every row of a rebuild (hundreds of thousands): no temporary dicts or lists
+        names = _key_names(table)
+        key = (values[names[0]],) if len(names) == 1 else tuple([values[name] for name in names])
+        added = self._added.get(table)
+        if added is None:
+            added = self._added[table] = {}
+        read = self._read.get(table)
+        if key in added or (read is not None and read.get(key) is not None):
             raise ValueError(f"{table.name}: row {key} added twice")
         added[key] = values
 

@@ -179,9 +179,13 @@ def select_events(
 
 def handle_events(projection: Projection, writer: RowWriter, events: Sequence[tuple[int, Any]]) -> None:
     """Apply ``events`` (after ``prepare``) in order."""
-    handler = projection.handler
+    handlers: dict[type, Callable[[Any, RowWriter, int], None]] = {}
     for position, event in events:
-        handler(type(event))(event, writer, position)
+        kind = type(event)
+        handler = handlers.get(kind)
+        if handler is None:
+            handler = handlers[kind] = projection.handler(kind)
+        handler(event, writer, position)
 
 
 def replay_batch(
