@@ -6,12 +6,12 @@ from collections.abc import Callable, Iterable
 from functools import wraps
 from random import random
 from time import sleep
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
 
 from domain.allocation import Allocation
 from domain.errors import (
@@ -83,6 +83,13 @@ class MarketplaceBase(Application[UUID]):
         if self._hot_aggregates is None:
             self._hot_aggregates = HotAggregates(self.recorder, self.mapper)
         return self._hot_aggregates
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """The library's save; then the aggregates this process keeps a copy of (.hot) are kept as
+        saved, so its next read of them asks the store only for other processes' events."""
+        recordings = super().save(*objs, **kwargs)
+        self.hot.saved(objs)
+        return recordings
 
     @property
     def saves_payment_references(self) -> bool:

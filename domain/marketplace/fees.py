@@ -29,5 +29,5 @@ class FeeTransactions(MarketplaceBase):
     def fee_rates(self, seller_ids: Iterable[str]) -> dict[str, int]:
         """The negotiated rate in force now of each seller that has one (one read for all)."""
         ids = {seller_fee_id(seller_id): seller_id for seller_id in seller_ids}
-        found = self.hot.get_many(list(ids), SellerFee)
+        found = self.hot.peek_many(list(ids), SellerFee)
         return {ids[fee_id]: fee.fee_bps for fee_id, fee in found.items()}

@@ -3,6 +3,8 @@ and no NOTIFY on PostgreSQL (nothing listens)."""
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 
@@ -44,3 +46,27 @@ def test_saves_notify_nobody(container, settings) -> None:
             assert list(listener.notifies(timeout=0.5, stop_after=1)) == []
     finally:
         probe.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "pg"], indirect=True)
+def test_a_conflicting_save_writes_nothing_not_even_its_payment_reference(container) -> None:
+    """One statement on PostgreSQL (tally_insert_events): its events and references commit together
+    or not at all, and a version conflict is the library's IntegrityError, as the retries expect."""
+    from eventsourcing.persistence import IntegrityError, StoredEvent
+
+    recorder = container.marketplace.recorder
+    container.engine  # the app's tables, payment_references among them
+    stream = uuid.uuid4()
+
+    def stored(version: int) -> StoredEvent:
+        return StoredEvent(originator_id=stream, originator_version=version, topic="t", state=b"{}")
+
+    first = recorder.insert_events([stored(1)], payment_references=[("pi_first", "p-1")])
+    assert container.records.payment_id_for_reference("pi_first") == "p-1"
+    with pytest.raises(IntegrityError):
+        recorder.insert_events([stored(2), stored(1)], payment_references=[("pi_second", "p-2")])
+    assert container.records.payment_id_for_reference("pi_second") is None
+    assert [e.originator_version for e in recorder.select_events(stream)] == [1]
+    later = recorder.insert_events([stored(2), stored(3)])
+    if first is not None and later is not None:  # PostgreSQL: notification ids, in insert order
+        assert list(later) == sorted(later) and later[0] > first[0]

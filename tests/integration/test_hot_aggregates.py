@@ -92,3 +92,42 @@ def test_one_process_s_racing_reservations_queue_instead_of_conflicting(containe
     assert conflicts == []
     stock = marketplace.get_stock("s-1", "mug")
     assert (stock.on_hand, stock.reserved, stock.available) == (5, 5, 0)
+
+
+def test_this_process_s_own_saves_are_kept_so_its_next_read_decodes_nothing(container: Container) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    marketplace = container.marketplace
+    marketplace.set_stock("s-1", "mug", 5, make_cause())
+    marketplace.get_stock("s-1", "mug")  # now kept
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    marketplace.reserve_stock(
+        "session-1", [{"seller_id": "s-1", "sku": "mug", "quantity": 2}], expires, make_cause()
+    )
+    decoded = []
+    to_domain_event = marketplace.hot.mapper.to_domain_event
+    marketplace.hot.mapper = type(
+        "Counting",
+        (),
+        {"to_domain_event": lambda _, stored: decoded.append(stored) or to_domain_event(stored)},
+    )()
+    item = marketplace.get_stock("s-1", "mug")
+    assert (item.on_hand, item.reserved, item.version) == (5, 2, 2)
+    assert decoded == []  # the reservation's save was kept as saved: nothing read back
+
+
+def test_a_copy_handed_out_changes_without_changing_the_kept_one(container: Container) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    marketplace = container.marketplace
+    marketplace.set_stock("s-1", "mug", 5, make_cause())
+    marketplace.set_seller_fee("s-1", 250, make_cause())
+    mine = marketplace.get_stock("s-1", "mug")
+    mine.reserve("session-1", 3, datetime.now(UTC) + timedelta(minutes=5), make_cause())  # never saved
+    mine.restock("allocation-1", 1, make_cause())
+    kept = marketplace.get_stock("s-1", "mug")
+    assert (kept.on_hand, kept.reservations, kept.restocked, kept.version) == (5, {}, [], 1)
+    fee = marketplace.get_seller_fee("s-1")
+    fee.change(300, make_cause())  # never saved
+    assert marketplace.fee_rates(["s-1"]) == {"s-1": 250}
+    assert len(marketplace.get_seller_fee("s-1").history) == 1
