@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from hashlib import sha1
 from uuid import UUID, uuid5
 
@@ -101,11 +102,13 @@ def cancellation_refund_key(allocation_id: str) -> str:
     return f"cancellation/{allocation_id}"
 
 
+@lru_cache(maxsize=65_536)
 def seller_fee_id(seller_id: str) -> UUID:
-    """The one fee-rate history a seller has."""
+    """The one fee-rate history a seller has (kept: every quote asks, for every seller in it)."""
     return uuid5(NAMESPACE, f"seller-fee/{seller_id}")
 
 
+@lru_cache(maxsize=65_536)
 def stock_id(seller_id: str, sku: str) -> UUID:
-    """The one stock record of a seller's SKU."""
+    """The one stock record of a seller's SKU (kept: a checkout asks several times per SKU)."""
     return uuid5(NAMESPACE, f"stock/{seller_id}/{sku}")

@@ -52,11 +52,8 @@ class StockItem(Aggregate):
         self.sku = sku
         self.on_hand = on_hand
         self.reservations: dict[str, dict[str, Any]] = {}  # session id -> quantity, expires_at
+        self.reserved = 0  # the sum of the reservations' quantities, kept as they come and go
         self.restocked: list[str] = []  # allocation ids
-
-    @property
-    def reserved(self) -> int:
-        return sum(r["quantity"] for r in self.reservations.values())
 
     @property
     def available(self) -> int:
@@ -89,7 +86,9 @@ class StockItem(Aggregate):
 
     @event("Reserved")
     def _reserved(self, session_id: str, quantity: int, expires_at: datetime, cause: dict[str, Any]) -> None:
+        previous = self.reservations.get(session_id)
         self.reservations[session_id] = {"quantity": quantity, "expires_at": expires_at}
+        self.reserved += quantity - (previous["quantity"] if previous else 0)
 
     def release(self, session_id: str, cause: dict[str, Any]) -> bool:
         if session_id not in self.reservations:
@@ -99,7 +98,7 @@ class StockItem(Aggregate):
 
     @event("Released")
     def _released(self, session_id: str, quantity: int, cause: dict[str, Any]) -> None:
-        del self.reservations[session_id]
+        self.reserved -= self.reservations.pop(session_id)["quantity"]
 
     def sell(self, session_id: str, order_id: str, cause: dict[str, Any]) -> bool:
         """The session's order was placed: its reservation leaves the shelf."""
@@ -110,7 +109,7 @@ class StockItem(Aggregate):
 
     @event("Sold")
     def _sold(self, session_id: str, order_id: str, quantity: int, cause: dict[str, Any]) -> None:
-        del self.reservations[session_id]
+        self.reserved -= self.reservations.pop(session_id)["quantity"]
         self.on_hand -= quantity
 
     def restock(self, allocation_id: str, quantity: int, cause: dict[str, Any]) -> bool:

@@ -21,6 +21,7 @@ Selected by ``APPLICATION_RECORDER_TOPIC`` in the event store's settings (app.co
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -42,13 +43,17 @@ class EventRecorder(PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._select_after = SQL(
-            "SELECT e.originator_id, e.originator_version, e.topic, e.state"
-            " FROM {schema}.{table} e"
-            " JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, after)"
-            " ON e.originator_id = k.id AND e.originator_version > k.after"
-            " ORDER BY e.originator_id, e.originator_version"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        self._select_after = (
+            SQL(
+                "SELECT e.originator_id, e.originator_version, e.topic, e.state"
+                " FROM {schema}.{table} e"
+                " JOIN unnest(%s::text::uuid[], %s::text::bigint[]) AS k(id, after)"
+                " ON e.originator_id = k.id AND e.originator_version > k.after"
+                " ORDER BY e.originator_id, e.originator_version"
+            )
+            .format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+            .as_bytes(None)
+        )
         names = {
             "schema": Identifier(self.datastore.schema),
             "table": Identifier(self.events_table_name),
@@ -57,28 +62,32 @@ class EventRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.append(
             SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{function}("
-                " ids uuid[], versions bigint[], topics text[], states bytea[],"
-                " reference_keys text[], reference_payments text[])"
+                " events jsonb, refs jsonb)"
                 " RETURNS SETOF bigint LANGUAGE plpgsql AS $body$"
                 " BEGIN"
                 "  SET LOCAL lock_timeout = '{lock_timeout}s';"
                 "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
-                "  IF cardinality(reference_keys) > 0 THEN"
+                "  IF jsonb_array_length(refs) > 0 THEN"
                 "   INSERT INTO {schema}.payment_references (provider_reference, payment_id)"
-                "    SELECT * FROM unnest(reference_keys, reference_payments)"
+                "    SELECT r->>0, r->>1 FROM jsonb_array_elements(refs) AS r"
                 "    ON CONFLICT (provider_reference) DO NOTHING;"
                 "  END IF;"
                 "  RETURN QUERY INSERT INTO {schema}.{table} AS t"
                 "   (originator_id, originator_version, topic, state)"
-                "   SELECT * FROM unnest(ids, versions, topics, states)"
+                "   SELECT (e->>0)::uuid, (e->>1)::bigint, e->>2, decode(e->>3, 'hex')"
+                "   FROM jsonb_array_elements(events) WITH ORDINALITY AS x(e, n) ORDER BY n"
                 "   RETURNING t.notification_id;"
                 " END; $body$"
             ).format(lock_timeout=self.datastore.lock_timeout, **names)
         )
-        self._insert = SQL(
-            "SELECT notification_id FROM {schema}.{function}"
-            "(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::text[], %s::text[]) AS notification_id"
-        ).format(**names)
+        self._insert = (
+            SQL(
+                "SELECT notification_id FROM {schema}.{function}"
+                "(%s::text::jsonb, %s::text::jsonb) AS notification_id"
+            )
+            .format(**names)
+            .as_bytes(None)
+        )  # rendered once: psycopg renders a Composed on every execute
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
@@ -86,21 +95,24 @@ class EventRecorder(PostgresApplicationRecorder):
         references = list(kwargs.get("payment_references") or ())
         if not stored_events and not references:
             return []
+        # One JSON text per argument: dumping list parameters is a Python loop per element.
         arguments = (
-            [stored.originator_id for stored in stored_events],
-            [stored.originator_version for stored in stored_events],
-            [stored.topic for stored in stored_events],
-            [stored.state for stored in stored_events],
-            [key for key, _ in references],
-            [payment for _, payment in references],
+            json.dumps(
+                [
+                    [str(stored.originator_id), stored.originator_version, stored.topic, stored.state.hex()]
+                    for stored in stored_events
+                ]
+            ),
+            json.dumps([list(reference) for reference in references]),
         )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._insert, arguments, prepare=True)
             return [row["notification_id"] for row in curs.fetchall()]
 
     def select_events_after(self, after: Sequence[tuple[UUID, int]]) -> Sequence[StoredEvent]:
-        ids = [aggregate_id for aggregate_id, _ in after]
-        versions = [version for _, version in after]
+        # Array literals, as text: dumping a list parameter is a Python loop per element.
+        ids = "{" + ",".join(str(aggregate_id) for aggregate_id, _ in after) + "}"
+        versions = "{" + ",".join(str(version) for _, version in after) + "}"
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._select_after, (ids, versions), prepare=True)
             return [

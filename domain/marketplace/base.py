@@ -85,10 +85,25 @@ class MarketplaceBase(Application[UUID]):
         return self._hot_aggregates
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
-        """The library's save; then the aggregates this process keeps a copy of (.hot) are kept as
-        saved, so its next read of them asks the store only for other processes' events."""
-        recordings = super().save(*objs, **kwargs)
-        self.hot.saved(objs)
+        """Save the aggregates' pending events in one transaction; then the aggregates this process
+        keeps a copy of (.hot) are kept as saved, so its next read of them asks the store only for
+        other processes' events.
+
+        Aggregates go straight to the event store: the library's ``save`` first checks each object
+        against two runtime protocols (``isinstance`` on a Protocol walks its members) for what tally
+        never uses (bare events, snapshots, an aggregate cache, ``notify``); with any of those, the
+        library's ``save`` runs as ever."""
+        aggregates = [obj for obj in objs if obj is not None]
+        if (
+            self.snapshots
+            or self.repository.cache
+            or not all(isinstance(obj, Aggregate) for obj in aggregates)
+        ):
+            recordings = super().save(*objs, **kwargs)
+        else:
+            events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+            recordings = self.events.put(events, **kwargs)
+        self.hot.saved(aggregates)
         return recordings
 
     @property

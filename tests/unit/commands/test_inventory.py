@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.commands import fulfilment
 from app.commands.checkout import confirm_checkout, create_checkout_session
@@ -153,3 +155,47 @@ def test_stock_contention_never_holds_up_a_paid_order(
     assert outcome == "succeeded" and order is not None
     assert len(conflicts) == 3  # SELL_WITH_ORDER_ATTEMPTS, then the order alone, then the sale alone
     assert stock(deps) == (3, 0, 3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["reserve", "release", "sell", "restock"]), st.integers(0, 5), st.integers(1, 4)
+        ),
+        max_size=40,
+    )
+)
+def test_reserved_is_always_the_sum_of_the_open_reservations_also_after_a_replay(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    """``reserved`` is a running total (O(1) per checkout however many sessions hold the SKU):
+    after any sequence, and after replaying the stored events, it is what the reservations add up to."""
+    from eventsourcing.application import project_aggregate
+
+    from domain.inventory import StockItem
+
+    item = StockItem.record("s-1", "mug", 10, make_cause())
+    events = list(item.collect_events())
+    for action, session, quantity in steps:
+        name = f"session-{session}"
+        try:
+            if action == "reserve":
+                item.reserve(name, quantity, LATER, make_cause())
+            elif action == "release":
+                item.release(name, make_cause())
+            elif action == "sell":
+                item.sell(name, f"order-{session}", make_cause())
+            else:
+                item.restock(f"allocation-{session}-{quantity}", quantity, make_cause())
+        except InsufficientStockError:
+            pass
+        events += item.collect_events()
+        assert item.reserved == sum(r["quantity"] for r in item.reservations.values())
+        assert 0 <= item.reserved <= item.on_hand
+    replayed = project_aggregate(None, events)
+    assert (replayed.reserved, replayed.on_hand, replayed.reservations) == (
+        item.reserved,
+        item.on_hand,
+        item.reservations,
+    )
