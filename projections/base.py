@@ -9,16 +9,22 @@ from __future__ import annotations
 import enum
 import gc
 import inspect
+import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, partial
 from operator import itemgetter
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
+import psycopg
 from eventsourcing.utils import get_topic
+from psycopg.copy import FileWriter
 from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:  # pragma: nocover
+    from projections.background import BackgroundWrites
 
 Key = tuple[Any, ...]
 Row = dict[str, Any]
@@ -40,11 +46,15 @@ class RowWriter:
     ``flush()`` before it stores the position, in the same transaction, so rows and position
     still commit together. This is a unit of work for one batch: the ORM's Session does the same
     per object but several times slower than COPY for the bulk of a rebuild.
+
+    With ``background`` (a rebuild's or a verification's replay, on PostgreSQL) ``flush()`` only
+    queues the batch's writes on its thread (projections.background) and returns.
     """
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, background: BackgroundWrites | None = None) -> None:
         self.conn = conn
         self._copy = conn.dialect.name == "postgresql"
+        self._background = background
         self._added: dict[Table, dict[Key, Row]] = {}
         self._read: dict[Table, dict[Key, Row | None]] = {}
         self._updates: dict[Table, dict[Key, Row]] = {}
@@ -52,9 +62,14 @@ class RowWriter:
     # -- rows by primary key ---------------------------------------------------------------
 
     def add(self, table: Table, **values: Any) -> None:
-        key = tuple([values[name] for name in _key_names(table)])
-        added = self._added.setdefault(table, {})
-        if key in added or self._read.get(table, {}).get(key) is not None:
+        # Called for every row of a rebuild (hundreds of thousands): no temporary dicts or lists
+        names = _key_names(table)
+        key = (values[names[0]],) if len(names) == 1 else tuple([values[name] for name in names])
+        added = self._added.get(table)
+        if added is None:
+            added = self._added[table] = {}
+        read = self._read.get(table)
+        if key in added or (read is not None and read.get(key) is not None):
             raise ValueError(f"{table.name}: row {key} added twice")
         added[key] = values
 
@@ -140,11 +155,20 @@ class RowWriter:
         assert driver is not None  # a connection in use always has its psycopg connection
         cursor = driver.cursor()
         try:
-            with cursor.copy(statement) as copy:
+            if self._background is None:
+                with cursor.copy(statement) as copy:
+                    for row in values:
+                        copy.write_row(row)
+                return
+            # COPY's text formatted here, sent by the background thread (which holds the GIL
+            # only between chunks, so this thread computes meanwhile)
+            data = io.BytesIO()
+            with psycopg.Copy(cursor, writer=FileWriter(data)) as formatter:
                 for row in values:
-                    copy.write_row(row)
+                    formatter.write_row(row)
         finally:
             cursor.close()
+        self._background.submit(partial(_send_copy, driver, statement, data.getbuffer()), data.tell())
 
     def _update(self, table: Table, changes: dict[Key, Row]) -> None:
         key_columns = list(table.primary_key.columns)
@@ -159,7 +183,22 @@ class RowWriter:
                 .where(and_(*(c == bindparam(f"key_{c.name}") for c in key_columns)))
                 .values({name: bindparam(name) for name in names})
             )
-            self.conn.execute(statement, batch)
+            if self._background is None:
+                self.conn.execute(statement, batch)
+                continue
+            driver = self.conn.connection.driver_connection
+            sql = str(statement.compile(dialect=self.conn.dialect))
+            self._background.submit(partial(_send_many, driver, sql, batch), 0)
+
+
+def _send_copy(driver: Any, statement: str, data: memoryview) -> None:
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.write(data)
+
+
+def _send_many(driver: Any, statement: str, params: list[Row]) -> None:
+    with driver.cursor() as cursor:
+        cursor.executemany(statement, params)
 
 
 class _Missing(enum.Enum):

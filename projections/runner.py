@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from projections.audit import AuditLogProjection
+from projections.background import BackgroundWrites, background_writes, read_ahead
 from projections.base import Projection, RowWriter, paused_gc
 from projections.invoices import InvoicesProjection
 from projections.notifications import NotificationsProjection
@@ -141,29 +142,77 @@ def apply_notifications(
     """Apply the projection's events among ``notifications`` (after ``after``, up to ``stop``)
     in log order; return how many. ``decoded`` (notification id -> event) is shared by the
     callers that run several projections over one batch, so each event is decoded once."""
+    events = select_events(projection, app, notifications, stop, decoded, after)
+    if events:
+        projection.prepare([event for _, event in events], writer)
+        handle_events(projection, writer, events)
+    return len(events)
+
+
+def select_events(
+    projection: Projection,
+    app: Application,
+    notifications: Sequence[Notification],
+    stop: int | None = None,
+    decoded: dict[int, Any] | None = None,
+    after: int = 0,
+) -> list[tuple[int, Any]]:
+    """(position, event) of the projection's events among ``notifications`` (after ``after``,
+    up to ``stop``), decoded unless it takes them as stored; only those are decoded."""
     wanted = projection.topic_set
     selected = [
         n
         for n in notifications
         if n.id > after and (wanted is None or n.topic in wanted) and (stop is None or n.id <= stop)
     ]
-    if not selected:
-        return 0
-    if projection.decoded:
-        decoded = {} if decoded is None else decoded
-        events = []
-        for n in selected:
-            event = decoded.get(n.id)
-            if event is None:
-                event = decoded[n.id] = app.mapper.to_domain_event(n)
-            events.append((n.id, event))
-    else:
-        events = [(n.id, n) for n in selected]
-    projection.prepare([event for _, event in events], writer)
-    handler = projection.handler
+    if not projection.decoded:
+        return [(n.id, n) for n in selected]
+    decoded = {} if decoded is None else decoded
+    events = []
+    for n in selected:
+        event = decoded.get(n.id)
+        if event is None:
+            event = decoded[n.id] = app.mapper.to_domain_event(n)
+        events.append((n.id, event))
+    return events
+
+
+def handle_events(projection: Projection, writer: RowWriter, events: Sequence[tuple[int, Any]]) -> None:
+    """Apply ``events`` (after ``prepare``) in order."""
+    handlers: dict[type, Callable[[Any, RowWriter, int], None]] = {}
     for position, event in events:
-        handler(type(event))(event, writer, position)
-    return len(events)
+        kind = type(event)
+        handler = handlers.get(kind)
+        if handler is None:
+            handler = handlers[kind] = projection.handler(kind)
+        handler(event, writer, position)
+
+
+def replay_batch(
+    projections: Sequence[Projection],
+    app: Application,
+    conn: Connection,
+    notifications: Sequence[Notification],
+    background: BackgroundWrites | None,
+    decoded: dict[int, Any] | None = None,
+    stops: dict[str, int] | None = None,
+) -> None:
+    """One batch of a replay into ``projections`` (a rebuild's, a verification's; with ``stops``,
+    each only up to its position there): every projection's reads first (``prepare``), then
+    each one's events, its writes queued on ``background`` as soon as it is done, so PostgreSQL
+    stores them while the next one runs."""
+    decoded = {} if decoded is None else decoded
+    work = []
+    for projection in projections:
+        stop = None if stops is None else stops.get(projection.name, 0)
+        events = select_events(projection, app, notifications, stop, decoded)
+        if events:
+            writer = RowWriter(conn, background)
+            projection.prepare([event for _, event in events], writer)
+            work.append((projection, writer, events))
+    for projection, writer, events in work:
+        handle_events(projection, writer, events)
+        writer.flush()
 
 
 class CatchUpFailed(Exception):
@@ -366,12 +415,9 @@ def rebuild(
             projection.reset(conn)
         head = app.recorder.max_notification_id() or 0
         position = 0
-        for batch in read_batches(app, 0, head, batch_size, union_topics(chosen)):
-            decoded: dict[int, Any] = {}
-            for projection in chosen:
-                writer = RowWriter(conn)
-                apply_notifications(projection, app, writer, batch, decoded=decoded)
-                writer.flush()
+        background = stack.enter_context(background_writes(conn))
+        for batch in read_ahead(read_batches(app, 0, head, batch_size, union_topics(chosen))):
+            replay_batch(chosen, app, conn, batch, background)
             read += len(batch)
             if progress is not None:
                 progress(batch[-1].id - position)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: nocover
     from sqlalchemy.engine import Connection
 
     from domain.services import Marketplace
+    from projections.background import BackgroundWrites
 
 ENTRY_TYPES: dict[str, type[Entry]] = {
     "payments": PaymentEntry,
@@ -60,10 +61,10 @@ class PagedBooks(Books):
         for kind, entry_type in ENTRY_TYPES.items()
     }
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, background: BackgroundWrites | None = None) -> None:
         super().__init__()
         self.conn = conn
-        self._writer = RowWriter(conn)
+        self._writer = RowWriter(conn, background)
         self._paged_in: dict[tuple[str, str], str] = {}  # (kind, id) -> the entry as stored
 
     def _entries(self, kind: str) -> dict[str, Any]:

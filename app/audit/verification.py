@@ -3,7 +3,7 @@ the re-run of one settlement from the books before it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from datetime import datetime
@@ -19,8 +19,9 @@ from app.audit.chain import ChainCheck, SqlChainCheck, iter_audit_rows
 from app.audit.fees import FeeCheck, FeeRule
 from app.audit.payable import PayableCheck, payable_then
 from app.audit.report import Report, unreplayable
+from projections.background import BackgroundWrites, background_writes, read_ahead
 from projections.base import RowWriter, paused_gc
-from projections.runner import PROJECTIONS, apply_notifications, catch_up, read_batches
+from projections.runner import PROJECTIONS, apply_notifications, catch_up, read_batches, replay_batch
 from projections.shadow import Shadow
 from projections.tables import audit_log, projection_positions
 
@@ -156,64 +157,40 @@ def _replay(
     checks: list[PayableCheck | FeeCheck] | None = None,
 ) -> None:
     """verify's pass over the log (and, at the end, its comparisons), on its transaction."""
-    books = PagedBooks(conn)
-    shadow = Shadow(
-        conn,
-        [table for projection in projections for table in projection.tables] + list(books.TABLES.values()),
-    )
-    if shadow.postgres:  # the comparison hashes whole tables: the default 4 MB spills them to disk
-        conn.exec_driver_sql(f"SET LOCAL work_mem = '{limits.COMPARE_WORK_MEM}'")
-    shadow.create()
-    for projection in projections:
-        projection.reset(conn)
-    live = list(projections)
-    for batch in read_batches(app, 0, head, limits.REPLAY_BATCH):
-        decoded: dict[int, Any] = {}
-        for notification in batch:
-            if chain_check is not None:
-                chain_check.feed(notification)
-            try:
-                decoded[notification.id] = app.mapper.to_domain_event(notification)
-            except Exception as error:  # noqa: BLE001  an edited event: report it, go on
-                unreplayable(
-                    report,
-                    notification.originator_id,
-                    notification.originator_version,
-                    notification.topic.split(":", 1)[-1],
-                    error,
-                )
-        books.page_in(decoded.values())
-        for event in decoded.values():
-            try:
-                books.fold(event, report)
-                for check in checks or ():
-                    check.feed(event, report)
-            except Exception as error:  # noqa: BLE001  one that an edited or missing event breaks
-                unreplayable(
-                    report, event.originator_id, event.originator_version, type(event).__qualname__, error
-                )
-        books.page_out(report)
-        for projection in list(live):
-            writer = RowWriter(conn)
-            try:
-                # PostgreSQL aborts the whole transaction on an error: contain it in a savepoint.
-                with conn.begin_nested() if shadow.postgres else nullcontext():
-                    apply_notifications(
-                        projection, app, writer, batch, positions.get(projection.name, 0), decoded
+    with background_writes(conn) as background:
+        books = PagedBooks(conn, background)
+        shadow = Shadow(
+            conn,
+            [table for projection in projections for table in projection.tables]
+            + list(books.TABLES.values()),
+            unlogged=True,
+        )
+        if shadow.postgres:  # the comparison hashes whole tables: the default 4 MB spills them to disk
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{limits.COMPARE_WORK_MEM}'")
+        shadow.create()
+        for projection in projections:
+            projection.reset(conn)
+        live = list(projections)
+        for batch in read_ahead(read_batches(app, 0, head, limits.REPLAY_BATCH)):
+            decoded = _decode(app, batch, chain_check, report)
+            books.page_in(decoded.values())
+            for event in decoded.values():
+                try:
+                    books.fold(event, report)
+                    for check in checks or ():
+                        check.feed(event, report)
+                except Exception as error:  # noqa: BLE001  one that an edited or missing event breaks
+                    unreplayable(
+                        report, event.originator_id, event.originator_version, type(event).__qualname__, error
                     )
-                    writer.flush()
-            except (OperationalError, InterfaceError):  # the database, not the log: the run fails
-                raise
-            except Exception as error:  # noqa: BLE001  a log that no longer replays (edited events)
-                first_line = (str(error).splitlines() or [""])[0][:300]
-                report.breach(
-                    f"read model {projection.name}: cannot be rebuilt from the event log: "
-                    f"{type(error).__name__}: {first_line}"
-                )
-                live.remove(projection)
-        if progress is not None:
-            progress("replay", len(batch))
-    books.finish(report)
+            if background is None or not _replay_together(
+                app, conn, live, batch, positions, decoded, background
+            ):
+                _replay_apart(app, conn, live, batch, positions, decoded, report)
+            books.page_out(report)
+            if progress is not None:
+                progress("replay", len(batch))
+        books.finish(report)
     for projection in live:
         rows = 0
         for table in projection.tables:
@@ -228,6 +205,82 @@ def _replay(
             if progress is not None:
                 progress("compare", 1)
         report.checked[f"read model {projection.name}"] = rows
+
+
+def _decode(
+    app: Marketplace, batch: Sequence[Any], chain_check: ChainCheck | None, report: Report
+) -> dict[int, Any]:
+    decoded: dict[int, Any] = {}
+    for notification in batch:
+        if chain_check is not None:
+            chain_check.feed(notification)
+        try:
+            decoded[notification.id] = app.mapper.to_domain_event(notification)
+        except Exception as error:  # noqa: BLE001  an edited event: report it, go on
+            unreplayable(
+                report,
+                notification.originator_id,
+                notification.originator_version,
+                notification.topic.split(":", 1)[-1],
+                error,
+            )
+    return decoded
+
+
+def _replay_together(
+    app: Marketplace,
+    conn: Connection,
+    live: list[Any],
+    batch: Sequence[Any],
+    positions: dict[str, int],
+    decoded: dict[int, Any],
+    background: BackgroundWrites,
+) -> bool:
+    """The batch into every read model under ONE savepoint, their rows stored in the background
+    (projections.runner.replay_batch); False when something failed: then the savepoint is rolled
+    back, for ``_replay_apart`` to find which (a log that replays is the common case)."""
+    savepoint = conn.begin_nested()
+    try:
+        replay_batch(live, app, conn, batch, background, decoded, positions)
+        background.wait()
+    except (OperationalError, InterfaceError):  # the database, not the log: the run fails
+        raise
+    except Exception:  # noqa: BLE001  _replay_apart reports it
+        background.discard()
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
+
+
+def _replay_apart(
+    app: Marketplace,
+    conn: Connection,
+    live: list[Any],
+    batch: Sequence[Any],
+    positions: dict[str, int],
+    decoded: dict[int, Any],
+    report: Report,
+) -> None:
+    """The batch into each read model in turn, under a savepoint of its own on PostgreSQL (which
+    aborts the whole transaction on an error); one that fails is reported and left out."""
+    for projection in list(live):
+        writer = RowWriter(conn)
+        try:
+            with conn.begin_nested() if conn.dialect.name == "postgresql" else nullcontext():
+                apply_notifications(
+                    projection, app, writer, batch, positions.get(projection.name, 0), decoded
+                )
+                writer.flush()
+        except (OperationalError, InterfaceError):  # the database, not the log: the run fails
+            raise
+        except Exception as error:  # noqa: BLE001  a log that no longer replays (edited events)
+            first_line = (str(error).splitlines() or [""])[0][:300]
+            report.breach(
+                f"read model {projection.name}: cannot be rebuilt from the event log: "
+                f"{type(error).__name__}: {first_line}"
+            )
+            live.remove(projection)
 
 
 def recompute_settlement(
@@ -250,7 +303,7 @@ def recompute_settlement(
     # in the length of the log, as in verify).
     with paused_gc(), engine.connect() as conn, conn.begin() as transaction:
         books = PagedBooks(conn)
-        Shadow(conn, list(books.TABLES.values())).create()
+        Shadow(conn, list(books.TABLES.values()), unlogged=True).create()
         books.replay(app, notification_id - 1)
         for allocation_id, a in books.allocations_of(settlement.seller_id, settlement.currency):
             due = a.settled_by is None and a.created_at.date() <= end.date()
