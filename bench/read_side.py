@@ -398,7 +398,7 @@ def report(config: Config, command: str, results: Results, started: float, load:
         rb = results.rebuild
         ratio = rb["rate"] / raw_rate
         say(
-            f"(a2) full rebuild, all 6 models {rb['rate']:>10,.0f} events/s   ({rb['seconds']:.1f} s)  "
+            f"(a2) full rebuild, all models  {rb['rate']:>10,.0f} events/s   ({rb['seconds']:.1f} s)  "
             f"ratio {ratio:.3f}  target >= {config.rebuild_target:.2f}: "
             f"{verdict(ratio, config.rebuild_target)}"
         )
