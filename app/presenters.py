@@ -81,8 +81,10 @@ def order_view(
     return document
 
 
-# Kept with a session for tally's own use, not part of the contract.
-SESSION_INTERNALS = frozenset({"expires_at_epoch", "granularity", "attempt", "reserved"})
+# Kept with a session for tally's own use, not part of the contract. ``next_action`` answers a
+# retried confirm of a payment awaiting the customer (the confirm's 202 shows it, as the contract
+# says); the session itself does not, since it outlives the action (a failed payment reopens it).
+SESSION_INTERNALS = frozenset({"expires_at_epoch", "granularity", "attempt", "reserved", "next_action"})
 
 
 def fulfilment_parts(fulfilments: dict[str, Fulfilment | None]) -> dict[str, dict[str, Any]]:
