@@ -40,6 +40,13 @@ class Text(fields.String):
         return text
 
 
+# At least one character that is neither a space nor a control character, by Python's measure
+# (``str.strip``) and by JSON Schema's (ECMA-262 ``\s``) alike: the class names what either counts.
+NOT_BLANK = validate.Regexp(
+    r"^[^\u0000]*[^\s\u0000-\u001f\u007f-\u009f\ufeff][^\u0000]*$",
+    error="Must contain a character other than spaces and control characters.",
+)
+
 SUBJECT = validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$", error="1-64 characters of [A-Za-z0-9_.:-]")
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from app.schemas.checkout import LineItemSchema
-from app.schemas.common import Amount, StrictSchema, Text
+from app.schemas.common import NOT_BLANK, Amount, StrictSchema, Text
 
 FULFILLMENT_STATUSES = ["placed", "accepted", "shipped", "delivered", "cancelled"]
 
 
 class ShipmentRequestSchema(StrictSchema):
-    carrier = Text(required=True, validate=validate.Length(1, 100))
-    tracking_number = Text(required=True, validate=validate.Length(1, 100))
+    carrier = Text(required=True, validate=[validate.Length(1, 100), NOT_BLANK])
+    tracking_number = Text(required=True, validate=[validate.Length(1, 100), NOT_BLANK])
 
 
 class CancelRequestSchema(StrictSchema):
